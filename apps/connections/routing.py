@@ -1,0 +1,3 @@
+"""WebSocket routes, mounted by config.asgi."""
+
+websocket_urlpatterns: list = []

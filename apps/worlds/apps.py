@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class WorldsConfig(AppConfig):
+    name = "apps.worlds"
+    label = "worlds"

@@ -1,0 +1,7 @@
+"""The REST management API under /api/v1/: each app contributes its routes here."""
+
+from django.urls import include, path  # noqa: F401  (apps add include(...) lines)
+
+app_name = "api"
+
+urlpatterns: list = []

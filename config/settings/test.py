@@ -1,0 +1,12 @@
+"""Settings for the test suite: the embedded defaults unless DATABASE_URL/REDIS_URL say otherwise."""
+
+from .base import *  # noqa: F403
+from .base import env
+
+SECRET_KEY = env("DJANGO_SECRET_KEY", default="test-only-insecure-key-0123456789abcdef")
+DEBUG = False
+ALLOWED_HOSTS = ["localhost", "127.0.0.1", "testserver"]
+STAGEHAND_ENVIRONMENT = env("STAGEHAND_ENVIRONMENT", default="test")
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+LOGGING["root"]["level"] = "WARNING"  # noqa: F405

@@ -1,0 +1,103 @@
+import json
+import subprocess
+import sys
+from io import StringIO
+
+import pytest
+from django.conf import settings
+from django.core.management import CommandError, call_command
+
+
+def run_info(*args: str) -> str:
+    out = StringIO()
+    call_command("info", *args, stdout=out)
+    return out.getvalue()
+
+
+@pytest.mark.django_db
+def test_info_lists_versions_label_and_components():
+    output = run_info()
+    assert "Django" in output and "Celery" in output and "Channels" in output
+    assert f"{settings.STAGEHAND_COMMIT}.{settings.STAGEHAND_ENVIRONMENT}" in output
+    for component in ("database", "cache", "channel layer", "broker", "storage"):
+        assert component in output
+    assert "All configured components answer." in output
+
+
+@pytest.mark.django_db
+def test_info_json_is_parseable_and_ok():
+    data = json.loads(run_info("--json"))
+    assert data["ok"] is True
+    assert data["deploy_label"] == "unknown.test"
+    statuses = {c["name"]: c["status"] for c in data["components"]}
+    assert statuses["database"] == "OK"
+    assert statuses["cache"] == "OK"
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+@pytest.mark.django_db
+def test_info_on_postgres_and_redis_shows_ok_rows():
+    data = json.loads(run_info("--json"))
+    rows = {c["name"]: c for c in data["components"]}
+    assert rows["database"]["backend"] == "postgresql"
+    assert rows["database"]["status"] == "OK"
+    assert rows["cache"]["backend"] == "RedisCache"
+    assert rows["cache"]["status"] == "OK"
+    assert rows["channel layer"]["backend"] == "RedisChannelLayer"
+    assert rows["channel layer"]["status"] == "OK"
+
+
+@pytest.mark.django_db
+def test_info_never_prints_the_database_password(base_env):
+    env = {
+        **base_env,
+        "DJANGO_SETTINGS_MODULE": "config.settings.test",
+        "DATABASE_URL": "postgres://someone:hunter2secret@127.0.0.1:1/nowhere",
+        "REDIS_URL": "",
+    }
+    result = subprocess.run(
+        [sys.executable, "manage.py", "info"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "hunter2secret" not in result.stdout + result.stderr
+    assert "database" in result.stdout and "FAIL" in result.stdout
+
+
+def test_info_with_unreachable_redis_fails_clearly(base_env, tmp_path):
+    env = {
+        **base_env,
+        "DJANGO_SETTINGS_MODULE": "config.settings.test",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        "REDIS_URL": "redis://127.0.0.1:1/0",
+    }
+    result = subprocess.run(
+        [sys.executable, "manage.py", "info"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    cache_row = next(
+        line for line in result.stdout.splitlines() if line.startswith("cache")
+    )
+    assert "FAIL" in cache_row and "Connection" in cache_row
+    assert "did not answer" in result.stderr
+
+
+@pytest.mark.django_db
+def test_info_exit_code_is_nonzero_when_a_component_fails(settings):
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": "redis://127.0.0.1:1/0",
+        }
+    }
+    with pytest.raises(CommandError, match="cache did not answer") as raised:
+        run_info()
+    assert raised.value.returncode == 2
