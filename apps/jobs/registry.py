@@ -1,0 +1,66 @@
+"""The job registry: named, schedulable administrative tasks.
+
+An app declares a job next to its services::
+
+    from apps.jobs.registry import job
+
+    @job("backup", "Back the database up to the configured storage.")
+    def backup_job(database: str = "default") -> str:
+        return services.backup(database=database).name
+
+Each job is also a Celery task named ``stagehand.<name>``, so it can run in the shell
+(``jobs run``), on a worker (``jobs run -d``) or from Celery Beat (``jobs schedule``).
+Job modules are imported by Celery's autodiscovery of each app's ``tasks.py`` and by
+``JobsConfig.ready``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from celery import shared_task
+
+TASK_PREFIX = "stagehand."
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    description: str
+    func: Callable[..., Any]
+    task: Any
+
+    @property
+    def task_name(self) -> str:
+        return TASK_PREFIX + self.name
+
+
+REGISTRY: dict[str, Job] = {}
+
+
+def job(name: str, description: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Register ``func`` as the job ``name`` and as the Celery task ``stagehand.<name>``."""
+
+    def decorator(func: Callable[..., Any]) -> Callable[..., Any]:
+        if name in REGISTRY and REGISTRY[name].func is not func:
+            raise ValueError(f"job {name!r} is registered twice")
+
+        @shared_task(name=TASK_PREFIX + name)
+        def task(*args: Any, **kwargs: Any) -> Any:
+            return func(*args, **kwargs)
+
+        REGISTRY[name] = Job(name=name, description=description, func=func, task=task)
+        return func
+
+    return decorator
+
+
+def get_job(name: str) -> Job:
+    """Return the registered job ``name``; KeyError when there is none."""
+    return REGISTRY[name]
+
+
+def all_jobs() -> list[Job]:
+    return [REGISTRY[name] for name in sorted(REGISTRY)]
