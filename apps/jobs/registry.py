@@ -40,7 +40,9 @@ class Job:
 REGISTRY: dict[str, Job] = {}
 
 
-def job(name: str, description: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def job(
+    name: str, description: str
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register ``func`` as the job ``name`` and as the Celery task ``stagehand.<name>``."""
 
     def decorator(func: Callable[..., Any]) -> Callable[..., Any]:
