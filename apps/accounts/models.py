@@ -27,6 +27,16 @@ class User(AbstractUser):
     traits = models.JSONField(default=list, blank=True)
     profile = models.JSONField(default=dict, blank=True)
     deleted_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    # Attendees belong to one world and are known by the ``uid`` of their token;
+    # operators have no world.
+    world = models.ForeignKey(
+        "worlds.World",
+        null=True,
+        blank=True,
+        related_name="attendees",
+        on_delete=models.CASCADE,
+    )
+    token_id = models.CharField(max_length=200, blank=True, default="")
 
     objects = UserManager()
 
@@ -40,6 +50,11 @@ class User(AbstractUser):
                 condition=~models.Q(email=""),
                 name="accounts_user_email_ci_unique",
                 violation_error_message="A user with this email address already exists.",
+            ),
+            models.UniqueConstraint(
+                fields=["world", "token_id"],
+                condition=models.Q(world__isnull=False),
+                name="accounts_user_world_token_id_unique",
             ),
         ]
 

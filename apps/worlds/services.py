@@ -1,0 +1,824 @@
+"""Worlds: creating, cloning, importing and exporting them, and their access tokens.
+
+Management commands, the admin, the REST API, the WebSocket consumer and other apps
+all call these functions; none of them touches the models' rules directly.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import json
+import re
+import secrets
+import string
+import uuid
+import zoneinfo
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import jwt
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from .models import WORLD_ID_RE, Room, World
+
+DEFAULT_ISSUER = "any"
+DEFAULT_AUDIENCE = "stagehand"
+SECRET_LENGTH = 64
+# RFC 7518 §3.2: an HS256 key shorter than the hash output is weak (PyJWT warns too).
+MIN_SECRET_LENGTH = 32
+TOKEN_ALGORITHM = "HS256"
+
+# A new world lets every token holder in; moderator and admin are granted by traits.
+DEFAULT_ROLES: dict[str, list[str]] = {
+    "attendee": ["world:view", "room:view", "room:chat.read", "room:chat.send"],
+    "moderator": [
+        "world:view",
+        "world:announce",
+        "room:view",
+        "room:chat.read",
+        "room:chat.send",
+        "room:chat.moderate",
+    ],
+    "admin": [
+        "world:view",
+        "world:update",
+        "world:users.manage",
+        "world:connections.unlimited",
+        "room:view",
+        "room:chat.read",
+        "room:chat.send",
+        "room:chat.moderate",
+        "room:update",
+        "room:delete",
+    ],
+}
+DEFAULT_TRAIT_GRANTS: dict[str, list[Any]] = {
+    "attendee": [],
+    "moderator": ["moderator"],
+    "admin": ["admin"],
+}
+
+# The world-config format (venueless): the keys each part may have.
+WORLD_FIELDS = (
+    "domain",
+    "locale",
+    "timezone",
+)  # world keys that are columns, not config
+ROOM_COLUMNS = (
+    "id",
+    "name",
+    "description",
+    "sorting_priority",
+    "trait_grants",
+    "modules",
+)
+# Room keys venueless knows that Stagehand keeps verbatim in Room.extra.
+ROOM_EXTRA_KEYS = (
+    "picture",
+    "pretalx_id",
+    "force_join",
+    "hidden",
+    "sidebar_hidden",
+    "setup_complete",
+)
+# Top-level sections without a model here: kept in World.extra, exported unchanged.
+PASSTHROUGH_SECTIONS = ("exhibitors", "polls", "questions", "schedule", "announcements")
+TOP_LEVEL_KEYS = ("world", "roles", "trait_grants", "rooms") + PASSTHROUGH_SECTIONS
+
+DOMAIN_RE = re.compile(
+    r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*"
+    r"(?::[0-9]{1,5})?$"
+)
+
+
+class WorldNotFound(LookupError):
+    """No world with that id, or it is soft-deleted."""
+
+
+class WorldError(ValueError):
+    """A world cannot be created or changed as asked; the message says why."""
+
+
+class TokenError(Exception):
+    """A token was refused; ``code`` is one of ``auth.*_token``."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass
+class ConfigError(ValueError):
+    """A world config is invalid; ``problems`` are ``(json_path, message)`` pairs."""
+
+    problems: list[tuple[str, str]] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        return "\n".join(f"{path}: {message}" for path, message in self.problems)
+
+
+# Looking worlds up
+# ------------------------------------------------------------------------------
+
+
+def get_world(world_id: str) -> World:
+    """Return the live world ``world_id``; WorldNotFound if unknown or soft-deleted."""
+    try:
+        return World.objects.alive().get(pk=world_id)
+    except World.DoesNotExist:
+        raise WorldNotFound(f"No world {world_id!r}.") from None
+
+
+def list_worlds(include_deleted: bool = False) -> list[World]:
+    """Return the worlds ordered by id, soft-deleted ones only when asked."""
+    qs = World.objects.all() if include_deleted else World.objects.alive()
+    return list(qs.order_by("id"))
+
+
+def world_summary(world: World) -> dict[str, Any]:
+    """Return a world as plain data without secrets (for listings and the API)."""
+    return {
+        "id": world.id,
+        "title": world.title,
+        "domain": world.domain,
+        "url": world.url,
+        "locale": world.locale,
+        "timezone": world.timezone,
+        "created_at": world.created_at.isoformat() if world.created_at else None,
+        "deleted_at": world.deleted_at.isoformat() if world.deleted_at else None,
+    }
+
+
+# Validation of single values
+# ------------------------------------------------------------------------------
+
+
+def check_world_id(world_id: str) -> str | None:
+    """Return what is wrong with ``world_id`` as a new world's id, or None."""
+    if not world_id:
+        return "The world ID is empty."
+    if len(world_id) > 50:
+        return "The world ID is longer than 50 characters."
+    if not re.match(WORLD_ID_RE, world_id):
+        return (
+            f"The world ID {world_id!r} may only contain lowercase letters and "
+            "digits, such as 'harborconf2027'."
+        )
+    return None
+
+
+def normalize_domain(domain: str) -> str:
+    return domain.strip().lower().rstrip("/")
+
+
+def check_domain(domain: str) -> str | None:
+    """Return what is wrong with ``domain`` (a host name, optionally with a port)."""
+    if not domain:
+        return "The domain is empty."
+    if "://" in domain or "/" in domain:
+        return (
+            f"The domain {domain!r} must be a host name only, such as "
+            "'events.example.org' (no scheme, no path)."
+        )
+    if len(domain) > 250 or not DOMAIN_RE.match(domain):
+        return (
+            f"The domain {domain!r} is not a valid host name, such as "
+            "'events.example.org' or 'localhost:8000'."
+        )
+    return None
+
+
+def check_new_world(world_id: str, domain: str) -> list[str]:
+    """Return every reason a new world with this id and domain cannot be created."""
+    problems = []
+    problem = check_world_id(world_id)
+    if problem:
+        problems.append(problem)
+    elif World.objects.filter(pk=world_id).exists():
+        problems.append(
+            f"A world with the ID {world_id!r} already exists; choose another ID "
+            "(list_worlds --all shows the taken ones)."
+        )
+    problem = check_domain(domain)
+    if problem:
+        problems.append(problem)
+    elif World.objects.filter(domain=domain).exists():
+        problems.append(
+            f"The domain {domain!r} is already used by world "
+            f"{World.objects.get(domain=domain).id!r}; choose another domain."
+        )
+    return problems
+
+
+def new_secret() -> str:
+    alphabet = string.ascii_letters + string.digits
+    return "".join(secrets.choice(alphabet) for _ in range(SECRET_LENGTH))
+
+
+def default_jwt_secrets() -> list[dict[str, str]]:
+    return [
+        {"issuer": DEFAULT_ISSUER, "audience": DEFAULT_AUDIENCE, "secret": new_secret()}
+    ]
+
+
+# Creating, cloning, deleting
+# ------------------------------------------------------------------------------
+
+
+def create_world(world_id: str, title: str, domain: str) -> World:
+    """Create a world with default roles and one fresh JWT secret.
+
+    Raise WorldError (with every problem) when the id or domain is invalid or taken.
+    """
+    domain = normalize_domain(domain)
+    problems = check_new_world(world_id, domain)
+    if not title.strip():
+        problems.append("The title is empty.")
+    if problems:
+        raise WorldError(" ".join(problems))
+    try:
+        with transaction.atomic():
+            return World.objects.create(
+                id=world_id,
+                title=title.strip(),
+                domain=domain,
+                config={"JWT_secrets": default_jwt_secrets()},
+                roles=copy.deepcopy(DEFAULT_ROLES),
+                trait_grants=copy.deepcopy(DEFAULT_TRAIT_GRANTS),
+            )
+    except IntegrityError as exc:  # created concurrently since the check
+        raise WorldError(
+            f"A world with the ID {world_id!r} or domain {domain!r} already exists."
+        ) from exc
+
+
+def clone_world(
+    source: World, world_id: str, title: str, domain: str, new_secrets: bool = False
+) -> World:
+    """Copy ``source``'s settings and live rooms into a new world; no users, no content.
+
+    ``new_secrets`` replaces the JWT secrets with one fresh default secret, so tokens
+    of the source world do not open the clone.
+    """
+    domain = normalize_domain(domain)
+    problems = check_new_world(world_id, domain)
+    if not title.strip():
+        problems.append("The title is empty.")
+    if problems:
+        raise WorldError(" ".join(problems))
+    config = copy.deepcopy(source.config)
+    if new_secrets:
+        config["JWT_secrets"] = default_jwt_secrets()
+    try:
+        with transaction.atomic():
+            world = World.objects.create(
+                id=world_id,
+                title=title.strip(),
+                domain=domain,
+                config=config,
+                roles=copy.deepcopy(source.roles),
+                trait_grants=copy.deepcopy(source.trait_grants),
+                extra=copy.deepcopy(source.extra),
+                locale=source.locale,
+                timezone=source.timezone,
+            )
+            Room.objects.bulk_create(
+                Room(
+                    world=world,
+                    import_id=room.import_id,
+                    name=room.name,
+                    description=room.description,
+                    sorting_priority=room.sorting_priority,
+                    modules=copy.deepcopy(room.modules),
+                    trait_grants=copy.deepcopy(room.trait_grants),
+                    extra=copy.deepcopy(room.extra),
+                )
+                for room in source.rooms.filter(deleted_at__isnull=True)
+            )
+    except IntegrityError as exc:
+        raise WorldError(
+            f"A world with the ID {world_id!r} or domain {domain!r} already exists."
+        ) from exc
+    return world
+
+
+def deletion_counts(world: World) -> dict[str, int]:
+    """Return how many rows go with ``world`` when it is purged."""
+    return {
+        "worlds": 1,
+        "rooms": world.rooms.count(),
+        "attendees": world.attendees.count(),
+    }
+
+
+def delete_world(world: World) -> dict[str, int]:
+    """Soft-delete ``world`` (the purge job removes it later); return the counts."""
+    counts = deletion_counts(world)
+    # Conditional update: deleting twice, or concurrently, changes nothing.
+    World.objects.filter(pk=world.pk, deleted_at__isnull=True).update(
+        deleted_at=timezone.now(), updated_at=timezone.now()
+    )
+    world.refresh_from_db()
+    return counts
+
+
+def purge_deleted_worlds(older_than: dt.timedelta = dt.timedelta(0)) -> int:
+    """Delete worlds soft-deleted more than ``older_than`` ago, with rooms and
+    attendees; return how many worlds went."""
+    cutoff = timezone.now() - older_than
+    doomed = World.objects.filter(deleted_at__isnull=False, deleted_at__lte=cutoff)
+    count = doomed.count()
+    with transaction.atomic():
+        doomed.delete()
+    return count
+
+
+# Config import and export
+# ------------------------------------------------------------------------------
+
+
+def _type_name(value: Any) -> str:
+    return {
+        dict: "an object",
+        list: "a list",
+        str: "a string",
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        type(None): "null",
+    }.get(type(value), type(value).__name__)
+
+
+def _check_trait_grants(value: Any, path: str, problems: list[tuple[str, str]]) -> None:
+    if not isinstance(value, dict):
+        problems.append((path, f"must be an object, not {_type_name(value)}"))
+        return
+    for role, grants in value.items():
+        here = f"{path}.{role}"
+        if not isinstance(grants, list):
+            problems.append((here, f"must be a list, not {_type_name(grants)}"))
+            continue
+        for i, grant in enumerate(grants):
+            if isinstance(grant, str):
+                continue
+            if isinstance(grant, list) and all(isinstance(t, str) for t in grant):
+                continue
+            problems.append(
+                (f"{here}[{i}]", "must be a trait or a list of traits (any of them)")
+            )
+
+
+def validate_config(data: Any) -> list[tuple[str, str]]:
+    """Return every problem of a world-config document as (JSON path, message)."""
+    problems: list[tuple[str, str]] = []
+    if not isinstance(data, dict):
+        return [("$", f"must be an object, not {_type_name(data)}")]
+    for key in data:
+        if key not in TOP_LEVEL_KEYS:
+            problems.append(
+                (
+                    f"$.{key}",
+                    f"unknown key; expected one of {', '.join(TOP_LEVEL_KEYS)}",
+                )
+            )
+
+    world = data.get("world")
+    if "world" not in data:
+        problems.append(("$.world", "is missing"))
+    elif not isinstance(world, dict):
+        problems.append(("$.world", f"must be an object, not {_type_name(world)}"))
+    else:
+        world_id = world.get("id")
+        if not isinstance(world_id, str):
+            problems.append(("$.world.id", "is missing or not a string"))
+        else:
+            problem = check_world_id(world_id)
+            if problem:
+                problems.append(("$.world.id", problem))
+        title = world.get("title")
+        if not isinstance(title, str) or not title.strip():
+            problems.append(("$.world.title", "is missing or not a non-empty string"))
+        if world.get("domain") is not None:
+            domain = world["domain"]
+            problem = (
+                check_domain(domain)
+                if isinstance(domain, str)
+                else f"must be a string, not {_type_name(domain)}"
+            )
+            if problem:
+                problems.append(("$.world.domain", problem))
+        if "locale" in world and (
+            not isinstance(world["locale"], str) or not world["locale"]
+        ):
+            problems.append(("$.world.locale", "must be a non-empty string"))
+        if "timezone" in world:
+            tz = world["timezone"]
+            try:
+                if not isinstance(tz, str):
+                    raise ValueError
+                zoneinfo.ZoneInfo(tz)
+            except (ValueError, zoneinfo.ZoneInfoNotFoundError):
+                problems.append(
+                    ("$.world.timezone", f"{tz!r} is not a time zone, such as 'UTC'")
+                )
+        _check_jwt_secrets(world, problems)
+        if "connection_limit" in world and (
+            not isinstance(world["connection_limit"], int)
+            or isinstance(world["connection_limit"], bool)
+            or world["connection_limit"] < 0
+        ):
+            problems.append(
+                ("$.world.connection_limit", "must be a whole number, 0 or more")
+            )
+        if "profile_fields" in world and not isinstance(world["profile_fields"], list):
+            problems.append(("$.world.profile_fields", "must be a list"))
+
+    roles = data.get("roles", {})
+    if not isinstance(roles, dict):
+        problems.append(("$.roles", f"must be an object, not {_type_name(roles)}"))
+    else:
+        for role, permissions in roles.items():
+            if not isinstance(permissions, list) or not all(
+                isinstance(p, str) for p in permissions
+            ):
+                problems.append((f"$.roles.{role}", "must be a list of permissions"))
+
+    _check_trait_grants(data.get("trait_grants", {}), "$.trait_grants", problems)
+
+    rooms = data.get("rooms", [])
+    if not isinstance(rooms, list):
+        problems.append(("$.rooms", f"must be a list, not {_type_name(rooms)}"))
+        rooms = []
+    seen: dict[str, int] = {}
+    for i, room in enumerate(rooms):
+        _check_room(room, f"$.rooms[{i}]", i, seen, problems)
+    return problems
+
+
+def _check_jwt_secrets(world: dict, problems: list[tuple[str, str]]) -> None:
+    if "JWT_secrets" not in world:
+        return
+    entries = world["JWT_secrets"]
+    if not isinstance(entries, list):
+        problems.append(
+            ("$.world.JWT_secrets", f"must be a list, not {_type_name(entries)}")
+        )
+        return
+    for i, entry in enumerate(entries):
+        path = f"$.world.JWT_secrets[{i}]"
+        if not isinstance(entry, dict):
+            problems.append((path, f"must be an object, not {_type_name(entry)}"))
+            continue
+        for key in ("issuer", "audience", "secret"):
+            if not isinstance(entry.get(key), str) or not entry[key]:
+                problems.append((f"{path}.{key}", "is missing or not a string"))
+        for key in entry:
+            if key not in ("issuer", "audience", "secret"):
+                problems.append(
+                    (f"{path}.{key}", "unknown key; expected issuer, audience, secret")
+                )
+        secret = entry.get("secret")
+        if isinstance(secret, str) and secret and len(secret) < MIN_SECRET_LENGTH:
+            problems.append(
+                (
+                    f"{path}.secret",
+                    f"is {len(secret)} characters; an HS256 secret needs at least "
+                    f"{MIN_SECRET_LENGTH}",
+                )
+            )
+
+
+def _check_room(
+    room: Any,
+    path: str,
+    index: int,
+    seen: dict[str, int],
+    problems: list[tuple[str, str]],
+) -> None:
+    if not isinstance(room, dict):
+        problems.append((path, f"must be an object, not {_type_name(room)}"))
+        return
+    for key in room:
+        if key not in ROOM_COLUMNS + ROOM_EXTRA_KEYS:
+            problems.append(
+                (
+                    f"{path}.{key}",
+                    "unknown key; expected one of "
+                    + ", ".join(ROOM_COLUMNS + ROOM_EXTRA_KEYS),
+                )
+            )
+    room_id = room.get("id")
+    if isinstance(room_id, int) and not isinstance(room_id, bool):
+        room_id = str(room_id)
+    if not isinstance(room_id, str) or not room_id:
+        problems.append((f"{path}.id", "is missing or not a string"))
+    elif len(room_id) > 100:
+        problems.append((f"{path}.id", "is longer than 100 characters"))
+    elif room_id in seen:
+        problems.append(
+            (f"{path}.id", f"{room_id!r} is also the id of $.rooms[{seen[room_id]}]")
+        )
+    else:
+        seen[room_id] = index
+    name = room.get("name")
+    if not isinstance(name, str) or not name.strip():
+        problems.append((f"{path}.name", "is missing or not a non-empty string"))
+    if "description" in room and not isinstance(room["description"], str | None):
+        problems.append((f"{path}.description", "must be a string"))
+    priority = room.get("sorting_priority", 0)
+    if not isinstance(priority, int) or isinstance(priority, bool):
+        problems.append((f"{path}.sorting_priority", "must be a whole number"))
+    _check_trait_grants(room.get("trait_grants", {}), f"{path}.trait_grants", problems)
+    modules = room.get("modules", [])
+    if not isinstance(modules, list):
+        problems.append(
+            (f"{path}.modules", f"must be a list, not {_type_name(modules)}")
+        )
+        return
+    for j, module in enumerate(modules):
+        here = f"{path}.modules[{j}]"
+        if not isinstance(module, dict):
+            problems.append((here, f"must be an object, not {_type_name(module)}"))
+            continue
+        if not isinstance(module.get("type"), str) or not module["type"]:
+            problems.append((f"{here}.type", "is missing or not a string"))
+        if "config" in module and not isinstance(module["config"], dict):
+            problems.append((f"{here}.config", "must be an object"))
+
+
+def parse_config(text: str | bytes) -> dict[str, Any]:
+    """Parse and validate a world-config document; ConfigError lists every problem."""
+    try:
+        data = json.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ConfigError([("$", f"is not valid JSON: {exc}")]) from None
+    problems = validate_config(data)
+    if problems:
+        raise ConfigError(problems)
+    return data
+
+
+@dataclass
+class ImportResult:
+    world: World
+    created: bool
+    rooms_created: int
+    rooms_updated: int
+    rooms_deleted: int
+
+
+def import_config(data: dict[str, Any]) -> ImportResult:
+    """Create or update the world ``data["world"]["id"]`` from a config document.
+
+    All in one transaction: on any problem (ConfigError, WorldError) nothing is written.
+    Rooms are matched by their config id; rooms missing from the document are
+    soft-deleted, and ones that reappear are restored.
+    """
+    problems = validate_config(data)
+    if problems:
+        raise ConfigError(problems)
+    world_data = dict(data["world"])
+    world_id = world_data.pop("id")
+    title = world_data.pop("title").strip()
+    columns = {key: world_data.pop(key) for key in WORLD_FIELDS if key in world_data}
+    if columns.get("domain") is not None:
+        columns["domain"] = normalize_domain(columns["domain"])
+    extra = {key: data[key] for key in PASSTHROUGH_SECTIONS if key in data}
+
+    with transaction.atomic():
+        world = World.objects.select_for_update().filter(pk=world_id).first()
+        if world is not None and world.deleted_at is not None:
+            raise WorldError(
+                f"World {world_id!r} is deleted and waits for the purge job; import "
+                "under another id, or purge it first."
+            )
+        domain = columns.get("domain")
+        if domain:
+            owner = World.objects.filter(domain=domain).exclude(pk=world_id).first()
+            if owner is not None:
+                raise ConfigError(
+                    [("$.world.domain", f"{domain!r} is used by world {owner.id!r}")]
+                )
+        created = world is None
+        if created:
+            world = World(id=world_id)
+        world.title = title
+        world.config = world_data
+        world.roles = data.get("roles", {})
+        world.trait_grants = data.get("trait_grants", {})
+        world.extra = extra
+        for key, value in columns.items():
+            setattr(world, key, value)
+        world.save()
+
+        existing = {room.import_id: room for room in world.rooms.all()}
+        result = ImportResult(world, created, 0, 0, 0)
+        keep = set()
+        for index, room_data in enumerate(data.get("rooms", [])):
+            import_id = str(room_data["id"])
+            keep.add(import_id)
+            room = existing.get(import_id)
+            if room is None:
+                room = Room(world=world, import_id=import_id)
+                result.rooms_created += 1
+            else:
+                result.rooms_updated += 1
+            room.name = room_data["name"].strip()
+            room.description = room_data.get("description") or ""
+            room.sorting_priority = room_data.get("sorting_priority", index)
+            room.trait_grants = room_data.get("trait_grants", {})
+            room.modules = room_data.get("modules", [])
+            room.extra = {k: room_data[k] for k in ROOM_EXTRA_KEYS if k in room_data}
+            room.deleted_at = None
+            room.save()
+        for import_id, room in existing.items():
+            if import_id not in keep and room.deleted_at is None:
+                room.deleted_at = timezone.now()
+                room.save(update_fields=["deleted_at", "updated_at"])
+                result.rooms_deleted += 1
+    return result
+
+
+def export_config(world: World) -> dict[str, Any]:
+    """Return ``world`` in the world-config format; import_config gives it back."""
+    world_section: dict[str, Any] = {"id": world.id, "title": world.title}
+    if world.domain:
+        world_section["domain"] = world.domain
+    world_section["locale"] = world.locale
+    world_section["timezone"] = world.timezone
+    world_section.update(copy.deepcopy(world.config))
+    rooms = []
+    for room in world.rooms.filter(deleted_at__isnull=True).order_by(
+        "sorting_priority", "name", "pk"
+    ):
+        rooms.append(
+            {
+                "id": room.import_id,
+                "name": room.name,
+                "description": room.description,
+                "sorting_priority": room.sorting_priority,
+                "trait_grants": copy.deepcopy(room.trait_grants),
+                "modules": copy.deepcopy(room.modules),
+                **copy.deepcopy(room.extra),
+            }
+        )
+    return {
+        "world": world_section,
+        "roles": copy.deepcopy(world.roles),
+        "trait_grants": copy.deepcopy(world.trait_grants),
+        "rooms": rooms,
+        **copy.deepcopy(world.extra),
+    }
+
+
+# Permissions
+# ------------------------------------------------------------------------------
+
+
+def roles_for_traits(trait_grants: dict, traits: Iterable[str]) -> set[str]:
+    """Return the roles whose grants ``traits`` satisfy.
+
+    A role's grant is a list; every item must be satisfied: a string by having that
+    trait, an inner list by having any one of its traits. An empty list grants the
+    role to everyone.
+    """
+    have = set(traits)
+    granted = set()
+    for role, grants in (trait_grants or {}).items():
+        if not isinstance(grants, list):
+            continue
+        if all(
+            (bool(have.intersection(item)) if isinstance(item, list) else item in have)
+            for item in grants
+        ):
+            granted.add(role)
+    return granted
+
+
+def permissions_for(
+    world: World, traits: Iterable[str], room: Room | None = None
+) -> set[str]:
+    """Return the permissions ``traits`` give in ``world`` (and in ``room`` if given)."""
+    traits = list(traits)
+    roles = roles_for_traits(world.trait_grants, traits)
+    if room is not None:
+        roles |= roles_for_traits(room.trait_grants, traits)
+    permissions: set[str] = set()
+    for role in roles:
+        permissions.update(world.roles.get(role, []))
+    return permissions
+
+
+def visible_rooms(world: World, traits: Iterable[str]) -> list[Room]:
+    """Return the live rooms ``traits`` may view, by sorting priority, then name."""
+    traits = list(traits)
+    rooms = world.rooms.filter(deleted_at__isnull=True).order_by(
+        "sorting_priority", "name", "pk"
+    )
+    return [r for r in rooms if "room:view" in permissions_for(world, traits, r)]
+
+
+# Tokens
+# ------------------------------------------------------------------------------
+
+
+def generate_token(
+    world: World, traits: list[str], days: int = 90, uid: str | None = None
+) -> str:
+    """Return an HS256 JWT for ``world``, signed with its first JWT secret."""
+    entries = (world.config or {}).get("JWT_secrets") or []
+    if not entries:
+        raise WorldError(
+            f"World {world.id!r} has no JWT secret; add one to world.JWT_secrets with "
+            "import_config, or clone it with --new-secrets."
+        )
+    if days < 1:
+        raise WorldError("A token must be valid for at least 1 day.")
+    entry = entries[0]
+    now = timezone.now()
+    claims = {
+        "iss": entry["issuer"],
+        "aud": entry["audience"],
+        "iat": int(now.timestamp()),
+        "exp": int((now + dt.timedelta(days=days)).timestamp()),
+        "uid": uid or str(uuid.uuid4()),
+        "traits": list(dict.fromkeys(traits)),
+    }
+    return jwt.encode(claims, entry["secret"], algorithm=TOKEN_ALGORITHM)
+
+
+def token_url(world: World, token: str) -> str:
+    return f"https://{world.domain}/#token={token}"
+
+
+def verify_token(world: World, token: str | None) -> dict[str, Any]:
+    """Return the claims of ``token`` for ``world``, or raise TokenError.
+
+    Every ``JWT_secrets`` entry is tried with its own issuer and audience; only HS256
+    is accepted and ``exp`` is required. An expired token is told apart from an
+    invalid one only when its signature, issuer and audience are right.
+    """
+    if not token:
+        raise TokenError("auth.missing_token", "No token was given.")
+    if not isinstance(token, str):
+        raise TokenError("auth.invalid_token", "The token is not a string.")
+    expired = False
+    for entry in (world.config or {}).get("JWT_secrets") or []:
+        try:
+            claims = jwt.decode(
+                token,
+                entry["secret"],
+                algorithms=[TOKEN_ALGORITHM],
+                audience=entry["audience"],
+                issuer=entry["issuer"],
+                options={"require": ["exp"], "verify_exp": False},
+            )
+        except (jwt.InvalidTokenError, KeyError, TypeError):
+            continue
+        if not isinstance(claims.get("exp"), int | float):
+            continue
+        if claims["exp"] <= timezone.now().timestamp():
+            expired = True
+            continue
+        uid = claims.get("uid")
+        traits = claims.get("traits", [])
+        if not isinstance(uid, str) or not uid:
+            raise TokenError("auth.invalid_token", "The token has no uid claim.")
+        if not isinstance(traits, list) or not all(isinstance(t, str) for t in traits):
+            raise TokenError(
+                "auth.invalid_token",
+                "The token's traits claim is not a list of strings.",
+            )
+        claims["traits"] = traits
+        return claims
+    if expired:
+        raise TokenError("auth.expired_token", "The token has expired.")
+    raise TokenError("auth.invalid_token", "The token is not valid for this world.")
+
+
+def get_or_create_attendee(world: World, claims: dict[str, Any]):
+    """Return the attendee of ``world`` with the token's uid, creating it if new.
+
+    The user's traits become the token's traits.
+    """
+    from apps.accounts.models import User
+
+    uid = str(claims["uid"])
+    traits = list(claims.get("traits") or [])
+    user, created = User.objects.get_or_create(
+        world=world,
+        token_id=uid,
+        defaults={
+            "username": f"{world.id}.{uuid.uuid4().hex}",
+            "traits": traits,
+            "password": "!",  # unusable: attendees never sign in with a password
+        },
+    )
+    if not created and user.traits != traits:
+        user.traits = traits
+        user.save(update_fields=["traits"])
+    return user

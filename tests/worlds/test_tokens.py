@@ -1,0 +1,162 @@
+"""verify_token / generate_token: what the WebSocket consumer and the API rely on."""
+
+import base64
+import json
+import time
+
+import jwt
+import pytest
+
+from apps.worlds import services
+from apps.worlds.services import TokenError
+
+SECRET2 = "second-secret-for-rotation-0123456789abcd"
+
+
+def sign(claims: dict, secret: str, **kw) -> str:
+    return jwt.encode(claims, secret, algorithm=kw.pop("algorithm", "HS256"), **kw)
+
+
+def claims_for(entry: dict, **over) -> dict:
+    now = int(time.time())
+    claims = {
+        "iss": entry["issuer"],
+        "aud": entry["audience"],
+        "iat": now,
+        "exp": now + 3600,
+        "uid": "u-1",
+        "traits": ["ticket"],
+    }
+    claims.update(over)
+    return claims
+
+
+def code_of(world, token) -> str:
+    with pytest.raises(TokenError) as info:
+        services.verify_token(world, token)
+    assert str(info.value) == info.value.message
+    return info.value.code
+
+
+def test_generated_token_decodes_with_the_first_secret(world):
+    token = services.generate_token(world, ["moderator", "speaker"], days=3)
+    entry = world.config["JWT_secrets"][0]
+    claims = jwt.decode(
+        token,
+        entry["secret"],
+        algorithms=["HS256"],
+        audience="stagehand",
+        issuer="any",
+    )
+    assert claims["traits"] == ["moderator", "speaker"]
+    assert claims["exp"] - claims["iat"] == 3 * 86400
+    assert len(claims["uid"]) == 36
+    assert services.verify_token(world, token)["uid"] == claims["uid"]
+
+
+def test_generate_token_keeps_a_given_uid_and_defaults_to_90_days(world):
+    token = services.generate_token(world, [], uid="fixed-uid")
+    claims = services.verify_token(world, token)
+    assert claims["uid"] == "fixed-uid"
+    assert claims["exp"] - claims["iat"] == 90 * 86400
+    assert claims["traits"] == []
+
+
+def test_every_jwt_secret_is_tried(harbor):
+    second = harbor.config["JWT_secrets"][1]
+    assert second["secret"] == SECRET2
+    claims = services.verify_token(harbor, sign(claims_for(second), SECRET2))
+    assert claims["traits"] == ["ticket"]
+
+
+def test_missing_token(world):
+    assert code_of(world, None) == "auth.missing_token"
+    assert code_of(world, "") == "auth.missing_token"
+
+
+def test_garbage_and_tampered_tokens_are_invalid(world):
+    assert code_of(world, "not-a-jwt") == "auth.invalid_token"
+    token = services.generate_token(world, ["attendee"])
+    header, payload, signature = token.split(".")
+    data = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    data["traits"] = ["admin"]
+    forged = base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+    assert code_of(world, f"{header}.{forged}.{signature}") == "auth.invalid_token"
+
+
+def test_expired_token(world):
+    entry = world.config["JWT_secrets"][0]
+    past = int(time.time()) - 10
+    token = sign(claims_for(entry, iat=past - 100, exp=past), entry["secret"])
+    assert code_of(world, token) == "auth.expired_token"
+
+
+def test_expired_token_with_a_wrong_secret_is_invalid_not_expired(world):
+    entry = world.config["JWT_secrets"][0]
+    past = int(time.time()) - 10
+    token = sign(claims_for(entry, exp=past), "x" * 64)
+    assert code_of(world, token) == "auth.invalid_token"
+
+
+def test_exp_is_required(world):
+    entry = world.config["JWT_secrets"][0]
+    claims = claims_for(entry)
+    del claims["exp"]
+    assert code_of(world, sign(claims, entry["secret"])) == "auth.invalid_token"
+
+
+def test_wrong_audience_and_wrong_issuer(world):
+    entry = world.config["JWT_secrets"][0]
+    bad_aud = sign(claims_for(entry, aud="elsewhere"), entry["secret"])
+    bad_iss = sign(claims_for(entry, iss="someone"), entry["secret"])
+    assert code_of(world, bad_aud) == "auth.invalid_token"
+    assert code_of(world, bad_iss) == "auth.invalid_token"
+
+
+def test_alg_none_is_rejected(world):
+    entry = world.config["JWT_secrets"][0]
+    token = jwt.encode(claims_for(entry), None, algorithm="none")
+    assert token.endswith(".")
+    assert code_of(world, token) == "auth.invalid_token"
+
+
+def test_other_algorithms_are_rejected_even_with_the_right_secret(world):
+    entry = world.config["JWT_secrets"][0]
+    token = sign(claims_for(entry), entry["secret"], algorithm="HS512")
+    assert code_of(world, token) == "auth.invalid_token"
+
+
+def test_a_token_of_another_world_is_rejected(world):
+    other = services.create_world("other", "Other", "other.example.org")
+    token = services.generate_token(other, ["admin"])
+    assert services.verify_token(other, token)
+    assert code_of(world, token) == "auth.invalid_token"
+
+
+def test_token_without_uid_or_with_bad_traits_is_invalid(world):
+    entry = world.config["JWT_secrets"][0]
+    no_uid = claims_for(entry)
+    del no_uid["uid"]
+    assert code_of(world, sign(no_uid, entry["secret"])) == "auth.invalid_token"
+    bad = sign(claims_for(entry, traits="admin"), entry["secret"])
+    assert code_of(world, bad) == "auth.invalid_token"
+
+
+def test_generate_token_needs_a_secret(world):
+    world.config = {}
+    with pytest.raises(services.WorldError, match="no JWT secret"):
+        services.generate_token(world, [])
+
+
+def test_get_or_create_attendee_follows_the_token(world):
+    token = services.generate_token(world, ["ticket"], uid="bob")
+    bob = services.get_or_create_attendee(world, services.verify_token(world, token))
+    assert (bob.world, bob.token_id, bob.traits) == (world, "bob", ["ticket"])
+    assert not bob.has_usable_password()
+    token = services.generate_token(world, ["ticket", "moderator"], uid="bob")
+    again = services.get_or_create_attendee(world, services.verify_token(world, token))
+    assert again.pk == bob.pk
+    again.refresh_from_db()
+    assert again.traits == ["ticket", "moderator"]
+    other = services.create_world("other", "Other", "other.example.org")
+    assert services.get_or_create_attendee(other, {"uid": "bob"}).pk != bob.pk
