@@ -193,6 +193,18 @@ else:
     # One process only: connections commands say they need REDIS_URL.
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
+# CONNECTIONS
+# ------------------------------------------------------------------------------
+# A live connection counts for its label while its last heartbeat is within the
+# window; the server writes a heartbeat at most every REFRESH seconds (clients ping
+# every 10 s), so the window must exceed REFRESH plus the client's ping interval.
+CONNECTIONS_HEARTBEAT_WINDOW = env.float("CONNECTIONS_HEARTBEAT_WINDOW", default=60.0)
+CONNECTIONS_HEARTBEAT_REFRESH = env.float("CONNECTIONS_HEARTBEAT_REFRESH", default=20.0)
+# force_reload: seconds between ["connection.reload", {}] and closing the socket.
+CONNECTIONS_RELOAD_GRACE = env.float("CONNECTIONS_RELOAD_GRACE", default=2.0)
+# Largest WebSocket frame the consumer accepts, in bytes.
+CONNECTIONS_MAX_FRAME_BYTES = env.int("CONNECTIONS_MAX_FRAME_BYTES", default=65536)
+
 # CELERY
 # ------------------------------------------------------------------------------
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="")

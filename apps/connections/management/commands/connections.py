@@ -1,0 +1,110 @@
+"""connections list|drop|force_reload: see and move live WebSocket connections."""
+
+from __future__ import annotations
+
+import argparse
+
+from django.core.management.base import BaseCommand, CommandError
+
+from apps.connections import services
+from apps.core.output import Progress, write_json, write_table
+
+
+def interval(value: str) -> int:
+    try:
+        ms = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+    if ms < 0:
+        raise argparse.ArgumentTypeError("must be zero or more milliseconds")
+    return ms
+
+
+class Command(BaseCommand):
+    help = (
+        "List live WebSocket connections per deploy label, drop them, or make their "
+        "browsers reload. Needs the Redis channel layer (REDIS_URL)."
+    )
+
+    def add_arguments(self, parser) -> None:
+        sub = parser.add_subparsers(dest="action", required=True)
+        listing = sub.add_parser(
+            "list", help="labels and their estimated number of connections"
+        )
+        listing.add_argument("--json", action="store_true", help="print JSON")
+        for name, text in (
+            ("drop", "close every matching connection"),
+            ("force_reload", "tell every matching client to reload, then close it"),
+        ):
+            action = sub.add_parser(name, help=text)
+            action.add_argument(
+                "labels",
+                nargs="*",
+                metavar="LABEL_GLOB",
+                help="fnmatch patterns of labels such as 'abc123.*' (default: '*')",
+            )
+            action.add_argument(
+                "--interval",
+                type=interval,
+                default=0,
+                metavar="MS",
+                help="one connection every MS milliseconds instead of all at once",
+            )
+            action.add_argument(
+                "--dry-run",
+                action="store_true",
+                help="print what would be reached without sending anything",
+            )
+
+    def handle(self, *, action: str, **options) -> None:
+        try:
+            if action == "list":
+                self.show_list(as_json=options["json"])
+            else:
+                self.send(
+                    action,
+                    options["labels"],
+                    interval_ms=options["interval"],
+                    dry_run=options["dry_run"],
+                )
+        except services.LayerUnavailable as exc:
+            raise CommandError(str(exc)) from exc
+
+    def show_list(self, *, as_json: bool) -> None:
+        labels = services.list_labels()
+        if as_json:
+            write_json(self.stdout, [item.as_dict() for item in labels])
+            return
+        write_table(
+            self.stdout,
+            ["label", "est. number of connections"],
+            [(item.label, item.connections) for item in labels],
+        )
+        total = sum(item.connections for item in labels)
+        self.stdout.write(
+            self.style.SUCCESS(f"{total} connections in {len(labels)} labels")
+        )
+
+    def send(
+        self, action: str, patterns: list[str], *, interval_ms: int, dry_run: bool
+    ) -> None:
+        selection = services.select(patterns)
+        verb = "Dropped" if action == "drop" else "Reloaded"
+        if dry_run:
+            for label in selection.labels:
+                self.stdout.write(f"{label}: {len(selection.channels[label])}")
+            would = "drop" if action == "drop" else "reload"
+            self.stdout.write(
+                self.style.SUCCESS(
+                    f"Would {would} {selection.count} connections "
+                    f"(labels: {selection.describe_labels()})"
+                )
+            )
+            return
+        service = services.drop if action == "drop" else services.force_reload
+        with Progress(self.stdout, selection.count, verb.lower()) as bar:
+            result = service(selection, interval_ms=interval_ms, advance=bar.advance)
+        labels = ", ".join(result.labels) if result.labels else "none"
+        self.stdout.write(
+            self.style.SUCCESS(f"{verb} {result.count} connections (labels: {labels})")
+        )

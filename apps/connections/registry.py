@@ -1,0 +1,234 @@
+"""Where live connections are counted, per deploy label.
+
+Each consumer's channel name sits in a sorted set per label, scored by its last
+heartbeat. A label's count is the number of members seen within the heartbeat
+window, and stale members are trimmed whenever someone reads. A server process that
+dies therefore loses its connections from the count after one window, instead of
+leaving a running +1/-1 sum wrong forever.
+
+The same module keeps each attendee's connections (scored by when they connected) so
+that ``connection_limit`` can replace the oldest one across processes.
+
+With ``REDIS_URL`` the registry lives in Redis and every process shares it; without
+it, a process-local registry keeps the consumer working on embedded defaults (and the
+``connections`` commands refuse, since they cannot reach other processes anyway).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+import weakref
+from collections import defaultdict
+from typing import Any
+
+from django.conf import settings
+
+PREFIX = "stagehand:connections"
+LABELS_KEY = f"{PREFIX}:labels"
+# Attendees' connection sets outlive a crashed process at most this long.
+USER_SET_TTL = 24 * 60 * 60
+
+
+def label_key(label: str) -> str:
+    return f"{PREFIX}:label:{label}"
+
+
+def user_key(user_id: Any) -> str:
+    return f"{PREFIX}:user:{user_id}"
+
+
+def window() -> float:
+    return float(settings.CONNECTIONS_HEARTBEAT_WINDOW)
+
+
+def _close_with_loop(loop: asyncio.AbstractEventLoop, client: Any) -> None:
+    """Close ``client``'s connections when ``loop`` closes (as channels-redis does).
+
+    Short-lived loops (async_to_sync, tests) would otherwise leave sockets open.
+    """
+    original = loop.close
+
+    def close(*args: Any, **kwargs: Any) -> None:
+        loop.close = original
+        if not loop.is_running() and not loop.is_closed():
+            loop.run_until_complete(client.aclose(close_connection_pool=True))
+        original(*args, **kwargs)
+
+    loop.close = close
+
+
+class RedisRegistry:
+    """The shared registry: async methods for consumers, sync ones for commands."""
+
+    def __init__(self, url: str):
+        self.url = url
+        # redis.asyncio clients belong to the event loop they first ran on.
+        self._async_clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._sync_client = None
+
+    def _aclient(self):
+        import redis.asyncio
+
+        loop = asyncio.get_running_loop()
+        client = self._async_clients.get(loop)
+        if client is None:
+            client = redis.asyncio.Redis.from_url(self.url)
+            self._async_clients[loop] = client
+            _close_with_loop(loop, client)
+        return client
+
+    def _client(self):
+        import redis
+
+        if self._sync_client is None:
+            self._sync_client = redis.Redis.from_url(self.url, decode_responses=True)
+        return self._sync_client
+
+    # Consumers -------------------------------------------------------------------
+
+    async def beat(self, label: str, channel: str) -> None:
+        """Record that ``channel`` (serving ``label``) is alive now."""
+        now = time.time()
+        # Once every member is older than the window the key is worthless: let it go.
+        ttl = math.ceil(window()) + 1
+        async with self._aclient().pipeline(transaction=False) as pipe:
+            pipe.zadd(label_key(label), {channel: now})
+            pipe.expire(label_key(label), ttl)
+            pipe.zadd(LABELS_KEY, {label: now})
+            await pipe.execute()
+
+    async def remove(self, label: str, channel: str) -> None:
+        await self._aclient().zrem(label_key(label), channel)
+
+    async def claim_slot(self, user: Any, channel: str, limit: int | None) -> list[str]:
+        """Add ``channel`` to the attendee's connections; return those it replaces.
+
+        Oldest first; with no limit nothing is replaced. A channel of a crashed
+        process may still be listed: it is the oldest, so it goes first, and sending
+        to it is harmless.
+        """
+        key = user_key(user)
+        client = self._aclient()
+        async with client.pipeline(transaction=True) as pipe:
+            pipe.zadd(key, {channel: time.time()})
+            pipe.expire(key, USER_SET_TTL)
+            pipe.zrange(key, 0, -1)
+            _, _, members = await pipe.execute()
+        members = [m.decode() for m in members]
+        if not limit or len(members) <= limit:
+            return []
+        replaced = [m for m in members[: len(members) - limit] if m != channel]
+        if replaced:
+            await client.zrem(key, *replaced)
+        return replaced
+
+    async def release_slot(self, user: Any, channel: str) -> None:
+        await self._aclient().zrem(user_key(user), channel)
+
+    # Commands --------------------------------------------------------------------
+
+    def counts(self) -> dict[str, int]:
+        """Return live connections per label, trimming stale members on the way."""
+        client = self._client()
+        cutoff = time.time() - window()
+        client.zremrangebyscore(LABELS_KEY, "-inf", f"({cutoff}")
+        labels = client.zrange(LABELS_KEY, 0, -1)
+        if not labels:
+            return {}
+        with client.pipeline(transaction=False) as pipe:
+            for label in labels:
+                pipe.zremrangebyscore(label_key(label), "-inf", f"({cutoff}")
+                pipe.zcard(label_key(label))
+            replies = pipe.execute()
+        return {
+            label: count
+            for label, count in zip(labels, replies[1::2], strict=True)
+            if count
+        }
+
+    def members(self, label: str) -> list[str]:
+        """Return the live channels of ``label``, longest-idle first."""
+        cutoff = time.time() - window()
+        return self._client().zrangebyscore(label_key(label), cutoff, "+inf")
+
+    def forget(self, label: str, channels: list[str]) -> None:
+        if channels:
+            self._client().zrem(label_key(label), *channels)
+
+    def clear(self) -> None:
+        """Remove every key of the registry (tests and benchmarks)."""
+        client = self._client()
+        keys = list(client.scan_iter(f"{PREFIX}:*", count=1000))
+        if keys:
+            client.delete(*keys)
+
+
+class MemoryRegistry:
+    """The registry of one process, for the embedded defaults."""
+
+    def __init__(self) -> None:
+        self.labels: dict[str, dict[str, float]] = defaultdict(dict)
+        self.users: dict[Any, dict[str, float]] = defaultdict(dict)
+
+    async def beat(self, label: str, channel: str) -> None:
+        self.labels[label][channel] = time.time()
+
+    async def remove(self, label: str, channel: str) -> None:
+        self.labels[label].pop(channel, None)
+
+    async def claim_slot(self, user: Any, channel: str, limit: int | None) -> list[str]:
+        slots = self.users[user]
+        slots[channel] = time.time()
+        if not limit or len(slots) <= limit:
+            return []
+        oldest = sorted(slots, key=slots.__getitem__)[: len(slots) - limit]
+        replaced = [c for c in oldest if c != channel]
+        for c in replaced:
+            slots.pop(c, None)
+        return replaced
+
+    async def release_slot(self, user: Any, channel: str) -> None:
+        self.users[user].pop(channel, None)
+        if not self.users[user]:
+            del self.users[user]
+
+    def counts(self) -> dict[str, int]:
+        cutoff = time.time() - window()
+        result = {}
+        for label, members in list(self.labels.items()):
+            for channel, seen in list(members.items()):
+                if seen < cutoff:
+                    del members[channel]
+            if members:
+                result[label] = len(members)
+            else:
+                del self.labels[label]
+        return result
+
+    def members(self, label: str) -> list[str]:
+        cutoff = time.time() - window()
+        members = self.labels.get(label, {})
+        return sorted((c for c, s in members.items() if s >= cutoff), key=members.get)
+
+    def forget(self, label: str, channels: list[str]) -> None:
+        for channel in channels:
+            self.labels.get(label, {}).pop(channel, None)
+
+    def clear(self) -> None:
+        self.labels.clear()
+        self.users.clear()
+
+
+_registries: dict[str, RedisRegistry | MemoryRegistry] = {}
+
+
+def get_registry() -> RedisRegistry | MemoryRegistry:
+    """Return the registry for the configured ``REDIS_URL`` (one per URL)."""
+    url = settings.REDIS_URL
+    registry = _registries.get(url)
+    if registry is None:
+        registry = RedisRegistry(url) if url else MemoryRegistry()
+        _registries[url] = registry
+    return registry

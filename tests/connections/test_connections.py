@@ -1,0 +1,180 @@
+"""connections list|drop|force_reload against Redis, with channels made in this process.
+
+The cross-process behaviour, with real server processes, is in test_live.py.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from io import StringIO
+
+import pytest
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+
+def run(*args: str) -> str:
+    out = StringIO()
+    call_command("connections", *args, stdout=out)
+    return out.getvalue()
+
+
+async def _open(registry, labels: dict[str, int]) -> dict[str, list[str]]:
+    layer = get_channel_layer()
+    opened: dict[str, list[str]] = {}
+    for label, n in labels.items():
+        for _ in range(n):
+            channel = await layer.new_channel()
+            await registry.beat(label, channel)
+            opened.setdefault(label, []).append(channel)
+    return opened
+
+
+def open_channels(registry, labels: dict[str, int]) -> dict[str, list[str]]:
+    """Register ``n`` fresh channel-layer channels under each label."""
+    return async_to_sync(_open)(registry, labels)
+
+
+async def _inbox(channels: list[str]) -> dict[str, list[dict]]:
+    layer = get_channel_layer()
+    received: dict[str, list[dict]] = {}
+    for channel in channels:
+        # Everything sent before this marker arrives before it: no waiting on silence.
+        await layer.send(channel, {"type": "test.end"})
+        received[channel] = []
+        while (message := await layer.receive(channel))["type"] != "test.end":
+            received[channel].append(message)
+    return received
+
+
+def inbox(channels: list[str]) -> dict[str, list[dict]]:
+    """Return what each channel has received so far."""
+    return async_to_sync(_inbox)(channels)
+
+
+@pytest.mark.redis
+def test_list_counts_per_label_biggest_first(registry):
+    open_channels(registry, {"abc123.production": 2, "def456.production": 3})
+
+    out = run("list")
+
+    lines = out.splitlines()
+    assert lines[0].split("  ")[0] == "label"
+    assert "est. number of connections" in lines[0]
+    assert lines[1].split() == ["def456.production", "3"]
+    assert lines[2].split() == ["abc123.production", "2"]
+    # Aligned: the count column starts at the same place on every row.
+    assert lines[1].rindex("3") == lines[2].rindex("2") == lines[0].index("est.")
+    assert lines[-1] == "5 connections in 2 labels"
+
+
+@pytest.mark.redis
+def test_list_json(registry):
+    open_channels(registry, {"abc123.production": 1})
+
+    data = json.loads(run("list", "--json"))
+
+    assert data == [{"label": "abc123.production", "connections": 1}]
+
+
+@pytest.mark.redis
+def test_stale_members_age_out_and_are_trimmed(registry, settings):
+    from apps.connections.registry import label_key
+
+    opened = open_channels(registry, {"abc123.production": 2})
+    stale = opened["abc123.production"][0]
+    # A heartbeat older than the window, as a crashed process leaves behind.
+    client = registry._client()
+    old = time.time() - settings.CONNECTIONS_HEARTBEAT_WINDOW - 5
+    client.zadd(label_key("abc123.production"), {stale: old})
+
+    assert json.loads(run("list", "--json")) == [
+        {"label": "abc123.production", "connections": 1}
+    ]
+    assert client.zscore(label_key("abc123.production"), stale) is None
+
+
+@pytest.mark.redis
+def test_drop_reaches_matching_labels_only(registry):
+    opened = open_channels(registry, {"abc123.production": 2, "def456.production": 1})
+
+    out = run("drop", "abc*")
+
+    assert out.splitlines()[-1] == "Dropped 2 connections (labels: abc123.production)"
+    got = inbox(opened["abc123.production"] + opened["def456.production"])
+    for channel in opened["abc123.production"]:
+        assert got[channel] == [{"type": "connections.drop"}]
+    assert got[opened["def456.production"][0]] == []
+    assert json.loads(run("list", "--json")) == [
+        {"label": "def456.production", "connections": 1}
+    ]
+
+
+@pytest.mark.redis
+def test_drop_defaults_to_every_label(registry):
+    open_channels(registry, {"abc123.production": 1, "def456.staging": 1})
+
+    out = run("drop")
+
+    assert out.splitlines()[-1] == (
+        "Dropped 2 connections (labels: abc123.production, def456.staging)"
+    )
+
+
+@pytest.mark.redis
+def test_several_globs_with_interval(registry):
+    opened = open_channels(
+        registry, {"abc123.production": 2, "def456.staging": 1, "fff000.test": 1}
+    )
+
+    out = run("force_reload", "--interval", "20", "abc*", "*.staging")
+
+    assert out.splitlines()[-1] == (
+        "Reloaded 3 connections (labels: abc123.production, def456.staging)"
+    )
+    got = inbox([c for channels in opened.values() for c in channels])
+    for label in ("abc123.production", "def456.staging"):
+        for channel in opened[label]:
+            assert got[channel] == [{"type": "connections.reload"}]
+    assert got[opened["fff000.test"][0]] == []
+
+
+@pytest.mark.redis
+def test_dry_run_sends_nothing(registry):
+    opened = open_channels(registry, {"abc123.production": 2})
+
+    out = run("drop", "--dry-run")
+
+    assert out.splitlines() == [
+        "abc123.production: 2",
+        "Would drop 2 connections (labels: abc123.production)",
+    ]
+    assert inbox(opened["abc123.production"]) == {
+        c: [] for c in opened["abc123.production"]
+    }
+
+
+@pytest.mark.redis
+def test_nothing_matches(registry):
+    open_channels(registry, {"abc123.production": 1})
+
+    out = run("drop", "zzz*")
+
+    assert out.splitlines()[-1] == "Dropped 0 connections (labels: none)"
+
+
+@pytest.mark.redis
+def test_negative_interval_is_refused(registry):
+    with pytest.raises(CommandError, match="zero or more milliseconds"):
+        run("drop", "--interval", "-5")
+
+
+@pytest.mark.parametrize(
+    "args", [["list"], ["drop"], ["force_reload", "--interval", "50", "abc*"]]
+)
+def test_in_memory_layer_is_refused(in_memory_layer, args):
+    with pytest.raises(CommandError, match=r"in-memory.*set REDIS_URL"):
+        run(*args)
