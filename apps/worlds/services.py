@@ -192,26 +192,34 @@ def check_domain(domain: str) -> str | None:
     return None
 
 
-def check_new_world(world_id: str, domain: str) -> list[str]:
-    """Return every reason a new world with this id and domain cannot be created."""
-    problems = []
+def new_world_id_problem(world_id: str) -> str | None:
+    """Return why ``world_id`` cannot be a new world's id (invalid or taken), or None."""
     problem = check_world_id(world_id)
-    if problem:
-        problems.append(problem)
-    elif World.objects.filter(pk=world_id).exists():
-        problems.append(
+    if problem is None and World.objects.filter(pk=world_id).exists():
+        problem = (
             f"A world with the ID {world_id!r} already exists; choose another ID "
             "(list_worlds --all shows the taken ones)."
         )
+    return problem
+
+
+def new_domain_problem(domain: str) -> str | None:
+    """Return why ``domain`` cannot be a new world's domain (invalid or taken), or None."""
     problem = check_domain(domain)
-    if problem:
-        problems.append(problem)
-    elif World.objects.filter(domain=domain).exists():
-        problems.append(
-            f"The domain {domain!r} is already used by world "
-            f"{World.objects.get(domain=domain).id!r}; choose another domain."
-        )
-    return problems
+    if problem is None:
+        owner = World.objects.filter(domain=domain).first()
+        if owner is not None:
+            problem = (
+                f"The domain {domain!r} is already used by world {owner.id!r}; "
+                "choose another domain."
+            )
+    return problem
+
+
+def check_new_world(world_id: str, domain: str) -> list[str]:
+    """Return every reason a new world with this id and domain cannot be created."""
+    problems = [new_world_id_problem(world_id), new_domain_problem(domain)]
+    return [problem for problem in problems if problem]
 
 
 def new_secret() -> str:

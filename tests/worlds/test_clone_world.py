@@ -1,0 +1,157 @@
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from apps.accounts.models import User
+from apps.worlds import services
+from apps.worlds.models import World
+
+
+def run(*args, stdin: str | None = None) -> str:
+    out = StringIO()
+    kwargs = {"stdout": out, "stderr": StringIO()}
+    if stdin is not None:
+        kwargs["stdin"] = StringIO(stdin)
+    call_command("clone_world", *args, **kwargs)
+    return out.getvalue()
+
+
+def test_clone_copies_settings_and_rooms_but_no_users(harbor):
+    harbor.locale, harbor.timezone, harbor.domain = (
+        "de",
+        "Europe/Berlin",
+        "h.example.org",
+    )
+    harbor.save()
+    services.get_or_create_attendee(harbor, {"uid": "bob", "traits": ["ticket"]})
+    out = run(
+        "harborconf",
+        "--noinput",
+        "--id",
+        "harbor2",
+        "--title",
+        "H2",
+        "--domain",
+        "h2.example.org",
+    )
+    assert out.strip() == "World cloned."
+    clone = World.objects.get(pk="harbor2")
+    assert (clone.title, clone.domain) == ("H2", "h2.example.org")
+    for attr in ("config", "roles", "trait_grants", "locale", "timezone", "extra"):
+        assert getattr(clone, attr) == getattr(harbor, attr), attr
+    fields = (
+        "import_id",
+        "name",
+        "description",
+        "sorting_priority",
+        "modules",
+        "trait_grants",
+        "extra",
+    )
+    assert list(clone.rooms.order_by("sorting_priority").values_list(*fields)) == list(
+        harbor.rooms.order_by("sorting_priority").values_list(*fields)
+    )
+    assert clone.attendees.count() == 0
+    assert User.objects.filter(world=harbor).count() == 1
+    # Same secrets: a token of the source opens the clone too.
+    token = services.generate_token(harbor, [])
+    assert services.verify_token(clone, token)
+
+
+def test_deleted_rooms_are_not_cloned(harbor):
+    harbor.rooms.filter(import_id="hallway").update(deleted_at=harbor.created_at)
+    run(
+        "harborconf",
+        "--noinput",
+        "--id",
+        "h3",
+        "--title",
+        "H3",
+        "--domain",
+        "h3.example.org",
+    )
+    assert sorted(
+        World.objects.get(pk="h3").rooms.values_list("import_id", flat=True)
+    ) == [
+        "main-stage",
+        "welcome",
+    ]
+
+
+def test_new_secrets(harbor):
+    run(
+        "harborconf",
+        "--noinput",
+        "--new-secrets",
+        "--id",
+        "h4",
+        "--title",
+        "H4",
+        "--domain",
+        "h4.example.org",
+    )
+    clone = World.objects.get(pk="h4")
+    [entry] = clone.config["JWT_secrets"]
+    assert entry["secret"] not in {e["secret"] for e in harbor.config["JWT_secrets"]}
+    assert clone.config["connection_limit"] == 3
+    with pytest.raises(services.TokenError):
+        services.verify_token(clone, services.generate_token(harbor, []))
+
+
+def test_interactive(harbor):
+    out = run("harborconf", stdin="h5\nHarbor Five\nh5.example.org\n")
+    assert "Internal ID for the new world (alphanumeric): " in out
+    assert World.objects.get(pk="h5").title == "Harbor Five"
+
+
+def test_unknown_and_deleted_sources(world):
+    with pytest.raises(CommandError, match="No world 'nope'; list_worlds"):
+        run(
+            "nope",
+            "--noinput",
+            "--id",
+            "x",
+            "--title",
+            "X",
+            "--domain",
+            "x.example.org",
+        )
+    services.delete_world(world)
+    with pytest.raises(CommandError, match="No world 'sample'"):
+        run(
+            "sample",
+            "--noinput",
+            "--id",
+            "x",
+            "--title",
+            "X",
+            "--domain",
+            "x.example.org",
+        )
+
+
+def test_taken_id_and_domain(world, harbor):
+    with pytest.raises(CommandError, match="'sample' already exists"):
+        run(
+            "harborconf",
+            "--noinput",
+            "--id",
+            "sample",
+            "--title",
+            "X",
+            "--domain",
+            "x.example.org",
+        )
+    with pytest.raises(CommandError, match="already used by world 'sample'"):
+        run(
+            "harborconf",
+            "--noinput",
+            "--id",
+            "x",
+            "--title",
+            "X",
+            "--domain",
+            "sample.example.org",
+        )
+    assert World.objects.count() == 2

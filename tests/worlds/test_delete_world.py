@@ -1,0 +1,44 @@
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from apps.worlds import services
+from apps.worlds.models import World
+
+
+def run(*args) -> str:
+    out = StringIO()
+    call_command("delete_world", *args, stdout=out)
+    return out.getvalue()
+
+
+def test_dry_run_counts_and_changes_nothing(harbor):
+    services.get_or_create_attendee(harbor, {"uid": "bob", "traits": []})
+    out = run("harborconf", "--dry-run")
+    assert (
+        "Would delete world 'harborconf' (Harbor Conference 2027): 3 rooms, 1 attendees."
+        in out
+    )
+    assert "nothing was changed" in out
+    harbor.refresh_from_db()
+    assert harbor.deleted_at is None
+
+
+def test_soft_delete(harbor):
+    out = run("harborconf")
+    assert "Deleted world 'harborconf'" in out and "3 rooms, 0 attendees" in out
+    assert out.rstrip().endswith("World 'harborconf' deleted.")
+    world = World.objects.get(pk="harborconf")
+    assert world.deleted_at is not None
+    assert world.rooms.count() == 3  # the purge job removes them later
+    with pytest.raises(services.WorldNotFound):
+        services.get_world("harborconf")
+
+
+def test_unknown_or_already_deleted(harbor):
+    with pytest.raises(CommandError, match="No world 'nope'"):
+        run("nope")
+    run("harborconf")
+    with pytest.raises(CommandError, match="No world 'harborconf'"):
+        run("harborconf")

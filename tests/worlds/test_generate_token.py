@@ -1,0 +1,72 @@
+from io import StringIO
+
+import jwt
+import pytest
+from django.core.management import CommandError, call_command
+
+from apps.worlds import services
+
+
+def run(*args) -> str:
+    out = StringIO()
+    call_command("generate_token", *args, stdout=out)
+    return out.getvalue().strip()
+
+
+def decode(world, token: str) -> dict:
+    entry = world.config["JWT_secrets"][0]
+    return jwt.decode(
+        token,
+        entry["secret"],
+        algorithms=["HS256"],
+        audience=entry["audience"],
+        issuer=entry["issuer"],
+    )
+
+
+def test_prints_a_login_link_with_repeated_traits(world):
+    out = run("sample", "--trait", "moderator", "--trait", "speaker")
+    prefix = "https://sample.example.org/#token="
+    assert out.startswith(prefix)
+    claims = decode(world, out.removeprefix(prefix))
+    assert claims["traits"] == ["moderator", "speaker"]
+    assert set(claims) == {"iss", "aud", "iat", "exp", "uid", "traits"}
+    assert claims["exp"] - claims["iat"] == 90 * 86400
+    assert (
+        services.verify_token(world, out.removeprefix(prefix))["uid"] == claims["uid"]
+    )
+
+
+def test_raw_days_and_uid(world):
+    token = run("sample", "--raw", "--days", "2", "--uid", "bob")
+    claims = decode(world, token)
+    assert claims["uid"] == "bob"
+    assert claims["traits"] == []
+    assert claims["exp"] - claims["iat"] == 2 * 86400
+
+
+def test_the_first_secret_signs(harbor):
+    harbor.domain = "harbor.example.org"
+    harbor.save()
+    token = run("harborconf", "--raw")
+    claims = decode(harbor, token)
+    assert (claims["iss"], claims["aud"]) == (
+        "https://tickets.example.org/",
+        "harborconf",
+    )
+
+
+def test_errors(world, harbor):
+    with pytest.raises(CommandError, match="No world 'nope'; list_worlds"):
+        run("nope")
+    with pytest.raises(CommandError, match="--days"):
+        run("sample", "--days", "0")
+    with pytest.raises(CommandError, match="has no domain.*--raw"):
+        run("harborconf")
+    world.config = {}
+    world.save()
+    with pytest.raises(CommandError, match="no JWT secret"):
+        run("sample")
+    services.delete_world(harbor)
+    with pytest.raises(CommandError, match="No world 'harborconf'"):
+        run("harborconf", "--raw")

@@ -1,0 +1,193 @@
+import json
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from apps.worlds import services
+from apps.worlds.models import Room, World
+
+from .conftest import FIXTURE
+
+
+def run(*args, stdin: str | None = None) -> str:
+    out = StringIO()
+    kwargs = {"stdout": out}
+    if stdin is not None:
+        kwargs["stdin"] = StringIO(stdin)
+    call_command("import_config", *args, **kwargs)
+    return out.getvalue()
+
+
+def write(tmp_path, data) -> str:
+    path = tmp_path / "config.json"
+    path.write_text(data if isinstance(data, str) else json.dumps(data))
+    return str(path)
+
+
+@pytest.mark.django_db
+def test_the_example_fixture_imports():
+    out = run(str(FIXTURE))
+    assert "Rooms: 3 created, 0 updated, 0 removed." in out
+    assert out.rstrip().endswith("World 'harborconf' created.")
+    world = World.objects.get(pk="harborconf")
+    assert world.title == "Harbor Conference 2027"
+    assert world.config["connection_limit"] == 3
+    assert len(world.config["JWT_secrets"]) == 2
+    assert "id" not in world.config and "title" not in world.config
+    assert world.trait_grants["participant"] == ["ticket"]
+    assert world.extra["exhibitors"][0]["name"] == "Lighthouse Tools"
+    rooms = list(world.rooms.order_by("sorting_priority"))
+    assert [r.import_id for r in rooms] == ["welcome", "main-stage", "hallway"]
+    assert rooms[1].modules[0]["type"] == "livestream.native"
+    assert rooms[0].trait_grants == {"participant": []}
+
+
+@pytest.mark.django_db
+def test_reimport_updates_in_place_and_removes_missing_rooms(tmp_path, example_config):
+    run(str(FIXTURE))
+    example_config["world"]["title"] = "Renamed"
+    example_config["rooms"] = [
+        {**example_config["rooms"][0], "picture": "https://x.example.org/p.png"},
+        {"id": "new", "name": "New room"},
+    ]
+    out = run(write(tmp_path, example_config))
+    assert "Rooms: 1 created, 1 updated, 2 removed." in out
+    assert out.rstrip().endswith("World 'harborconf' updated.")
+    world = World.objects.get(pk="harborconf")
+    assert world.title == "Renamed"
+    live = world.rooms.filter(deleted_at__isnull=True)
+    assert sorted(live.values_list("import_id", flat=True)) == ["new", "welcome"]
+    assert live.get(import_id="welcome").extra == {
+        "picture": "https://x.example.org/p.png"
+    }
+    assert Room.objects.filter(world=world, deleted_at__isnull=False).count() == 2
+
+
+@pytest.mark.django_db
+def test_stdin(example_config):
+    run("-", stdin=json.dumps(example_config))
+    assert World.objects.filter(pk="harborconf").exists()
+
+
+BAD_CASES = [
+    ("{not json", ["$: is not valid JSON"]),
+    ("[]", ["$: must be an object, not a list"]),
+    ({"rooms": []}, ["$.world: is missing"]),
+    (
+        {"world": {"id": "Bad-Id", "title": ""}, "extra_section": 1},
+        ["$.extra_section: unknown key", "$.world.id: ", "$.world.title: is missing"],
+    ),
+    (
+        {
+            "world": {
+                "id": "ok",
+                "title": "T",
+                "JWT_secrets": [{"issuer": "i", "secret": "x" * 40}],
+            }
+        },
+        ["$.world.JWT_secrets[0].audience: is missing"],
+    ),
+    (
+        {
+            "world": {
+                "id": "ok",
+                "title": "T",
+                "JWT_secrets": [{"issuer": "i", "audience": "a", "secret": "short"}],
+            }
+        },
+        ["$.world.JWT_secrets[0].secret: is 5 characters"],
+    ),
+    (
+        {"world": {"id": "ok", "title": "T", "JWT_secrets": {}}},
+        ["$.world.JWT_secrets: must be a list"],
+    ),
+    (
+        {"world": {"id": "ok", "title": "T", "timezone": "Mars/Olympus"}},
+        ["$.world.timezone: 'Mars/Olympus' is not a time zone"],
+    ),
+    (
+        {"world": {"id": "ok", "title": "T", "domain": "http://x"}},
+        ["$.world.domain: "],
+    ),
+    (
+        {
+            "world": {"id": "ok", "title": "T"},
+            "roles": {"r": "world:view"},
+            "trait_grants": {"r": [1]},
+        },
+        [
+            "$.roles.r: must be a list of permissions",
+            "$.trait_grants.r[0]: must be a trait",
+        ],
+    ),
+    (
+        {
+            "world": {"id": "ok", "title": "T"},
+            "rooms": [
+                {"id": "a", "name": "A", "colour": "red"},
+                {"id": "a", "name": "", "modules": [{"config": []}]},
+                "room",
+            ],
+        },
+        [
+            "$.rooms[0].colour: unknown key",
+            "$.rooms[1].id: 'a' is also the id of $.rooms[0]",
+            "$.rooms[1].name: is missing",
+            "$.rooms[1].modules[0].type: is missing",
+            "$.rooms[1].modules[0].config: must be an object",
+            "$.rooms[2]: must be an object",
+        ],
+    ),
+]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("data", "messages"), BAD_CASES)
+def test_invalid_configs_report_every_problem_and_write_nothing(
+    tmp_path, data, messages
+):
+    with pytest.raises(CommandError) as info:
+        run(write(tmp_path, data))
+    text = str(info.value)
+    for message in messages:
+        assert message in text
+    assert f"({len(messages)} problem" in text
+    assert "Nothing was imported" in text
+    assert not World.objects.exists()
+    assert not Room.objects.exists()
+
+
+@pytest.mark.django_db
+def test_invalid_update_leaves_the_world_as_it_was(tmp_path, example_config):
+    run(str(FIXTURE))
+    before = services.export_config(World.objects.get(pk="harborconf"))
+    example_config["world"]["title"] = "Changed"
+    example_config["rooms"].append({"id": "welcome", "name": "Duplicate"})
+    with pytest.raises(CommandError, match=r"\$\.rooms\[3\]\.id"):
+        run(write(tmp_path, example_config))
+    assert services.export_config(World.objects.get(pk="harborconf")) == before
+
+
+@pytest.mark.django_db
+def test_a_domain_of_another_world_is_refused(tmp_path, world, example_config):
+    example_config["world"]["domain"] = "sample.example.org"
+    with pytest.raises(
+        CommandError,
+        match=r"\$\.world\.domain: 'sample.example.org' is used by world 'sample'",
+    ):
+        run(write(tmp_path, example_config))
+    assert not World.objects.filter(pk="harborconf").exists()
+
+
+@pytest.mark.django_db
+def test_a_deleted_world_is_not_overwritten(tmp_path, harbor, example_config):
+    services.delete_world(harbor)
+    with pytest.raises(CommandError, match="is deleted and waits for the purge job"):
+        run(write(tmp_path, example_config))
+
+
+@pytest.mark.django_db
+def test_a_missing_file(tmp_path):
+    with pytest.raises(CommandError, match="Cannot read .*nope.json"):
+        run(str(tmp_path / "nope.json"))
