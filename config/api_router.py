@@ -4,4 +4,6 @@ from django.urls import include, path  # noqa: F401  (apps add include(...) line
 
 app_name = "api"
 
-urlpatterns: list = []
+urlpatterns: list = [
+    path("worlds/", include("apps.worlds.api_urls")),
+]

@@ -1,0 +1,235 @@
+"""The worlds part of the management API: list, detail, and the operator actions.
+
+Each endpoint calls the same service as the matching management command. List and
+detail never contain a JWT secret; export does, like export_config, because it is the
+config file that import takes back.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from apps.core.api import ApiError
+
+from . import services
+from .models import Room, World
+
+
+def redacted_config(config: dict[str, Any]) -> dict[str, Any]:
+    """Return ``config`` with each JWT secret left out (issuer and audience stay)."""
+    data = {k: v for k, v in (config or {}).items() if k != "JWT_secrets"}
+    data["JWT_secrets"] = [
+        {"issuer": e.get("issuer"), "audience": e.get("audience")}
+        for e in (config or {}).get("JWT_secrets") or []
+        if isinstance(e, dict)
+    ]
+    return data
+
+
+class RoomSerializer(serializers.ModelSerializer):
+    id = serializers.CharField(source="import_id")
+
+    class Meta:
+        model = Room
+        fields = [
+            "id",
+            "name",
+            "description",
+            "sorting_priority",
+            "modules",
+            "trait_grants",
+        ]
+
+
+class WorldListSerializer(serializers.ModelSerializer):
+    url = serializers.CharField(read_only=True)
+
+    class Meta:
+        model = World
+        fields = [
+            "id",
+            "title",
+            "domain",
+            "url",
+            "locale",
+            "timezone",
+            "created_at",
+            "updated_at",
+            "deleted_at",
+        ]
+
+
+class WorldDetailSerializer(WorldListSerializer):
+    config = serializers.SerializerMethodField()
+    rooms = serializers.SerializerMethodField()
+
+    class Meta(WorldListSerializer.Meta):
+        fields = WorldListSerializer.Meta.fields + [
+            "config",
+            "roles",
+            "trait_grants",
+            "rooms",
+        ]
+
+    def get_config(self, world: World) -> dict[str, Any]:
+        return redacted_config(world.config)
+
+    def get_rooms(self, world: World) -> list[dict[str, Any]]:
+        rooms = world.rooms.filter(deleted_at__isnull=True).order_by(
+            "sorting_priority", "name", "pk"
+        )
+        return RoomSerializer(rooms, many=True).data
+
+
+class NewWorldSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    title = serializers.CharField()
+    domain = serializers.CharField()
+
+
+class CloneSerializer(NewWorldSerializer):
+    new_secrets = serializers.BooleanField(default=False)
+
+
+class TokenRequestSerializer(serializers.Serializer):
+    traits = serializers.ListField(child=serializers.CharField(), default=list)
+    days = serializers.IntegerField(min_value=1, default=90)
+    uid = serializers.CharField(required=False)
+
+
+class TokenSerializer(serializers.Serializer):
+    token = serializers.CharField()
+    url = serializers.CharField(allow_null=True)
+
+
+class CountsSerializer(serializers.Serializer):
+    worlds = serializers.IntegerField()
+    rooms = serializers.IntegerField()
+    attendees = serializers.IntegerField()
+    dry_run = serializers.BooleanField()
+
+
+class ImportResultSerializer(serializers.Serializer):
+    id = serializers.CharField()
+    created = serializers.BooleanField()
+    rooms_created = serializers.IntegerField()
+    rooms_updated = serializers.IntegerField()
+    rooms_deleted = serializers.IntegerField()
+
+
+def _world(world_id: str) -> World:
+    try:
+        return services.get_world(world_id)
+    except services.WorldNotFound:
+        raise ApiError(
+            "world.unknown_world", f"No world {world_id!r}.", status.HTTP_404_NOT_FOUND
+        ) from None
+
+
+def _valid(serializer_class: type[serializers.Serializer], data: Any) -> dict:
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+class WorldViewSet(viewsets.ViewSet):
+    """Worlds, for staff. Soft-deleted worlds appear in the list with ``?all=1``."""
+
+    lookup_field = "id"
+    lookup_value_regex = "[a-z0-9]+"
+
+    @extend_schema(
+        parameters=[OpenApiParameter("all", bool, description="include deleted")],
+        responses=WorldListSerializer(many=True),
+    )
+    def list(self, request: Request) -> Response:
+        include_deleted = request.query_params.get("all", "").lower() in {"1", "true"}
+        worlds = services.list_worlds(include_deleted=include_deleted)
+        return Response(WorldListSerializer(worlds, many=True).data)
+
+    @extend_schema(responses=WorldDetailSerializer)
+    def retrieve(self, request: Request, id: str) -> Response:
+        return Response(WorldDetailSerializer(_world(id)).data)
+
+    @extend_schema(request=NewWorldSerializer, responses={201: WorldDetailSerializer})
+    def create(self, request: Request) -> Response:
+        data = _valid(NewWorldSerializer, request.data)
+        try:
+            world = services.create_world(data["id"], data["title"], data["domain"])
+        except services.WorldError as exc:
+            raise ApiError("world.invalid", str(exc)) from exc
+        return Response(WorldDetailSerializer(world).data, status=201)
+
+    @extend_schema(
+        parameters=[OpenApiParameter("dry_run", bool, description="change nothing")],
+        responses=CountsSerializer,
+    )
+    def destroy(self, request: Request, id: str) -> Response:
+        world = _world(id)
+        dry_run = request.query_params.get("dry_run", "").lower() in {"1", "true"}
+        counts = (
+            services.deletion_counts(world) if dry_run else services.delete_world(world)
+        )
+        return Response({**counts, "dry_run": dry_run})
+
+    @extend_schema(request=CloneSerializer, responses={201: WorldDetailSerializer})
+    @action(detail=True, methods=["post"])
+    def clone(self, request: Request, id: str) -> Response:
+        source = _world(id)
+        data = _valid(CloneSerializer, request.data)
+        try:
+            world = services.clone_world(
+                source,
+                data["id"],
+                data["title"],
+                data["domain"],
+                new_secrets=data["new_secrets"],
+            )
+        except services.WorldError as exc:
+            raise ApiError("world.invalid", str(exc)) from exc
+        return Response(WorldDetailSerializer(world).data, status=201)
+
+    @extend_schema(responses={200: dict})
+    @action(detail=True, methods=["get"])
+    def export(self, request: Request, id: str) -> Response:
+        return Response(services.export_config(_world(id)))
+
+    @extend_schema(request=dict, responses=ImportResultSerializer)
+    @action(detail=False, methods=["post"], url_path="import")
+    def import_config(self, request: Request) -> Response:
+        try:
+            result = services.import_config(request.data)
+        except services.ConfigError as exc:
+            raise ApiError("world.invalid_config", str(exc)) from exc
+        except services.WorldError as exc:
+            raise ApiError("world.invalid", str(exc), status.HTTP_409_CONFLICT) from exc
+        return Response(
+            {
+                "id": result.world.id,
+                "created": result.created,
+                "rooms_created": result.rooms_created,
+                "rooms_updated": result.rooms_updated,
+                "rooms_deleted": result.rooms_deleted,
+            },
+            status=201 if result.created else 200,
+        )
+
+    @extend_schema(request=TokenRequestSerializer, responses=TokenSerializer)
+    @action(detail=True, methods=["post"])
+    def token(self, request: Request, id: str) -> Response:
+        world = _world(id)
+        data = _valid(TokenRequestSerializer, request.data)
+        try:
+            token = services.generate_token(
+                world, data["traits"], days=data["days"], uid=data.get("uid")
+            )
+        except services.WorldError as exc:
+            raise ApiError("world.invalid", str(exc)) from exc
+        url = services.token_url(world, token) if world.domain else None
+        return Response({"token": token, "url": url})

@@ -1,0 +1,160 @@
+"""/api/v1/worlds/: staff only, token authentication, no secrets in list/detail."""
+
+import jwt
+import pytest
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from apps.accounts.models import User
+from apps.worlds import services
+from apps.worlds.models import World
+
+
+@pytest.fixture
+def api(alice) -> APIClient:
+    client = APIClient()
+    client.credentials(
+        HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=alice).key}"
+    )
+    return client
+
+
+def secrets_of(*worlds) -> list[str]:
+    return [e["secret"] for w in worlds for e in w.config["JWT_secrets"]]
+
+
+def test_needs_staff_token(db, world):
+    assert APIClient().get("/api/v1/worlds/").status_code == 401
+    bob = User.objects.create_user("bob", password="pw-123456789")
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=bob).key}")
+    response = client.get("/api/v1/worlds/")
+    assert response.status_code == 403
+    assert response.json()["error"] == "permission_denied"
+
+
+def test_list_and_detail_never_contain_secrets(api, world, harbor):
+    response = api.get("/api/v1/worlds/")
+    assert response.status_code == 200
+    assert [w["id"] for w in response.json()] == ["harborconf", "sample"]
+    detail = api.get("/api/v1/worlds/harborconf/")
+    assert detail.status_code == 200
+    body = detail.json()
+    assert body["config"]["connection_limit"] == 3
+    assert body["config"]["JWT_secrets"][0] == {
+        "issuer": "https://tickets.example.org/",
+        "audience": "harborconf",
+    }
+    assert [r["id"] for r in body["rooms"]] == ["welcome", "main-stage", "hallway"]
+    text = response.content.decode() + detail.content.decode()
+    text += api.get("/api/v1/worlds/sample/").content.decode()
+    for secret in secrets_of(world, harbor):
+        assert secret not in text
+
+
+def test_unknown_and_deleted_worlds(api, world):
+    response = api.get("/api/v1/worlds/nope/")
+    assert response.status_code == 404
+    assert response.json() == {
+        "error": "world.unknown_world",
+        "detail": "No world 'nope'.",
+    }
+    services.delete_world(world)
+    assert api.get("/api/v1/worlds/sample/").status_code == 404
+    assert api.get("/api/v1/worlds/").json() == []
+    assert [w["id"] for w in api.get("/api/v1/worlds/?all=1").json()] == ["sample"]
+
+
+def test_create(api):
+    response = api.post(
+        "/api/v1/worlds/",
+        {"id": "new", "title": "New", "domain": "new.example.org"},
+        format="json",
+    )
+    assert response.status_code == 201
+    world = World.objects.get(pk="new")
+    assert secrets_of(world)[0] not in response.content.decode()
+    again = api.post(
+        "/api/v1/worlds/",
+        {"id": "new", "title": "X", "domain": "x.example.org"},
+        format="json",
+    )
+    assert again.status_code == 400
+    assert again.json()["error"] == "world.invalid"
+    assert "already exists" in again.json()["detail"]
+    missing = api.post("/api/v1/worlds/", {"id": "x"}, format="json")
+    assert missing.status_code == 400
+
+
+def test_clone(api, harbor):
+    body = {
+        "id": "copy",
+        "title": "Copy",
+        "domain": "copy.example.org",
+        "new_secrets": True,
+    }
+    response = api.post("/api/v1/worlds/harborconf/clone/", body, format="json")
+    assert response.status_code == 201
+    clone = World.objects.get(pk="copy")
+    assert clone.rooms.count() == 3
+    assert len(clone.config["JWT_secrets"]) == 1
+    assert (
+        api.post("/api/v1/worlds/nope/clone/", body, format="json").status_code == 404
+    )
+
+
+def test_export_import_round_trip(api, harbor):
+    exported = api.get("/api/v1/worlds/harborconf/export/").json()
+    assert exported == services.export_config(harbor)
+    World.objects.all().delete()
+    response = api.post("/api/v1/worlds/import/", exported, format="json")
+    assert response.status_code == 201
+    assert response.json()["rooms_created"] == 3
+    assert services.export_config(World.objects.get(pk="harborconf")) == exported
+    assert (
+        api.post("/api/v1/worlds/import/", exported, format="json").status_code == 200
+    )
+
+
+def test_import_problems(api):
+    response = api.post("/api/v1/worlds/import/", {"world": {"id": "X"}}, format="json")
+    assert response.status_code == 400
+    assert response.json()["error"] == "world.invalid_config"
+    assert "$.world.id" in response.json()["detail"]
+    assert "$.world.title" in response.json()["detail"]
+    assert not World.objects.exists()
+
+
+def test_token(api, world):
+    response = api.post(
+        "/api/v1/worlds/sample/token/",
+        {"traits": ["a", "b"], "days": 1, "uid": "u"},
+        format="json",
+    )
+    assert response.status_code == 200
+    token = response.json()["token"]
+    assert response.json()["url"] == f"https://sample.example.org/#token={token}"
+    entry = world.config["JWT_secrets"][0]
+    claims = jwt.decode(
+        token, entry["secret"], algorithms=["HS256"], audience="stagehand", issuer="any"
+    )
+    assert (claims["traits"], claims["uid"]) == (["a", "b"], "u")
+    bad = api.post("/api/v1/worlds/sample/token/", {"days": 0}, format="json")
+    assert bad.status_code == 400
+
+
+def test_delete(api, world):
+    dry = api.delete("/api/v1/worlds/sample/?dry_run=1")
+    assert dry.json() == {"worlds": 1, "rooms": 0, "attendees": 0, "dry_run": True}
+    assert services.get_world("sample")
+    response = api.delete("/api/v1/worlds/sample/")
+    assert response.status_code == 200
+    assert response.json()["dry_run"] is False
+    assert World.objects.get(pk="sample").deleted_at is not None
+    assert api.delete("/api/v1/worlds/sample/").status_code == 404
+
+
+def test_schema_builds(api, world):
+    response = api.get("/api/schema/")
+    assert response.status_code == 200
+    assert b"/api/v1/worlds/{id}/clone/" in response.content
