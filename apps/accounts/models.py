@@ -10,6 +10,7 @@ from django.contrib.auth.models import AbstractUser
 from django.contrib.auth.models import UserManager as DjangoUserManager
 from django.db import models
 from django.db.models.functions import Lower
+from django.utils import timezone
 
 
 class UserManager(DjangoUserManager):
@@ -37,6 +38,8 @@ class User(AbstractUser):
         on_delete=models.CASCADE,
     )
     token_id = models.CharField(max_length=200, blank=True, default="")
+    # A private upload: purge_user deletes the file, check_integrity checks it exists.
+    avatar = models.FileField(upload_to="avatars/", blank=True, default="")
 
     objects = UserManager()
 
@@ -64,3 +67,57 @@ class User(AbstractUser):
     def save(self, *args, **kwargs) -> None:
         self.email = (self.email or "").strip()
         super().save(*args, **kwargs)
+
+
+class Terms(models.Model):
+    """One version of a text attendees must accept, such as the terms of service.
+
+    Versions of the same ``slug`` replace each other: from its ``active_from`` on, the
+    newest active version is the one an attendee has to have accepted.
+    """
+
+    slug = models.SlugField(max_length=100)
+    version = models.CharField(max_length=50)
+    name = models.CharField(max_length=200)
+    text = models.TextField(help_text="Markdown.")
+    required = models.BooleanField(
+        default=True, help_text="Attendees must accept it before they can take part."
+    )
+    active_from = models.DateTimeField(default=timezone.now, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "terms"
+        verbose_name_plural = "terms"
+        ordering = ["slug", "-active_from", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["slug", "version"], name="accounts_terms_slug_version_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.slug} {self.version})"
+
+
+class TermsAcceptance(models.Model):
+    """That a user accepted one version of some terms, and when."""
+
+    user = models.ForeignKey(
+        User, on_delete=models.CASCADE, related_name="terms_acceptances"
+    )
+    terms = models.ForeignKey(
+        Terms, on_delete=models.PROTECT, related_name="acceptances"
+    )
+    accepted_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-accepted_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "terms"], name="accounts_termsacceptance_once"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} accepted {self.terms.slug} {self.terms.version}"

@@ -1,0 +1,70 @@
+import sys
+
+from django.core.management.base import BaseCommand, CommandError
+
+from apps.accounts import services
+from apps.core.output import confirm, write_table
+
+
+class Command(BaseCommand):
+    help = (
+        "Forget a user (the right to be forgotten): delete their private data, keep what "
+        "others still see (chat messages) under an anonymous author, anonymise the "
+        "account and refuse its tokens. One transaction."
+    )
+    stealth_options = ("stdin",)
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument(
+            "user", nargs="?", help="username or email (or use --world and --uid)"
+        )
+        parser.add_argument("--world", help="the attendee's world id")
+        parser.add_argument("--uid", help="the attendee's token uid")
+        parser.add_argument(
+            "--dry-run", action="store_true", help="list what would go; change nothing"
+        )
+        parser.add_argument(
+            "--noinput",
+            "--no-input",
+            action="store_false",
+            dest="interactive",
+            help="do not ask for confirmation",
+        )
+
+    def execute(self, *args, **options):
+        self.stdin = options.get("stdin", sys.stdin)
+        return super().execute(*args, **options)
+
+    def handle(
+        self,
+        *,
+        user: str | None,
+        world: str | None,
+        uid: str | None,
+        dry_run: bool,
+        interactive: bool,
+        **options,
+    ) -> None:
+        try:
+            target = services.find_purge_target(user, world=world, uid=uid)
+            plan = services.purge_user(target, dry_run=True)
+        except services.AccountError as exc:
+            raise CommandError(str(exc)) from exc
+        self.stdout.write(f"User {plan.label}:")
+        write_table(self.stdout, ["What", "Count", "Action"], plan.items)
+        if dry_run:
+            self.stdout.write(
+                self.style.SUCCESS(f"Dry run: nothing purged. Would purge {plan.summary()}.")
+            )
+            return
+        if interactive and not confirm(
+            "Purge this user? This cannot be undone.", self.stdin, self.stdout
+        ):
+            raise CommandError("Not confirmed; nothing was purged.")
+        try:
+            report = services.purge_user(target)
+        except services.AccountError as exc:
+            raise CommandError(str(exc)) from exc
+        self.stdout.write(
+            self.style.SUCCESS(f"Purged user {report.label}: {report.summary()}.")
+        )

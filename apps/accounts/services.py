@@ -1,0 +1,417 @@
+"""Accounts: operators and attendees, their rights, the terms they accept, and purging.
+
+Commands, admin actions, the REST API and the consumer all call these functions; none of
+them changes users any other way.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from django.db import models, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from .models import Terms, TermsAcceptance, User
+
+
+class AccountError(Exception):
+    """A request about accounts that cannot be done; the message says what to do."""
+
+
+class UserNotFound(AccountError):
+    pass
+
+
+class TermsError(AccountError):
+    pass
+
+
+class PasswordRejected(AccountError):
+    """The password validators said no; asking again may help."""
+
+
+# Users and rights
+# ------------------------------------------------------------------------------
+
+
+def find_user(identifier: str) -> User:
+    """Return the user whose username is ``identifier`` or whose email it is (any case)."""
+    identifier = identifier.strip()
+    matches = list(
+        User.objects.filter(
+            Q(username=identifier) | Q(email__iexact=identifier, email__gt="")
+        )[:2]
+    )
+    if not matches:
+        raise UserNotFound(
+            f"No user with username or email {identifier!r}; "
+            "check the spelling (the admin's user list can search)."
+        )
+    if len(matches) > 1:
+        raise AccountError(
+            f"{identifier!r} is the username of one user and the email of another; "
+            "give the other user's username instead."
+        )
+    return matches[0]
+
+
+def find_attendee(world_id: str, uid: str) -> User:
+    """Return the attendee of world ``world_id`` who connected with token uid ``uid``."""
+    try:
+        return User.objects.get(world_id=world_id, token_id=uid)
+    except User.DoesNotExist as exc:
+        raise UserNotFound(
+            f"No attendee with uid {uid!r} in world {world_id!r}; "
+            "check both (the admin's user list filters by world)."
+        ) from exc
+
+
+def find_purge_target(
+    identifier: str | None, *, world: str | None = None, uid: str | None = None
+) -> User:
+    """Return the user named by username/email, or by world and token uid."""
+    if world or uid:
+        if identifier:
+            raise AccountError(
+                "Give either a username/email or --world with --uid, not both."
+            )
+        if not (world and uid):
+            raise AccountError("An attendee is named by both --world and --uid.")
+        return find_attendee(world, uid)
+    if not identifier:
+        raise AccountError("Name the user: a username or email, or --world and --uid.")
+    return find_user(identifier)
+
+
+def validate_new_password(password: str, user: User) -> None:
+    """Raise PasswordRejected with every complaint of the configured password validators."""
+    try:
+        validate_password(password, user)
+    except ValidationError as exc:
+        raise PasswordRejected("Password rejected: " + " ".join(exc.messages)) from exc
+
+
+def create_user(
+    *,
+    email: str,
+    password: str,
+    admin: bool = False,
+    world=None,
+    username: str | None = None,
+) -> User:
+    """Create a user who signs in with ``email`` (also the username unless given)."""
+    email = (email or "").strip()
+    try:
+        validate_email(email)
+    except ValidationError as exc:
+        raise AccountError(f"{email!r} is not a valid email address.") from exc
+    if User.objects.filter(email__iexact=email).exists():
+        raise AccountError(
+            f"A user with email {email} already exists; "
+            "use set_admin to change their rights."
+        )
+    username = username or email
+    if User.objects.filter(username=username).exists():
+        raise AccountError(f"A user with username {username} already exists.")
+    user = User(
+        username=username,
+        email=email,
+        is_staff=admin,
+        is_superuser=admin,
+    )
+    if world is not None:
+        user.world = world
+    validate_new_password(password, user)
+    user.set_password(password)
+    user.save()
+    return user
+
+
+def _other_active_superusers(user: User) -> bool:
+    return (
+        User.objects.filter(is_superuser=True, is_active=True)
+        .exclude(pk=user.pk)
+        .exists()
+    )
+
+
+def set_admin(identifier: str, *, revoke: bool = False) -> User:
+    """Give (or with ``revoke`` remove) staff and superuser rights to a user by email."""
+    return set_admin_rights(find_user(identifier), revoke=revoke)
+
+
+def set_admin_rights(user: User, *, revoke: bool = False) -> User:
+    """Give (or with ``revoke`` remove) staff and superuser rights."""
+    if revoke and user.is_superuser and not _other_active_superusers(user):
+        raise AccountError(
+            f"{user.email or user.username} is the last active admin; "
+            "make another one first (set_admin OTHER_EMAIL) so nobody is locked out."
+        )
+    if not revoke and is_purged(user):
+        raise AccountError(f"User {user.pk} was purged and cannot become an admin.")
+    user.is_staff = user.is_superuser = not revoke
+    user.save(update_fields=["is_staff", "is_superuser"])
+    return user
+
+
+# Terms
+# ------------------------------------------------------------------------------
+
+_ATX_HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.+?)\s*#*\s*$")
+_SETEXT_UNDERLINE = re.compile(r"^\s{0,3}(=+|-+)\s*$")
+
+
+def first_heading(markdown: str) -> str | None:
+    """Return the text of the first Markdown heading (ATX ``# x`` or setext), if any."""
+    lines = markdown.splitlines()
+    in_fence = False
+    for index, line in enumerate(lines):
+        if line.lstrip().startswith(("```", "~~~")):
+            in_fence = not in_fence
+            continue
+        if in_fence:
+            continue
+        match = _ATX_HEADING.match(line)
+        if match:
+            return match.group(1).strip()
+        following = lines[index + 1] if index + 1 < len(lines) else ""
+        if line.strip() and _SETEXT_UNDERLINE.match(following):
+            return line.strip()
+    return None
+
+
+def import_terms(
+    slug: str,
+    version: str,
+    text: str,
+    *,
+    name: str | None = None,
+    active_from: datetime | None = None,
+    required: bool = True,
+) -> Terms:
+    """Store a new version of the terms ``slug``; the name defaults to the first heading."""
+    if not re.fullmatch(r"[-a-zA-Z0-9_]+", slug or ""):
+        raise TermsError(
+            f"{slug!r} is not a valid slug; use letters, digits, - and _ only."
+        )
+    version = (version or "").strip()
+    if not version:
+        raise TermsError("The version must not be empty.")
+    if not text.strip():
+        raise TermsError("The terms text is empty; give a Markdown file with content.")
+    name = (name or "").strip() or first_heading(text)
+    if not name:
+        raise TermsError(
+            "The text has no Markdown heading to take the name from; "
+            "add '# Title' at the top or pass --name."
+        )
+    if Terms.objects.filter(slug=slug, version=version).exists():
+        raise TermsError(
+            f"Terms {slug} version {version} exist already; "
+            "import the changed text as a new version."
+        )
+    return Terms.objects.create(
+        slug=slug,
+        version=version,
+        name=name[:200],
+        text=text,
+        required=required,
+        active_from=active_from or timezone.now(),
+    )
+
+
+def current_terms(now: datetime | None = None) -> list[Terms]:
+    """Return, per slug, the newest version whose ``active_from`` has passed."""
+    now = now or timezone.now()
+    latest: dict[str, Terms] = {}
+    for terms in Terms.objects.filter(active_from__lte=now).order_by(
+        "slug", "-active_from", "-id"
+    ):
+        latest.setdefault(terms.slug, terms)
+    return list(latest.values())
+
+
+def terms_required_for(user: User, now: datetime | None = None) -> list[Terms]:
+    """Return the current required terms ``user`` has not accepted yet."""
+    required = [t for t in current_terms(now) if t.required]
+    if not required:
+        return []
+    accepted = set(
+        TermsAcceptance.objects.filter(
+            user=user, terms__in=required
+        ).values_list("terms_id", flat=True)
+    )
+    return [t for t in required if t.pk not in accepted]
+
+
+def terms_as_dict(terms: Terms) -> dict:
+    return {
+        "id": terms.pk,
+        "slug": terms.slug,
+        "version": terms.version,
+        "name": terms.name,
+        "text": terms.text,
+        "active_from": terms.active_from.isoformat(),
+    }
+
+
+@transaction.atomic
+def accept_terms(user: User, terms_ids: Iterable[int]) -> list[TermsAcceptance]:
+    """Record that ``user`` accepts the given current terms; unknown or outdated ids fail."""
+    try:
+        wanted = {int(pk) for pk in terms_ids}
+    except (TypeError, ValueError) as exc:
+        raise TermsError("Terms ids must be integers.") from exc
+    if not wanted:
+        raise TermsError("No terms given to accept.")
+    current = {t.pk: t for t in current_terms()}
+    unknown = sorted(wanted - set(current))
+    if unknown:
+        raise TermsError(
+            f"Terms {', '.join(map(str, unknown))} are not current terms; "
+            "accept the versions you were sent."
+        )
+    now = timezone.now()
+    acceptances = []
+    for pk in sorted(wanted):
+        acceptance, _ = TermsAcceptance.objects.get_or_create(
+            user=user, terms=current[pk], defaults={"accepted_at": now}
+        )
+        acceptances.append(acceptance)
+    return acceptances
+
+
+# Purging (the right to be forgotten)
+# ------------------------------------------------------------------------------
+
+# Rows of a user that others still see: they stay, attributed to the anonymised account.
+SHARED_CONTENT = {
+    "connections.chatmessage": "messages anonymised",
+    # The admin's history of what an operator did stays, as in any audit trail.
+    "admin.logentry": "admin log entries anonymised",
+}
+
+
+@dataclass
+class PurgeReport:
+    user_id: int
+    label: str
+    # (what, count, action), in the order they are shown.
+    items: list[tuple[str, int, str]] = field(default_factory=list)
+    dry_run: bool = False
+
+    def summary(self) -> str:
+        parts = [f"{count} {what}" for what, count, _ in self.items if count]
+        return ", ".join(parts) or "nothing besides the account"
+
+    def as_dict(self) -> dict:
+        return {
+            "user": self.user_id,
+            "label": self.label,
+            "dry_run": self.dry_run,
+            "items": [
+                {"what": what, "count": count, "action": action}
+                for what, count, action in self.items
+            ],
+        }
+
+
+def describe_user(user: User) -> str:
+    parts = [user.username]
+    if user.email and user.email != user.username:
+        parts.append(f"<{user.email}>")
+    world_id = getattr(user, "world_id", None)
+    if world_id:
+        parts.append(f"in world {world_id}")
+    return f"{user.pk} " + " ".join(parts)
+
+
+def _user_relations(user: User):
+    """Yield (relation, queryset) for every row of another model that points at ``user``."""
+    for relation in User._meta.related_objects:
+        if relation.many_to_many:
+            continue
+        model = relation.related_model
+        yield relation, model._default_manager.filter(**{relation.field.name: user})
+
+
+def anonymise_user(user: User, now: datetime | None = None) -> None:
+    """Turn ``user`` into a tombstone: no personal data, no way to sign in or connect.
+
+    The row stays (content others see keeps its author, now anonymous) together with
+    its world and token id, so the token the attendee used is recognised and refused.
+    """
+    now = now or timezone.now()
+    if user.avatar:
+        name, storage = user.avatar.name, user.avatar.storage
+        # Files are not transactional: delete only once the purge is committed.
+        transaction.on_commit(lambda: storage.delete(name))
+    user.username = f"deleted-{user.pk}"
+    user.email = f"{user.pk}@deleted"
+    user.first_name = user.last_name = user.display_name = ""
+    user.set_unusable_password()
+    user.is_active = user.is_staff = user.is_superuser = False
+    user.traits = []
+    user.profile = {}
+    user.avatar = ""
+    user.deleted_at = now
+    user.save()
+    user.groups.clear()
+    user.user_permissions.clear()
+
+
+def purge_user(user: User, *, dry_run: bool = False) -> PurgeReport:
+    """Forget ``user``: delete their private data, anonymise what others still see and
+    the account itself. One transaction; with ``dry_run`` only count.
+    """
+    if is_purged(user):
+        raise AccountError(
+            f"User {user.pk} was already purged on {user.deleted_at:%Y-%m-%d %H:%M}."
+        )
+    if user.is_superuser and user.is_active and not _other_active_superusers(user):
+        raise AccountError(
+            f"{user.username} is the last active admin; "
+            "make another one first (set_admin OTHER_EMAIL)."
+        )
+    report = PurgeReport(user_id=user.pk, label=describe_user(user), dry_run=dry_run)
+    with transaction.atomic():
+        user = User.objects.select_for_update().get(pk=user.pk)
+        deletions = []
+        for relation, rows in _user_relations(user):
+            model = relation.related_model
+            label = model._meta.label_lower
+            count = rows.count()
+            if label in SHARED_CONTENT:
+                report.items.append((SHARED_CONTENT[label], count, "kept, anonymised"))
+            elif relation.on_delete is models.CASCADE:
+                what = f"{model._meta.verbose_name_plural} deleted"
+                report.items.append((what, count, "deleted"))
+                deletions.append(rows)
+            elif relation.on_delete is models.SET_NULL:
+                what = f"{model._meta.verbose_name_plural} unlinked"
+                report.items.append((what, count, "kept, unlinked from the account"))
+                if count and not dry_run:
+                    rows.update(**{relation.field.name: None})
+            else:
+                what = f"{model._meta.verbose_name_plural} anonymised"
+                report.items.append((what, count, "kept, anonymised"))
+        report.items.append(("avatar files deleted", 1 if user.avatar else 0, "deleted"))
+        report.items.append(("accounts anonymised", 1, "anonymised"))
+        if dry_run:
+            return report
+        for rows in deletions:
+            rows.delete()
+        anonymise_user(user)
+    return report
+
+
+def is_purged(user: User) -> bool:
+    """Whether ``user`` was anonymised by a purge (soft deletion alone is not enough)."""
+    return user.deleted_at is not None and user.email == f"{user.pk}@deleted"

@@ -1,0 +1,107 @@
+from io import StringIO
+
+import pytest
+from django.contrib.auth import authenticate
+from django.core.management import CommandError, call_command
+
+from apps.accounts.models import User
+
+GOOD = "lantern-orbit-73"
+
+
+def create(*args, stdin=None, **kwargs) -> str:
+    out = StringIO()
+    call_command(
+        "create_user", *args, stdin=stdin or StringIO(""), stdout=out, stderr=out, **kwargs
+    )
+    return out.getvalue()
+
+
+@pytest.mark.django_db
+def test_create_user_reads_the_password_from_stdin():
+    output = create("--email", "Carol@Example.org", "--password-stdin", stdin=StringIO(GOOD + "\n"))
+    user = User.objects.get(email="Carol@Example.org")
+    assert not user.is_staff and not user.is_superuser
+    assert authenticate(username="carol@example.org", password=GOOD) == user
+    assert "User Carol@Example.org created" in output
+    assert GOOD not in output
+
+
+@pytest.mark.django_db
+def test_create_user_admin_gets_staff_and_superuser():
+    create("--email", "dora@example.org", "--admin", "--password-stdin", stdin=StringIO(GOOD))
+    user = User.objects.get(email="dora@example.org")
+    assert user.is_staff and user.is_superuser
+
+
+@pytest.mark.django_db
+def test_create_user_prompts_for_email_and_password_without_echo(monkeypatch, terminal):
+    asked = []
+
+    def fake_getpass(prompt: str = "Password: ") -> str:
+        asked.append(prompt)
+        return GOOD
+
+    monkeypatch.setattr("getpass.getpass", fake_getpass)
+    output = create(stdin=terminal("erin@example.org\n"))
+    assert "Email: " in output
+    assert asked == ["Password: ", "Password (again): "]
+    assert GOOD not in output
+    assert User.objects.get(email="erin@example.org").check_password(GOOD)
+
+
+@pytest.mark.django_db
+def test_create_user_asks_again_after_a_rejected_password(monkeypatch, terminal):
+    answers = iter(["123", "123", GOOD, GOOD])
+    monkeypatch.setattr("getpass.getpass", lambda prompt="": next(answers))
+    output = create("--email", "finn@example.org", stdin=terminal(""))
+    assert "too short" in output or "entirely numeric" in output
+    assert User.objects.get(email="finn@example.org").check_password(GOOD)
+
+
+@pytest.mark.django_db
+def test_create_user_mismatched_passwords_three_times_creates_nothing(monkeypatch, terminal):
+    answers = iter(["one-long-pass-1", "other-long-pass-2"] * 3)
+    monkeypatch.setattr("getpass.getpass", lambda prompt="": next(answers))
+    with pytest.raises(CommandError, match="No acceptable password after 3 tries"):
+        create("--email", "gil@example.org", stdin=terminal(""))
+    assert not User.objects.filter(email="gil@example.org").exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "password, complaint",
+    [
+        ("short", "too short"),
+        ("password123", "too common"),
+        ("83920174659", "entirely numeric"),
+        ("hank@example.org", "too similar"),
+    ],
+)
+def test_create_user_applies_the_password_validators(password, complaint):
+    with pytest.raises(CommandError, match=complaint):
+        create("--email", "hank@example.org", "--password-stdin", stdin=StringIO(password))
+    assert not User.objects.filter(email="hank@example.org").exists()
+
+
+@pytest.mark.django_db
+def test_create_user_refuses_an_existing_email_in_any_case(bob):
+    with pytest.raises(CommandError, match="already exists; use set_admin"):
+        create("--email", "BOB@example.org", "--password-stdin", stdin=StringIO(GOOD))
+
+
+@pytest.mark.django_db
+def test_create_user_refuses_an_invalid_email():
+    with pytest.raises(CommandError, match="not a valid email"):
+        create("--email", "not-an-email", "--password-stdin", stdin=StringIO(GOOD))
+
+
+@pytest.mark.django_db
+def test_create_user_without_a_terminal_needs_email_and_password_stdin():
+    with pytest.raises(CommandError, match="No email given; pass --email"):
+        create("--password-stdin", stdin=StringIO(GOOD))
+    with pytest.raises(CommandError, match="pipe it in with --password-stdin"):
+        create("--email", "ivy@example.org", stdin=StringIO(GOOD))
+    with pytest.raises(CommandError, match="carried no password"):
+        create("--email", "ivy@example.org", "--password-stdin", stdin=StringIO(""))
+    assert not User.objects.filter(email="ivy@example.org").exists()
