@@ -6,4 +6,5 @@ app_name = "api"
 
 urlpatterns: list = [
     path("worlds/", include("apps.worlds.api_urls")),
+    path("users/", include("apps.accounts.api_urls")),
 ]

@@ -24,13 +24,31 @@ class PurgedFilter(admin.SimpleListFilter):
 
 @admin.register(User)
 class UserAdmin(DjangoUserAdmin):
-    list_display = ("username", "email", "display_name", "is_staff", "is_active")
-    list_filter = ("is_staff", "is_superuser", "is_active", PurgedFilter)
-    search_fields = ("username", "email", "display_name")
+    list_display = (
+        "username",
+        "email",
+        "display_name",
+        "world",
+        "is_staff",
+        "is_active",
+    )
+    list_filter = ("world", "is_staff", "is_superuser", "is_active", PurgedFilter)
+    list_select_related = ("world",)
+    search_fields = ("username", "email", "display_name", "token_id")
     fieldsets = DjangoUserAdmin.fieldsets + (
         (
             "Attendee",
-            {"fields": ("display_name", "traits", "profile", "avatar", "deleted_at")},
+            {
+                "fields": (
+                    "world",
+                    "token_id",
+                    "display_name",
+                    "traits",
+                    "profile",
+                    "avatar",
+                    "deleted_at",
+                )
+            },
         ),
     )
     actions = ["purge_users", "grant_admin", "revoke_admin"]

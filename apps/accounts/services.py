@@ -7,6 +7,7 @@ them changes users any other way.
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -127,7 +128,9 @@ def create_user(
         is_superuser=admin,
     )
     if world is not None:
+        # An attendee is known by its token uid: generate_token --uid gives it a token.
         user.world = world
+        user.token_id = str(uuid.uuid4())
     validate_new_password(password, user)
     user.set_password(password)
     user.save()
@@ -244,9 +247,9 @@ def terms_required_for(user: User, now: datetime | None = None) -> list[Terms]:
     if not required:
         return []
     accepted = set(
-        TermsAcceptance.objects.filter(
-            user=user, terms__in=required
-        ).values_list("terms_id", flat=True)
+        TermsAcceptance.objects.filter(user=user, terms__in=required).values_list(
+            "terms_id", flat=True
+        )
     )
     return [t for t in required if t.pk not in accepted]
 
@@ -291,11 +294,14 @@ def accept_terms(user: User, terms_ids: Iterable[int]) -> list[TermsAcceptance]:
 # Purging (the right to be forgotten)
 # ------------------------------------------------------------------------------
 
-# Rows of a user that others still see: they stay, attributed to the anonymised account.
+# Rows that point at a user with SET_NULL are content others still see: they stay,
+# without an author ("deleted user"). These get a name of their own in reports.
 SHARED_CONTENT = {
     "connections.chatmessage": "messages anonymised",
-    # The admin's history of what an operator did stays, as in any audit trail.
-    "admin.logentry": "admin log entries anonymised",
+}
+# Rows kept under the anonymised account, as in any audit trail.
+KEPT_UNDER_ACCOUNT = {
+    "admin.logentry": "admin log entries kept",
 }
 
 
@@ -383,29 +389,42 @@ def purge_user(user: User, *, dry_run: bool = False) -> PurgeReport:
     report = PurgeReport(user_id=user.pk, label=describe_user(user), dry_run=dry_run)
     with transaction.atomic():
         user = User.objects.select_for_update().get(pk=user.pk)
-        deletions = []
+        deletions, unlinks = [], []
         for relation, rows in _user_relations(user):
             model = relation.related_model
             label = model._meta.label_lower
+            plural = str(model._meta.verbose_name_plural).lower()
             count = rows.count()
-            if label in SHARED_CONTENT:
-                report.items.append((SHARED_CONTENT[label], count, "kept, anonymised"))
-            elif relation.on_delete is models.CASCADE:
-                what = f"{model._meta.verbose_name_plural} deleted"
-                report.items.append((what, count, "deleted"))
-                deletions.append(rows)
+            if label in KEPT_UNDER_ACCOUNT:
+                report.items.append(
+                    (
+                        KEPT_UNDER_ACCOUNT[label],
+                        count,
+                        "kept, under the anonymised account",
+                    )
+                )
             elif relation.on_delete is models.SET_NULL:
-                what = f"{model._meta.verbose_name_plural} unlinked"
-                report.items.append((what, count, "kept, unlinked from the account"))
-                if count and not dry_run:
-                    rows.update(**{relation.field.name: None})
+                what = SHARED_CONTENT.get(label, f"{plural} anonymised")
+                report.items.append((what, count, "kept, author removed"))
+                unlinks.append((rows, relation.field.name))
+            elif relation.on_delete is models.CASCADE:
+                report.items.append((f"{plural} deleted", count, "deleted"))
+                deletions.append(rows)
             else:
-                what = f"{model._meta.verbose_name_plural} anonymised"
-                report.items.append((what, count, "kept, anonymised"))
-        report.items.append(("avatar files deleted", 1 if user.avatar else 0, "deleted"))
+                report.items.append(
+                    (f"{plural} kept", count, "kept, under the anonymised account")
+                )
+        report.items.append(
+            ("avatar files deleted", 1 if user.avatar else 0, "deleted")
+        )
         report.items.append(("accounts anonymised", 1, "anonymised"))
+        # Shared content first: it is what the person asking will look for.
+        shared = set(SHARED_CONTENT.values())
+        report.items.sort(key=lambda item: item[0] not in shared)
         if dry_run:
             return report
+        for rows, field_name in unlinks:
+            rows.update(**{field_name: None})
         for rows in deletions:
             rows.delete()
         anonymise_user(user)

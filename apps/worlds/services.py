@@ -500,6 +500,15 @@ def _check_jwt_secrets(world: dict, problems: list[tuple[str, str]]) -> None:
             )
 
 
+def jwt_secrets_problems(config: Any) -> list[tuple[str, str]]:
+    """Return what is wrong with a stored world's ``config["JWT_secrets"]``."""
+    if not isinstance(config, dict):
+        return [("$.config", f"must be an object, not {_type_name(config)}")]
+    problems: list[tuple[str, str]] = []
+    _check_jwt_secrets(config, problems)
+    return problems
+
+
 def _check_room(
     room: Any,
     path: str,
@@ -811,7 +820,8 @@ def verify_token(world: World, token: str | None) -> dict[str, Any]:
 def get_or_create_attendee(world: World, claims: dict[str, Any]):
     """Return the attendee of ``world`` with the token's uid, creating it if new.
 
-    The user's traits become the token's traits.
+    The user's traits become the token's traits. A deleted or deactivated
+    attendee's token is refused with TokenError.
     """
     from apps.accounts.models import User
 
@@ -826,6 +836,9 @@ def get_or_create_attendee(world: World, claims: dict[str, Any]):
             "password": "!",  # unusable: attendees never sign in with a password
         },
     )
+    if user.deleted_at is not None or not user.is_active:
+        # A purged (or deactivated) attendee's token must not bring the account back.
+        raise TokenError("auth.invalid_token", "The account of this token was deleted.")
     if not created and user.traits != traits:
         user.traits = traits
         user.save(update_fields=["traits"])

@@ -12,14 +12,21 @@ GOOD = "lantern-orbit-73"
 def create(*args, stdin=None, **kwargs) -> str:
     out = StringIO()
     call_command(
-        "create_user", *args, stdin=stdin or StringIO(""), stdout=out, stderr=out, **kwargs
+        "create_user",
+        *args,
+        stdin=stdin or StringIO(""),
+        stdout=out,
+        stderr=out,
+        **kwargs,
     )
     return out.getvalue()
 
 
 @pytest.mark.django_db
 def test_create_user_reads_the_password_from_stdin():
-    output = create("--email", "Carol@Example.org", "--password-stdin", stdin=StringIO(GOOD + "\n"))
+    output = create(
+        "--email", "Carol@Example.org", "--password-stdin", stdin=StringIO(GOOD + "\n")
+    )
     user = User.objects.get(email="Carol@Example.org")
     assert not user.is_staff and not user.is_superuser
     assert authenticate(username="carol@example.org", password=GOOD) == user
@@ -29,7 +36,13 @@ def test_create_user_reads_the_password_from_stdin():
 
 @pytest.mark.django_db
 def test_create_user_admin_gets_staff_and_superuser():
-    create("--email", "dora@example.org", "--admin", "--password-stdin", stdin=StringIO(GOOD))
+    create(
+        "--email",
+        "dora@example.org",
+        "--admin",
+        "--password-stdin",
+        stdin=StringIO(GOOD),
+    )
     user = User.objects.get(email="dora@example.org")
     assert user.is_staff and user.is_superuser
 
@@ -60,7 +73,9 @@ def test_create_user_asks_again_after_a_rejected_password(monkeypatch, terminal)
 
 
 @pytest.mark.django_db
-def test_create_user_mismatched_passwords_three_times_creates_nothing(monkeypatch, terminal):
+def test_create_user_mismatched_passwords_three_times_creates_nothing(
+    monkeypatch, terminal
+):
     answers = iter(["one-long-pass-1", "other-long-pass-2"] * 3)
     monkeypatch.setattr("getpass.getpass", lambda prompt="": next(answers))
     with pytest.raises(CommandError, match="No acceptable password after 3 tries"):
@@ -80,7 +95,9 @@ def test_create_user_mismatched_passwords_three_times_creates_nothing(monkeypatc
 )
 def test_create_user_applies_the_password_validators(password, complaint):
     with pytest.raises(CommandError, match=complaint):
-        create("--email", "hank@example.org", "--password-stdin", stdin=StringIO(password))
+        create(
+            "--email", "hank@example.org", "--password-stdin", stdin=StringIO(password)
+        )
     assert not User.objects.filter(email="hank@example.org").exists()
 
 
@@ -105,3 +122,38 @@ def test_create_user_without_a_terminal_needs_email_and_password_stdin():
     with pytest.raises(CommandError, match="carried no password"):
         create("--email", "ivy@example.org", "--password-stdin", stdin=StringIO(""))
     assert not User.objects.filter(email="ivy@example.org").exists()
+
+
+@pytest.mark.django_db
+def test_create_user_in_a_world_makes_an_attendee_with_a_uid():
+    from apps.worlds import services as worlds
+
+    world = worlds.create_world("expo", "Expo", "expo.example.org")
+    output = create(
+        "--email",
+        "jo@example.org",
+        "--world",
+        "expo",
+        "--password-stdin",
+        stdin=StringIO(GOOD),
+    )
+    user = User.objects.get(email="jo@example.org")
+    assert user.world == world and user.token_id
+    assert f"generate_token expo --uid {user.token_id}" in output
+    claims = worlds.verify_token(
+        world, worlds.generate_token(world, [], uid=user.token_id)
+    )
+    assert worlds.get_or_create_attendee(world, claims) == user
+
+
+@pytest.mark.django_db
+def test_create_user_unknown_world():
+    with pytest.raises(CommandError, match="No world 'nowhere'"):
+        create(
+            "--email",
+            "kim@example.org",
+            "--world",
+            "nowhere",
+            "--password-stdin",
+            stdin=StringIO(GOOD),
+        )

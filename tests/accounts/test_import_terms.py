@@ -43,8 +43,13 @@ def test_import_terms_takes_the_name_from_the_first_heading(tos_file):
 @pytest.mark.django_db
 def test_import_terms_with_name_and_active_from(tos_file):
     import_terms(
-        "tos", "2", str(tos_file), "--name", "House rules",
-        "--active-from", "2031-02-03T04:05:00+00:00",
+        "tos",
+        "2",
+        str(tos_file),
+        "--name",
+        "House rules",
+        "--active-from",
+        "2031-02-03T04:05:00+00:00",
     )
     terms = Terms.objects.get(slug="tos", version="2")
     assert terms.name == "House rules"

@@ -22,7 +22,9 @@ def test_set_admin_grants_and_revokes(alice, bob):
 
 @pytest.mark.django_db
 def test_set_admin_unknown_email_is_a_clear_error(alice):
-    with pytest.raises(CommandError, match="No user with username or email 'nobody@example.org'"):
+    with pytest.raises(
+        CommandError, match="No user with username or email 'nobody@example.org'"
+    ):
         set_admin("nobody@example.org")
 
 

@@ -62,6 +62,11 @@ class Command(BaseCommand):
                 "pipe it in with --password-stdin."
             )
         kind = "Admin" if admin else "User"
+        if user.world_id:
+            self.stdout.write(
+                f"Attendee of {user.world_id} with uid {user.token_id}; give them a "
+                f"token with: generate_token {user.world_id} --uid {user.token_id}"
+            )
         self.stdout.write(
             self.style.SUCCESS(f"{kind} {user.email} created (id {user.pk}).")
         )
@@ -88,7 +93,7 @@ class Command(BaseCommand):
         if not password:
             raise CommandError(
                 "Standard input carried no password; "
-                "pipe it in, e.g. `printf %s \"$PW\" | manage.py create_user ...`."
+                'pipe it in, e.g. `printf %s "$PW" | manage.py create_user ...`.'
             )
         return password
 

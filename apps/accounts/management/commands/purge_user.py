@@ -54,7 +54,9 @@ class Command(BaseCommand):
         write_table(self.stdout, ["What", "Count", "Action"], plan.items)
         if dry_run:
             self.stdout.write(
-                self.style.SUCCESS(f"Dry run: nothing purged. Would purge {plan.summary()}.")
+                self.style.SUCCESS(
+                    f"Dry run: nothing purged. Would purge {plan.summary()}."
+                )
             )
             return
         if interactive and not confirm(
