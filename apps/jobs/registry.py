@@ -12,6 +12,10 @@ Each job is also a Celery task named ``stagehand.<name>``, so it can run in the 
 (``jobs run``), on a worker (``jobs run -d``) or from Celery Beat (``jobs schedule``).
 Job modules are imported by Celery's autodiscovery of each app's ``tasks.py`` and by
 ``JobsConfig.ready``.
+
+Every run is recorded as a ``JobRun`` (see ``apps.jobs.services.execute``): the Celery
+task reads who asked for it from the message headers (``stagehand_trigger`` set by
+``jobs run -d`` and the API, ``periodic_task_name`` set by Celery Beat).
 """
 
 from __future__ import annotations
@@ -49,9 +53,17 @@ def job(
         if name in REGISTRY and REGISTRY[name].func is not func:
             raise ValueError(f"job {name!r} is registered twice")
 
-        @shared_task(name=TASK_PREFIX + name)
-        def task(*args: Any, **kwargs: Any) -> Any:
-            return func(*args, **kwargs)
+        @shared_task(name=TASK_PREFIX + name, bind=True)
+        def task(self: Any, *args: Any, **kwargs: Any) -> Any:
+            from apps.jobs import services
+
+            return services.execute(
+                name,
+                list(args),
+                kwargs,
+                trigger=services.trigger_of(self.request),
+                task_id=self.request.id or "",
+            )
 
         REGISTRY[name] = Job(name=name, description=description, func=func, task=task)
         return func
@@ -65,4 +77,5 @@ def get_job(name: str) -> Job:
 
 
 def all_jobs() -> list[Job]:
+    """Return every registered job, sorted by name."""
     return [REGISTRY[name] for name in sorted(REGISTRY)]

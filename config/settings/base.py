@@ -224,7 +224,10 @@ CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 60
 CELERY_WORKER_SEND_TASK_EVENTS = True
 CELERY_TASK_SEND_SENT_EVENT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# django-celery-beat's DatabaseScheduler behind a database lease: a second beat
+# stands by instead of sending every job twice (docs/jobs.md).
+CELERY_BEAT_SCHEDULER = "apps.jobs.beat:LockedDatabaseScheduler"
+BEAT_LOCK_TTL = env.int("BEAT_LOCK_TTL", default=60)
 
 # BACKUPS
 # ------------------------------------------------------------------------------

@@ -1,0 +1,23 @@
+"""cache flush: clear the configured cache."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand
+
+from apps.jobs import services
+
+
+class Command(BaseCommand):
+    help = "Clear the configured cache (on Redis, only the cache's own keys)."
+
+    def add_arguments(self, parser) -> None:
+        sub = parser.add_subparsers(dest="action", required=True)
+        sub.add_parser("flush", help="delete every cached value")
+
+    def handle(self, *, action: str, **options: Any) -> None:
+        deleted = services.flush_cache()
+        if deleted is not None and options["verbosity"] > 1:
+            self.stdout.write(f"{deleted} keys deleted")
+        self.stdout.write(self.style.SUCCESS("✔ Cache flushed"))

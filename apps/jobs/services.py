@@ -1,0 +1,784 @@
+"""Jobs: run them, send them to the workers, schedule them, and remember every run.
+
+The ``jobs``, ``worker`` and ``cache`` commands, the admin and the REST API all call
+these functions. Errors are ``JobError`` with a message that says what to do.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import logging
+import time
+import traceback
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from .models import JobRun
+from .registry import Job, all_jobs, get_job
+
+logger = logging.getLogger(__name__)
+
+TRIGGER_HEADER = "stagehand_trigger"
+# Celery Beat (django-celery-beat) puts the PeriodicTask's name in this header.
+BEAT_HEADER = "periodic_task_name"
+
+CRON_ALIASES = {
+    "@hourly": "0 * * * *",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@weekly": "0 0 * * 0",
+    "@monthly": "0 0 1 * *",
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+}
+
+# Default schedules installed on migrate (see install_default_schedules).
+DEFAULT_SCHEDULES = {"purge": "0 3 * * *", "search-index": "30 1 * * *"}
+
+MAX_TEXT = 10_000
+
+
+class JobError(Exception):
+    """A job request that cannot be carried out; the message says what to do."""
+
+
+# Parameters and labels
+# ------------------------------------------------------------------------------
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(name)
+
+
+def parse_value(text: str) -> Any:
+    """Return ``text`` as the JSON value it spells (``3``, ``true``, ``null``, ``"x"``)
+    or, when it is not JSON, as the string itself."""
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except ValueError:
+        return text
+
+
+def parse_params(params: Iterable[str]) -> tuple[list[Any], dict[str, Any]]:
+    """Split ``ARG`` and ``KEY=VALUE`` words into args and kwargs.
+
+    A word is a keyword argument when the text before its first ``=`` is an
+    identifier, so ``url=http://x/?a=b`` is ``url`` ↦ ``http://x/?a=b`` and ``a=b=c``
+    is ``a`` ↦ ``b=c``; anything else is positional.
+    """
+    args: list[Any] = []
+    kwargs: dict[str, Any] = {}
+    for word in params:
+        key, sep, value = word.partition("=")
+        if sep and key.isidentifier():
+            kwargs[key] = parse_value(value)
+        else:
+            args.append(parse_value(word))
+    return args, kwargs
+
+
+def _literal(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+def call_label(name: str, args: list[Any], kwargs: dict[str, Any]) -> str:
+    """Return ``name(arg, k=v)``: the job with its normalized parameters."""
+    parts = [_literal(a) for a in args]
+    parts += [f"{k}={_literal(kwargs[k])}" for k in sorted(kwargs)]
+    return f"{name}({', '.join(parts)})"
+
+
+def lookup(name: str) -> Job:
+    """Return the job ``name``; JobError naming the closest known jobs otherwise."""
+    try:
+        return get_job(name)
+    except KeyError:
+        names = [j.name for j in all_jobs()]
+        close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
+        hint = f"did you mean {', '.join(close)}? " if close else ""
+        raise JobError(
+            f"No job named {name!r}; {hint}`jobs list` shows the {len(names)} known jobs."
+        ) from None
+
+
+# Running and recording
+# ------------------------------------------------------------------------------
+
+
+def _header(request: Any, name: str) -> Any:
+    value = getattr(request, name, None)
+    if value is None:
+        value = (getattr(request, "headers", None) or {}).get(name)
+    return value
+
+
+def trigger_of(request: Any) -> str:
+    """Return who asked for the Celery task being executed: beat, api or worker."""
+    if _header(request, BEAT_HEADER):
+        return JobRun.Trigger.BEAT
+    trigger = _header(request, TRIGGER_HEADER)
+    if trigger in JobRun.Trigger.values:
+        return trigger
+    return JobRun.Trigger.WORKER
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 1] + "…"
+
+
+def execute(
+    name: str,
+    args: list[Any],
+    kwargs: dict[str, Any],
+    *,
+    trigger: str,
+    task_id: str = "",
+) -> Any:
+    """Run the job ``name`` here and now, recording the run; re-raise its error."""
+    outcome = _run_recorded(name, args, kwargs, trigger=trigger, task_id=task_id)
+    if outcome.error is not None:
+        raise outcome.error
+    return outcome.result
+
+
+@dataclass
+class RunOutcome:
+    run: JobRun
+    result: Any = None
+    error: BaseException | None = None
+
+
+def _run_recorded(
+    name: str,
+    args: list[Any],
+    kwargs: dict[str, Any],
+    *,
+    trigger: str,
+    task_id: str = "",
+) -> RunOutcome:
+    # A run queued by ``send`` already has a row (found by task id); it is claimed
+    # with a conditional update so a redelivered message cannot take over a
+    # finished run.
+    job = lookup(name)
+    started = timezone.now()
+    claimed = 0
+    if task_id:
+        claimed = JobRun.objects.filter(
+            task_id=task_id, outcome=JobRun.Outcome.QUEUED
+        ).update(outcome=JobRun.Outcome.RUNNING, started_at=started)
+    if claimed:
+        run = JobRun.objects.filter(task_id=task_id).latest("id")
+    else:
+        run = JobRun.objects.create(
+            job=name,
+            args=args,
+            kwargs=kwargs,
+            trigger=trigger,
+            task_id=task_id,
+            started_at=started,
+        )
+    clock = time.monotonic()
+    try:
+        result = job.func(*args, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - recorded, then handed back
+        run.outcome = JobRun.Outcome.FAILURE
+        run.error = _short(traceback.format_exc())
+        run.duration = time.monotonic() - clock
+        run.save(update_fields=["outcome", "error", "duration"])
+        logger.error("Job %s failed: %r", call_label(name, args, kwargs), exc)
+        return RunOutcome(run=run, error=exc)
+    run.outcome = JobRun.Outcome.SUCCESS
+    run.result = "" if result is None else _short(str(result))
+    run.duration = time.monotonic() - clock
+    run.save(update_fields=["outcome", "result", "duration"])
+    return RunOutcome(run=run, result=result)
+
+
+def run(
+    name: str,
+    args: list[Any] | None = None,
+    kwargs: dict[str, Any] | None = None,
+    *,
+    trigger: str = JobRun.Trigger.SHELL,
+) -> RunOutcome:
+    """Run a job in this process; return its recorded run and its result or error."""
+    return _run_recorded(name, list(args or []), dict(kwargs or {}), trigger=trigger)
+
+
+def require_broker() -> None:
+    if not settings.STAGEHAND_HAS_BROKER:
+        raise JobError(
+            "Sending jobs to the workers needs a broker: set CELERY_BROKER_URL "
+            "(redis://… or amqp://…) and start workers with `worker start`; "
+            "without -d the job runs here."
+        )
+
+
+def send(
+    name: str,
+    args: list[Any] | None = None,
+    kwargs: dict[str, Any] | None = None,
+    *,
+    trigger: str = JobRun.Trigger.WORKER,
+) -> JobRun:
+    """Queue a job for the workers and record it as queued; return the run.
+
+    The message leaves only when the surrounding transaction commits, so a worker
+    always finds the queued row.
+    """
+    require_broker()
+    job = lookup(name)
+    args, kwargs = list(args or []), dict(kwargs or {})
+    from celery.utils import uuid
+
+    run = JobRun.objects.create(
+        job=name,
+        args=args,
+        kwargs=kwargs,
+        trigger=trigger,
+        outcome=JobRun.Outcome.QUEUED,
+        queued_at=timezone.now(),
+        task_id=uuid(),
+    )
+
+    def publish() -> None:
+        try:
+            job.task.apply_async(
+                args, kwargs, task_id=run.task_id, headers={TRIGGER_HEADER: trigger}
+            )
+        except Exception as exc:
+            JobRun.objects.filter(pk=run.pk, outcome=JobRun.Outcome.QUEUED).update(
+                outcome=JobRun.Outcome.FAILURE,
+                error=f"The broker refused the job: {exc!r}",
+            )
+            raise JobError(
+                f"The broker refused the job ({exc}); check CELERY_BROKER_URL "
+                "with `info`."
+            ) from exc
+
+    transaction.on_commit(publish, robust=False)
+    return run
+
+
+def history(name: str | None = None, limit: int = 20) -> list[JobRun]:
+    """Return the latest runs, newest first, of one job or of all."""
+    if name is not None and name not in {j.name for j in all_jobs()}:
+        if not JobRun.objects.filter(job=name).exists():
+            lookup(name)  # raises with suggestions
+    runs = JobRun.objects.all()
+    if name:
+        runs = runs.filter(job=name)
+    return list(runs.order_by("-id")[:limit])
+
+
+def run_as_dict(run: JobRun) -> dict[str, Any]:
+    return {
+        "id": run.pk,
+        "job": run.job,
+        "label": call_label(run.job, run.args, run.kwargs),
+        "args": run.args,
+        "kwargs": run.kwargs,
+        "trigger": run.trigger,
+        "outcome": run.outcome,
+        "queued_at": run.queued_at.isoformat() if run.queued_at else None,
+        "started_at": run.started_at.isoformat() if run.started_at else None,
+        "duration": run.duration,
+        "result": run.result,
+        "error": run.error,
+        "task_id": run.task_id,
+    }
+
+
+# Schedules
+# ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Cron:
+    minute: str
+    hour: str
+    day_of_month: str
+    month_of_year: str
+    day_of_week: str
+
+    def __str__(self) -> str:
+        return " ".join(
+            (
+                self.minute,
+                self.hour,
+                self.day_of_month,
+                self.month_of_year,
+                self.day_of_week,
+            )
+        )
+
+
+def parse_cron(expression: str) -> Cron:
+    """Return the five fields of a crontab expression or alias; JobError if invalid."""
+    from celery.schedules import crontab
+
+    text = CRON_ALIASES.get(expression.strip().lower(), expression)
+    fields = text.split()
+    if len(fields) != 5:
+        raise JobError(
+            f"Invalid crontab {expression!r}: it needs five fields "
+            "(minute hour day-of-month month day-of-week, e.g. '0 3 * * *') or one of "
+            + ", ".join(sorted(CRON_ALIASES))
+            + "."
+        )
+    cron = Cron(*fields)
+    try:
+        crontab(
+            minute=cron.minute,
+            hour=cron.hour,
+            day_of_month=cron.day_of_month,
+            month_of_year=cron.month_of_year,
+            day_of_week=cron.day_of_week,
+        )
+    except Exception as exc:  # celery raises ValueError and friends
+        raise JobError(
+            f"Invalid crontab {expression!r}: {str(exc).rstrip('.')}."
+        ) from None
+    return cron
+
+
+def cron_of(crontab_schedule: Any) -> str:
+    return str(
+        Cron(
+            crontab_schedule.minute,
+            crontab_schedule.hour,
+            crontab_schedule.day_of_month,
+            crontab_schedule.month_of_year,
+            crontab_schedule.day_of_week,
+        )
+    )
+
+
+def _task_name_of(job_name: str) -> str:
+    from .registry import TASK_PREFIX
+
+    return TASK_PREFIX + job_name
+
+
+def _periodic_name(label: str) -> str:
+    import hashlib
+
+    name = f"Job {label}"
+    if len(name) <= 200:
+        return name
+    digest = hashlib.sha1(name.encode()).hexdigest()[:12]
+    return name[:186] + "… " + digest
+
+
+def _loads(text: str | None, default: Any) -> Any:
+    try:
+        return json.loads(text) if text else default
+    except ValueError:
+        return default
+
+
+def find_schedule(name: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
+    """Return the PeriodicTask of job ``name`` with exactly these parameters, or None."""
+    from django_celery_beat.models import PeriodicTask
+
+    for task in PeriodicTask.objects.filter(task=_task_name_of(name)).order_by("id"):
+        if _loads(task.args, []) == args and _loads(task.kwargs, {}) == kwargs:
+            return task
+    return None
+
+
+@dataclass
+class Scheduled:
+    label: str
+    cron: str
+    created: bool
+
+
+@transaction.atomic
+def schedule(
+    expression: str,
+    name: str,
+    args: list[Any] | None = None,
+    kwargs: dict[str, Any] | None = None,
+    *,
+    enabled: bool = True,
+) -> Scheduled:
+    """Schedule (or reschedule) job ``name`` with these parameters at ``expression``.
+
+    A schedule is identified by the job name and its parameters; scheduling the same
+    identity again changes its crontab instead of adding another.
+    """
+    from django_celery_beat.models import CrontabSchedule, PeriodicTask
+
+    cron = parse_cron(expression)
+    job = lookup(name)
+    args, kwargs = list(args or []), dict(kwargs or {})
+    label = call_label(name, args, kwargs)
+    crontab, _ = CrontabSchedule.objects.get_or_create(
+        minute=cron.minute,
+        hour=cron.hour,
+        day_of_month=cron.day_of_month,
+        month_of_year=cron.month_of_year,
+        day_of_week=cron.day_of_week,
+        timezone=settings.CELERY_TIMEZONE,
+    )
+    task = find_schedule(name, args, kwargs)
+    created = task is None
+    if created:
+        task = PeriodicTask(
+            name=_periodic_name(label),
+            task=job.task_name,
+            args=json.dumps(args),
+            kwargs=json.dumps(kwargs, sort_keys=True),
+        )
+    old_crontab = task.crontab if not created else None
+    task.crontab = crontab
+    task.interval = task.solar = task.clocked = None
+    task.description = job.description
+    task.enabled = enabled
+    task.save()
+    if old_crontab is not None and old_crontab.pk != crontab.pk:
+        _drop_unused_crontab(old_crontab)
+    return Scheduled(label=label, cron=str(cron), created=created)
+
+
+def _drop_unused_crontab(crontab: Any) -> None:
+    if crontab is not None and not crontab.periodictask_set.exists():
+        crontab.delete()
+
+
+@transaction.atomic
+def unschedule(
+    name: str, args: list[Any] | None = None, kwargs: dict[str, Any] | None = None
+) -> Scheduled | None:
+    """Remove the schedule of job ``name`` with these parameters; None if none."""
+    args, kwargs = list(args or []), dict(kwargs or {})
+    task = find_schedule(name, args, kwargs)
+    if task is None:
+        return None
+    cron = cron_of(task.crontab) if task.crontab else str(task.schedule)
+    crontab = task.crontab
+    task.delete()
+    _drop_unused_crontab(crontab)
+    return Scheduled(label=call_label(name, args, kwargs), cron=cron, created=False)
+
+
+def scheduled() -> list[dict[str, Any]]:
+    """Return every periodic task Celery Beat knows, ours labelled as jobs."""
+    from django_celery_beat.models import PeriodicTask
+
+    from .registry import TASK_PREFIX
+
+    rows = []
+    tasks = PeriodicTask.objects.select_related("crontab").order_by("name")
+    for task in tasks:
+        args, kwargs = _loads(task.args, []), _loads(task.kwargs, {})
+        job_name = task.task.removeprefix(TASK_PREFIX)
+        rows.append(
+            {
+                "name": task.name,
+                "job": job_name if task.task.startswith(TASK_PREFIX) else None,
+                "task": task.task,
+                "label": call_label(job_name, args, kwargs),
+                "args": args,
+                "kwargs": kwargs,
+                "description": task.description,
+                "cron": cron_of(task.crontab) if task.crontab else str(task.schedule),
+                "timezone": str(task.crontab.timezone) if task.crontab else None,
+                "enabled": task.enabled,
+                "last_run_at": task.last_run_at.isoformat()
+                if task.last_run_at
+                else None,
+                "total_run_count": task.total_run_count,
+            }
+        )
+    return rows
+
+
+def install_default_schedules() -> list[str]:
+    """Install the default schedules, idempotently; return what changed.
+
+    ``purge`` and ``search-index`` are installed when the job exists and has no
+    schedule yet (an operator's change is kept). ``backup()`` follows
+    ``BACKUP_SCHEDULE``: its crontab is set to it, or it is disabled by ``none``.
+    """
+    known = {j.name for j in all_jobs()}
+    changes = []
+    for name, expression in DEFAULT_SCHEDULES.items():
+        if name in known and not _has_any_schedule(name):
+            schedule(expression, name)
+            changes.append(f"scheduled {name}() at {expression}")
+    backup = (getattr(settings, "BACKUP_SCHEDULE", "") or "none").strip()
+    if "backup" in known:
+        existing = find_schedule("backup", [], {})
+        if backup.lower() == "none":
+            if existing is not None and existing.enabled:
+                existing.enabled = False
+                existing.save(update_fields=["enabled"])
+                changes.append("disabled backup() (BACKUP_SCHEDULE=none)")
+        else:
+            try:
+                cron = str(parse_cron(backup))
+            except JobError as exc:
+                from django.core.exceptions import ImproperlyConfigured
+
+                raise ImproperlyConfigured(f"BACKUP_SCHEDULE: {exc}") from None
+            current = cron_of(existing.crontab) if existing and existing.crontab else ""
+            if existing is None or current != cron or not existing.enabled:
+                schedule(backup, "backup")
+                changes.append(f"scheduled backup() at {cron}")
+    return changes
+
+
+def _has_any_schedule(name: str) -> bool:
+    from django_celery_beat.models import PeriodicTask
+
+    return PeriodicTask.objects.filter(task=_task_name_of(name)).exists()
+
+
+# The beat lock
+# ------------------------------------------------------------------------------
+
+BEAT_LOCK = "beat"
+
+
+def hold_beat_lock(holder: str, ttl: float) -> bool:
+    """Claim or renew the beat lease for ``holder``; return whether it holds it.
+
+    One conditional UPDATE: it succeeds only when the lock is free, expired or already
+    ours, so two beats can never both hold it.
+    """
+    from django.db.models import Q
+
+    from .models import BeatLock
+
+    now = timezone.now()
+    BeatLock.objects.get_or_create(name=BEAT_LOCK)
+    lease = now + timedelta(seconds=ttl)
+    mine = BeatLock.objects.filter(name=BEAT_LOCK, holder=holder).update(
+        expires_at=lease
+    )
+    if mine:
+        return True
+    return bool(
+        BeatLock.objects.filter(name=BEAT_LOCK)
+        .filter(Q(holder="") | Q(expires_at__isnull=True) | Q(expires_at__lt=now))
+        .update(holder=holder, expires_at=lease, acquired_at=now)
+    )
+
+
+def release_beat_lock(holder: str) -> bool:
+    """Give the beat lease up if ``holder`` has it, so a standby beat takes over."""
+    from .models import BeatLock
+
+    return bool(
+        BeatLock.objects.filter(name=BEAT_LOCK, holder=holder).update(
+            holder="", expires_at=None
+        )
+    )
+
+
+def beat_lock_holder() -> dict[str, Any] | None:
+    """Return who holds the beat lease and until when, or None when nobody does."""
+    from .models import BeatLock
+
+    lock = BeatLock.objects.filter(name=BEAT_LOCK).first()
+    if lock is None or not lock.holder or not lock.expires_at:
+        return None
+    if lock.expires_at < timezone.now():
+        return None
+    return {"holder": lock.holder, "expires_at": lock.expires_at}
+
+
+# Workers and queues
+# ------------------------------------------------------------------------------
+
+SCAN_CHUNK = 1000
+
+
+@dataclass
+class QueueStatus:
+    queue: str
+    waiting: int
+    # Waiting messages per task name; None when the broker cannot tell (RabbitMQ).
+    tasks: dict[str, int] | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"queue": self.queue, "waiting": self.waiting, "tasks": self.tasks}
+
+
+def _celery_app() -> Any:
+    from config.celery_app import app
+
+    return app
+
+
+def default_queues() -> list[str]:
+    """Return the queues this project's workers consume by default."""
+    conf = _celery_app().conf
+    names = [conf.task_default_queue]
+    for queue in conf.task_queues or []:
+        if queue.name not in names:
+            names.append(queue.name)
+    return names
+
+
+def broker_url(override: str | None = None) -> str:
+    """Return the broker to read from; JobError when there is none."""
+    if override:
+        return override
+    if not settings.STAGEHAND_HAS_BROKER:
+        raise JobError(
+            "Reading the queues needs a broker: set CELERY_BROKER_URL "
+            "(or pass --broker URL)."
+        )
+    return settings.CELERY_BROKER_URL
+
+
+def queue_status(
+    queues: list[str] | None = None, broker: str | None = None
+) -> list[QueueStatus]:
+    """Return how many tasks wait in each queue, and per task when the broker can tell.
+
+    Redis: every priority sub-queue counts (``celery``, ``celery\\x06\\x163``, …, as
+    Flower counts them) and the messages are read to count them per task. RabbitMQ:
+    the queue's message count (a passive declare; a queue that does not exist yet
+    has no messages).
+    """
+    names = queues or default_queues()
+    app = _celery_app()
+    try:
+        with app.connection_for_read(broker_url(broker)) as conn:
+            conn.ensure_connection(max_retries=1)
+            driver = conn.transport.driver_type
+            if driver == "redis":
+                return [_redis_queue(conn, name) for name in names]
+            if driver == "amqp":
+                return [_amqp_queue(conn, name) for name in names]
+    except JobError:
+        raise
+    except Exception as exc:
+        raise JobError(
+            f"Cannot read the queues from the broker ({type(exc).__name__}: {exc}); "
+            "check CELERY_BROKER_URL with `info`."
+        ) from exc
+    raise JobError(f"worker status reads Redis and RabbitMQ brokers, not {driver}.")
+
+
+def _redis_queue(conn: Any, name: str) -> QueueStatus:
+    channel = conn.default_channel
+    # The channel's client adds the transport's global_keyprefix itself.
+    client = channel.client
+    keys = [
+        name if not p else f"{name}{channel.sep}{p}" for p in channel.priority_steps
+    ]
+    tasks: dict[str, int] = {}
+    waiting = 0
+    for key in keys:
+        length = client.llen(key)
+        waiting += length
+        for start in range(0, length, SCAN_CHUNK):
+            for raw in client.lrange(key, start, start + SCAN_CHUNK - 1):
+                task = _task_of(raw)
+                tasks[task] = tasks.get(task, 0) + 1
+    ordered = dict(sorted(tasks.items(), key=lambda item: (-item[1], item[0])))
+    return QueueStatus(queue=name, waiting=waiting, tasks=ordered)
+
+
+def _task_of(raw: bytes) -> str:
+    try:
+        message = json.loads(raw)
+        headers = message.get("headers") or {}
+        return headers.get("task") or "?"
+    except (ValueError, AttributeError):
+        return "?"
+
+
+def _amqp_queue(conn: Any, name: str) -> QueueStatus:
+    channel = conn.channel()
+    try:
+        _, count, _ = channel.queue_declare(queue=name, passive=True)
+    except conn.channel_errors:
+        count = 0  # never declared: nothing waits in it
+    finally:
+        try:
+            channel.close()
+        except Exception:  # noqa: BLE001 - a 404 already closed it
+            pass
+    return QueueStatus(queue=name, waiting=count, tasks=None)
+
+
+def munin_field(task: str) -> str:
+    """Return a Munin field name for a task name (letters, digits and _ only)."""
+    import re
+
+    field = re.sub(r"[^A-Za-z0-9_]", "_", task)
+    return field if not field[:1].isdigit() else "_" + field
+
+
+def munin_config(queue: str) -> list[str]:
+    """Return the Munin plugin config for one queue: a total and one line per job."""
+    lines = [
+        f"graph_title Waiting tasks in queue {queue}",
+        "graph_vlabel tasks",
+        "graph_category celery",
+        "graph_args --lower-limit 0",
+        "total.label total",
+    ]
+    for job in all_jobs():
+        lines.append(f"{munin_field(job.task_name)}.label {job.task_name}")
+    return lines
+
+
+def munin_values(status: QueueStatus) -> list[str]:
+    """Return Munin values for the fields of ``munin_config``; U when unknown."""
+    lines = [f"total.value {status.waiting}"]
+    for job in all_jobs():
+        value = "U" if status.tasks is None else status.tasks.get(job.task_name, 0)
+        lines.append(f"{munin_field(job.task_name)}.value {value}")
+    return lines
+
+
+def start_worker(options: list[str]) -> None:
+    """Run a Celery worker for this project in this process, with celery's options."""
+    require_broker()
+    _celery_app().worker_main(["worker", *options])
+
+
+# Cache
+# ------------------------------------------------------------------------------
+
+
+def flush_cache(alias: str = "default") -> int | None:
+    """Clear the cache; return how many keys went, or None when the backend can't say.
+
+    On Redis only the cache's own keys go (``<KEY_PREFIX>:<version>:…``): the
+    channel layer and a broker may share the database and must not be wiped.
+    """
+    from django.core.cache import caches
+    from django.core.cache.backends.redis import RedisCache
+
+    cache = caches[alias]
+    if not isinstance(cache, RedisCache):
+        cache.clear()
+        return None
+    client = cache._cache.get_client(write=True)
+    prefix = cache.key_prefix
+    pattern = f"{prefix}:[0-9]*:*" if prefix else "[0-9]*:*"
+    deleted = 0
+    batch: list[bytes] = []
+    for key in client.scan_iter(match=pattern, count=1000):
+        batch.append(key)
+        if len(batch) >= 1000:
+            deleted += client.delete(*batch)
+            batch = []
+    if batch:
+        deleted += client.delete(*batch)
+    return deleted

@@ -1,0 +1,138 @@
+"""worker status on a real Redis queue and on RabbitMQ; munin formats; worker start."""
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from io import StringIO
+
+import pytest
+from celery import Celery
+from django.conf import settings
+from django.core.management import CommandError, call_command
+
+from .conftest import BASE_DIR
+
+
+def worker(*args: str) -> str:
+    out = StringIO()
+    call_command("worker", *args, stdout=out)
+    return out.getvalue()
+
+
+@pytest.fixture
+def redis_queue():
+    """A fresh queue on the Redis broker (REDIS_URL's database), deleted afterwards."""
+    import redis
+
+    name = f"test-{uuid.uuid4().hex[:8]}"
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    app = Celery("queue-filler", broker=settings.REDIS_URL, set_as_current=False)
+    yield app, name
+    client.delete(name, *(f"{name}\x06\x16{p}" for p in (3, 6, 9)))
+    client.close()
+    app.close()
+
+
+@pytest.mark.redis
+def test_status_counts_every_priority_sub_queue_per_task(redis_queue):
+    app, queue = redis_queue
+    for priority in (0, 0, 5, 9):
+        app.send_task("stagehand.log-test", queue=queue, priority=priority)
+    app.send_task("stagehand.error-test", queue=queue, priority=3)
+    output = worker("status", "-b", settings.REDIS_URL, "-q", queue)
+    rows = [line.split() for line in output.splitlines()]
+    assert rows[0] == ["queue", "task", "waiting"]
+    assert rows[1:4] == [
+        [queue, "(all)", "5"],
+        [queue, "stagehand.log-test", "4"],
+        [queue, "stagehand.error-test", "1"],
+    ]
+    assert "✔ 5 waiting tasks in 1 queue" in output
+
+    data = json.loads(worker("status", "-b", settings.REDIS_URL, "-q", queue, "--json"))
+    assert data == [
+        {
+            "queue": queue,
+            "waiting": 5,
+            "tasks": {"stagehand.log-test": 4, "stagehand.error-test": 1},
+        }
+    ]
+
+    munin = worker("status", "-b", settings.REDIS_URL, "-q", queue, "--munin")
+    lines = munin.splitlines()
+    assert lines[0] == "total.value 5"
+    assert "stagehand_log_test.value 4" in lines
+    assert "stagehand_error_test.value 1" in lines
+    assert all(len(line.split()) == 2 for line in lines)
+
+
+@pytest.mark.redis
+def test_an_empty_redis_queue_has_nothing_waiting(redis_queue):
+    _, queue = redis_queue
+    data = json.loads(worker("status", "-b", settings.REDIS_URL, "-q", queue, "--json"))
+    assert data == [{"queue": queue, "waiting": 0, "tasks": {}}]
+
+
+@pytest.mark.rabbitmq
+def test_status_reads_the_rabbitmq_message_count():
+    url = os.environ["RABBITMQ_URL"]
+    queue = f"stagehand-test-{uuid.uuid4().hex[:8]}"
+    app = Celery("rabbit-filler", broker=url, set_as_current=False)
+    try:
+        for _ in range(3):
+            app.send_task("stagehand.log-test", queue=queue)
+        output = worker("status", "-b", url, "-q", queue, "-q", "never-declared-queue")
+        rows = [line.split() for line in output.splitlines()]
+        assert [queue, "(all)", "3"] in rows
+        assert ["never-declared-queue", "(all)", "0"] in rows
+        munin = worker("status", "-b", url, "-q", queue, "--munin").splitlines()
+        assert munin[0] == "total.value 3"
+        assert "stagehand_log_test.value U" in munin
+    finally:
+        with app.connection_for_write() as conn:
+            conn.default_channel.queue_delete(queue)
+        app.close()
+
+
+def test_munin_config_lists_total_and_every_job():
+    lines = worker("status", "--munin-config", "-q", "celery").splitlines()
+    assert lines[:5] == [
+        "graph_title Waiting tasks in queue celery",
+        "graph_vlabel tasks",
+        "graph_category celery",
+        "graph_args --lower-limit 0",
+        "total.label total",
+    ]
+    assert "stagehand_log_test.label stagehand.log-test" in lines
+    fields = [line.split(".", 1)[0] for line in lines[4:]]
+    assert all(f.replace("_", "a").isalnum() and not f[0].isdigit() for f in fields)
+
+
+def test_munin_config_needs_a_queue_and_status_needs_a_broker(settings):
+    with pytest.raises(CommandError, match="--munin-config needs exactly one queue"):
+        worker("status", "--munin-config")
+    settings.STAGEHAND_HAS_BROKER = False
+    with pytest.raises(CommandError, match="needs a broker: set CELERY_BROKER_URL"):
+        worker("status")
+
+
+def test_unreachable_broker_is_an_error():
+    with pytest.raises(CommandError, match="Cannot read the queues from the broker"):
+        worker("status", "-b", "redis://127.0.0.1:1/0")
+
+
+def test_worker_start_without_a_broker_says_so(base_env):
+    env = {**base_env, "DJANGO_SETTINGS_MODULE": "config.settings.test"}
+    env.pop("CELERY_BROKER_URL", None)
+    done = subprocess.run(
+        [sys.executable, "manage.py", "worker", "start", "--pool=solo", "-c", "1"],
+        cwd=BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert "needs a broker: set CELERY_BROKER_URL" in done.stderr
