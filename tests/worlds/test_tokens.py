@@ -160,3 +160,21 @@ def test_get_or_create_attendee_follows_the_token(world):
     assert again.traits == ["ticket", "moderator"]
     other = services.create_world("other", "Other", "other.example.org")
     assert services.get_or_create_attendee(other, {"uid": "bob"}).pk != bob.pk
+
+
+def test_a_removed_or_deactivated_attendee_is_refused(world):
+    from django.utils import timezone
+
+    bob = services.get_or_create_attendee(world, {"uid": "bob", "traits": []})
+    bob.is_active = False
+    bob.save()
+    with pytest.raises(TokenError) as info:
+        services.get_or_create_attendee(world, {"uid": "bob", "traits": []})
+    assert info.value.code == "auth.invalid_token"
+    bob.is_active, bob.deleted_at = True, timezone.now()
+    bob.save()
+    with pytest.raises(TokenError):
+        services.get_or_create_attendee(world, {"uid": "bob", "traits": ["x"]})
+    bob.refresh_from_db()
+    assert bob.traits == []
+    assert world.attendees.count() == 1
