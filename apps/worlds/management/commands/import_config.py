@@ -33,7 +33,7 @@ class Command(BaseCommand):
         except services.ConfigError as exc:
             lines = "\n".join(f"  {path}: {message}" for path, message in exc.problems)
             raise CommandError(
-                f"{file} is not a valid world config ({len(exc.problems)} "
+                f"{'stdin' if file == '-' else file} is not a valid world config ({len(exc.problems)} "
                 f"problem{'s' if len(exc.problems) != 1 else ''}):\n{lines}\n"
                 "Nothing was imported; fix these and run import_config again."
             ) from exc
