@@ -11,8 +11,9 @@ import json
 import logging
 import time
 import traceback
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -155,18 +156,29 @@ class RunOutcome:
     error: BaseException | None = None
 
 
-def _run_recorded(
+class Recording:
+    """The run being recorded by ``recorded``: set ``result`` to keep a summary."""
+
+    def __init__(self, run: JobRun):
+        self.run = run
+        self.result: Any = None
+
+
+@contextmanager
+def recorded(
     name: str,
     args: list[Any],
     kwargs: dict[str, Any],
     *,
     trigger: str,
     task_id: str = "",
-) -> RunOutcome:
-    # A run queued by ``send`` already has a row (found by task id); it is claimed
-    # with a conditional update so a redelivered message cannot take over a
-    # finished run.
-    job = lookup(name)
+) -> Iterator[Recording]:
+    """Record the work done inside the block as a run of job ``name``.
+
+    A run queued by ``send`` already has a row (found by task id); it is claimed
+    with a conditional update so a redelivered message cannot take over a finished
+    run. An exception is recorded with its traceback and propagates.
+    """
     started = timezone.now()
     claimed = 0
     if task_id:
@@ -184,21 +196,43 @@ def _run_recorded(
             task_id=task_id,
             started_at=started,
         )
+    recording = Recording(run)
     clock = time.monotonic()
     try:
-        result = job.func(*args, **kwargs)
-    except Exception as exc:  # noqa: BLE001 - recorded, then handed back
+        yield recording
+    except BaseException as exc:
         run.outcome = JobRun.Outcome.FAILURE
         run.error = _short(traceback.format_exc())
         run.duration = time.monotonic() - clock
         run.save(update_fields=["outcome", "error", "duration"])
         logger.error("Job %s failed: %r", call_label(name, args, kwargs), exc)
-        return RunOutcome(run=run, error=exc)
+        raise
     run.outcome = JobRun.Outcome.SUCCESS
+    result = recording.result
     run.result = "" if result is None else _short(str(result))
     run.duration = time.monotonic() - clock
     run.save(update_fields=["outcome", "result", "duration"])
-    return RunOutcome(run=run, result=result)
+
+
+def _run_recorded(
+    name: str,
+    args: list[Any],
+    kwargs: dict[str, Any],
+    *,
+    trigger: str,
+    task_id: str = "",
+) -> RunOutcome:
+    job = lookup(name)
+    holder: list[Recording] = []
+    try:
+        with recorded(name, args, kwargs, trigger=trigger, task_id=task_id) as rec:
+            holder.append(rec)
+            rec.result = job.func(*args, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - recorded, then handed back
+        if not holder:  # the run could not even be recorded
+            raise
+        return RunOutcome(run=holder[0].run, error=exc)
+    return RunOutcome(run=holder[0].run, result=holder[0].result)
 
 
 def run(
@@ -782,3 +816,198 @@ def flush_cache(alias: str = "default") -> int | None:
     if batch:
         deleted += client.delete(*batch)
     return deleted
+
+
+# Purge
+# ------------------------------------------------------------------------------
+
+PURGE_BATCH = 5000
+
+
+@dataclass
+class PurgeReport:
+    """What a purge removed (or, dry, would remove): (section, what) ↦ count."""
+
+    dry_run: bool = False
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+
+    def add(self, section: str, what: str, count: int) -> None:
+        bucket = self.counts.setdefault(section, {})
+        bucket[what] = bucket.get(what, 0) + count
+
+    def totals(self) -> dict[str, int]:
+        totals: dict[str, int] = {}
+        for section in self.counts.values():
+            for what, count in section.items():
+                totals[what] = totals.get(what, 0) + count
+        return totals
+
+    def summary(self) -> str:
+        parts = [f"{count} {what}" for what, count in self.totals().items() if count]
+        return ", ".join(parts) or "nothing to purge"
+
+    def __str__(self) -> str:
+        return self.summary()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"dry_run": self.dry_run, "counts": self.counts, "skipped": self.skipped}
+
+
+def _delete_in_batches(
+    queryset: Any, batch_size: int, on_batch: Any = None
+) -> dict[str, int]:
+    """Delete the rows of ``queryset`` ``batch_size`` at a time, each batch in its
+    own transaction; return the rows deleted per model (cascades included).
+
+    The queryset is re-evaluated for each batch, so an interrupted run leaves only
+    whole batches done and a rerun picks up the rest.
+    """
+    model = queryset.model
+    deleted: dict[str, int] = {}
+    while True:
+        with transaction.atomic():
+            ids = list(queryset.order_by().values_list("pk", flat=True)[:batch_size])
+            if not ids:
+                return deleted
+            _, per_model = model._base_manager.filter(pk__in=ids).delete()
+        for label, count in per_model.items():
+            deleted[label] = deleted.get(label, 0) + count
+        if on_batch:
+            on_batch(model._meta.label, len(ids))
+
+
+def purge(
+    *,
+    worlds: bool = True,
+    rooms: bool = True,
+    users: bool = True,
+    dry_run: bool = False,
+    batch_size: int = PURGE_BATCH,
+    worlds_first: bool = False,
+    on_section: Any = None,
+    on_batch: Any = None,
+) -> PurgeReport:
+    """Remove what was soft-deleted: worlds (with their rooms, messages and
+    attendees), rooms (with their messages) and users.
+
+    Leaves go first (messages, then rooms, then attendees, then the world) in
+    bounded batches, each its own transaction, so memory stays flat, no transaction
+    holds millions of rows, and an interrupted purge leaves consistent data that a
+    rerun finishes. A soft-deleted user whose chat messages others still see is
+    anonymised by ``accounts.services.purge_user`` instead of deleted.
+
+    ``worlds_first`` says soft-deleted worlds are (being) purged too, so a dry run
+    does not count their rooms and attendees twice.
+    """
+    report = PurgeReport(dry_run=dry_run)
+    skip_worlds = worlds or worlds_first
+    if worlds:
+        if on_section:
+            on_section("worlds")
+        _purge_worlds(report, dry_run, batch_size, on_batch)
+    if rooms:
+        if on_section:
+            on_section("rooms")
+        _purge_rooms(report, dry_run, batch_size, on_batch, skip_worlds)
+    if users:
+        if on_section:
+            on_section("users")
+        _purge_users(report, dry_run, batch_size, on_batch, skip_worlds)
+    return report
+
+
+def _purge_worlds(
+    report: PurgeReport, dry_run: bool, batch: int, on_batch: Any
+) -> None:
+    from apps.accounts.models import User
+    from apps.connections.models import ChatMessage
+    from apps.worlds.models import Room, World
+
+    doomed = World.objects.filter(deleted_at__isnull=False)
+    messages = ChatMessage.objects.filter(room__world__deleted_at__isnull=False)
+    rooms = Room.objects.filter(world__deleted_at__isnull=False)
+    attendees = User.objects.filter(world__deleted_at__isnull=False)
+    for what in ("worlds", "rooms", "messages", "attendees"):
+        report.add("worlds", f"{what} deleted", 0)  # the order they are shown in
+    if dry_run:
+        report.add("worlds", "worlds deleted", doomed.count())
+        report.add("worlds", "rooms deleted", rooms.count())
+        report.add("worlds", "messages deleted", messages.count())
+        report.add("worlds", "attendees deleted", attendees.count())
+        return
+    done = _delete_in_batches(messages, batch, on_batch)
+    report.add("worlds", "messages deleted", done.get(ChatMessage._meta.label, 0))
+    done = _delete_in_batches(rooms, batch, on_batch)
+    report.add("worlds", "rooms deleted", done.get(Room._meta.label, 0))
+    # Attendees carry their own dependants (terms accepted, tokens): smaller batches.
+    done = _delete_in_batches(attendees, max(1, batch // 5), on_batch)
+    report.add("worlds", "attendees deleted", done.get(User._meta.label, 0))
+    done = _delete_in_batches(doomed, max(1, batch // 50), on_batch)
+    report.add("worlds", "worlds deleted", done.get(World._meta.label, 0))
+
+
+def _purge_rooms(
+    report: PurgeReport, dry_run: bool, batch: int, on_batch: Any, skip_worlds: bool
+) -> None:
+    from apps.connections.models import ChatMessage
+    from apps.worlds.models import Room
+
+    rooms = Room.objects.filter(deleted_at__isnull=False)
+    messages = ChatMessage.objects.filter(room__deleted_at__isnull=False)
+    if skip_worlds:
+        rooms = rooms.filter(world__deleted_at__isnull=True)
+        messages = messages.filter(room__world__deleted_at__isnull=True)
+    for what in ("rooms", "messages"):
+        report.add("rooms", f"{what} deleted", 0)
+    if dry_run:
+        report.add("rooms", "rooms deleted", rooms.count())
+        report.add("rooms", "messages deleted", messages.count())
+        return
+    done = _delete_in_batches(messages, batch, on_batch)
+    report.add("rooms", "messages deleted", done.get(ChatMessage._meta.label, 0))
+    done = _delete_in_batches(rooms, batch, on_batch)
+    report.add("rooms", "rooms deleted", done.get(Room._meta.label, 0))
+
+
+def _purge_users(
+    report: PurgeReport, dry_run: bool, batch: int, on_batch: Any, skip_worlds: bool
+) -> None:
+    from django.db.models import Exists, OuterRef
+
+    from apps.accounts import services as accounts
+    from apps.accounts.models import User
+    from apps.connections.models import ChatMessage
+
+    # Already-anonymised accounts are tombstones that refuse their token: final.
+    soft_deleted = User.objects.filter(deleted_at__isnull=False).exclude(
+        email__endswith="@deleted"
+    )
+    if skip_worlds:
+        soft_deleted = soft_deleted.exclude(world__deleted_at__isnull=False)
+    has_content = Exists(ChatMessage.objects.filter(sender=OuterRef("pk")))
+    deletable = soft_deleted.filter(~has_content)
+    to_anonymise = soft_deleted.filter(has_content)
+    if dry_run:
+        report.add("users", "users deleted", deletable.count())
+        report.add("users", "users anonymised", to_anonymise.count())
+        return
+    done = _delete_in_batches(deletable, max(1, batch // 5), on_batch)
+    report.add("users", "users deleted", done.get(User._meta.label, 0))
+    anonymised = 0
+    skipped: set[int] = set()
+    while True:
+        users = list(to_anonymise.exclude(pk__in=skipped).order_by("pk")[:batch])
+        if not users:
+            break
+        for user in users:
+            try:
+                accounts.purge_user(user)
+            except accounts.AccountError as exc:
+                skipped.add(user.pk)
+                report.skipped.append(f"user {user.pk}: {exc}")
+            else:
+                anonymised += 1
+        if on_batch:
+            on_batch(User._meta.label, len(users))
+    report.add("users", "users anonymised", anonymised)
