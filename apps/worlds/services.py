@@ -506,7 +506,8 @@ def jwt_secrets_problems(config: Any) -> list[tuple[str, str]]:
         return [("$.config", f"must be an object, not {_type_name(config)}")]
     problems: list[tuple[str, str]] = []
     _check_jwt_secrets(config, problems)
-    return problems
+    # Paths as the stored world has them, not as in a config file.
+    return [(path.replace("$.world.", "config.", 1), text) for path, text in problems]
 
 
 def _check_room(

@@ -1,0 +1,188 @@
+"""Every kind of finding, each produced by data broken on purpose.
+
+Rows are orphaned with raw SQL inside the test's transaction: the foreign keys are
+deferred (PostgreSQL and SQLite alike), so the parent can go and the check sees what a
+partial restore leaves. Each test repairs its damage before the transaction ends,
+because Django checks deferred constraints when a test finishes.
+"""
+
+import json
+from io import StringIO
+
+import pytest
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.core.management import CommandError, call_command
+from django.db import connection
+from django_celery_beat.models import IntervalSchedule, PeriodicTask
+
+from apps.accounts.models import User
+from apps.connections.models import ChatMessage
+from apps.jobs import registry
+from apps.worlds import services as worlds
+from apps.worlds.models import Room, World
+
+
+@pytest.fixture
+def healthy(db, settings, tmp_path, monkeypatch):
+    """A database with one of everything the check looks at, all of it consistent."""
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+    monkeypatch.setitem(
+        registry.REGISTRY,
+        "integrity-test",
+        registry.Job("integrity-test", "a job for this test", lambda: None, None),
+    )
+    world = worlds.create_world("expo", "Expo", "expo.example.org")
+    room = Room.objects.create(world=world, import_id="lobby", name="Lobby")
+    claims = worlds.verify_token(world, worlds.generate_token(world, [], uid="u1"))
+    attendee = worlds.get_or_create_attendee(world, claims)
+    attendee.avatar.save("face.png", ContentFile(b"png"), save=True)
+    ChatMessage.objects.create(room=room, sender=attendee, text="hi")
+    every_day = IntervalSchedule.objects.create(every=1, period="days")
+    PeriodicTask.objects.create(
+        name="nightly", task="stagehand.integrity-test", interval=every_day
+    )
+    PeriodicTask.objects.create(
+        name="celery.backend_cleanup", task="celery.backend_cleanup", interval=every_day
+    )
+    return {"world": world, "room": room, "attendee": attendee, "interval": every_day}
+
+
+def run(*args) -> tuple[str, int]:
+    out = StringIO()
+    try:
+        call_command("check_integrity", *args, stdout=out)
+    except CommandError as exc:
+        return out.getvalue(), exc.returncode
+    return out.getvalue(), 0
+
+
+def found() -> dict[str, dict]:
+    output, code = run("--json")
+    data = json.loads(output)
+    assert data["ok"] is (code == 0)
+    return {f["kind"]: f for f in data["findings"] if f["count"]}
+
+
+def raw(sql: str, *params) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+
+
+@pytest.mark.django_db
+def test_a_clean_database_reports_nothing(healthy):
+    output, code = run()
+    assert code == 0
+    assert "No integrity problems found." in output
+    assert found() == {}
+
+
+@pytest.mark.django_db
+def test_an_empty_database_reports_nothing(settings, tmp_path):
+    settings.MEDIA_ROOT = str(tmp_path / "nothing-here")
+    assert run()[1] == 0
+
+
+@pytest.mark.django_db
+def test_rooms_and_attendees_of_a_purged_world(healthy):
+    ghost = worlds.create_world("ghost", "Ghost", "ghost.example.org")
+    room = Room.objects.create(world=ghost, import_id="hall", name="Hall")
+    claims = worlds.verify_token(ghost, worlds.generate_token(ghost, [], uid="g1"))
+    attendee = worlds.get_or_create_attendee(ghost, claims)
+    raw("DELETE FROM worlds_world WHERE id = %s", "ghost")
+
+    findings = found()
+    assert set(findings) == {"rooms_of_purged_worlds", "attendees_of_missing_worlds"}
+    assert findings["rooms_of_purged_worlds"]["count"] == 1
+    assert findings["rooms_of_purged_worlds"]["examples"] == [
+        f"room {room.pk} 'Hall' of world 'ghost'"
+    ]
+    assert findings["attendees_of_missing_worlds"]["examples"] == [
+        f"user {attendee.pk} (uid 'g1') of world 'ghost'"
+    ]
+    output, code = run()
+    assert code == 1
+    assert "rooms_of_purged_worlds (first 1):" in output
+
+    raw("DELETE FROM worlds_room WHERE world_id = %s", "ghost")
+    raw("DELETE FROM accounts_user WHERE world_id = %s", "ghost")
+    assert found() == {}
+
+
+@pytest.mark.django_db
+def test_messages_in_a_missing_room(healthy):
+    room = Room.objects.create(world=healthy["world"], import_id="gone", name="Gone")
+    for text in ("a", "b", "c"):
+        ChatMessage.objects.create(room=room, sender=healthy["attendee"], text=text)
+    raw("DELETE FROM worlds_room WHERE id = %s", room.pk)
+
+    findings = found()
+    assert set(findings) == {"messages_in_missing_rooms"}
+    assert findings["messages_in_missing_rooms"]["count"] == 3
+
+    raw("DELETE FROM connections_chatmessage WHERE room_id = %s", room.pk)
+
+
+@pytest.mark.django_db
+def test_unreferenced_and_missing_files(healthy):
+    default_storage.save("avatars/left-behind.png", ContentFile(b"old"))
+    default_storage.save("uploads/deep/also-left.txt", ContentFile(b"old"))
+    other = User.objects.create_user("someone", "someone@example.org")
+    User.objects.filter(pk=other.pk).update(avatar="avatars/never-restored.png")
+
+    findings = found()
+    assert set(findings) == {"unreferenced_files", "missing_files"}
+    assert findings["unreferenced_files"]["examples"] == [
+        "avatars/left-behind.png",
+        "uploads/deep/also-left.txt",
+    ]
+    assert findings["missing_files"]["examples"] == [
+        f"accounts.user {other.pk}.avatar -> avatars/never-restored.png"
+    ]
+
+
+@pytest.mark.django_db
+def test_malformed_jwt_secrets(healthy):
+    worlds.create_world("broken", "Broken", "broken.example.org")
+    worlds.create_world("short", "Short", "short.example.org")
+    World.objects.filter(pk="broken").update(config={"JWT_secrets": "not-a-list"})
+    World.objects.filter(pk="short").update(
+        config={"JWT_secrets": [{"issuer": "any", "audience": "x", "secret": "tiny"}]}
+    )
+
+    findings = found()
+    assert set(findings) == {"malformed_jwt_secrets"}
+    assert findings["malformed_jwt_secrets"]["count"] == 2
+    examples = findings["malformed_jwt_secrets"]["examples"]
+    assert examples[0].startswith("world 'broken': config.JWT_secrets must be a list")
+    assert examples[1].startswith("world 'short': config.JWT_secrets[0].secret is 4")
+
+
+@pytest.mark.django_db
+def test_periodic_tasks_of_unknown_jobs(healthy):
+    PeriodicTask.objects.create(
+        name="retired", task="stagehand.retired-job", interval=healthy["interval"]
+    )
+    findings = found()
+    assert set(findings) == {"unknown_periodic_tasks"}
+    assert findings["unknown_periodic_tasks"]["examples"] == [
+        "periodic task 'retired' runs unknown 'stagehand.retired-job'"
+    ]
+
+
+@pytest.mark.django_db
+def test_the_check_changes_nothing(healthy):
+    default_storage.save("avatars/left-behind.png", ContentFile(b"old"))
+    World.objects.filter(pk="expo").update(config={"JWT_secrets": 3})
+    before = (
+        list(World.objects.values()),
+        list(PeriodicTask.objects.values("name", "task")),
+        sorted(default_storage.listdir("avatars")[1]),
+    )
+    assert run()[1] == 1
+    after = (
+        list(World.objects.values()),
+        list(PeriodicTask.objects.values("name", "task")),
+        sorted(default_storage.listdir("avatars")[1]),
+    )
+    assert after == before
