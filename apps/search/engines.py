@@ -1,0 +1,274 @@
+"""The SQL of the index on each database: PostgreSQL full text, SQLite FTS5.
+
+Both keep one document table per generation. On PostgreSQL the active generation is
+also reachable through a view (``search_live_rooms``); searches read the view, so a
+reindex that switches generations never leaves a search looking for a dropped table
+(replacing the view waits for running searches, and searches that start meanwhile
+wait for the switch to commit and then read the new table).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from django.apps import apps
+from django.db import connection
+from django.db.models import AutoField, BigAutoField, SmallAutoField
+
+from .sources import Source
+
+# A copy of PostgreSQL's language-agnostic 'simple' configuration that also strips
+# accents (ü → u, é → e, ß → ss) when the unaccent extension exists; created by the
+# search app's first migration.
+TS_CONFIG = "stagehand_search"
+HEADLINE_OPTIONS = (
+    'StartSel="**", StopSel="**", MaxWords=18, MinWords=6, '
+    'MaxFragments=2, FragmentDelimiter=" … "'
+)
+
+
+@dataclass(frozen=True)
+class Hit:
+    model: str
+    id: str
+    world: str
+    title: str
+    snippet: str
+    rank: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "id": self.id,
+            "world": self.world,
+            "title": self.title,
+            "snippet": self.snippet,
+            "rank": round(self.rank, 6),
+        }
+
+
+def q(name: str) -> str:
+    return connection.ops.quote_name(name)
+
+
+def placeholders(values: Sequence[Any]) -> str:
+    return ", ".join(["%s"] * len(values))
+
+
+def worlds_table() -> str:
+    return q(apps.get_model("worlds", "World")._meta.db_table)
+
+
+class Engine:
+    vendor = ""
+
+    def create_table(self, cursor, table: str, source: Source) -> None:
+        raise NotImplementedError
+
+    def fill(
+        self, cursor, table: str, source: Source, where: str = "", params=()
+    ) -> int:
+        raise NotImplementedError
+
+    def finish(self, cursor, table: str) -> None:
+        pass
+
+    def activate(self, cursor, table: str, source: Source) -> None:
+        pass
+
+    def delete(self, cursor, table: str, source: Source, where: str, params) -> None:
+        """Delete the documents of source rows matching ``where`` (or all)."""
+        raise NotImplementedError
+
+    def search(
+        self,
+        cursor,
+        table: str,
+        source: Source,
+        terms: list[str],
+        world: str | None,
+        limit: int,
+    ) -> list[Hit]:
+        raise NotImplementedError
+
+    def generation_tables(self, cursor) -> list[str]:
+        raise NotImplementedError
+
+    def drop_table(self, cursor, table: str) -> None:
+        cursor.execute(f"DROP TABLE IF EXISTS {q(table)}")
+
+
+class PostgresEngine(Engine):
+    vendor = "postgresql"
+
+    def create_table(self, cursor, table: str, source: Source) -> None:
+        pk = source.model._meta.pk.rel_db_type(connection)
+        world_pk = apps.get_model("worlds", "World")._meta.pk.rel_db_type(connection)
+        # CASCADE: a leftover table of the same name may still back the live view.
+        cursor.execute(f"DROP TABLE IF EXISTS {q(table)} CASCADE")
+        cursor.execute(
+            f"CREATE TABLE {q(table)} (id {pk} NOT NULL, world_id {world_pk} NOT NULL,"
+            " title text NOT NULL, body text NOT NULL, vector tsvector NOT NULL)"
+        )
+
+    def fill(
+        self, cursor, table: str, source: Source, where: str = "", params=()
+    ) -> int:
+        cursor.execute(
+            f"""
+            INSERT INTO {q(table)} (id, world_id, title, body, vector)
+            SELECT id, world_id, title,
+                   concat_ws(E'\\n', nullif(a, ''), nullif(b, ''), nullif(c, '')),
+                   setweight(to_tsvector('{TS_CONFIG}', coalesce(a, '')), 'A')
+                   || setweight(to_tsvector('{TS_CONFIG}', coalesce(b, '')), 'B')
+                   || setweight(to_tsvector('{TS_CONFIG}', coalesce(c, '')), 'C')
+            FROM ({source.sql(self.vendor, where)}) s
+            """,
+            list(params),
+        )
+        return cursor.rowcount
+
+    def finish(self, cursor, table: str) -> None:
+        # Indexes after the bulk load: building them once is far cheaper than
+        # maintaining them row by row.
+        cursor.execute(f"ALTER TABLE {q(table)} ADD PRIMARY KEY (id)")
+        cursor.execute(f"CREATE INDEX ON {q(table)} USING gin (vector)")
+        cursor.execute(f"CREATE INDEX ON {q(table)} (world_id)")
+        cursor.execute(f"ANALYZE {q(table)}")
+
+    def activate(self, cursor, table: str, source: Source) -> None:
+        cursor.execute(
+            f"CREATE OR REPLACE VIEW {q(live_view(source))} AS "
+            f"SELECT id, world_id, title, body, vector FROM {q(table)}"
+        )
+
+    def delete(self, cursor, table: str, source: Source, where: str, params) -> None:
+        if not where:
+            cursor.execute(f"DELETE FROM {q(table)}")
+            return
+        cursor.execute(
+            f"DELETE FROM {q(table)} WHERE id IN (SELECT {source.alias}.id "
+            f"FROM {q(source.model._meta.db_table)} {source.alias} WHERE {where})",
+            list(params),
+        )
+
+    def search(self, cursor, table, source, terms, world, limit) -> list[Hit]:
+        tsquery = " & ".join(f"{t}:*" for t in terms)
+        world_filter = "AND d.world_id = %s" if world else ""
+        params: list[Any] = [tsquery, *([world] if world else []), limit]
+        cursor.execute(
+            f"""
+            WITH q AS (SELECT to_tsquery('{TS_CONFIG}', %s) AS q),
+            top AS (
+                SELECT d.id, d.world_id, d.title, d.body,
+                       ts_rank(d.vector, q.q) AS rank
+                FROM {q(live_view(source))} d
+                CROSS JOIN q
+                JOIN {worlds_table()} w ON w.id = d.world_id
+                WHERE d.vector @@ q.q AND w.deleted_at IS NULL {world_filter}
+                ORDER BY rank DESC, d.id
+                LIMIT %s
+            )
+            SELECT top.id::text, top.world_id::text, top.title,
+                   ts_headline('{TS_CONFIG}', top.body, q.q, '{HEADLINE_OPTIONS}'),
+                   top.rank
+            FROM top CROSS JOIN q
+            ORDER BY top.rank DESC, top.id
+            """,
+            params,
+        )
+        return [Hit(source.singular, *row) for row in cursor.fetchall()]
+
+    def generation_tables(self, cursor) -> list[str]:
+        cursor.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
+            " AND tablename LIKE 'search\\_gen\\_%%'"
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+    def drop_table(self, cursor, table: str) -> None:
+        cursor.execute(f"DROP TABLE IF EXISTS {q(table)} CASCADE")
+
+
+class SqliteEngine(Engine):
+    """FTS5 tables; ``remove_diacritics 2`` folds accents and umlauts (ü → u)."""
+
+    vendor = "sqlite"
+
+    @staticmethod
+    def integer_ids(source: Source) -> bool:
+        return isinstance(
+            source.model._meta.pk, AutoField | BigAutoField | SmallAutoField
+        )
+
+    def create_table(self, cursor, table: str, source: Source) -> None:
+        cursor.execute(f"DROP TABLE IF EXISTS {q(table)}")
+        cursor.execute(
+            f"CREATE VIRTUAL TABLE {q(table)} USING fts5(a, b, c, title UNINDEXED,"
+            " world_id UNINDEXED, doc_id UNINDEXED,"
+            " tokenize = 'unicode61 remove_diacritics 2')"
+        )
+
+    def fill(
+        self, cursor, table: str, source: Source, where: str = "", params=()
+    ) -> int:
+        # Integer ids double as FTS5 rowids, so updates find documents by rowid.
+        rowid = "rowid, " if self.integer_ids(source) else ""
+        rowid_value = "id, " if rowid else ""
+        cursor.execute(
+            f"INSERT INTO {q(table)} ({rowid}doc_id, world_id, title, a, b, c) "
+            f"SELECT {rowid_value}CAST(id AS TEXT), world_id, title,"
+            " coalesce(a, ''), coalesce(b, ''), coalesce(c, '')"
+            f" FROM ({source.sql(self.vendor, where)}) s",
+            list(params),
+        )
+        return cursor.rowcount
+
+    def finish(self, cursor, table: str) -> None:
+        cursor.execute(f"INSERT INTO {q(table)}({q(table)}) VALUES ('optimize')")
+
+    def delete(self, cursor, table: str, source: Source, where: str, params) -> None:
+        if not where:
+            cursor.execute(f"DELETE FROM {q(table)}")
+            return
+        column, cast = (
+            ("rowid", "{a}.id") if self.integer_ids(source) else ("doc_id", "CAST({a}.id AS TEXT)")
+        )
+        cursor.execute(
+            f"DELETE FROM {q(table)} WHERE {column} IN (SELECT "
+            f"{cast.format(a=source.alias)} FROM {q(source.model._meta.db_table)} "
+            f"{source.alias} WHERE {where})",
+            list(params),
+        )
+
+    def search(self, cursor, table, source, terms, world, limit) -> list[Hit]:
+        match = " AND ".join(f'"{t}"*' for t in terms)
+        t = q(table)
+        world_filter = f"AND {t}.world_id = %s" if world else ""
+        params: list[Any] = [match, *([world] if world else []), limit]
+        cursor.execute(
+            f"""
+            SELECT {t}.doc_id, {t}.world_id, {t}.title,
+                   snippet({t}, -1, '**', '**', '…', 12),
+                   -bm25({t}, 10.0, 4.0, 1.0) AS rank
+            FROM {t} JOIN {worlds_table()} w ON w.id = {t}.world_id
+            WHERE {t} MATCH %s AND w.deleted_at IS NULL {world_filter}
+            ORDER BY rank DESC, {t}.doc_id
+            LIMIT %s
+            """,
+            params,
+        )
+        return [Hit(source.singular, *row) for row in cursor.fetchall()]
+
+    def generation_tables(self, cursor) -> list[str]:
+        cursor.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'"
+            " AND name LIKE 'search\\_gen\\_%%' ESCAPE '\\'"
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
+def live_view(source: Source) -> str:
+    return f"search_live_{source.key}"

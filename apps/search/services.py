@@ -1,0 +1,424 @@
+"""Search: build, update and query the full-text index of worlds, rooms and attendees.
+
+Documents live in one table per model and generation (see ``models.Generation``).
+``index(reindex=True)`` builds a complete new generation beside the live one and then
+switches in one short transaction, dropping the old generation; searches keep being
+answered from whichever generation is active. Writes that land while a generation is
+being built go to the old one, so ``index`` reports how many rows changed since the
+build started and the exact ``search index -f`` command that catches up.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+from django.utils.dateparse import parse_date, parse_datetime
+
+from .engines import Engine, Hit, PostgresEngine, SqliteEngine, q
+from .models import Generation
+from .sources import SOURCES, Source, resolve
+
+__all__ = [
+    "Hit",
+    "IndexNotBuilt",
+    "IndexResult",
+    "SearchUnavailable",
+    "UnknownModel",
+    "catch_up_command",
+    "format_timestamp",
+    "generations",
+    "index",
+    "model_names",
+    "parse_timestamp",
+    "query",
+    "update_documents",
+]
+
+TERM_RE = re.compile(r"[^\W_]+")
+
+
+class SearchUnavailable(Exception):
+    """The database cannot hold the index (SQLite without FTS5, another engine)."""
+
+
+class UnknownModel(ValueError):
+    pass
+
+
+class IndexNotBuilt(Exception):
+    pass
+
+
+@dataclass
+class IndexResult:
+    model: str
+    mode: str  # "reindex", "update" or "since"
+    generation: str
+    documents: int
+    seconds: float
+    started_at: dt.datetime
+    replaced: str | None = None
+    # Rows changed since the build started (reindex only): their documents may be
+    # missing from the new generation until ``search index -f`` runs.
+    changed: int = 0
+    deleted: int | None = field(default=None)
+
+
+def model_names() -> list[str]:
+    return list(SOURCES)
+
+
+def engine() -> Engine:
+    """Return the index engine for the default database, or raise SearchUnavailable."""
+    if connection.vendor == "postgresql":
+        return PostgresEngine()
+    if connection.vendor == "sqlite":
+        if not _sqlite_has_fts5():
+            raise SearchUnavailable(
+                "This SQLite library was built without FTS5, so search is unavailable"
+                " on it; use PostgreSQL (DATABASE_URL) or a Python whose SQLite has"
+                " FTS5."
+            )
+        return SqliteEngine()
+    raise SearchUnavailable(
+        f"Search needs PostgreSQL or SQLite with FTS5; this database is "
+        f"{connection.vendor}."
+    )
+
+
+def _sqlite_has_fts5() -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute("PRAGMA compile_options")
+        return any("ENABLE_FTS5" in row[0] for row in cursor.fetchall())
+
+
+def _sources(models: Iterable[str] | None) -> list[Source]:
+    try:
+        return resolve(list(models or []))
+    except KeyError as exc:
+        raise UnknownModel(
+            f"There is no searchable model {exc.args[0]!r}; choose from "
+            f"{', '.join(SOURCES)} (singular or plural)."
+        ) from None
+
+
+def _db_time(value: dt.datetime) -> Any:
+    return connection.ops.adapt_datetimefield_value(value)
+
+
+def format_timestamp(value: dt.datetime) -> str:
+    """Return ``value`` as UTC ISO 8601 to the second, for a command line."""
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_timestamp(value: str) -> dt.datetime:
+    """Return an aware datetime for ISO 8601 ``value`` (naive: the server's zone)."""
+    try:
+        moment = parse_datetime(value.strip())
+        if moment is None:
+            day = parse_date(value.strip())
+            moment = None if day is None else dt.datetime(day.year, day.month, day.day)
+    except ValueError:
+        moment = None
+    if moment is None:
+        raise ValueError(
+            f"Cannot read the timestamp {value!r}; use ISO 8601 such as "
+            "2027-02-20T20:02:00Z."
+        )
+    return timezone.make_aware(moment) if timezone.is_naive(moment) else moment
+
+
+def _floor_second(value: dt.datetime) -> dt.datetime:
+    return value.replace(microsecond=0)
+
+
+# Index ---------------------------------------------------------------------------
+
+
+def index(
+    models: Iterable[str] | None = None,
+    *,
+    reindex: bool = False,
+    since: dt.datetime | None = None,
+    after_build: Callable[[str], None] | None = None,
+) -> list[IndexResult]:
+    """Index the named models (all when none) and return one result per model.
+
+    ``reindex`` builds a new generation and switches to it; otherwise the live
+    generation is updated in place, for every row or only rows modified at or after
+    ``since``. A model with no generation yet gets its first one built.
+    ``after_build(model)`` runs between building and switching (tests use it to
+    write while a build is in progress).
+    """
+    if reindex and since is not None:
+        raise ValueError("A reindex always indexes every row; leave out the timestamp.")
+    eng = engine()
+    sources = _sources(models)
+    results = []
+    for source in sources:
+        active = Generation.objects.filter(
+            model=source.key, state=Generation.State.ACTIVE
+        ).first()
+        if reindex or active is None:
+            results.append(_reindex(eng, source, after_build))
+        else:
+            results.append(_update_in_place(eng, source, since))
+    return results
+
+
+def _new_generation(source: Source, started: dt.datetime) -> Generation:
+    base = f"{source.key}-{started.astimezone(dt.UTC):%Y-%m-%d-%H-%M}"
+    for attempt in range(1, 1000):
+        name = base if attempt == 1 else f"{base}-{attempt}"
+        if Generation.objects.filter(name=name).exists():
+            continue
+        try:
+            with transaction.atomic():
+                return Generation.objects.create(
+                    model=source.key,
+                    name=name,
+                    table="search_gen_" + name.replace("-", "_"),
+                    state=Generation.State.BUILDING,
+                    started_at=started,
+                )
+        except IntegrityError:  # another reindex took the name a moment ago
+            continue
+    raise RuntimeError(f"No free generation name for {base}")
+
+
+def _reindex(
+    eng: Engine, source: Source, after_build: Callable[[str], None] | None
+) -> IndexResult:
+    clock = time.monotonic()
+    started = timezone.now()
+    # The build is one transaction: a failed or killed build leaves nothing behind.
+    with transaction.atomic():
+        gen = _new_generation(source, started)
+        with connection.cursor() as cursor:
+            eng.create_table(cursor, gen.table, source)
+            gen.documents = eng.fill(cursor, gen.table, source)
+            eng.finish(cursor, gen.table)
+        gen.save(update_fields=["documents"])
+    if after_build is not None:
+        after_build(source.key)
+    replaced = _switch(eng, source, gen)
+    changed = (
+        _changed_since(source, _floor_second(started)) if replaced is not None else 0
+    )
+    return IndexResult(
+        model=source.key,
+        mode="reindex",
+        generation=gen.name,
+        documents=gen.documents,
+        seconds=time.monotonic() - clock,
+        started_at=started,
+        replaced=replaced,
+        changed=changed,
+    )
+
+
+def _switch(eng: Engine, source: Source, gen: Generation) -> str | None:
+    """Make ``gen`` the active generation of its model; return the replaced one."""
+    with transaction.atomic():
+        # Waits for in-flight document updates, which hold this row FOR SHARE.
+        old = (
+            Generation.objects.select_for_update()
+            .filter(model=source.key, state=Generation.State.ACTIVE)
+            .first()
+        )
+        if old is not None:
+            old.delete()
+        gen.state = Generation.State.ACTIVE
+        gen.activated_at = timezone.now()
+        gen.save(update_fields=["state", "activated_at"])
+        with connection.cursor() as cursor:
+            eng.activate(cursor, gen.table, source)
+            if old is not None:
+                eng.drop_table(cursor, old.table)
+            # Tables of builds that crashed before their switch.
+            known = set(Generation.objects.values_list("table", flat=True))
+            prefix = f"search_gen_{source.key}_"
+            for table in eng.generation_tables(cursor):
+                if table.startswith(prefix) and table not in known:
+                    eng.drop_table(cursor, table)
+    return old.name if old is not None else None
+
+
+def _changed_since(source: Source, since: dt.datetime) -> int:
+    qs = source.model._default_manager.filter(updated_at__gte=since)
+    if source.key == "attendees":
+        qs = qs.filter(world__isnull=False)
+    return qs.count()
+
+
+def _locked_active_table(source: Source) -> Generation | None:
+    """Return the active generation, holding it so no switch drops it under us."""
+    lock = " FOR SHARE" if connection.vendor == "postgresql" else ""
+    sql = (
+        f"SELECT id FROM {q(Generation._meta.db_table)} "
+        f"WHERE model = %s AND state = %s{lock}"
+    )
+    # A switch committing while we wait makes the row we waited for inactive;
+    # the next statement sees the new active one.
+    for _ in range(5):
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [source.key, Generation.State.ACTIVE])
+            row = cursor.fetchone()
+        if row is not None:
+            return Generation.objects.get(pk=row[0])
+        if not Generation.objects.filter(
+            model=source.key, state=Generation.State.ACTIVE
+        ).exists():
+            return None
+    return None
+
+
+def _update_in_place(
+    eng: Engine, source: Source, since: dt.datetime | None
+) -> IndexResult:
+    clock = time.monotonic()
+    started = timezone.now()
+    if since is None:
+        where, params = "", []
+    else:
+        where, params = f"{source.alias}.updated_at >= %s", [_db_time(since)]
+    with transaction.atomic():
+        gen = _locked_active_table(source)
+        if gen is None:
+            return _reindex(eng, source, None)
+        with connection.cursor() as cursor:
+            eng.delete(cursor, gen.table, source, where, params)
+            count = eng.fill(cursor, gen.table, source, where, params)
+        if since is None:
+            gen.documents = count
+            gen.save(update_fields=["documents"])
+    return IndexResult(
+        model=source.key,
+        mode="since" if since is not None else "update",
+        generation=gen.name,
+        documents=count,
+        seconds=time.monotonic() - clock,
+        started_at=started,
+    )
+
+
+def update_documents(model: str, ids: Iterable[Any]) -> int:
+    """Bring the documents of these rows up to date; return how many exist now.
+
+    Rows that are gone, soft-deleted or not searchable lose their document. Does
+    nothing while the model has no index generation or the database cannot search.
+    """
+    source = _sources([model])[0]
+    pk = source.model._meta.pk
+    ids = [pk.to_python(value) for value in ids]
+    if not ids:
+        return 0
+    try:
+        eng = engine()
+    except SearchUnavailable:
+        return 0
+    where = f"{source.alias}.id IN ({', '.join(['%s'] * len(ids))})"
+    with transaction.atomic():
+        gen = _locked_active_table(source)
+        if gen is None:
+            return 0
+        with connection.cursor() as cursor:
+            _delete_ids(eng, cursor, gen.table, source, ids)
+            return eng.fill(cursor, gen.table, source, where, ids)
+
+
+def _delete_ids(eng: Engine, cursor, table: str, source: Source, ids: list) -> None:
+    # By id, not through the source table: hard-deleted rows are no longer there.
+    marks = ", ".join(["%s"] * len(ids))
+    if isinstance(eng, SqliteEngine):
+        if eng.integer_ids(source):
+            cursor.execute(f"DELETE FROM {q(table)} WHERE rowid IN ({marks})", ids)
+        else:
+            cursor.execute(
+                f"DELETE FROM {q(table)} WHERE doc_id IN ({marks})",
+                [str(i) for i in ids],
+            )
+    else:
+        cursor.execute(f"DELETE FROM {q(table)} WHERE id IN ({marks})", ids)
+
+
+def catch_up_command(results: list[IndexResult]) -> str | None:
+    """Return the command that indexes rows changed during these reindexes, if any."""
+    changed = [r for r in results if r.changed]
+    if not changed:
+        return None
+    since = _floor_second(min(r.started_at for r in changed))
+    models = " ".join(r.model for r in changed)
+    return f"python manage.py search index {models} -f {format_timestamp(since)}"
+
+
+# Query ---------------------------------------------------------------------------
+
+
+def terms_of(text: str) -> list[str]:
+    return TERM_RE.findall(text.lower())
+
+
+def query(
+    text: str,
+    *,
+    models: Iterable[str] | None = None,
+    world: str | None = None,
+    limit: int = 20,
+) -> list[Hit]:
+    """Return the best ``limit`` documents matching every word of ``text``.
+
+    Words match as prefixes, case and accents ignored. Soft-deleted rows and the
+    rooms and attendees of soft-deleted worlds are never returned.
+    """
+    terms = terms_of(text)
+    if not terms:
+        raise ValueError("Give at least one word to search for.")
+    if limit < 1:
+        raise ValueError("The limit must be at least 1.")
+    sources = _sources(models)
+    eng = engine()
+    hits: list[Hit] = []
+    # One transaction: on SQLite, the generation read and the search see the same
+    # snapshot even if a switch commits in between.
+    with transaction.atomic():
+        active = dict(
+            Generation.objects.filter(
+                model__in=[s.key for s in sources], state=Generation.State.ACTIVE
+            ).values_list("model", "table")
+        )
+        if not active:
+            raise IndexNotBuilt(
+                "The search index has not been built yet; build it with: "
+                "python manage.py search index"
+            )
+        with connection.cursor() as cursor:
+            for source in sources:
+                if source.key in active:
+                    hits += eng.search(
+                        cursor, active[source.key], source, terms, world, limit
+                    )
+    hits.sort(key=lambda h: -h.rank)
+    return hits[:limit]
+
+
+def generations() -> list[dict[str, Any]]:
+    """Return every generation, active and being built, for status displays."""
+    return [
+        {
+            "model": g.model,
+            "generation": g.name,
+            "state": g.state,
+            "documents": g.documents,
+            "started_at": g.started_at,
+            "activated_at": g.activated_at,
+        }
+        for g in Generation.objects.all()
+    ]
