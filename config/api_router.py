@@ -7,4 +7,5 @@ app_name = "api"
 urlpatterns: list = [
     path("worlds/", include("apps.worlds.api_urls")),
     path("users/", include("apps.accounts.api_urls")),
+    path("search/", include("apps.search.api_urls")),
 ]

@@ -40,6 +40,8 @@ class User(AbstractUser):
     token_id = models.CharField(max_length=200, blank=True, default="")
     # A private upload: purge_user deletes the file, check_integrity checks it exists.
     avatar = models.FileField(upload_to="avatars/", blank=True, default="")
+    # When the row last changed, for `search index -f` catch-ups (see save()).
+    updated_at = models.DateTimeField(auto_now=True, db_index=True)
 
     objects = UserManager()
 
@@ -66,6 +68,10 @@ class User(AbstractUser):
 
     def save(self, *args, **kwargs) -> None:
         self.email = (self.email or "").strip()
+        update_fields = kwargs.get("update_fields")
+        if update_fields and "updated_at" not in update_fields:
+            # auto_now is only written when listed: keep "modified since" honest.
+            kwargs["update_fields"] = [*update_fields, "updated_at"]
         super().save(*args, **kwargs)
 
 

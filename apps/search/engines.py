@@ -234,7 +234,9 @@ class SqliteEngine(Engine):
             cursor.execute(f"DELETE FROM {q(table)}")
             return
         column, cast = (
-            ("rowid", "{a}.id") if self.integer_ids(source) else ("doc_id", "CAST({a}.id AS TEXT)")
+            ("rowid", "{a}.id")
+            if self.integer_ids(source)
+            else ("doc_id", "CAST({a}.id AS TEXT)")
         )
         cursor.execute(
             f"DELETE FROM {q(table)} WHERE {column} IN (SELECT "
@@ -264,8 +266,10 @@ class SqliteEngine(Engine):
 
     def generation_tables(self, cursor) -> list[str]:
         cursor.execute(
+            # Only the FTS5 tables themselves, not their shadow tables (_data, …).
             "SELECT name FROM sqlite_master WHERE type = 'table'"
             " AND name LIKE 'search\\_gen\\_%%' ESCAPE '\\'"
+            " AND sql LIKE 'CREATE VIRTUAL TABLE%%'"
         )
         return [row[0] for row in cursor.fetchall()]
 

@@ -41,7 +41,9 @@ __all__ = [
     "update_documents",
 ]
 
-TERM_RE = re.compile(r"[^\W_]+")
+# Words, keeping dotted and hyphenated ones whole ("harbor.example", "e-mail"):
+# PostgreSQL indexes a domain as one lexeme, which matches from its start.
+TERM_RE = re.compile(r"[^\W_]+(?:[.@-][^\W_]+)*")
 
 
 class SearchUnavailable(Exception):
@@ -209,9 +211,9 @@ def _reindex(
     if after_build is not None:
         after_build(source.key)
     replaced = _switch(eng, source, gen)
-    changed = (
-        _changed_since(source, _floor_second(started)) if replaced is not None else 0
-    )
+    # Exactly the rows written since the build began; the printed catch-up command
+    # rounds down to the second, which only re-indexes a few rows more.
+    changed = _changed_since(source, started) if replaced is not None else 0
     return IndexResult(
         model=source.key,
         mode="reindex",
@@ -291,8 +293,10 @@ def _update_in_place(
         where, params = f"{source.alias}.updated_at >= %s", [_db_time(since)]
     with transaction.atomic():
         gen = _locked_active_table(source)
-        if gen is None:
-            return _reindex(eng, source, None)
+        if gen is None:  # removed since index() looked
+            raise IndexNotBuilt(
+                f"The {source.key} index vanished; run the command again."
+            )
         with connection.cursor() as cursor:
             eng.delete(cursor, gen.table, source, where, params)
             count = eng.fill(cursor, gen.table, source, where, params)

@@ -24,7 +24,9 @@ def search_index_job(*models: str, reindex: bool | str = True, since: str = "") 
     results = services.index(models, reindex=reindex, since=since_at)
     summary = ", ".join(f"{r.model} {r.generation} ({r.documents})" for r in results)
     catch_up = services.catch_up_command(results)
-    return summary + (f"; rows changed during the build, run: {catch_up}" if catch_up else "")
+    return summary + (
+        f"; rows changed during the build, run: {catch_up}" if catch_up else ""
+    )
 
 
 @shared_task(name="search.update_documents", ignore_result=True)

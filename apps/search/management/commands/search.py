@@ -56,7 +56,9 @@ class Command(BaseCommand):
         query.add_argument("--json", action="store_true", help="print JSON for scripts")
 
         status = sub.add_parser("status", help="list the index generations")
-        status.add_argument("--json", action="store_true", help="print JSON for scripts")
+        status.add_argument(
+            "--json", action="store_true", help="print JSON for scripts"
+        )
 
     def handle(self, *, action: str, **options) -> None:
         try:
@@ -149,11 +151,13 @@ class Command(BaseCommand):
                     r["generation"],
                     r["state"],
                     r["documents"],
-                    r["activated_at"] and r["activated_at"].isoformat(timespec="seconds"),
+                    r["activated_at"]
+                    and r["activated_at"].isoformat(timespec="seconds"),
                 )
                 for r in rows
             ],
         )
         if not rows:
-            self.stdout.write("No index yet; build it with: python manage.py search index")
-
+            self.stdout.write(
+                "No index yet; build it with: python manage.py search index"
+            )

@@ -1,0 +1,109 @@
+"""Keep documents in step with writes: after each commit, update what changed.
+
+Saves (including soft deletes, which are saves) and hard deletes of worlds, rooms and
+attendees queue a document update for after the transaction commits: a Celery task
+when a broker is configured, inline otherwise. Queryset ``update()`` and
+``bulk_create`` send no signals; ``search index -f`` catches those up.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models.signals import post_delete, post_save
+
+from .sources import ATTENDEES, ROOMS, WORLDS, Source
+
+# Saves touching only these fields cannot change a user's document.
+USER_FIELDS_NOT_INDEXED = {"last_login", "password", "updated_at", "traits"}
+
+
+def schedule_update(model: str, ids: list[Any]) -> None:
+    """Update these documents once the current transaction commits."""
+
+    def run() -> None:
+        if settings.STAGEHAND_HAS_BROKER:
+            from .tasks import update_documents
+
+            update_documents.delay(model, ids)
+        else:
+            from .services import update_documents
+
+            update_documents(model, ids)
+
+    # robust: a failing index update is logged; it never fails the write it follows.
+    transaction.on_commit(run, robust=True)
+
+
+def _on_change(source: Source):
+    def receiver(sender, instance, **kwargs: Any) -> None:
+        if kwargs.get("raw"):  # loaddata
+            return
+        schedule_update(source.key, [instance.pk])
+
+    return receiver
+
+
+def _on_user_change(sender, instance, **kwargs: Any) -> None:
+    # Operators have no world and are not searchable.
+    if kwargs.get("raw") or instance.world_id is None:
+        return
+    update_fields = kwargs.get("update_fields")
+    if update_fields and set(update_fields) <= USER_FIELDS_NOT_INDEXED:
+        return
+    schedule_update(ATTENDEES.key, [instance.pk])
+
+
+def _on_world_change(sender, instance, **kwargs: Any) -> None:
+    if kwargs.get("raw"):
+        return
+    schedule_update(WORLDS.key, [instance.pk])
+    # Which profile fields are searchable lives in the world's config.
+    if kwargs.get("signal") is post_save and not kwargs.get("created"):
+        ids = list(
+            instance.attendees.filter(deleted_at__isnull=True).values_list(
+                "pk", flat=True
+            )
+        )
+        if ids and _searchable_fields_changed(instance):
+            schedule_update(ATTENDEES.key, ids)
+
+
+def _searchable_fields_changed(world) -> bool:
+    before = getattr(world, "_search_fields_loaded", None)
+    return before is None or before != searchable_fields(world.config)
+
+
+def searchable_fields(config: Any) -> list[str]:
+    fields = config.get("profile_fields") if isinstance(config, dict) else None
+    return [
+        str(f.get("id"))
+        for f in fields or []
+        if isinstance(f, dict) and f.get("searchable") is True
+    ]
+
+
+def _remember_fields(sender, instance, **kwargs: Any) -> None:
+    instance._search_fields_loaded = searchable_fields(instance.config)
+
+
+def connect() -> None:
+    from django.db.models.signals import post_init
+
+    from apps.accounts.models import User
+    from apps.worlds.models import Room, World
+
+    post_init.connect(_remember_fields, sender=World, dispatch_uid="search-world-init")
+    for name, signal in (("save", post_save), ("delete", post_delete)):
+        signal.connect(
+            _on_world_change, sender=World, dispatch_uid=f"search-world-{name}"
+        )
+        signal.connect(
+            _on_change(ROOMS),
+            sender=Room,
+            dispatch_uid=f"search-room-{name}",
+            weak=False,
+        )
+        signal.connect(_on_user_change, sender=User, dispatch_uid=f"search-user-{name}")

@@ -1,0 +1,39 @@
+import pytest
+from rest_framework.test import APIClient
+
+from apps.accounts.models import User
+
+from .conftest import run
+
+
+@pytest.fixture
+def api(alice):
+    client = APIClient()
+    client.force_authenticate(alice)
+    return client
+
+
+def test_staff_search_over_the_api(harbor, api):
+    run("index")
+    response = api.get("/api/v1/search/", {"q": "grace", "model": "attendees"})
+    assert response.status_code == 200
+    [hit] = response.json()["results"]
+    assert hit["model"] == "attendee" and hit["title"] == "Grace Hopper"
+    assert "**Grace**" in hit["snippet"]
+
+
+def test_api_errors_have_the_common_shape(harbor, api):
+    assert api.get("/api/v1/search/", {"q": "x"}).json()["error"] == "search.not_built"
+    run("index")
+    response = api.get("/api/v1/search/", {"q": ""})
+    assert response.status_code == 400
+    assert response.json()["error"] == "search.bad_query"
+    response = api.get("/api/v1/search/", {"q": "x", "model": "ships"})
+    assert response.json()["error"] == "search.unknown_model"
+    assert api.get("/api/v1/search/", {"q": "x", "limit": "0"}).status_code == 400
+
+
+def test_attendees_may_not_search(harbor):
+    client = APIClient()
+    client.force_authenticate(User.objects.get(display_name="Grace Hopper"))
+    assert client.get("/api/v1/search/", {"q": "x"}).status_code == 403

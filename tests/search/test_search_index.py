@@ -1,0 +1,213 @@
+import pytest
+from django.core.management import CommandError
+from django.db import connection
+from django.utils import timezone
+
+from apps.accounts.models import User
+from apps.search import services
+from apps.search.models import Generation
+from apps.worlds.models import Room, World
+
+from .conftest import found, run, run_printed
+
+
+def test_index_makes_every_model_searchable(harbor):
+    output = run("index")
+
+    assert "Indexed 5 documents in 3 model(s)." in output
+    assert found("harbor conference") == [("world", "harborconf")]
+    assert found("harbor.example") == [("world", "harborconf")]
+    main = Room.objects.get(import_id="main")
+    welcome = Room.objects.get(import_id="welcome")
+    assert found("keynotes") == [("room", str(main.pk))]
+    # Markdown page content of a page.markdown module.
+    assert found("lighthouse") == [("room", str(welcome.pk))]
+    grace = User.objects.get(display_name="Grace Hopper")
+    assert found("grace") == [("attendee", str(grace.pk))]
+    # Searchable profile fields count; others do not.
+    assert found("navy research") == [("attendee", str(grace.pk))]
+    assert found("5550199") == []
+
+
+def test_operators_are_not_indexed(harbor, alice):
+    run("index")
+    assert found("alice") == []
+
+
+def test_index_named_models_accepts_singular_and_plural(harbor):
+    output = run("index", "room", "Attendees")
+
+    assert "rooms" in output and "attendees" in output
+    assert set(Generation.objects.values_list("model", flat=True)) == {
+        "rooms",
+        "attendees",
+    }
+
+
+def test_unknown_model_is_an_error(harbor):
+    with pytest.raises(CommandError, match="no searchable model 'spaceships'"):
+        run("index", "spaceships")
+    with pytest.raises(CommandError, match="no searchable model 'spaceship'"):
+        run("query", "x", "--model", "spaceship")
+
+
+def test_reindex_builds_a_new_generation_and_drops_the_old(harbor):
+    run("index", "rooms")
+    first = Generation.objects.get(model="rooms")
+    Room.objects.filter(import_id="main").update(name="Grand Hall")
+
+    output = run("index", "rooms", "--reindex")
+
+    second = Generation.objects.get(model="rooms")
+    assert second.state == "active" and second.name != first.name
+    assert second.name.startswith("rooms-")
+    assert f"{second.name}" in output and first.name in output  # replaced
+    assert found("grand hall") and not found("main stage")
+    tables = services.engine().generation_tables(connection.cursor())
+    assert second.table in tables and first.table not in tables
+
+
+def test_rows_changed_during_a_reindex_are_counted_and_caught_up(harbor):
+    run("index")
+    main = Room.objects.get(import_id="main")
+
+    def write_during_build(model: str) -> None:
+        # No transaction here, so the document update runs at once, into the
+        # generation that is about to be replaced.
+        main.name = "Zanzibar Lounge"
+        main.save()
+
+    results = services.index(["rooms"], reindex=True, after_build=write_during_build)
+
+    assert results[0].changed == 1
+    assert found("zanzibar") == []  # the new generation was built before the write
+    command = services.catch_up_command(results)
+    since = services.format_timestamp(results[0].started_at.replace(microsecond=0))
+    assert command == f"python manage.py search index rooms -f {since}"
+    output = run_printed(command)
+    assert "since" in output
+    assert found("zanzibar") == [("room", str(main.pk))]
+
+
+def test_reindex_without_changes_prints_no_catch_up(harbor):
+    run("index")
+    output = run("index", "--reindex")
+    assert "Catch up" not in output
+    assert "Indexed 5 documents" in output
+
+
+def test_from_indexes_only_rows_modified_since(harbor):
+    run("index")
+    cutoff = timezone.now()
+    # Queryset updates send no signals: the index does not know yet.
+    Room.objects.filter(import_id="main").update(
+        name="Engine Room", updated_at=timezone.now()
+    )
+    Room.objects.filter(import_id="welcome").update(
+        deleted_at=timezone.now(), updated_at=timezone.now()
+    )
+    User.objects.filter(display_name="Ada Lovelace").update(
+        display_name="Ada King", updated_at=timezone.now()
+    )
+    assert found("lighthouse") and not found("engine")
+
+    output = run("index", "-f", cutoff.isoformat())
+
+    assert found("engine") and not found("lighthouse") and found("ada king")
+    # Only the three changed rows were indexed (the deleted room has no document).
+    assert "Indexed 2 documents" in output
+
+
+def test_bad_timestamp_and_from_with_reindex_are_errors(harbor):
+    with pytest.raises(CommandError, match="Cannot read the timestamp 'yesterday'"):
+        run("index", "-f", "yesterday")
+    with pytest.raises(CommandError, match="use either --reindex or -f"):
+        run("index", "--reindex", "-f", "2027-02-20T20:02:00Z")
+
+
+def test_saving_updates_the_document_after_commit(
+    harbor, django_capture_on_commit_callbacks
+):
+    run("index")
+    main = Room.objects.get(import_id="main")
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        main.name = "Boiler Room"
+        main.save()
+        harbor.title = "Dockside Summit"
+        harbor.save()
+        User.objects.create(
+            username="harborconf.3",
+            world=harbor,
+            token_id="3",
+            display_name="Hedy Lamarr",
+            profile={"org": "Frequency Hopping"},
+        )
+    assert callbacks  # nothing ran before the commit
+    assert found("boiler") == [("room", str(main.pk))]
+    assert found("main stage") == []
+    assert found("dockside") == [("world", "harborconf")]
+    assert [m for m, _ in found("frequency")] == ["attendee"]
+
+
+def test_making_a_profile_field_searchable_reindexes_attendees(
+    harbor, django_capture_on_commit_callbacks
+):
+    run("index")
+    assert found("5550199") == []
+    with django_capture_on_commit_callbacks(execute=True):
+        harbor.config["profile_fields"][1]["searchable"] = True
+        harbor.save()
+    assert [m for m, _ in found("5550199")] == ["attendee"]
+
+
+def test_soft_delete_removes_the_document(harbor, django_capture_on_commit_callbacks):
+    run("index")
+    welcome = Room.objects.get(import_id="welcome")
+    grace = User.objects.get(display_name="Grace Hopper")
+    with django_capture_on_commit_callbacks(execute=True):
+        welcome.deleted_at = timezone.now()
+        welcome.save()
+        grace.deleted_at = timezone.now()
+        grace.save(update_fields=["deleted_at"])
+    assert found("lighthouse") == []
+    assert found("grace") == []
+    assert found("keynotes")
+
+
+def test_soft_deleted_world_hides_its_rooms_and_attendees(harbor):
+    from apps.worlds import services as worlds
+
+    run("index")
+    worlds.delete_world(World.objects.get(pk="harborconf"))  # a queryset update
+    assert found("harbor") == []
+    assert found("keynotes") == []
+    assert found("ada") == []
+
+
+def test_hard_delete_removes_the_document(harbor, django_capture_on_commit_callbacks):
+    run("index")
+    with django_capture_on_commit_callbacks(execute=True):
+        Room.objects.get(import_id="main").delete()
+    assert found("keynotes") == []
+
+
+def test_updates_before_the_first_index_do_nothing(harbor):
+    assert services.update_documents("rooms", [Room.objects.first().pk]) == 0
+    assert not Generation.objects.exists()
+
+
+def test_nightly_job_reindexes(harbor):
+    from apps.jobs.registry import get_job
+
+    run("index")
+    summary = get_job("search-index").func()
+    assert "rooms rooms-" in summary and "(2)" in summary
+    assert Generation.objects.filter(state="active").count() == 3
+
+
+def test_status_lists_active_generations(harbor):
+    assert "No index yet" in run("status")
+    run("index")
+    output = run("status")
+    for model in ("worlds", "rooms", "attendees"):
+        assert f"{model}-" in output

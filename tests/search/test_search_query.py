@@ -1,0 +1,76 @@
+import json
+
+import pytest
+from django.core.management import CommandError
+
+from apps.worlds.models import Room, World
+
+from .conftest import found, run
+
+
+def test_query_prints_ranked_results_with_snippets(harbor):
+    Room.objects.create(
+        world=harbor,
+        import_id="lounge",
+        name="Lounge",
+        description="Right next to the stage, with coffee",
+    )
+    Room.objects.create(world=harbor, import_id="side", name="Side Stage")
+    run("index")
+
+    output = run("query", "stage")
+
+    lines = output.splitlines()
+    assert lines[0].split() == ["Model", "ID", "World", "Title", "Match"]
+    # Matches in the name (weight A) rank above a match in the description (B).
+    assert [line.split()[3] for line in lines[1:4]] in (
+        ["Main", "Side", "Lounge"],
+        ["Side", "Main", "Lounge"],
+    )
+    assert "next to the **stage**" in output
+    assert "3 result(s) for 'stage'." in lines[-1]
+
+
+def test_query_json_world_model_and_limit(harbor):
+    other = World.objects.create(id="other", title="Other Stage Fest")
+    Room.objects.create(world=other, import_id="x", name="Stage Left")
+    run("index")
+
+    data = json.loads(run("query", "stage", "--json"))
+    assert {d["world"] for d in data} == {"harborconf", "other"}
+    assert set(data[0]) == {"model", "id", "world", "title", "snippet", "rank"}
+    assert [d["rank"] for d in data] == sorted((d["rank"] for d in data), reverse=True)
+
+    only = json.loads(
+        run("query", "stage", "--world", "other", "--model", "rooms", "--json")
+    )
+    assert [(d["model"], d["title"]) for d in only] == [("room", "Stage Left")]
+    assert len(json.loads(run("query", "stage", "--limit", "1", "--json"))) == 1
+
+
+def test_words_match_as_prefixes_and_all_must_match(harbor):
+    run("index")
+    assert [m for m, _ in found("keyn")] == ["room"]
+    assert found("keynotes lighthouse") == []
+
+
+@pytest.mark.parametrize(
+    "query", ["muller", "Müller", "MÜLLER", "cafe", "Café", "creme brulee", "Zoë"]
+)
+def test_umlauts_and_accents_match_either_way(harbor, query):
+    Room.objects.create(
+        world=harbor,
+        import_id="kiosk",
+        name="Café Müller",
+        description="Crème brûlée und Kaffee, bei Zoe",
+    )
+    run("index")
+    assert [m for m, _ in found(query)] == ["room"]
+
+
+def test_query_without_words_or_index_is_an_error(harbor):
+    with pytest.raises(CommandError, match="has not been built yet"):
+        run("query", "stage")
+    run("index")
+    with pytest.raises(CommandError, match="at least one word"):
+        run("query", "  ?! ")
