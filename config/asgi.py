@@ -12,10 +12,12 @@ django_asgi_app = get_asgi_application()
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from apps.connections.routing import websocket_urlpatterns  # noqa: E402
+from apps.connections.security import WorldOriginValidator  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": URLRouter(websocket_urlpatterns),
+        # Browsers may open a world's socket only from an allowed host or its domain.
+        "websocket": WorldOriginValidator(URLRouter(websocket_urlpatterns)),
     }
 )

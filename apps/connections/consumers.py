@@ -1,0 +1,343 @@
+"""The attendees' live WebSocket at ``ws/world/<world_id>/``.
+
+Frames are JSON arrays ``[action, id, payload]``; ``ping`` and ``authenticate`` have
+no id (``["ping", ts]``, ``["authenticate", {"token": ...}]``). Replies are
+``["success", id, payload]`` or ``["error", id, {"code": ..., "message": ...}]``
+(without the id when the request had none). A bad frame gets an error frame and the
+connection stays usable; only an unknown world, an oversized frame, a replaced,
+dropped or reloaded connection closes it, with the close codes below.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+
+from . import services
+from .registry import get_registry
+
+CLOSE_DROPPED = 1001  # going away: the client should reconnect (to any server)
+CLOSE_TOO_LARGE = 1009
+CLOSE_REPLACED = 4001  # connection_limit: the client should not reconnect by itself
+CLOSE_UNKNOWN_WORLD = 4004
+
+CHAT_MODULE = "chat.native"
+MAX_CHAT_TEXT = 4000
+
+
+class FrameError(Exception):
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class WorldConsumer(AsyncWebsocketConsumer):
+    # Set here, not in __init__, so a connection costs no more than it must.
+    world = None
+    user_id = None
+    traits: list[str] = []
+    registered = False
+    closing = False
+    last_beat = 0.0
+    reload_task = None
+
+    async def connect(self) -> None:
+        from apps.worlds.services import WorldNotFound
+
+        self.label = services.current_label()
+        self.entered: dict[str, int] = {}
+        world_id = self.scope["url_route"]["kwargs"]["world_id"]
+        try:
+            self.world = await _get_world(world_id)
+        except WorldNotFound:
+            # Accept, so that the client can be told why it is closed.
+            await self.accept()
+            await self._error(None, "world.unknown_world", f"No world {world_id!r}.")
+            await self._close(CLOSE_UNKNOWN_WORLD)
+            return
+        # Registered before accepting: an open socket is always reachable.
+        await self._beat()
+        self.registered = True
+        await self.accept()
+
+    async def disconnect(self, code: int) -> None:
+        if self.reload_task is not None:
+            self.reload_task.cancel()
+        registry = get_registry()
+        if self.registered:
+            self.registered = False
+            await registry.remove(self.label, self.channel_name)
+        if self.user_id is not None:
+            await registry.release_slot(self.user_id, self.channel_name)
+        for room_pk in self.entered.values():
+            await self.channel_layer.group_discard(
+                _room_group(room_pk), self.channel_name
+            )
+
+    # Frames from the client ------------------------------------------------------
+
+    async def receive(self, text_data: str | None = None, bytes_data=None) -> None:
+        if self.closing:
+            return
+        size = len(text_data.encode()) if text_data is not None else len(bytes_data)
+        if size > settings.CONNECTIONS_MAX_FRAME_BYTES:
+            await self._error(
+                None,
+                "protocol.frame_too_large",
+                f"Frames may be at most {settings.CONNECTIONS_MAX_FRAME_BYTES} bytes.",
+            )
+            await self._close(CLOSE_TOO_LARGE)
+            return
+        if self.registered and (
+            time.monotonic() - self.last_beat >= settings.CONNECTIONS_HEARTBEAT_REFRESH
+        ):
+            await self._beat()
+        frame_id = None
+        try:
+            frame = _parse(text_data)
+            action = frame[0]
+            if action == "ping":
+                await self._send(["pong", frame[1] if len(frame) > 1 else None])
+                return
+            if action == "authenticate":
+                await self.authenticate(frame)
+                return
+            if len(frame) != 3 or not isinstance(frame[2], dict):
+                raise FrameError(
+                    "protocol.invalid_frame",
+                    "Frames are [action, id, {payload}].",
+                )
+            frame_id = frame[1]
+            if self.user_id is None:
+                raise FrameError(
+                    "protocol.unauthenticated",
+                    "Send authenticate before anything else.",
+                )
+            handler = HANDLERS.get(action)
+            if handler is None:
+                raise FrameError(
+                    "protocol.unknown_action", f"Unknown action {action!r}."
+                )
+            reply = await handler(self, frame[2])
+            await self._send(["success", frame_id, reply])
+        except FrameError as exc:
+            await self._error(frame_id, exc.code, exc.message)
+
+    async def authenticate(self, frame: list) -> None:
+        from apps.worlds.services import TokenError
+
+        if len(frame) != 2 or not isinstance(frame[1], dict):
+            raise FrameError(
+                "protocol.invalid_frame",
+                'Authenticate with ["authenticate", {"token": ...}].',
+            )
+        if self.user_id is not None:
+            raise FrameError("protocol.already_authenticated", "Already authenticated.")
+        try:
+            user_id, traits, welcome, limit = await _authenticate(
+                self.world, frame[1].get("token")
+            )
+        except TokenError as exc:
+            raise FrameError(exc.code, exc.message) from None
+        self.user_id, self.traits = user_id, traits
+        await self._send(["authenticated", welcome])
+        replaced = await get_registry().claim_slot(user_id, self.channel_name, limit)
+        for channel in replaced:
+            await self.channel_layer.send(channel, {"type": services.REPLACED})
+
+    async def room_enter(self, payload: dict) -> dict:
+        room = await _find_room(self.world, self.traits, payload.get("room"))
+        if "room:chat.read" in room["permissions"]:
+            await self.channel_layer.group_add(
+                _room_group(room["pk"]), self.channel_name
+            )
+        self.entered[room["id"]] = room["pk"]
+        return {"room": room["id"]}
+
+    async def room_leave(self, payload: dict) -> dict:
+        room_id = payload.get("room")
+        room_pk = self.entered.pop(room_id, None) if isinstance(room_id, str) else None
+        if room_pk is None:
+            raise FrameError("room.not_entered", f"You are not in room {room_id!r}.")
+        await self.channel_layer.group_discard(_room_group(room_pk), self.channel_name)
+        return {"room": room_id}
+
+    async def chat_send(self, payload: dict) -> dict:
+        room_id, text = payload.get("room"), payload.get("text")
+        if not isinstance(room_id, str) or room_id not in self.entered:
+            raise FrameError("room.not_entered", f"Enter room {room_id!r} first.")
+        if not isinstance(text, str) or not text.strip() or len(text) > MAX_CHAT_TEXT:
+            raise FrameError(
+                "chat.invalid_text",
+                f"The text must be a non-empty string of at most {MAX_CHAT_TEXT} characters.",
+            )
+        message = await _post_chat(self.world, self.user_id, self.traits, room_id, text)
+        await self.channel_layer.group_send(
+            _room_group(self.entered[room_id]),
+            {"type": "chat.message", "message": message},
+        )
+        return {"message": message}
+
+    # Messages from the channel layer ---------------------------------------------
+
+    async def chat_message(self, event: dict) -> None:
+        await self._send(["chat.message", event["message"]])
+
+    async def connections_drop(self, event: dict) -> None:
+        await self._close(CLOSE_DROPPED)
+
+    async def connections_reload(self, event: dict) -> None:
+        await self._send(["connection.reload", {}])
+        if self.reload_task is None:
+            self.reload_task = asyncio.ensure_future(self._close_later())
+
+    async def connections_replaced(self, event: dict) -> None:
+        await self._send(["connection.replaced", {}])
+        await self._close(CLOSE_REPLACED)
+
+    # Helpers ---------------------------------------------------------------------
+
+    async def _close_later(self) -> None:
+        await asyncio.sleep(settings.CONNECTIONS_RELOAD_GRACE)
+        await self._close(CLOSE_DROPPED)
+
+    async def _close(self, code: int) -> None:
+        if not self.closing:
+            self.closing = True
+            await self.close(code)
+
+    async def _beat(self) -> None:
+        self.last_beat = time.monotonic()
+        await get_registry().beat(self.label, self.channel_name)
+
+    async def _send(self, frame: list) -> None:
+        if not self.closing:
+            await self.send(text_data=json.dumps(frame, default=str))
+
+    async def _error(self, frame_id: Any, code: str, message: str) -> None:
+        body = {"code": code, "message": message}
+        await self._send(
+            ["error", body] if frame_id is None else ["error", frame_id, body]
+        )
+
+
+HANDLERS = {
+    "room.enter": WorldConsumer.room_enter,
+    "room.leave": WorldConsumer.room_leave,
+    "chat.send": WorldConsumer.chat_send,
+}
+
+
+def _parse(text_data: str | None) -> list:
+    if text_data is None:
+        raise FrameError("protocol.invalid_frame", "Frames are JSON text, not binary.")
+    try:
+        frame = json.loads(text_data)
+    except ValueError:
+        raise FrameError("protocol.invalid_frame", "The frame is not JSON.") from None
+    if not isinstance(frame, list) or not frame or not isinstance(frame[0], str):
+        raise FrameError(
+            "protocol.invalid_frame", "Frames are JSON arrays: [action, id, {payload}]."
+        )
+    return frame
+
+
+def _room_group(room_pk: int) -> str:
+    return f"room.{room_pk}"
+
+
+# Database work, each in one sync call -------------------------------------------
+
+
+@database_sync_to_async
+def _get_world(world_id: str):
+    from apps.worlds.services import get_world
+
+    return get_world(world_id)
+
+
+@database_sync_to_async
+def _authenticate(world, token: Any) -> tuple[int, list[str], dict, int | None]:
+    """Verify ``token``; return the attendee's id, traits, welcome payload and limit."""
+    from apps.worlds import services as worlds
+
+    world.refresh_from_db()
+    claims = worlds.verify_token(world, token)
+    user = worlds.get_or_create_attendee(world, claims)
+    traits = list(user.traits)
+    permissions = worlds.permissions_for(world, traits)
+    rooms = [
+        {
+            "id": room.import_id,
+            "name": room.name,
+            "description": room.description,
+            "modules": [
+                {"type": m.get("type"), "config": m.get("config", {})}
+                for m in room.modules
+                if isinstance(m, dict)
+            ],
+        }
+        for room in worlds.visible_rooms(world, traits)
+    ]
+    limit = (world.config or {}).get("connection_limit") or None
+    if "world:connections.unlimited" in permissions:
+        limit = None
+    welcome = {
+        "world": {"id": world.id, "title": world.title},
+        "user": {"id": user.pk, "traits": traits},
+        "permissions": sorted(permissions),
+        "rooms": rooms,
+    }
+    return user.pk, traits, welcome, limit
+
+
+@database_sync_to_async
+def _find_room(world, traits: list[str], room_id: Any) -> dict:
+    from apps.worlds import services as worlds
+
+    room = _room_or_error(world, traits, room_id)
+    return {
+        "pk": room.pk,
+        "id": room.import_id,
+        "permissions": worlds.permissions_for(world, traits, room),
+    }
+
+
+def _room_or_error(world, traits: list[str], room_id: Any):
+    from apps.worlds import services as worlds
+
+    if isinstance(room_id, str):
+        for room in worlds.visible_rooms(world, traits):
+            if room.import_id == room_id:
+                return room
+    raise FrameError("room.unknown_room", f"No room {room_id!r} you may enter.")
+
+
+@database_sync_to_async
+def _post_chat(world, user_id: int, traits: list[str], room_id: str, text: str) -> dict:
+    from apps.worlds import services as worlds
+
+    from .models import ChatMessage
+
+    room = _room_or_error(world, traits, room_id)
+    if not any(
+        isinstance(m, dict) and m.get("type") == CHAT_MODULE for m in room.modules
+    ):
+        raise FrameError("chat.unavailable", f"Room {room_id!r} has no chat.")
+    if "room:chat.send" not in worlds.permissions_for(world, traits, room):
+        raise FrameError("chat.denied", f"You may not write in room {room_id!r}.")
+    message = ChatMessage.objects.create(room=room, sender_id=user_id, text=text)
+    return {
+        "id": message.pk,
+        "room": room.import_id,
+        "sender": user_id,
+        "text": message.text,
+        "created_at": message.created_at.isoformat(),
+    }
