@@ -9,6 +9,8 @@ exported back unchanged.
 
 from __future__ import annotations
 
+import re
+
 from django.core.validators import RegexValidator
 from django.db import models
 
@@ -16,6 +18,14 @@ WORLD_ID_RE = r"^[a-z0-9]+$"
 validate_world_id = RegexValidator(
     WORLD_ID_RE,
     "A world ID is lowercase letters and digits only, such as 'harborconf2027'.",
+)
+# A host name, optionally with a port: events.example.org, localhost:8000.
+DOMAIN_RE = re.compile(
+    r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*"
+    r"(?::[0-9]{1,5})?$"
+)
+validate_domain = RegexValidator(
+    DOMAIN_RE, "A domain is a host name only, such as 'events.example.org'."
 )
 
 
@@ -31,7 +41,9 @@ class World(models.Model):
     )
     title = models.CharField(max_length=300)
     # Null when a world came from a config file without one; NULLs never collide.
-    domain = models.CharField(max_length=250, unique=True, null=True, blank=True)
+    domain = models.CharField(
+        max_length=250, unique=True, null=True, blank=True, validators=[validate_domain]
+    )
     config = models.JSONField(default=dict, blank=True)
     roles = models.JSONField(default=dict, blank=True)
     trait_grants = models.JSONField(default=dict, blank=True)

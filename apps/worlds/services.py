@@ -22,7 +22,7 @@ import jwt
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from .models import WORLD_ID_RE, Room, World
+from .models import DOMAIN_RE, WORLD_ID_RE, Room, World
 
 DEFAULT_ISSUER = "any"
 DEFAULT_AUDIENCE = "stagehand"
@@ -87,11 +87,6 @@ ROOM_EXTRA_KEYS = (
 # Top-level sections without a model here: kept in World.extra, exported unchanged.
 PASSTHROUGH_SECTIONS = ("exhibitors", "polls", "questions", "schedule", "announcements")
 TOP_LEVEL_KEYS = ("world", "roles", "trait_grants", "rooms") + PASSTHROUGH_SECTIONS
-
-DOMAIN_RE = re.compile(
-    r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*"
-    r"(?::[0-9]{1,5})?$"
-)
 
 
 class WorldNotFound(LookupError):
@@ -571,6 +566,8 @@ def _check_room(
 def parse_config(text: str | bytes) -> dict[str, Any]:
     """Parse and validate a world-config document; ConfigError lists every problem."""
     try:
+        if isinstance(text, bytes):
+            text = text.decode("utf-8-sig")  # editors on Windows add a BOM
         data = json.loads(text)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ConfigError([("$", f"is not valid JSON: {exc}")]) from None

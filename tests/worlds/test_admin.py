@@ -40,3 +40,27 @@ def test_soft_delete_action_and_no_bulk_delete(admin_client, world):
     assert response.status_code == 200
     assert "Soft-deleted 1 world(s)." in response.content.decode()
     assert World.objects.get(pk="sample").deleted_at is not None
+
+
+def test_the_change_form_validates_id_and_domain(admin_client):
+    response = admin_client.post(
+        "/admin/worlds/world/add/",
+        {
+            "id": "Bad-Id",
+            "title": "T",
+            "domain": "https://x.example.org/",
+            "config": "{}",
+            "roles": "{}",
+            "trait_grants": "{}",
+            "extra": "{}",
+            "locale": "en",
+            "timezone": "UTC",
+            "rooms-TOTAL_FORMS": "0",
+            "rooms-INITIAL_FORMS": "0",
+        },
+    )
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "lowercase letters and digits only" in html
+    assert "A domain is a host name only" in html
+    assert not World.objects.exists()

@@ -77,3 +77,15 @@ def test_errors(world, tmp_path):
         run("export_config", "nope")
     with pytest.raises(CommandError, match="Cannot write"):
         run("export_config", "sample", "-o", str(tmp_path / "missing-dir" / "x.json"))
+
+
+def test_the_export_file_is_private(world, tmp_path):
+    path = tmp_path / "w.json"
+    path.write_text("old")
+    out = run("export_config", "sample", "-o", str(path))
+    assert out.strip() == f"World 'sample' exported to {path}."
+    assert json.loads(path.read_text())["world"]["id"] == "sample"
+    assert path.stat().st_mode & 0o777 == 0o600
+    new = tmp_path / "new.json"
+    run("export_config", "sample", "-o", str(new))
+    assert new.stat().st_mode & 0o777 == 0o600

@@ -191,3 +191,19 @@ def test_a_deleted_world_is_not_overwritten(tmp_path, harbor, example_config):
 def test_a_missing_file(tmp_path):
     with pytest.raises(CommandError, match="Cannot read .*nope.json"):
         run(str(tmp_path / "nope.json"))
+
+
+@pytest.mark.django_db
+def test_a_byte_order_mark_is_fine(tmp_path):
+    path = tmp_path / "bom.json"
+    path.write_bytes(b"\xef\xbb\xbf" + FIXTURE.read_bytes())
+    run(str(path))
+    assert World.objects.filter(pk="harborconf").exists()
+
+
+@pytest.mark.django_db
+def test_not_utf8(tmp_path):
+    path = tmp_path / "latin1.json"
+    path.write_bytes('{"world": {"id": "x", "title": "Caf\xe9"}}'.encode("latin-1"))
+    with pytest.raises(CommandError, match=r"\$: is not valid JSON"):
+        run(str(path))

@@ -1,5 +1,5 @@
 import json
-from pathlib import Path
+import os
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
@@ -31,7 +31,11 @@ class Command(BaseCommand):
             self.stdout.write(text, ending="")
             return
         try:
-            Path(output).write_text(text, encoding="utf-8")
+            # The file holds the JWT secrets: readable by its owner only.
+            fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            os.fchmod(fd, 0o600)  # also when overwriting an existing file
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(text)
         except OSError as exc:
             raise CommandError(
                 f"Cannot write {output}: {exc.strerror}; choose a writable path."
