@@ -291,6 +291,19 @@ def accept_terms(user: User, terms_ids: Iterable[int]) -> list[TermsAcceptance]:
     return acceptances
 
 
+def pending_terms_for(user_id: int) -> list[dict]:
+    """Return, as frames carry them, the terms user ``user_id`` still has to accept."""
+    user = User.objects.get(pk=user_id)
+    return [terms_as_dict(t) for t in terms_required_for(user)]
+
+
+def accept_terms_for(user_id: int, terms_ids: Iterable[int]) -> list[dict]:
+    """Record an acceptance for user ``user_id``; return the terms still pending."""
+    user = User.objects.get(pk=user_id)
+    accept_terms(user, terms_ids)
+    return [terms_as_dict(t) for t in terms_required_for(user)]
+
+
 # Purging (the right to be forgotten)
 # ------------------------------------------------------------------------------
 

@@ -157,3 +157,20 @@ def test_create_user_unknown_world():
             "--password-stdin",
             stdin=StringIO(GOOD),
         )
+
+
+@pytest.mark.django_db
+def test_createsuperuser_works_with_the_custom_user_model(monkeypatch):
+    monkeypatch.setenv("DJANGO_SUPERUSER_PASSWORD", GOOD)
+    call_command(
+        "createsuperuser",
+        "--noinput",
+        "--username",
+        "root",
+        "--email",
+        "root@example.org",
+        stdout=StringIO(),
+    )
+    user = User.objects.get(username="root")
+    assert user.is_superuser and user.is_staff and user.email == "root@example.org"
+    assert authenticate(username="ROOT@example.org", password=GOOD) == user

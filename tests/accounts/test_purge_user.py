@@ -110,9 +110,15 @@ def test_purge_asks_for_confirmation(expo):
 
 
 @pytest.mark.django_db
-def test_purge_an_operator_by_email_deletes_api_tokens(alice, bob):
+def test_purge_an_operator_by_email_deletes_api_tokens(alice, bob, client):
     Token.objects.create(user=bob)
+    bob.is_staff = True
+    bob.save()
+    client.force_login(bob)
+    assert client.get("/admin/").status_code == 200
     output = purge("BOB@example.org", "--noinput")
+    # The open admin session ends with the account.
+    assert client.get("/admin/").status_code == 302
     assert "1 tokens deleted" in output
     assert not Token.objects.filter(user=bob).exists()
     bob.refresh_from_db()
