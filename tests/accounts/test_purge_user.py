@@ -11,6 +11,7 @@ from rest_framework.authtoken.models import Token
 from apps.accounts import services
 from apps.accounts.models import Terms, TermsAcceptance, User
 from apps.connections.models import ChatMessage
+from apps.search import services as search
 from apps.worlds import services as worlds
 
 
@@ -56,6 +57,9 @@ def test_dry_run_lists_counts_and_changes_nothing(cleo_extras):
 def test_purge_keeps_others_view_anonymises_and_refuses_the_token(cleo_extras):
     expo = cleo_extras
     avatar_path = expo.cleo.avatar.path
+    search.index(["attendees"])
+    hits = search.query("Cleo", models=["attendees"])
+    assert [h.id for h in hits] == [str(expo.cleo.pk)]
     output = purge("--world", "expo", "--uid", "cleo-uid", "--noinput")
     cleo = User.objects.get(pk=expo.cleo.pk)
     assert f"Purged user {cleo.pk} " in output
@@ -83,6 +87,8 @@ def test_purge_keeps_others_view_anonymises_and_refuses_the_token(cleo_extras):
         ("bye", None),
         ("hi Cleo", expo.dan.pk),
     ]
+    # Nobody finds her by name any more.
+    assert search.query("Cleo", models=["attendees"]) == []
     # The private file went once the transaction committed.
     assert not os.path.exists(avatar_path)
     # Her token is refused and does not bring the account back; Dan's still works.
