@@ -6,6 +6,11 @@ no id (``["ping", ts]``, ``["authenticate", {"token": ...}]``). Replies are
 (without the id when the request had none). A bad frame gets an error frame and the
 connection stays usable; only an unknown world, an oversized frame, a replaced,
 dropped or reloaded connection closes it, with the close codes below.
+
+When current terms (``import_terms``) are not accepted yet, ``authenticate`` answers
+``["auth.terms_required", {"terms": [...]}]`` instead of ``authenticated``; the client
+accepts with ``["auth.accept_terms", {"terms": [id, ...]}]`` (no id either) and then
+gets ``authenticated``.
 """
 
 from __future__ import annotations
@@ -42,6 +47,8 @@ class WorldConsumer(AsyncWebsocketConsumer):
     # Set here, not in __init__, so a connection costs no more than it must.
     world = None
     user_id = None
+    # (user_id, traits, welcome, limit) of a token whose terms await acceptance.
+    pending_auth = None
     traits: list[str] = []
     registered = False
     closing = False
@@ -109,6 +116,9 @@ class WorldConsumer(AsyncWebsocketConsumer):
             if action == "authenticate":
                 await self.authenticate(frame)
                 return
+            if action == "auth.accept_terms":
+                await self.accept_terms(frame)
+                return
             if len(frame) != 3 or not isinstance(frame[2], dict):
                 raise FrameError(
                     "protocol.invalid_frame",
@@ -146,6 +156,45 @@ class WorldConsumer(AsyncWebsocketConsumer):
             )
         except TokenError as exc:
             raise FrameError(exc.code, exc.message) from None
+        pending = await _pending_terms(user_id)
+        if pending:
+            # Not authenticated until the current terms are accepted (accept_terms).
+            self.pending_auth = (user_id, traits, welcome, limit)
+            await self._send(["auth.terms_required", {"terms": pending}])
+            return
+        await self._authenticated(user_id, traits, welcome, limit)
+
+    async def accept_terms(self, frame: list) -> None:
+        from apps.accounts.services import TermsError
+
+        if len(frame) != 2 or not isinstance(frame[1], dict):
+            raise FrameError(
+                "protocol.invalid_frame",
+                'Accept with ["auth.accept_terms", {"terms": [id, ...]}].',
+            )
+        if self.pending_auth is None:
+            raise FrameError(
+                "auth.no_terms_pending", "There are no terms waiting to be accepted."
+            )
+        ids = frame[1].get("terms")
+        if not isinstance(ids, list) or not all(
+            isinstance(i, int) and not isinstance(i, bool) for i in ids
+        ):
+            raise FrameError(
+                "protocol.invalid_frame", "terms must be a list of terms ids."
+            )
+        try:
+            pending = await _accept_terms(self.pending_auth[0], ids)
+        except TermsError as exc:
+            raise FrameError("auth.invalid_terms", str(exc)) from None
+        if pending:
+            await self._send(["auth.terms_required", {"terms": pending}])
+            return
+        user_id, traits, welcome, limit = self.pending_auth
+        self.pending_auth = None
+        await self._authenticated(user_id, traits, welcome, limit)
+
+    async def _authenticated(self, user_id, traits, welcome, limit) -> None:
         self.user_id, self.traits = user_id, traits
         await self._send(["authenticated", welcome])
         replaced = await get_registry().claim_slot(user_id, self.channel_name, limit)
@@ -261,6 +310,20 @@ def _get_world(world_id: str):
     from apps.worlds.services import get_world
 
     return get_world(world_id)
+
+
+@database_sync_to_async
+def _pending_terms(user_id: int) -> list[dict]:
+    from apps.accounts.services import pending_terms_for
+
+    return pending_terms_for(user_id)
+
+
+@database_sync_to_async
+def _accept_terms(user_id: int, ids: list[int]) -> list[dict]:
+    from apps.accounts.services import accept_terms_for
+
+    return accept_terms_for(user_id, ids)
 
 
 @database_sync_to_async
