@@ -24,7 +24,7 @@ migrate: install
 
 run: migrate
 	@echo "Stagehand on http://$(HOST):$(PORT)/  (admin: http://$(HOST):$(PORT)/admin/, create a login with: $(BIN)/python manage.py createsuperuser)"
-	$(BIN)/python -m uvicorn config.asgi:application --host $(HOST) --port $(PORT)
+	$(BIN)/python -m uvicorn config.asgi:application --host $(HOST) --port $(PORT) --lifespan off
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
