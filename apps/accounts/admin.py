@@ -123,6 +123,13 @@ class TermsAdmin(admin.ModelAdmin):
     search_fields = ("slug", "name", "version")
     readonly_fields = ("created_at",)
 
+    def get_readonly_fields(self, request, obj=None):
+        # Once someone accepted a version, what they accepted must stay as it was:
+        # a changed text is a new version (import_terms).
+        if obj is not None and obj.acceptances.exists():
+            return ("slug", "version", "text", "created_at")
+        return self.readonly_fields
+
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(_acceptances=Count("acceptances"))
 

@@ -346,9 +346,8 @@ def describe_user(user: User) -> str:
     parts = [user.username]
     if user.email and user.email != user.username:
         parts.append(f"<{user.email}>")
-    world_id = getattr(user, "world_id", None)
-    if world_id:
-        parts.append(f"in world {world_id}")
+    if user.world_id:
+        parts.append(f"(world {user.world_id}, uid {user.token_id})")
     return f"{user.pk} " + " ".join(parts)
 
 

@@ -66,3 +66,14 @@ def test_admin_rights_actions_use_set_admin(client, alice, bob):
     bob.refresh_from_db()
     # One of them stays: revoking the last admin is refused.
     assert alice.is_superuser != bob.is_superuser
+
+
+@pytest.mark.django_db
+def test_accepted_terms_text_cannot_be_edited_in_the_admin(client, alice, bob):
+    terms = services.import_terms("tos", "1", "# Terms\n\nOriginal.\n")
+    client.force_login(alice)
+    url = f"/admin/accounts/terms/{terms.pk}/change/"
+    assert 'name="text"' in client.get(url).content.decode()
+    services.accept_terms(bob, [terms.pk])
+    page = client.get(url).content.decode()
+    assert 'name="text"' not in page and "Original." in page

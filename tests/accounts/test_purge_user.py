@@ -63,6 +63,7 @@ def test_purge_keeps_others_view_anonymises_and_refuses_the_token(cleo_extras):
     output = purge("--world", "expo", "--uid", "cleo-uid", "--noinput")
     cleo = User.objects.get(pk=expo.cleo.pk)
     assert f"Purged user {cleo.pk} " in output
+    assert "(world expo, uid cleo-uid)" in output
     assert (
         "3 messages anonymised, 1 terms acceptances deleted, 1 avatar files deleted"
         in output

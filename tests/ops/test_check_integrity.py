@@ -182,3 +182,53 @@ def test_the_check_changes_nothing(healthy):
         sorted(default_storage.listdir("avatars")[1]),
     )
     assert after == before
+
+
+@pytest.fixture
+def s3_media(settings):
+    """The default storage on S3 (a moto server on a free port), under media/."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    credentials = {"aws_access_key_id": "test", "aws_secret_access_key": "test"}
+    boto3.client(
+        "s3", endpoint_url=endpoint, region_name="us-east-1", **credentials
+    ).create_bucket(Bucket="stagehand-test")
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {
+            "BACKEND": "storages.backends.s3.S3Storage",
+            "OPTIONS": {
+                "bucket_name": "stagehand-test",
+                "endpoint_url": endpoint,
+                "region_name": "us-east-1",
+                "access_key": "test",
+                "secret_key": "test",
+                "location": "media",
+                "file_overwrite": False,
+            },
+        },
+    }
+    yield
+    server.stop()
+
+
+@pytest.mark.django_db
+def test_file_checks_on_s3(s3_media):
+    from apps.ops.integrity import file_findings
+
+    kept = User.objects.create_user("kept", "kept@example.org")
+    kept.avatar.save("kept.png", ContentFile(b"png"), save=True)
+    assert default_storage.exists(kept.avatar.name)
+    assert "/stagehand-test/media/avatars/kept" in kept.avatar.url  # really on S3
+    default_storage.save("avatars/deep/stray.png", ContentFile(b"old"))
+    lost = User.objects.create_user("lost", "lost@example.org")
+    User.objects.filter(pk=lost.pk).update(avatar="avatars/lost.png")
+
+    unreferenced, missing = file_findings()
+    assert unreferenced.examples == ["avatars/deep/stray.png"]
+    assert missing.examples == [f"accounts.user {lost.pk}.avatar -> avatars/lost.png"]
