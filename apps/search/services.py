@@ -14,7 +14,7 @@ import datetime as dt
 import re
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
@@ -70,7 +70,8 @@ class IndexResult:
     # Rows changed since the build started (reindex only): their documents may be
     # missing from the new generation until ``search index -f`` runs.
     changed: int = 0
-    deleted: int | None = field(default=None)
+    # Of ``seconds``, the time spent writing documents (the rest: indexes, switch).
+    fill_seconds: float = 0.0
 
 
 def model_names() -> list[str]:
@@ -205,7 +206,9 @@ def _reindex(
         gen = _new_generation(source, started)
         with connection.cursor() as cursor:
             eng.create_table(cursor, gen.table, source)
+            fill_clock = time.monotonic()
             gen.documents = eng.fill(cursor, gen.table, source)
+            fill_seconds = time.monotonic() - fill_clock
             eng.finish(cursor, gen.table)
         gen.save(update_fields=["documents"])
     if after_build is not None:
@@ -223,6 +226,7 @@ def _reindex(
         started_at=started,
         replaced=replaced,
         changed=changed,
+        fill_seconds=fill_seconds,
     )
 
 

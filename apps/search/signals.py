@@ -8,6 +8,8 @@ when a broker is configured, inline otherwise. Queryset ``update()`` and
 
 from __future__ import annotations
 
+import threading
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -20,21 +22,40 @@ from .sources import ATTENDEES, ROOMS, WORLDS, Source
 USER_FIELDS_NOT_INDEXED = {"last_login", "password", "updated_at", "traits"}
 
 
+# Ids saved in this thread whose documents still need an update, per model. Every
+# save registers an on_commit callback, and the first one to run after a commit
+# takes all pending ids of its model: a transaction that writes 1,000 rooms sends
+# one batched update, not 1,000. Ids left by a rolled-back transaction are simply
+# brought up to date with the next commit (an update only syncs to what is stored).
+_pending = threading.local()
+BATCH = 500
+
+
+def _pending_ids() -> dict[str, set]:
+    if not hasattr(_pending, "ids"):
+        _pending.ids = {}
+    return _pending.ids
+
+
 def schedule_update(model: str, ids: list[Any]) -> None:
     """Update these documents once the current transaction commits."""
+    _pending_ids().setdefault(model, set()).update(ids)
+    # robust: a failing index update is logged; it never fails the write it follows.
+    transaction.on_commit(partial(_flush, model), robust=True)
 
-    def run() -> None:
+
+def _flush(model: str) -> None:
+    ids = sorted(_pending_ids().pop(model, ()))
+    for start in range(0, len(ids), BATCH):
+        batch = ids[start : start + BATCH]
         if settings.STAGEHAND_HAS_BROKER:
             from .tasks import update_documents
 
-            update_documents.delay(model, ids)
+            update_documents.delay(model, batch)
         else:
             from .services import update_documents
 
-            update_documents(model, ids)
-
-    # robust: a failing index update is logged; it never fails the write it follows.
-    transaction.on_commit(run, robust=True)
+            update_documents(model, batch)
 
 
 def _on_change(source: Source):

@@ -211,3 +211,21 @@ def test_status_lists_active_generations(harbor):
     output = run("status")
     for model in ("worlds", "rooms", "attendees"):
         assert f"{model}-" in output
+
+
+def test_one_transaction_of_many_writes_sends_one_batched_update(
+    harbor, django_capture_on_commit_callbacks
+):
+    from django.test.utils import CaptureQueriesContext
+
+    run("index")
+    with django_capture_on_commit_callbacks() as callbacks:
+        for n in range(5):
+            Room.objects.create(world=harbor, import_id=f"r{n}", name=f"Breakout {n}")
+    assert len(callbacks) == 5  # one per save
+    with CaptureQueriesContext(connection) as queries:
+        for callback in callbacks:
+            callback()
+    inserts = [q for q in queries if q["sql"].startswith('INSERT INTO "search_gen_')]
+    assert len(inserts) == 1  # the first callback indexed all five
+    assert len(found("breakout")) == 5

@@ -74,3 +74,10 @@ def test_query_without_words_or_index_is_an_error(harbor):
     run("index")
     with pytest.raises(CommandError, match="at least one word"):
         run("query", "  ?! ")
+
+
+@pytest.mark.postgres
+def test_postgres_folds_sharp_s_too(harbor):
+    Room.objects.create(world=harbor, import_id="s", name="Hafenstraße Lounge")
+    run("index")
+    assert [h for h in found("hafenstrasse")] == found("Hafenstraße") != []
