@@ -99,7 +99,7 @@ def fill(cursor, size: int) -> None:
                f[1 + i %% array_length(f, 1)] || ' ' || l[1 + (i / 7) %% array_length(l, 1)]
                    || ' ' || initcap({pick}),
                '[]', jsonb_build_object('org', initcap({pick}) || ' ' || {pick},
-                                        'phone', (i * 7919)::text),
+                                        'phone', (i::bigint * 7919)::text),
                i::text, 'bench' || (i %% 100), '', now()
         FROM generate_series(1, %s) i,
              (SELECT %s::text[] AS s, %s::text[] AS f, %s::text[] AS l) v
@@ -144,6 +144,7 @@ def latencies(texts: list[str]) -> list[float]:
 
 
 def main() -> None:
+    sys.stdout.reconfigure(line_buffering=True)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", type=int, default=1_000_000, help="documents")
     parser.add_argument("--queries", type=int, default=200, help="per query kind")
