@@ -1,0 +1,152 @@
+"""Cross-process, for real: uvicorn server processes, real WebSocket clients, and the
+connections command in this process reaching them through Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from websockets.asyncio.client import connect
+
+from .server import Server, database_url, server_env
+
+pytestmark = [pytest.mark.postgres, pytest.mark.redis]
+
+WINDOW = 3.0  # seconds; short, so a killed server's connections age out quickly
+TIMEOUT = 20
+
+
+def command(*args: str) -> str:
+    out = StringIO()
+    call_command("connections", *args, stdout=out)
+    return out.getvalue()
+
+
+async def in_thread(*args: str) -> str:
+    # call_command runs its own event loop (async_to_sync): not on this one.
+    return await asyncio.to_thread(command, *args)
+
+
+async def counts() -> dict[str, int]:
+    data = json.loads(await in_thread("list", "--json"))
+    return {item["label"]: item["connections"] for item in data}
+
+
+@pytest.fixture
+def servers(harbor, registry, base_env, settings):
+    """Start servers by commit: servers("aaa111", "bbb222"); all stopped at the end."""
+    settings.CONNECTIONS_HEARTBEAT_WINDOW = WINDOW
+    started: list[Server] = []
+
+    def start(*commits: str) -> list[Server]:
+        batch = [
+            Server(
+                server_env(
+                    base_env,
+                    DATABASE_URL=database_url(),
+                    REDIS_URL=settings.REDIS_URL,
+                    STAGEHAND_COMMIT=commit,
+                    STAGEHAND_ENVIRONMENT="test",
+                    CONNECTIONS_HEARTBEAT_WINDOW=str(WINDOW),
+                    CONNECTIONS_HEARTBEAT_REFRESH="0.2",
+                    CONNECTIONS_RELOAD_GRACE="0.2",
+                )
+            )
+            for commit in commits
+        ]
+        started.extend(batch)
+        for server in batch:
+            server.wait_ready()
+        return batch
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+async def attendees(server: Server, tokens: list[str]) -> list:
+    clients = []
+    for token in tokens:
+        ws = await connect(f"{server.url}/ws/world/harborconf/", open_timeout=TIMEOUT)
+        await ws.send(json.dumps(["authenticate", {"token": token}]))
+        reply = json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT))
+        assert reply[0] == "authenticated", reply
+        clients.append(ws)
+    return clients
+
+
+async def next_frame(ws) -> list:
+    return json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT))
+
+
+async def still_quiet(ws) -> bool:
+    """True if nothing but our own pong is waiting on ``ws``."""
+    await ws.send(json.dumps(["ping", "quiet?"]))
+    return await next_frame(ws) == ["pong", "quiet?"]
+
+
+def test_list_force_reload_and_drop_across_two_servers(servers, token):
+    old, new = servers("aaa111", "bbb222")
+
+    async def body():
+        old_clients = await attendees(old, [token() for _ in range(3)])
+        new_clients = await attendees(new, [token() for _ in range(2)])
+
+        assert await counts() == {"aaa111.test": 3, "bbb222.test": 2}
+        listing = (await in_thread("list")).splitlines()
+        assert [line.split() for line in listing[1:3]] == [
+            ["aaa111.test", "3"],
+            ["bbb222.test", "2"],
+        ]
+
+        out = await in_thread("force_reload", "--interval", "10", "aaa111.*")
+        assert out.splitlines()[-1] == "Reloaded 3 connections (labels: aaa111.test)"
+        for ws in old_clients:
+            assert await next_frame(ws) == ["connection.reload", {}]
+            await asyncio.wait_for(ws.wait_closed(), TIMEOUT)
+            assert ws.close_code == 1001
+        for ws in new_clients:
+            assert await still_quiet(ws)
+        assert await counts() == {"bbb222.test": 2}
+
+        out = await in_thread("drop")
+        assert out.splitlines()[-1] == "Dropped 2 connections (labels: bbb222.test)"
+        for ws in new_clients:
+            await asyncio.wait_for(ws.wait_closed(), TIMEOUT)
+            assert ws.close_code == 1001
+        assert await counts() == {}
+
+    asyncio.run(body())
+
+
+def test_a_killed_servers_connections_age_out(servers, token):
+    doomed, survivor = servers("aaa111", "bbb222")
+
+    async def body():
+        doomed_clients = await attendees(doomed, [token() for _ in range(2)])
+        survivors = await attendees(survivor, [token() for _ in range(2)])
+        assert await counts() == {"aaa111.test": 2, "bbb222.test": 2}
+
+        doomed.kill()
+        for ws in doomed_clients:
+            await asyncio.wait_for(ws.wait_closed(), TIMEOUT)
+
+        # The survivors keep pinging (as browsers do every 10 s, here faster) while
+        # the killed server's registrations grow older than the window.
+        deadline = time.monotonic() + WINDOW * 5
+        seen = await counts()
+        while "aaa111.test" in seen and time.monotonic() < deadline:
+            for ws in survivors:
+                assert await still_quiet(ws)
+            await asyncio.sleep(0.3)
+            seen = await counts()
+        assert seen == {"bbb222.test": 2}
+
+        for ws in survivors:
+            await ws.close()
+
+    asyncio.run(body())
