@@ -70,19 +70,19 @@ class WorldConsumer(AsyncWebsocketConsumer):
             await self._close(CLOSE_UNKNOWN_WORLD)
             return
         # Registered before accepting: an open socket is always reachable.
-        await self._beat()
+        self.last_beat = time.monotonic()
+        await services.register(self.channel_layer, self.label, self.channel_name)
         self.registered = True
         await self.accept()
 
     async def disconnect(self, code: int) -> None:
         if self.reload_task is not None:
             self.reload_task.cancel()
-        registry = get_registry()
         if self.registered:
             self.registered = False
-            await registry.remove(self.label, self.channel_name)
+            await services.unregister(self.channel_layer, self.label, self.channel_name)
         if self.user_id is not None:
-            await registry.release_slot(self.user_id, self.channel_name)
+            await get_registry().release_slot(self.user_id, self.channel_name)
         for room_pk in self.entered.values():
             await self.channel_layer.group_discard(
                 _room_group(room_pk), self.channel_name
@@ -331,7 +331,6 @@ def _authenticate(world, token: Any) -> tuple[int, list[str], dict, int | None]:
     """Verify ``token``; return the attendee's id, traits, welcome payload and limit."""
     from apps.worlds import services as worlds
 
-    world.refresh_from_db()
     claims = worlds.verify_token(world, token)
     user = worlds.get_or_create_attendee(world, claims)
     traits = list(user.traits)

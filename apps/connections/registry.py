@@ -74,7 +74,12 @@ class RedisRegistry:
         loop = asyncio.get_running_loop()
         client = self._async_clients.get(loop)
         if client is None:
-            client = redis.asyncio.Redis.from_url(self.url)
+            # Thousands of sockets connect or close at once after a drop; a blocking
+            # pool makes them queue for a connection instead of failing.
+            pool = redis.asyncio.BlockingConnectionPool.from_url(
+                self.url, max_connections=50, timeout=30
+            )
+            client = redis.asyncio.Redis(connection_pool=pool)
             self._async_clients[loop] = client
             _close_with_loop(loop, client)
         return client

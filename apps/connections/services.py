@@ -8,11 +8,14 @@ the registry holds, so a consumer in any server process can be reached.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 
 from asgiref.sync import async_to_sync
+from channels.exceptions import ChannelFull
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.conf import settings
 
@@ -23,8 +26,11 @@ DROP = "connections.drop"
 RELOAD = "connections.reload"
 REPLACED = "connections.replaced"
 
-# Without --interval, sends go out this many at a time.
-SEND_BATCH = 500
+# All consumers of one server process share one inbox in Redis, bounded by the
+# layer's capacity: while it is full, --interval waits this long (seconds) for the
+# server to read before counting a connection unreachable (its server is stuck or
+# gone). Without --interval, group_send drops what does not fit, as it always does.
+FULL_PATIENCE = 5.0
 
 
 class LayerUnavailable(Exception):
@@ -41,6 +47,39 @@ NEEDS_REDIS = (
 def current_label() -> str:
     """Return this process's deploy label, ``<commit>.<environment>``."""
     return f"{settings.STAGEHAND_COMMIT}.{settings.STAGEHAND_ENVIRONMENT}"
+
+
+def label_group(label: str) -> str:
+    """Return the channel-layer group of ``label``'s consumers (a valid group name)."""
+    return "connections." + hashlib.sha1(label.encode()).hexdigest()[:20]
+
+
+# Thousands of sockets connect at once after a deploy, or close at once on a drop;
+# channels-redis' pool holds 100 connections and fails beyond that instead of waiting,
+# so registering and unregistering take turns, this many at a time per process.
+REGISTER_CONCURRENCY = 50
+_gates: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _gate() -> asyncio.Semaphore:
+    loop = asyncio.get_running_loop()
+    gate = _gates.get(loop)
+    if gate is None:
+        gate = _gates[loop] = asyncio.Semaphore(REGISTER_CONCURRENCY)
+    return gate
+
+
+async def register(layer, label: str, channel: str) -> None:
+    """Make a new consumer countable (registry) and reachable as one (group)."""
+    async with _gate():
+        await get_registry().beat(label, channel)
+        await layer.group_add(label_group(label), channel)
+
+
+async def unregister(layer, label: str, channel: str) -> None:
+    async with _gate():
+        await get_registry().remove(label, channel)
+        await layer.group_discard(label_group(label), channel)
 
 
 def require_shared_layer() -> None:
@@ -110,6 +149,7 @@ def select(patterns: Iterable[str] = ()) -> Selection:
 class SendResult:
     count: int
     labels: list[str]
+    unreachable: int = 0
 
 
 def drop(
@@ -141,13 +181,15 @@ def _send_all(
     require_shared_layer()
     if interval_ms < 0:
         raise ValueError("interval_ms must be zero or positive")
-    sent = async_to_sync(_send)(selection, message_type, interval_ms, advance)
+    sent, unreachable = async_to_sync(_send)(
+        selection, message_type, interval_ms, advance
+    )
     registry = get_registry()
     # The consumers remove themselves when they close; forgetting them now makes an
     # immediate `connections list` right, and covers those of a dead process.
     for label, channels in selection.channels.items():
         registry.forget(label, channels)
-    return SendResult(count=sent, labels=selection.labels)
+    return SendResult(count=sent, labels=selection.labels, unreachable=unreachable)
 
 
 async def _send(
@@ -155,22 +197,38 @@ async def _send(
     message_type: str,
     interval_ms: int,
     advance: Callable[[], None] | None,
-) -> int:
+) -> tuple[int, int]:
+    """Send to every selected connection; return (reached, unreachable)."""
     layer = get_channel_layer()
-    message = {"type": message_type}
-    channels = [c for label in selection.labels for c in selection.channels[label]]
-    if interval_ms:
-        for index, channel in enumerate(channels):
-            if index:
-                await asyncio.sleep(interval_ms / 1000)
-            await layer.send(channel, dict(message))
+    if not interval_ms:
+        # One group_send per label: channels-redis delivers to all members in a
+        # single script per Redis server, so 10,000 connections take a moment.
+        for label in selection.labels:
+            await layer.group_send(label_group(label), {"type": message_type})
             if advance:
-                advance()
-        return len(channels)
-    for start in range(0, len(channels), SEND_BATCH):
-        batch = channels[start : start + SEND_BATCH]
-        await asyncio.gather(*(layer.send(c, dict(message)) for c in batch))
+                for _ in selection.channels[label]:
+                    advance()
+        return selection.count, 0
+    channels = [c for label in selection.labels for c in selection.channels[label]]
+    reached = 0
+    for index, channel in enumerate(channels):
+        if index:
+            await asyncio.sleep(interval_ms / 1000)
+        reached += await _send_one(layer, channel, message_type)
         if advance:
-            for _ in batch:
-                advance()
-    return len(channels)
+            advance()
+    return reached, len(channels) - reached
+
+
+async def _send_one(layer, channel: str, message_type: str) -> bool:
+    delay, waited = 0.01, 0.0
+    while True:
+        try:
+            await layer.send(channel, {"type": message_type})
+            return True
+        except ChannelFull:
+            if waited >= FULL_PATIENCE:
+                return False
+            await asyncio.sleep(delay)
+            waited += delay
+            delay = min(delay * 2, 0.05)

@@ -186,7 +186,14 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": "stagehand"},
+            "CONFIG": {
+                "hosts": [REDIS_URL],
+                "prefix": "stagehand",
+                # Every consumer of a server process shares that process's inbox;
+                # `connections drop` sends one message to each of its (10,000+)
+                # connections at once, so the inbox must hold that many.
+                "channel_capacity": {"specific.*": 20000},
+            },
         }
     }
 else:

@@ -5,6 +5,8 @@ The cross-process behaviour, with real server processes, is in test_live.py.
 
 from __future__ import annotations
 
+import asyncio
+import copy
 import json
 import time
 from io import StringIO
@@ -22,20 +24,22 @@ def run(*args: str) -> str:
     return out.getvalue()
 
 
-async def _open(registry, labels: dict[str, int]) -> dict[str, list[str]]:
+async def _open(labels: dict[str, int]) -> dict[str, list[str]]:
+    from apps.connections.services import register
+
     layer = get_channel_layer()
     opened: dict[str, list[str]] = {}
     for label, n in labels.items():
         for _ in range(n):
             channel = await layer.new_channel()
-            await registry.beat(label, channel)
+            await register(layer, label, channel)
             opened.setdefault(label, []).append(channel)
     return opened
 
 
 def open_channels(registry, labels: dict[str, int]) -> dict[str, list[str]]:
-    """Register ``n`` fresh channel-layer channels under each label."""
-    return async_to_sync(_open)(registry, labels)
+    """Register ``n`` fresh channel-layer channels under each label, as consumers do."""
+    return async_to_sync(_open)(labels)
 
 
 async def _inbox(channels: list[str]) -> dict[str, list[dict]]:
@@ -178,3 +182,51 @@ def test_negative_interval_is_refused(registry):
 def test_in_memory_layer_is_refused(in_memory_layer, args):
     with pytest.raises(CommandError, match=r"in-memory.*set REDIS_URL"):
         run(*args)
+
+
+async def _drop_while_reading(channels: list[str]) -> tuple[str, dict[str, list]]:
+    """Run `connections drop` while this process reads its channels, as a server does."""
+    layer = get_channel_layer()
+    received: dict[str, list] = {c: [] for c in channels}
+
+    async def read(channel: str) -> None:
+        received[channel].append(await layer.receive(channel))
+
+    readers = [asyncio.ensure_future(read(c)) for c in channels]
+    out = await asyncio.to_thread(run, "drop")
+    await asyncio.wait_for(asyncio.gather(*readers), 30)
+    return out, received
+
+
+@pytest.mark.redis
+def test_drop_many_at_once(registry):
+    # All channels of one process share one inbox of 100 messages: the sender must
+    # wait for the reader instead of failing (and stay within the Redis pool).
+    opened = open_channels(registry, {"abc123.production": 600})
+
+    out, got = async_to_sync(_drop_while_reading)(opened["abc123.production"])
+
+    assert out.splitlines()[-1] == "Dropped 600 connections (labels: abc123.production)"
+    assert all(messages == [{"type": "connections.drop"}] for messages in got.values())
+
+
+@pytest.mark.redis
+def test_connections_of_a_process_that_does_not_read_are_unreachable(
+    registry, monkeypatch, settings
+):
+    from apps.connections import services
+
+    monkeypatch.setattr(services, "FULL_PATIENCE", 0.1)
+    layers = copy.deepcopy(settings.CHANNEL_LAYERS)
+    layers["default"]["CONFIG"]["channel_capacity"] = {"specific.*": 100}
+    settings.CHANNEL_LAYERS = layers
+    # Nobody reads these: their process's inbox fills up at the layer's capacity.
+    open_channels(registry, {"abc123.production": 150})
+    out, err = StringIO(), StringIO()
+
+    call_command("connections", "drop", "--interval", "1", stdout=out, stderr=err)
+
+    assert out.getvalue().splitlines()[-1] == (
+        "Dropped 100 connections (labels: abc123.production)"
+    )
+    assert err.getvalue().startswith("50 connections could not be reached")

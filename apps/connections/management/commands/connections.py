@@ -104,6 +104,12 @@ class Command(BaseCommand):
         service = services.drop if action == "drop" else services.force_reload
         with Progress(self.stdout, selection.count, verb.lower()) as bar:
             result = service(selection, interval_ms=interval_ms, advance=bar.advance)
+        if result.unreachable:
+            self.stderr.write(
+                f"{result.unreachable} connections could not be reached: their server "
+                "is not reading its messages (stuck or gone); they age out of the "
+                "count by themselves."
+            )
         labels = ", ".join(result.labels) if result.labels else "none"
         self.stdout.write(
             self.style.SUCCESS(f"{verb} {result.count} connections (labels: {labels})")
