@@ -15,7 +15,7 @@ from datetime import datetime
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
-from django.db import models, transaction
+from django.db import IntegrityError, models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -133,7 +133,14 @@ def create_user(
         user.token_id = str(uuid.uuid4())
     validate_new_password(password, user)
     user.set_password(password)
-    user.save()
+    try:
+        with transaction.atomic():
+            user.save()
+    except IntegrityError as exc:
+        # Someone else created the same email or username in the meantime.
+        raise AccountError(
+            f"A user with email {email} or username {username} already exists."
+        ) from exc
     return user
 
 
@@ -200,13 +207,15 @@ def import_terms(
     required: bool = True,
 ) -> Terms:
     """Store a new version of the terms ``slug``; the name defaults to the first heading."""
-    if not re.fullmatch(r"[-a-zA-Z0-9_]+", slug or ""):
+    if not re.fullmatch(r"[-a-zA-Z0-9_]{1,100}", slug or ""):
         raise TermsError(
-            f"{slug!r} is not a valid slug; use letters, digits, - and _ only."
+            f"{slug!r} is not a valid slug; use up to 100 letters, digits, - and _."
         )
     version = (version or "").strip()
-    if not version:
-        raise TermsError("The version must not be empty.")
+    if not version or len(version) > 50:
+        raise TermsError(
+            "The version must be 1 to 50 characters, such as 2 or 2027-01."
+        )
     if not text.strip():
         raise TermsError("The terms text is empty; give a Markdown file with content.")
     name = (name or "").strip() or first_heading(text)
@@ -220,14 +229,20 @@ def import_terms(
             f"Terms {slug} version {version} exist already; "
             "import the changed text as a new version."
         )
-    return Terms.objects.create(
-        slug=slug,
-        version=version,
-        name=name[:200],
-        text=text,
-        required=required,
-        active_from=active_from or timezone.now(),
-    )
+    try:
+        with transaction.atomic():
+            return Terms.objects.create(
+                slug=slug,
+                version=version,
+                name=name[:200],
+                text=text,
+                required=required,
+                active_from=active_from or timezone.now(),
+            )
+    except IntegrityError as exc:
+        raise TermsError(
+            f"Terms {slug} version {version} were imported at the same moment."
+        ) from exc
 
 
 def current_terms(now: datetime | None = None) -> list[Terms]:
@@ -389,10 +404,7 @@ def purge_user(user: User, *, dry_run: bool = False) -> PurgeReport:
     """Forget ``user``: delete their private data, anonymise what others still see and
     the account itself. One transaction; with ``dry_run`` only count.
     """
-    if is_purged(user):
-        raise AccountError(
-            f"User {user.pk} was already purged on {user.deleted_at:%Y-%m-%d %H:%M}."
-        )
+    _refuse_if_purged(user)
     if user.is_superuser and user.is_active and not _other_active_superusers(user):
         raise AccountError(
             f"{user.username} is the last active admin; "
@@ -401,6 +413,7 @@ def purge_user(user: User, *, dry_run: bool = False) -> PurgeReport:
     report = PurgeReport(user_id=user.pk, label=describe_user(user), dry_run=dry_run)
     with transaction.atomic():
         user = User.objects.select_for_update().get(pk=user.pk)
+        _refuse_if_purged(user)  # a concurrent purge may have won the lock
         deletions, unlinks = [], []
         for relation, rows in _user_relations(user):
             model = relation.related_model
@@ -441,6 +454,13 @@ def purge_user(user: User, *, dry_run: bool = False) -> PurgeReport:
             rows.delete()
         anonymise_user(user)
     return report
+
+
+def _refuse_if_purged(user: User) -> None:
+    if is_purged(user):
+        raise AccountError(
+            f"User {user.pk} was already purged on {user.deleted_at:%Y-%m-%d %H:%M}."
+        )
 
 
 def is_purged(user: User) -> bool:

@@ -84,6 +84,8 @@ def test_import_terms_error_paths(tmp_path, tos_file):
         import_terms("tos", "1", str(tos_file), "--active-from", "next tuesday")
     with pytest.raises(CommandError, match="not a valid slug"):
         import_terms("terms of service", "1", str(tos_file))
+    with pytest.raises(CommandError, match="version must be 1 to 50 characters"):
+        import_terms("tos", "v" * 51, str(tos_file))
     binary = tmp_path / "binary.md"
     binary.write_bytes(b"\xff\xfe\x00bad")
     with pytest.raises(CommandError, match="cannot be read as UTF-8"):

@@ -163,3 +163,13 @@ def test_purge_user_error_paths(alice, expo):
         purge("--noinput")
     with pytest.raises(CommandError, match="last active admin"):
         purge("alice", "--noinput")
+
+
+@pytest.mark.django_db
+def test_a_purge_racing_another_is_refused_not_repeated(expo):
+    stale = User.objects.get(pk=expo.cleo.pk)  # read before the other purge commits
+    services.purge_user(User.objects.get(pk=expo.cleo.pk))
+    purged_at = User.objects.get(pk=expo.cleo.pk).deleted_at
+    with pytest.raises(services.AccountError, match="already purged"):
+        services.purge_user(stale)
+    assert User.objects.get(pk=expo.cleo.pk).deleted_at == purged_at
