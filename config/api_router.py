@@ -8,4 +8,5 @@ urlpatterns: list = [
     path("worlds/", include("apps.worlds.api_urls")),
     path("users/", include("apps.accounts.api_urls")),
     path("search/", include("apps.search.api_urls")),
+    path("jobs/", include("apps.jobs.api_urls")),
 ]

@@ -50,6 +50,18 @@ class JobError(Exception):
     """A job request that cannot be carried out; the message says what to do."""
 
 
+class UnknownJob(JobError):
+    pass
+
+
+class InvalidCron(JobError):
+    pass
+
+
+class NoBroker(JobError):
+    pass
+
+
 # Parameters and labels
 # ------------------------------------------------------------------------------
 
@@ -104,7 +116,7 @@ def lookup(name: str) -> Job:
         names = [j.name for j in all_jobs()]
         close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
         hint = f"did you mean {', '.join(close)}? " if close else ""
-        raise JobError(
+        raise UnknownJob(
             f"No job named {name!r}; {hint}`jobs list` shows the {len(names)} known jobs."
         ) from None
 
@@ -248,7 +260,7 @@ def run(
 
 def require_broker() -> None:
     if not settings.STAGEHAND_HAS_BROKER:
-        raise JobError(
+        raise NoBroker(
             "Sending jobs to the workers needs a broker: set CELERY_BROKER_URL "
             "(redis://… or amqp://…) and start workers with `worker start`; "
             "without -d the job runs here."
@@ -361,7 +373,7 @@ def parse_cron(expression: str) -> Cron:
     text = CRON_ALIASES.get(expression.strip().lower(), expression)
     fields = text.split()
     if len(fields) != 5:
-        raise JobError(
+        raise InvalidCron(
             f"Invalid crontab {expression!r}: it needs five fields "
             "(minute hour day-of-month month day-of-week, e.g. '0 3 * * *') or one of "
             + ", ".join(sorted(CRON_ALIASES))
@@ -377,7 +389,7 @@ def parse_cron(expression: str) -> Cron:
             day_of_week=cron.day_of_week,
         )
     except Exception as exc:  # celery raises ValueError and friends
-        raise JobError(
+        raise InvalidCron(
             f"Invalid crontab {expression!r}: {str(exc).rstrip('.')}."
         ) from None
     return cron
@@ -860,21 +872,35 @@ def _delete_in_batches(
     """Delete the rows of ``queryset`` ``batch_size`` at a time, each batch in its
     own transaction; return the rows deleted per model (cascades included).
 
-    The queryset is re-evaluated for each batch, so an interrupted run leaves only
-    whole batches done and a rerun picks up the rest.
+    Batches are ranges of the primary key (keyset pagination): finding the end of
+    the next range and deleting it both walk the primary key index, so the whole
+    purge reads the table once instead of once per batch, and no list of ids travels
+    to Python. An interrupted run leaves only whole batches done; a rerun starts
+    over and finds only what is left.
     """
     model = queryset.model
     deleted: dict[str, int] = {}
+    last = None
     while True:
+        after = {} if last is None else {"pk__gt": last}
+        page = queryset.filter(**after).order_by("pk")
+        # The key of the batch_size-th row: the batch is every row up to it.
+        upto = page.values_list("pk", flat=True)[batch_size - 1 : batch_size].first()
+        bounds = after if upto is None else {**after, "pk__lte": upto}
+        # The range on the outer DELETE too, so PostgreSQL walks the index there
+        # instead of scanning the whole table to match the subquery's ids.
+        batch = model._base_manager.filter(
+            **bounds, pk__in=queryset.filter(**bounds).values("pk")
+        )
         with transaction.atomic():
-            ids = list(queryset.order_by().values_list("pk", flat=True)[:batch_size])
-            if not ids:
-                return deleted
-            _, per_model = model._base_manager.filter(pk__in=ids).delete()
-        for label, count in per_model.items():
-            deleted[label] = deleted.get(label, 0) + count
-        if on_batch:
-            on_batch(model._meta.label, len(ids))
+            _, per_model = batch.delete()
+        for label, n in per_model.items():
+            deleted[label] = deleted.get(label, 0) + n
+        if on_batch and per_model.get(model._meta.label):
+            on_batch(model._meta.label, per_model[model._meta.label])
+        if upto is None:
+            return deleted
+        last = upto
 
 
 def purge(
