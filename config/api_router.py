@@ -9,4 +9,5 @@ urlpatterns: list = [
     path("users/", include("apps.accounts.api_urls")),
     path("search/", include("apps.search.api_urls")),
     path("jobs/", include("apps.jobs.api_urls")),
+    path("connections/", include("apps.connections.api_urls")),
 ]

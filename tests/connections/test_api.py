@@ -1,0 +1,91 @@
+"""/api/v1/connections/: staff only; the same services as the command."""
+
+from __future__ import annotations
+
+import pytest
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from .helpers import inbox, open_channels
+
+
+@pytest.fixture
+def api(alice) -> APIClient:
+    client = APIClient()
+    client.credentials(
+        HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=alice).key}"
+    )
+    return client
+
+
+def test_needs_staff(db):
+    assert APIClient().get("/api/v1/connections/").status_code == 401
+
+
+@pytest.mark.redis
+def test_list(api, registry):
+    open_channels(registry, {"abc123.production": 1, "def456.production": 2})
+
+    response = api.get("/api/v1/connections/")
+
+    assert response.status_code == 200
+    assert response.json() == [
+        {"label": "def456.production", "connections": 2},
+        {"label": "abc123.production", "connections": 1},
+    ]
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize(
+    ("endpoint", "message"),
+    [("drop", "connections.drop"), ("force_reload", "connections.reload")],
+)
+def test_drop_and_force_reload(api, registry, endpoint, message):
+    opened = open_channels(registry, {"abc123.production": 2, "def456.production": 1})
+
+    response = api.post(
+        f"/api/v1/connections/{endpoint}/",
+        {"labels": ["abc*"], "interval_ms": 5},
+        format="json",
+    )
+
+    assert response.status_code == 200
+    assert response.json() == {
+        "count": 2,
+        "labels": ["abc123.production"],
+        "unreachable": 0,
+        "dry_run": False,
+    }
+    got = inbox([c for channels in opened.values() for c in channels])
+    for channel in opened["abc123.production"]:
+        assert got[channel] == [{"type": message}]
+    assert got[opened["def456.production"][0]] == []
+
+
+@pytest.mark.redis
+def test_dry_run_sends_nothing(api, registry):
+    opened = open_channels(registry, {"abc123.production": 2})
+
+    response = api.post("/api/v1/connections/drop/", {"dry_run": True}, format="json")
+
+    assert response.json()["count"] == 2
+    assert response.json()["dry_run"] is True
+    assert inbox(opened["abc123.production"]) == {
+        c: [] for c in opened["abc123.production"]
+    }
+
+
+@pytest.mark.redis
+def test_negative_interval_is_refused(api, registry):
+    response = api.post("/api/v1/connections/drop/", {"interval_ms": -1}, format="json")
+
+    assert response.status_code == 400
+    assert "interval_ms" in response.json()["detail"]
+
+
+def test_in_memory_layer_is_refused(api, in_memory_layer):
+    response = api.get("/api/v1/connections/")
+
+    assert response.status_code == 503
+    assert response.json()["error"] == "connections.needs_redis"
+    assert "set REDIS_URL" in response.json()["detail"]
