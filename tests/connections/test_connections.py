@@ -197,3 +197,31 @@ def test_connections_of_a_process_that_does_not_read_are_unreachable(
         "Dropped 100 connections (labels: abc123.production)"
     )
     assert err.getvalue().startswith("50 connections could not be reached")
+
+
+class Terminal(StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.redis
+def test_interval_shows_a_progress_bar_on_a_terminal(registry):
+    open_channels(registry, {"abc123.production": 3})
+    out = Terminal()
+
+    call_command("connections", "force_reload", "--interval", "1", stdout=out)
+
+    text = out.getvalue()
+    assert "\rreloading [##########--------------------] 1/3" in text
+    assert "\rreloading [##############################] 3/3\n" in text
+    assert text.endswith("Reloaded 3 connections (labels: abc123.production)\n")
+
+
+@pytest.mark.redis
+def test_no_progress_bar_when_not_a_terminal(registry):
+    open_channels(registry, {"abc123.production": 3})
+
+    out = run("force_reload", "--interval", "1")
+
+    assert "\r" not in out
+    assert out == "Reloaded 3 connections (labels: abc123.production)\n"

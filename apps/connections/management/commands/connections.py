@@ -102,7 +102,8 @@ class Command(BaseCommand):
             )
             return
         service = services.drop if action == "drop" else services.force_reload
-        with Progress(self.stdout, selection.count, verb.lower()) as bar:
+        doing = "dropping" if action == "drop" else "reloading"
+        with Progress(self.stdout, selection.count, doing) as bar:
             result = service(selection, interval_ms=interval_ms, advance=bar.advance)
         if result.unreachable:
             self.stderr.write(
