@@ -82,14 +82,16 @@ def _on_world_change(sender, instance, **kwargs: Any) -> None:
         return
     schedule_update(WORLDS.key, [instance.pk])
     # Which profile fields are searchable lives in the world's config.
-    if kwargs.get("signal") is post_save and not kwargs.get("created"):
-        ids = list(
-            instance.attendees.filter(deleted_at__isnull=True).values_list(
-                "pk", flat=True
+    if kwargs.get("signal") is post_save and _searchable_fields_changed(instance):
+        instance._search_fields_loaded = searchable_fields(instance.config)
+        if not kwargs.get("created"):
+            ids = list(
+                instance.attendees.filter(deleted_at__isnull=True).values_list(
+                    "pk", flat=True
+                )
             )
-        )
-        if ids and _searchable_fields_changed(instance):
-            schedule_update(ATTENDEES.key, ids)
+            if ids:
+                schedule_update(ATTENDEES.key, ids)
 
 
 def _searchable_fields_changed(world) -> bool:

@@ -229,3 +229,23 @@ def test_one_transaction_of_many_writes_sends_one_batched_update(
     inserts = [q for q in queries if 'INSERT INTO "search_gen_' in q["sql"]]
     assert len(inserts) == 1  # the first callback indexed all five
     assert len(found("breakout")) == 5
+
+
+def test_renaming_a_world_leaves_its_attendees_alone(
+    harbor, django_capture_on_commit_callbacks
+):
+    from django.test.utils import CaptureQueriesContext
+
+    run("index")
+    attendees = Generation.objects.get(model="attendees").table
+    with django_capture_on_commit_callbacks(execute=True):
+        harbor.config["profile_fields"][1]["searchable"] = True
+        harbor.save()  # updates the attendees, once
+    with django_capture_on_commit_callbacks() as callbacks:
+        harbor.title = "Harbor Conference 2028"
+        harbor.save()
+    with CaptureQueriesContext(connection) as queries:
+        for callback in callbacks:
+            callback()
+    assert not [q for q in queries if attendees in q["sql"]]
+    assert found("2028") == [("world", "harborconf")]
