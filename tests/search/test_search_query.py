@@ -81,3 +81,18 @@ def test_postgres_folds_sharp_s_too(harbor):
     Room.objects.create(world=harbor, import_id="s", name="Hafenstraße Lounge")
     run("index")
     assert [h for h in found("hafenstrasse")] == found("Hafenstraße") != []
+
+
+def test_sqlite_without_fts5_says_so_in_one_sentence(harbor, monkeypatch):
+    from django.db import connection
+
+    from apps.search import services
+
+    # This Python's SQLite has FTS5; pretend the probe found none.
+    monkeypatch.setattr(services, "_sqlite_has_fts5", lambda: False)
+    if connection.vendor == "postgresql":  # PostgreSQL never needs FTS5
+        assert "Indexed 5 documents" in run("index")
+        return
+    with pytest.raises(CommandError, match=r"^This SQLite library was built without"):
+        run("index")
+    assert services.update_documents("rooms", [1]) == 0  # writes go on, unindexed
