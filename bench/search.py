@@ -155,6 +155,9 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=1_000_000, help="documents")
     parser.add_argument("--queries", type=int, default=200, help="per query kind")
     parser.add_argument("--seed", type=int, default=8)
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the database afterwards, to explore"
+    )
     args = parser.parse_args()
 
     django.setup()
@@ -217,7 +220,10 @@ def main() -> None:
                 f"p95 {percentile(times, 95):.1f} ms (target p95 < 50 ms)"
             )
     finally:
-        teardown_databases(created, verbosity=0)
+        if args.keep:
+            print(f"kept database {connection.settings_dict['NAME']}")
+        else:
+            teardown_databases(created, verbosity=0)
 
 
 if __name__ == "__main__":

@@ -49,6 +49,12 @@ class Hit:
         }
 
 
+# Ranking reads every matching document. A word that matches a third of a million
+# documents would cost seconds, so PostgreSQL ranks at most this many matches per
+# model (the first found) and returns the best of those; more words narrow a search.
+RANK_CANDIDATES = 5000
+
+
 def q(name: str) -> str:
     return connection.ops.quote_name(name)
 
@@ -170,18 +176,28 @@ class PostgresEngine(Engine):
             FROM (
                 SELECT d.id, d.world_id, d.title, d.body,
                        ts_rank(d.vector, to_tsquery('{TS_CONFIG}', %s)) AS rank
-                FROM {q(live_view(source))} d
-                WHERE d.vector @@ to_tsquery('{TS_CONFIG}', %s)
-                  AND d.world_id NOT IN (
-                      SELECT w.id FROM {worlds_table()} w
-                      WHERE w.deleted_at IS NOT NULL)
-                  {world_filter}
+                FROM (
+                    SELECT * FROM {q(live_view(source))} d
+                    WHERE d.vector @@ to_tsquery('{TS_CONFIG}', %s)
+                      AND d.world_id NOT IN (
+                          SELECT w.id FROM {worlds_table()} w
+                          WHERE w.deleted_at IS NOT NULL)
+                      {world_filter}
+                    LIMIT %s
+                ) d
                 ORDER BY rank DESC, d.id
                 LIMIT %s
             ) top
             ORDER BY top.rank DESC, top.id
             """,
-            [tsquery, tsquery, tsquery, *([world] if world else []), limit],
+            [
+                tsquery,
+                tsquery,
+                tsquery,
+                *([world] if world else []),
+                RANK_CANDIDATES,
+                limit,
+            ],
         )
         return [Hit(source.singular, *row) for row in cursor.fetchall()]
 

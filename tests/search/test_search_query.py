@@ -96,3 +96,15 @@ def test_sqlite_without_fts5_says_so_in_one_sentence(harbor, monkeypatch):
     with pytest.raises(CommandError, match=r"^This SQLite library was built without"):
         run("index")
     assert services.update_documents("rooms", [1]) == 0  # writes go on, unindexed
+
+
+@pytest.mark.postgres
+def test_postgres_ranks_a_bounded_number_of_matches(harbor, monkeypatch):
+    from apps.search import engines
+
+    for n in range(4):
+        Room.objects.create(world=harbor, import_id=f"b{n}", name=f"Breakout {n}")
+    run("index")
+    assert len(found("breakout")) == 4
+    monkeypatch.setattr(engines, "RANK_CANDIDATES", 2)
+    assert len(found("breakout")) == 2
