@@ -50,7 +50,9 @@ def test_dry_run_lists_counts_and_changes_nothing(cleo_extras):
     assert lines["messages anonymised"][2] == "3"
     assert lines["terms acceptances deleted"][3] == "1"
     assert lines["avatar files deleted"][3] == "1"
-    assert "Dry run: nothing purged. Would purge 3 messages anonymised" in output
+    assert (
+        "Dry run: nothing changed. Purging would mean 3 messages anonymised" in output
+    )
 
 
 @pytest.mark.django_db(transaction=True)

@@ -55,7 +55,7 @@ class Command(BaseCommand):
         if dry_run:
             self.stdout.write(
                 self.style.SUCCESS(
-                    f"Dry run: nothing purged. Would purge {plan.summary()}."
+                    f"Dry run: nothing changed. Purging would mean {plan.summary()}."
                 )
             )
             return
