@@ -191,6 +191,23 @@ def child_purge(batch_size: int) -> None:
             on_batch=on_batch,
         )
 
+    sql_time: dict[str, list] = {}
+
+    def timed(execute, sql, params, many, context):
+        began = time.perf_counter()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            key = " ".join(sql.split()[:6])[:90]
+            entry = sql_time.setdefault(key, [0, 0.0])
+            entry[0] += 1
+            entry[1] += time.perf_counter() - began
+
+    if os.environ.get("BENCH_SQL"):  # the slowest statements, on stderr
+        from django.db import connection
+
+        connection.execute_wrappers.append(timed)
+
     started = clock[0] = time.perf_counter()
     if os.environ.get("BENCH_PROFILE"):  # where the time goes, on stderr
         import cProfile
@@ -198,10 +215,14 @@ def child_purge(batch_size: int) -> None:
 
         profile = cProfile.Profile()
         report = profile.runcall(run)
-        pstats.Stats(profile, stream=sys.stderr).sort_stats("tottime").print_stats(25)
+        pstats.Stats(profile, stream=sys.stderr).sort_stats(
+            os.environ.get("BENCH_SORT", "tottime")
+        ).print_stats(30)
     else:
         report = run()
     elapsed = time.perf_counter() - started
+    for key, (n, t) in sorted(sql_time.items(), key=lambda kv: -kv[1][1])[:12]:
+        print(f"{t:8.2f} s {n:6d}x  {key}", file=sys.stderr)
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(
         json.dumps(
@@ -261,7 +282,7 @@ def main() -> None:
         )
         if child.returncode:
             sys.exit(f"purge failed:\n{child.stderr}")
-        if os.environ.get("BENCH_PROFILE"):
+        if os.environ.get("BENCH_PROFILE") or os.environ.get("BENCH_SQL"):
             print(child.stderr)
         result = json.loads(child.stdout.strip().splitlines()[-1])
         after_raw, after_purge = remaining(url, names[1]), remaining(url, names[2])

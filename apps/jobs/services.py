@@ -866,6 +866,21 @@ class PurgeReport:
         return {"dry_run": self.dry_run, "counts": self.counts, "skipped": self.skipped}
 
 
+def _relax_commit(alias: str) -> None:
+    """On PostgreSQL, let this transaction commit without waiting for the WAL flush.
+
+    Hundreds of batch commits each waiting for an fsync cost more than the deletes.
+    A crash can at worst lose the last batches' deletions: the rows are still
+    soft-deleted and the next purge removes them, so nothing is ever half-applied.
+    """
+    from django.db import connections
+
+    connection = connections[alias]
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL synchronous_commit TO OFF")
+
+
 def _delete_in_batches(
     queryset: Any, batch_size: int, on_batch: Any = None
 ) -> dict[str, int]:
@@ -892,7 +907,8 @@ def _delete_in_batches(
         batch = model._base_manager.filter(
             **bounds, pk__in=queryset.filter(**bounds).values("pk")
         )
-        with transaction.atomic():
+        with transaction.atomic(using=queryset.db):
+            _relax_commit(queryset.db)
             _, per_model = batch.delete()
         for label, n in per_model.items():
             deleted[label] = deleted.get(label, 0) + n
