@@ -1028,8 +1028,11 @@ def _purge_users(
     if skip_worlds:
         soft_deleted = soft_deleted.exclude(world__deleted_at__isnull=False)
     has_content = Exists(ChatMessage.objects.filter(sender=OuterRef("pk")))
-    deletable = soft_deleted.filter(~has_content)
-    to_anonymise = soft_deleted.filter(has_content)
+    # An attendee's row is what refuses its token (world + uid): deleting it would let
+    # the same token create a fresh account. Attendees always become tombstones;
+    # only operators without content others still see are deleted outright.
+    deletable = soft_deleted.filter(~has_content, world__isnull=True)
+    to_anonymise = soft_deleted.exclude(pk__in=deletable.values("pk"))
     if dry_run:
         report.add("users", "users deleted", deletable.count())
         report.add("users", "users anonymised", to_anonymise.count())

@@ -51,7 +51,9 @@ def data(db):
     hall, annex = make_room(live, "hall"), make_room(live, "annex", deleted=True)
     bob = attendee(live, "bob")
     carol = attendee(live, "carol", deleted=True)  # chatted: anonymised
-    dave = attendee(live, "dave", deleted=True)  # never chatted: deleted
+    dave = attendee(live, "dave", deleted=True)  # never chatted: still a tombstone
+    oscar = User.objects.create_user("oscar", "oscar@example.org")  # an operator
+    User.objects.filter(pk=oscar.pk).update(deleted_at=NOW)  # no content: deleted
     say(hall, bob, 3)
     say(hall, carol, 2)
     say(annex, bob, 4)
@@ -64,7 +66,15 @@ def data(db):
     say(hall, frank, 1)  # frank also spoke in the live world
     terms = Terms.objects.create(slug="tos", version="1", name="ToS", text="# ToS")
     TermsAcceptance.objects.create(user=erin, terms=terms)
-    return {"hall": hall, "bob": bob, "carol": carol, "dave": dave, "frank": frank}
+    return {
+        "live": live,
+        "hall": hall,
+        "bob": bob,
+        "carol": carol,
+        "dave": dave,
+        "frank": frank,
+        "oscar": oscar,
+    }
 
 
 def snapshot() -> dict:
@@ -92,9 +102,9 @@ def test_dry_run_counts_and_changes_nothing(data):
         "   4 messages deleted",
         "-> Purging users (dry run)",
         "   1 users deleted",
-        "   1 users anonymised",
+        "   2 users anonymised",
         "✔ Dry run, nothing changed: 1 worlds deleted, 3 rooms deleted, "
-        "15 messages deleted, 2 attendees deleted, 1 users deleted, 1 users anonymised",
+        "15 messages deleted, 2 attendees deleted, 1 users deleted, 2 users anonymised",
     ]
     assert not JobRun.objects.exists()
 
@@ -104,7 +114,7 @@ def test_purge_removes_the_soft_deleted_and_keeps_what_others_see(data):
     assert "-> Purging worlds" in output and "-> Purging users" in output
     assert output.splitlines()[-1] == (
         "✔ Purged: 1 worlds deleted, 3 rooms deleted, 15 messages deleted, "
-        "2 attendees deleted, 1 users deleted, 1 users anonymised"
+        "2 attendees deleted, 1 users deleted, 2 users anonymised"
     )
     assert list(World.objects.values_list("pk", flat=True)) == ["live"]
     assert list(Room.objects.values_list("import_id", flat=True)) == ["hall"]
@@ -117,7 +127,9 @@ def test_purge_removes_the_soft_deleted_and_keeps_what_others_see(data):
     carol = User.objects.get(pk=data["carol"].pk)
     assert carol.email == f"{carol.pk}@deleted" and carol.display_name == ""
     assert not carol.is_active and not carol.has_usable_password()
-    assert not User.objects.filter(pk__in=[data["dave"].pk, data["frank"].pk]).exists()
+    assert not User.objects.filter(pk__in=[data["oscar"].pk, data["frank"].pk]).exists()
+    dave = User.objects.get(pk=data["dave"].pk)
+    assert dave.email == f"{dave.pk}@deleted" and not dave.is_active
     assert User.objects.filter(pk=data["bob"].pk, deleted_at__isnull=True).exists()
     assert TermsAcceptance.objects.count() == 0
 
@@ -130,6 +142,22 @@ def test_purge_removes_the_soft_deleted_and_keeps_what_others_see(data):
     again = purge()
     assert snapshot() == after
     assert again.count("   nothing to purge") == 3
+
+
+def test_a_purged_attendees_token_stays_refused(data):
+    from apps.worlds import services as worlds
+
+    live = data["live"]
+    live.config = {
+        "JWT_secrets": [{"issuer": "any", "audience": "stagehand", "secret": "s" * 40}]
+    }
+    live.save()
+    token = worlds.generate_token(live, traits=[], uid="dave")
+    purge()
+    claims = worlds.verify_token(data["live"], token)
+    with pytest.raises(worlds.TokenError, match="deleted"):
+        worlds.get_or_create_attendee(data["live"], claims)
+    assert User.objects.filter(world=data["live"], token_id="dave").count() == 1
 
 
 def test_flags_choose_what_is_purged(data):
