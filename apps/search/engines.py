@@ -88,6 +88,10 @@ class Engine:
         """Delete the documents of source rows matching ``where`` (or all)."""
         raise NotImplementedError
 
+    def delete_missing(self, cursor, table: str, source: Source) -> int:
+        """Delete documents whose row is gone (hard-deleted during a build)."""
+        raise NotImplementedError
+
     def search(
         self,
         cursor,
@@ -160,6 +164,13 @@ class PostgresEngine(Engine):
             f"FROM {q(source.model._meta.db_table)} {source.alias} WHERE {where})",
             list(params),
         )
+
+    def delete_missing(self, cursor, table: str, source: Source) -> int:
+        cursor.execute(
+            f"DELETE FROM {q(table)} d WHERE NOT EXISTS (SELECT 1 FROM "
+            f"{q(source.model._meta.db_table)} s WHERE s.id = d.id)"
+        )
+        return cursor.rowcount
 
     def search(self, cursor, table, source, terms, world, limit) -> list[Hit]:
         tsquery = " & ".join(f"{t}:*" for t in terms)
@@ -264,6 +275,18 @@ class SqliteEngine(Engine):
             f"{source.alias} WHERE {where})",
             list(params),
         )
+
+    def delete_missing(self, cursor, table: str, source: Source) -> int:
+        column, ids = (
+            ("rowid", "id")
+            if self.integer_ids(source)
+            else ("doc_id", "CAST(id AS TEXT)")
+        )
+        cursor.execute(
+            f"DELETE FROM {q(table)} WHERE {column} NOT IN "
+            f"(SELECT {ids} FROM {q(source.model._meta.db_table)})"
+        )
+        return cursor.rowcount
 
     def search(self, cursor, table, source, terms, world, limit) -> list[Hit]:
         match = " AND ".join(f'"{t}"*' for t in terms)

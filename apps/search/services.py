@@ -214,6 +214,14 @@ def _reindex(
     if after_build is not None:
         after_build(source.key)
     replaced = _switch(eng, source, gen)
+    if replaced is not None:
+        # Rows hard-deleted during the build lost their document only in the old
+        # generation, and ``-f`` cannot find rows that are gone: drop them here.
+        with transaction.atomic():
+            live = _locked_active_table(source)
+            if live is not None and live.pk == gen.pk:
+                with connection.cursor() as cursor:
+                    eng.delete_missing(cursor, gen.table, source)
     # Exactly the rows written since the build began; the printed catch-up command
     # rounds down to the second, which only re-indexes a few rows more.
     changed = _changed_since(source, started) if replaced is not None else 0

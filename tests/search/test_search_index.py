@@ -249,3 +249,15 @@ def test_renaming_a_world_leaves_its_attendees_alone(
             callback()
     assert not [q for q in queries if attendees in q["sql"]]
     assert found("2028") == [("world", "harborconf")]
+
+
+def test_rows_hard_deleted_during_a_reindex_are_not_found_after_it(harbor):
+    run("index")
+    main = Room.objects.get(import_id="main")
+
+    def delete_during_build(model: str) -> None:
+        main.delete()  # its document goes from the old generation only
+
+    services.index(["rooms"], reindex=True, after_build=delete_during_build)
+    assert found("keynotes") == []
+    assert [m for m, _ in found("lighthouse")] == ["room"]
