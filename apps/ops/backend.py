@@ -81,8 +81,10 @@ def _rss_bytes(pid: int) -> int:
     return resident_pages * os.sysconf("SC_PAGE_SIZE")
 
 
-def _descendants(pid: int) -> list[int]:
-    """Return the PIDs of every live descendant of ``pid`` (Celery's pool processes)."""
+def _descendants(pid: int, skip: Iterable[int] = ()) -> list[int]:
+    """Return the PIDs of every live descendant of ``pid`` (Celery's pool processes),
+    leaving out the subtrees of the PIDs in ``skip``."""
+    skip = set(skip)
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -92,6 +94,8 @@ def _descendants(pid: int) -> list[int]:
     found, todo = [], [pid]
     while todo:
         for child in children.get(todo.pop(), []):
+            if child in skip:
+                continue
             found.append(child)
             todo.append(child)
     return found
@@ -208,7 +212,7 @@ def check_record(
     if stat["state"] in {"Z", "X"}:
         return ProcessState(record, alive=False, reason=f"PID {record.pid} has exited")
     uptime = _system_uptime() - stat["start_ticks"] / _clock_ticks()
-    descendants = [p for p in _descendants(record.pid) if p not in recorded]
+    descendants = _descendants(record.pid, skip=recorded)
     rss = _rss_bytes(record.pid) + sum(_rss_bytes(pid) for pid in descendants)
     return ProcessState(
         record, alive=True, uptime=uptime, rss=rss, children=len(descendants)

@@ -1,7 +1,8 @@
 """Health of the components Stagehand is configured to use.
 
-``info``, ``/readyz`` and (later) ``stats`` ask the same questions: each check talks to
-its component for real, with a short timeout, and never raises.
+``info``, ``/readyz``, ``stats``, ``watch``, ``/api/v1/stats/`` and the admin's
+operations page ask the same questions: each check talks to its component for real,
+with a short timeout, and never raises.
 """
 
 from __future__ import annotations
@@ -28,8 +29,16 @@ class ComponentStatus:
     def status(self) -> str:
         return "OK" if self.ok else "FAIL"
 
+    @property
+    def health(self) -> str:
+        """``ok`` or ``unavailable``: the status ``stats`` and ``watch`` report."""
+        return "ok" if self.ok else "unavailable"
+
     def as_dict(self) -> dict:
         return {**asdict(self), "status": self.status}
+
+    def as_stats_dict(self) -> dict:
+        return {**asdict(self), "status": self.health}
 
 
 def _timed(name: str, backend: str, probe: Callable[[], str]) -> ComponentStatus:
@@ -218,3 +227,254 @@ def collect_info() -> dict:
 def deploy_label() -> str:
     """Return the deploy label ``<commit>.<environment>`` of this process."""
     return f"{settings.STAGEHAND_COMMIT}.{settings.STAGEHAND_ENVIRONMENT}"
+
+
+# Stats: every component of a running backend
+# ------------------------------------------------------------------------------
+
+# Celery's remote control waits this long for workers to answer.
+WORKER_TIMEOUT = 1.0
+# Beat ticks at least every few seconds; no tick for this long means it is gone.
+BEAT_STALE_AFTER = 120.0
+
+
+def check_processes() -> ComponentStatus:
+    """The processes ``backend start`` recorded in the run directory, checked in /proc."""
+    from . import backend
+
+    states = backend.inspect_processes()
+    where = str(backend.run_dir())
+    if not states:
+        return ComponentStatus(
+            "processes",
+            "run dir",
+            ok=True,
+            configured=False,
+            detail=f"none recorded in {where} (not started with `backend start`)",
+            figures={"run_dir": where, "processes": []},
+        )
+    stale = [s for s in states if not s.alive]
+    running = [s for s in states if s.alive]
+    servers = [s for s in running if s.record.role == "server"]
+    parts = [f"{len(running)} running ({', '.join(s.record.name for s in running)})"]
+    if stale:
+        parts.append(
+            "stale: " + ", ".join(f"{s.record.name} ({s.reason})" for s in stale)
+        )
+    if not servers:
+        parts.append("no server running")
+    return ComponentStatus(
+        "processes",
+        "run dir",
+        ok=not stale and bool(servers),
+        detail="; ".join(parts),
+        figures={
+            "run_dir": where,
+            "running": len(running),
+            "stale": len(stale),
+            "servers": len(servers),
+            "processes": [
+                {
+                    "name": s.record.name,
+                    "role": s.record.role,
+                    "pid": s.record.pid,
+                    "status": "running" if s.alive else "stale",
+                    "uptime_seconds": None if s.uptime is None else round(s.uptime, 1),
+                    "rss_bytes": s.rss,
+                    "restarts": s.record.restarts,
+                }
+                for s in states
+            ],
+        },
+    )
+
+
+def _no_broker(name: str) -> ComponentStatus:
+    return ComponentStatus(
+        name,
+        "none",
+        ok=True,
+        configured=False,
+        detail="not configured: no broker, jobs run in-process",
+    )
+
+
+def worker_stats(timeout: float = WORKER_TIMEOUT) -> dict[str, dict]:
+    """Return each worker that answers a ping within ``timeout`` seconds, with its
+    pool concurrency, tasks processed since it started and tasks running now."""
+    from config.celery_app import app
+
+    replies = app.control.inspect(timeout=timeout).ping() or {}
+    if not replies:
+        return {}
+    # Ask only the workers that answered, and stop waiting once all of them have.
+    inspect = app.control.inspect(
+        destination=sorted(replies), timeout=timeout, limit=len(replies)
+    )
+    stats = inspect.stats() or {}
+    active = inspect.active() or {}
+    workers = {}
+    for name in sorted(replies):
+        worker = stats.get(name, {})
+        workers[name] = {
+            "concurrency": worker.get("pool", {}).get("max-concurrency"),
+            "processed": sum(worker.get("total", {}).values()),
+            "active": len(active.get(name, [])),
+            "pid": worker.get("pid"),
+        }
+    return workers
+
+
+def check_workers(timeout: float = WORKER_TIMEOUT) -> ComponentStatus:
+    if not settings.STAGEHAND_HAS_BROKER:
+        return _no_broker("workers")
+    backend = settings.CELERY_BROKER_URL.split("://", 1)[0]
+
+    figures: dict = {}
+
+    def probe() -> str:
+        workers = worker_stats(timeout)
+        figures.update({"workers": workers, "count": len(workers)})
+        if not workers:
+            raise RuntimeError(f"no worker answered a ping within {timeout:g} s")
+        return "; ".join(
+            f"{name}: concurrency {w['concurrency']}, processed {w['processed']}, "
+            f"active {w['active']}"
+            for name, w in workers.items()
+        )
+
+    return _with_figures(_timed("workers", backend, probe), figures)
+
+
+def queue_names() -> list[str]:
+    """Return the Celery queues tasks are sent to: the default one and any declared."""
+    from config.celery_app import app
+
+    names = {app.conf.task_default_queue}
+    for queue in app.conf.task_queues or ():
+        names.add(queue.name)
+    return sorted(names)
+
+
+def queue_lengths() -> dict[str, int]:
+    """Return the number of tasks waiting in each Celery queue on the broker.
+
+    A queue nobody has declared yet (no worker ever started, no task ever sent) holds
+    nothing: it counts 0.
+    """
+    from config.celery_app import app
+
+    lengths = {}
+    with app.connection_for_read() as conn:
+        conn.ensure_connection(max_retries=1, timeout=3)
+        for name in queue_names():
+            channel = conn.channel()
+            try:
+                lengths[name] = channel.queue_declare(
+                    queue=name, passive=True
+                ).message_count
+            except conn.channel_errors:
+                lengths[name] = 0
+            finally:
+                try:
+                    channel.close()
+                except conn.connection_errors + conn.channel_errors:
+                    pass
+    return lengths
+
+
+def check_queues() -> ComponentStatus:
+    if not settings.STAGEHAND_HAS_BROKER:
+        return _no_broker("queues")
+    backend = settings.CELERY_BROKER_URL.split("://", 1)[0]
+
+    figures: dict = {}
+
+    def probe() -> str:
+        lengths = queue_lengths()
+        figures.update({"waiting": lengths})
+        return ", ".join(f"{name}: {n} waiting" for name, n in lengths.items())
+
+    return _with_figures(_timed("queues", backend, probe), figures)
+
+
+def check_beat() -> ComponentStatus:
+    """Celery Beat: when it last sent a scheduled job, and whether a beat process runs.
+
+    A beat started by ``backend start`` is found in the run directory; the time of the
+    last job it sent comes from django-celery-beat's ``PeriodicTask.last_run_at``.
+    """
+    if not settings.STAGEHAND_HAS_BROKER:
+        return _no_broker("beat")
+    from django.db.models import Max
+    from django.utils import timezone
+    from django_celery_beat.models import PeriodicTask
+
+    from . import backend
+
+    figures: dict = {}
+
+    def probe() -> str:
+        last_sent = PeriodicTask.objects.aggregate(last=Max("last_run_at"))["last"]
+        beats = [
+            s
+            for s in backend.inspect_processes()
+            if s.record.role == "beat" and s.alive
+        ]
+        figures.update(
+            {
+                "last_sent": last_sent.isoformat() if last_sent else None,
+                "processes": [s.record.pid for s in beats],
+            }
+        )
+        sent = (
+            f"last job sent {timezone.localtime(last_sent):%Y-%m-%d %H:%M:%S}"
+            if last_sent
+            else "no job sent yet"
+        )
+        if not beats:
+            raise RuntimeError(f"no beat process running; {sent}")
+        return f"PID {', '.join(str(s.record.pid) for s in beats)}; {sent}"
+
+    return _with_figures(_timed("beat", "django-celery-beat", probe), figures)
+
+
+def check_connections() -> ComponentStatus:
+    """Live WebSocket connections per deploy label (needs the Redis channel layer)."""
+    backend = settings.CHANNEL_LAYERS["default"]["BACKEND"].rsplit(".", 1)[-1]
+    if not settings.REDIS_URL:
+        return ComponentStatus(
+            "connections",
+            backend,
+            ok=True,
+            configured=False,
+            detail="in-memory channel layer: connections of other processes unseen",
+        )
+    return ComponentStatus(
+        "connections",
+        backend,
+        ok=True,
+        configured=False,
+        detail="connection registry not available in this build",
+    )
+
+
+def _with_figures(status: ComponentStatus, figures: dict) -> ComponentStatus:
+    status.figures.update(figures)
+    return status
+
+
+def collect_stats() -> list[ComponentStatus]:
+    """Return one status per component of the backend, in a stable order."""
+    return [
+        check_processes(),
+        check_workers(),
+        check_queues(),
+        check_beat(),
+        check_connections(),
+        check_database(),
+        check_cache(),
+        check_channel_layer(),
+        check_broker(),
+        check_storage(),
+    ]

@@ -5,11 +5,8 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from io import StringIO
 from pathlib import Path
 
@@ -17,36 +14,16 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from apps.ops import backend
-
-SLEEPER = [sys.executable, "-c", "import time; time.sleep(600)"]
-STUBBORN = [
-    sys.executable,
-    "-c",
-    "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
-    "print('ready', flush=True); time.sleep(600)",
-]
-
-
-def wait_for(predicate, what: str, timeout: float = 60.0):
-    """Poll until ``predicate()`` is truthy; fail (never hang) after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    pytest.fail(f"timed out waiting for {what}")
-
-
-def pid_running(pid: int) -> bool:
-    stat = backend.read_stat(pid)
-    return stat is not None and stat["state"] not in {"Z", "X"}
-
-
-@pytest.fixture
-def var_dir(settings, tmp_path):
-    settings.VAR_DIR = tmp_path / "var"
-    return settings.VAR_DIR
+from tests.ops.helpers import (
+    SLEEPER,
+    STUBBORN,
+    free_port,
+    healthz,
+    manage,
+    pid_running,
+    processes,
+    wait_for,
+)
 
 
 def run_backend(*args: str) -> str:
@@ -198,54 +175,6 @@ def test_start_rejects_a_bad_bind(var_dir):
 # --------------------------------------------------------------------------- end to end
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture
-def child_env(base_env, tmp_path) -> dict:
-    """Embedded defaults for a backend in its own var dir (no broker, no Redis)."""
-    env = {
-        **base_env,
-        "DJANGO_SETTINGS_MODULE": "config.settings.test",
-        "STAGEHAND_VAR_DIR": str(tmp_path / "var"),
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
-    }
-    for name in ("REDIS_URL", "CELERY_BROKER_URL"):
-        env.pop(name, None)
-    return env
-
-
-def manage(env: dict, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run(
-        [sys.executable, "manage.py", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    if check:
-        assert result.returncode == 0, result.stdout + result.stderr
-    return result
-
-
-def processes(env: dict) -> dict[str, dict]:
-    return {
-        p["name"]: p
-        for p in json.loads(manage(env, "backend", "processes", "--json").stdout)
-    }
-
-
-def healthz(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
-            return r.status == 200
-    except OSError:
-        return False
-
-
 def test_detached_backend_restarts_a_killed_server_cleans_up_and_stops(child_env):
     port = free_port()
     started = manage(
@@ -254,6 +183,8 @@ def test_detached_backend_restarts_a_killed_server_cleans_up_and_stops(child_env
     try:
         assert "No broker configured" in started.stdout
         assert "starting the server alone" in started.stdout
+        listed = manage(child_env, "backend", "processes", "--json").stdout
+        assert {p["name"] for p in json.loads(listed)} == {"supervisor", "server"}
         first = processes(child_env)
         assert set(first) == {"supervisor", "server"}
         assert first["server"]["status"] == "running"

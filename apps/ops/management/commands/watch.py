@@ -1,0 +1,80 @@
+import signal
+import threading
+import time
+from datetime import UTC, datetime
+
+from django.core.management.base import BaseCommand, CommandError
+
+from apps.ops.services import collect_stats
+
+
+class Command(BaseCommand):
+    help = (
+        "Check every component each --interval seconds and print a line whenever one "
+        "changes status, until interrupted (Ctrl-C, SIGTERM) or --count rounds. "
+        "Exits 0 when everything ended ok, 2 otherwise."
+    )
+
+    requires_system_checks: list = []
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument(
+            "--interval",
+            type=float,
+            default=5.0,
+            help="seconds between rounds (default 5)",
+        )
+        parser.add_argument(
+            "--count",
+            type=int,
+            default=0,
+            help="stop after this many rounds (default: until interrupted)",
+        )
+
+    def handle(self, *, interval: float, count: int, **options) -> None:
+        if interval <= 0:
+            raise CommandError("--interval must be more than 0 seconds.")
+        self.shutdown = False
+        self.last: dict[str, str] = {}
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, self.on_signal)
+            signal.signal(signal.SIGTERM, self.on_signal)
+        rounds = 0
+        while not self.shutdown:
+            self.check_once()
+            rounds += 1
+            if count and rounds >= count:
+                break
+            self.pause(interval)
+        down = sorted(name for name, status in self.last.items() if status != "ok")
+        if down:
+            raise CommandError(
+                f"ended with unavailable: {', '.join(down)}", returncode=2
+            )
+        self.stdout.write(self.style.SUCCESS("Ended with every component ok."))
+
+    def on_signal(self, signum: int, frame: object) -> None:
+        self.shutdown = True
+
+    def pause(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while not self.shutdown and time.monotonic() < deadline:
+            time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+
+    def check_once(self) -> bool:
+        """Check every component; print the ones whose status changed. Return whether
+        any did."""
+        changed = False
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        for component in collect_stats():
+            status = component.health if component.configured else "ok"
+            if self.last.get(component.name) == status:
+                continue
+            changed = True
+            was = self.last.get(component.name)
+            self.last[component.name] = status
+            shown = status if component.configured else "-"
+            transition = f" (was {was})" if was else ""
+            line = f"{now}  {component.name:<13} {shown:<11}  {component.detail}"
+            self.stdout.write(line.rstrip() + transition)
+        return changed

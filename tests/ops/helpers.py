@@ -1,0 +1,74 @@
+"""Helpers for the ops tests that drive real processes."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from apps.ops import backend
+
+SLEEPER = [sys.executable, "-c", "import time; time.sleep(600)"]
+STUBBORN = [
+    sys.executable,
+    "-c",
+    "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+    "print('ready', flush=True); time.sleep(600)",
+]
+
+
+def wait_for(predicate, what: str, timeout: float = 60.0):
+    """Poll until ``predicate()`` is truthy; fail (never hang) after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def pid_running(pid: int) -> bool:
+    stat = backend.read_stat(pid)
+    return stat is not None and stat["state"] not in {"Z", "X"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def manage(env: dict, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        [sys.executable, "manage.py", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if check:
+        assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+def processes(env: dict) -> dict[str, dict]:
+    """The backend processes recorded in ``env``'s var dir, read in this process
+    (a subprocess per poll would be slow); `backend processes --json` is tested
+    separately."""
+    from django.test import override_settings
+
+    with override_settings(VAR_DIR=env["STAGEHAND_VAR_DIR"]):
+        return {s.record.name: s.as_dict() for s in backend.inspect_processes()}
+
+
+def healthz(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+            return r.status == 200
+    except OSError:
+        return False

@@ -1,0 +1,145 @@
+"""`stats`: one status per component, with and without a worker running."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from io import StringIO
+
+import pytest
+from django.conf import settings
+from django.core.management import CommandError, call_command
+
+from apps.ops import backend
+from tests.ops.helpers import SLEEPER, free_port, manage, wait_for
+
+
+def run_stats(*args: str) -> str:
+    out = StringIO()
+    call_command("stats", *args, stdout=out)
+    return out.getvalue()
+
+
+@pytest.mark.django_db
+def test_stats_on_embedded_defaults_is_ok_and_says_what_is_not_configured(var_dir):
+    output = run_stats()
+    rows = {line.split()[0]: line for line in output.splitlines()[1:-1]}
+    assert "not configured: no broker" in rows["workers"]
+    assert "none recorded in" in rows["processes"]
+    assert rows["database"].split()[1] == "ok"
+    assert output.splitlines()[-1] == "Every component is ok."
+
+    data = {c["name"]: c for c in json.loads(run_stats("--json"))}
+    assert list(data) == [
+        "processes",
+        "workers",
+        "queues",
+        "beat",
+        "connections",
+        "database",
+        "cache",
+        "channel layer",
+        "broker",
+        "storage",
+    ]
+    assert {c["status"] for c in data.values()} == {"ok"}
+    assert data["workers"]["configured"] is False
+    assert data["database"]["figures"]["engine"]
+
+
+@pytest.mark.django_db
+def test_stats_counts_recorded_processes_and_fails_on_a_stale_one(var_dir):
+    child = subprocess.Popen(SLEEPER)
+    try:
+        backend.ProcessRecord.for_pid("server", "server", child.pid, SLEEPER).write()
+        data = {c["name"]: c for c in json.loads(run_stats("--json"))}
+        assert data["processes"]["status"] == "ok"
+        assert data["processes"]["figures"]["processes"][0]["pid"] == child.pid
+    finally:
+        child.kill()
+        child.wait()
+    with pytest.raises(CommandError, match="unavailable: processes") as raised:
+        run_stats()
+    assert raised.value.returncode == 2
+
+
+def broker_env(child_env: dict, broker: str) -> dict:
+    return {**child_env, "CELERY_BROKER_URL": broker}
+
+
+def stats_of(env: dict) -> tuple[int, dict]:
+    result = manage(env, "stats", "--json", check=False)
+    return result.returncode, {c["name"]: c for c in json.loads(result.stdout)}
+
+
+@pytest.mark.redis
+def test_stats_with_and_without_a_worker_running(child_env):
+    env = broker_env(child_env, settings.REDIS_URL)
+    manage(env, "migrate", "--noinput", "-v0")
+    celery = [sys.executable, "-m", "celery", "-A", "config.celery_app"]
+    subprocess.run([*celery, "purge", "-f"], env=env, check=True, capture_output=True)
+    # One task waiting, nobody to run it.
+    manage(
+        env,
+        "shell",
+        "-c",
+        "from config.celery_app import app; app.send_task('stagehand.ops-test-noop')",
+    )
+
+    code, before = stats_of(env)
+    assert code == 2
+    assert before["workers"]["status"] == "unavailable"
+    assert "no worker answered" in before["workers"]["detail"]
+    assert before["queues"]["status"] == "ok"
+    assert before["queues"]["figures"]["waiting"]["celery"] == 1
+    assert before["beat"]["status"] == "unavailable"
+    assert before["broker"]["status"] == "ok"
+
+    port = free_port()
+    manage(
+        env,
+        "backend",
+        "start",
+        "--detach",
+        "--workers",
+        "1",
+        "--concurrency",
+        "1",
+        "--bind",
+        f"127.0.0.1:{port}",
+    )
+    try:
+        after = wait_for(
+            lambda: (s := stats_of(env))[0] == 0 and s[1],
+            "every component to be ok with the backend running",
+            timeout=90,
+        )
+        workers = after["workers"]["figures"]["workers"]
+        assert len(workers) == 1
+        (worker,) = workers.values()
+        assert worker["concurrency"] == 1
+        assert after["processes"]["figures"]["running"] == 4
+        assert after["beat"]["status"] == "ok"
+        # The worker took the waiting task off the queue (and rejected it: unknown).
+        wait_for(
+            lambda: stats_of(env)[1]["queues"]["figures"]["waiting"]["celery"] == 0,
+            "the queue to drain",
+        )
+    finally:
+        stopped = manage(env, "backend", "stop", check=False)
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+
+
+@pytest.mark.rabbitmq
+def test_stats_reads_rabbitmq_queues_without_a_worker(child_env):
+    env = broker_env(child_env, os.environ["RABBITMQ_URL"])
+    manage(env, "migrate", "--noinput", "-v0")
+    code, data = stats_of(env)
+    assert code == 2
+    assert data["broker"]["status"] == "ok"
+    assert data["broker"]["backend"] == "amqp"
+    assert data["queues"]["status"] == "ok"
+    assert "celery" in data["queues"]["figures"]["waiting"]
+    assert data["workers"]["status"] == "unavailable"
