@@ -10,4 +10,5 @@ urlpatterns: list = [
     path("search/", include("apps.search.api_urls")),
     path("jobs/", include("apps.jobs.api_urls")),
     path("connections/", include("apps.connections.api_urls")),
+    path("stats/", include("apps.ops.api_urls")),
 ]

@@ -440,9 +440,13 @@ def check_beat() -> ComponentStatus:
 
 
 def check_connections() -> ComponentStatus:
-    """Live WebSocket connections per deploy label (needs the Redis channel layer)."""
+    """Live WebSocket connections per deploy label, from the connections registry."""
+    from apps.connections import services as connections
+
     backend = settings.CHANNEL_LAYERS["default"]["BACKEND"].rsplit(".", 1)[-1]
-    if not settings.REDIS_URL:
+    try:
+        connections.require_shared_layer()
+    except connections.LayerUnavailable:
         return ComponentStatus(
             "connections",
             backend,
@@ -450,13 +454,22 @@ def check_connections() -> ComponentStatus:
             configured=False,
             detail="in-memory channel layer: connections of other processes unseen",
         )
-    return ComponentStatus(
-        "connections",
-        backend,
-        ok=True,
-        configured=False,
-        detail="connection registry not available in this build",
-    )
+    figures: dict = {}
+
+    def probe() -> str:
+        labels = connections.list_labels()
+        figures.update(
+            {
+                "labels": {c.label: c.connections for c in labels},
+                "total": sum(c.connections for c in labels),
+                "current_label": connections.current_label(),
+            }
+        )
+        if not labels:
+            return "no live connections"
+        return ", ".join(f"{c.label}: {c.connections}" for c in labels)
+
+    return _with_figures(_timed("connections", backend, probe), figures)
 
 
 def _with_figures(status: ComponentStatus, figures: dict) -> ComponentStatus:

@@ -143,3 +143,39 @@ def test_stats_reads_rabbitmq_queues_without_a_worker(child_env):
     assert data["queues"]["status"] == "ok"
     assert "celery" in data["queues"]["figures"]["waiting"]
     assert data["workers"]["status"] == "unavailable"
+
+
+@pytest.mark.redis
+@pytest.mark.django_db
+def test_stats_counts_live_connections_per_label(var_dir):
+    from asgiref.sync import async_to_sync
+
+    from apps.connections.registry import get_registry
+
+    registry = get_registry()
+    registry.clear()
+    try:
+        async_to_sync(registry.beat)("abc123.production", "specific.one!a")
+        async_to_sync(registry.beat)("abc123.production", "specific.one!b")
+        async_to_sync(registry.beat)("def456.production", "specific.two!c")
+        data = {c["name"]: c for c in json.loads(run_stats("--json"))}
+    finally:
+        registry.clear()
+    connections = data["connections"]
+    assert connections["status"] == "ok"
+    assert connections["figures"]["labels"] == {
+        "abc123.production": 2,
+        "def456.production": 1,
+    }
+    assert "abc123.production: 2" in connections["detail"]
+
+
+@pytest.mark.django_db
+def test_stats_says_connections_need_redis(var_dir, settings):
+    settings.REDIS_URL = ""
+    settings.CHANNEL_LAYERS = {
+        "default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}
+    }
+    data = {c["name"]: c for c in json.loads(run_stats("--json"))}
+    assert data["connections"]["configured"] is False
+    assert "in-memory channel layer" in data["connections"]["detail"]

@@ -1,0 +1,45 @@
+"""The ops part of the management API: ``/api/v1/stats/``, the same figures as
+``manage.py stats --json``."""
+
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from . import services
+
+
+class ComponentSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    backend = serializers.CharField()
+    status = serializers.ChoiceField(choices=["ok", "unavailable"])
+    ok = serializers.BooleanField()
+    configured = serializers.BooleanField()
+    detail = serializers.CharField(allow_blank=True)
+    figures = serializers.DictField()
+
+
+class StatsSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=["ok", "unavailable"])
+    components = ComponentSerializer(many=True)
+
+
+class StatsView(APIView):
+    """Every component of the backend with its status and figures.
+
+    Always 200 when the checks ran: ``status`` says whether every configured
+    component is ok (``/readyz`` is the endpoint whose status code says so).
+    """
+
+    @extend_schema(responses=StatsSerializer, operation_id="stats")
+    def get(self, request: Request) -> Response:
+        components = services.collect_stats()
+        return Response(
+            {
+                "status": "ok" if all(c.ok for c in components) else "unavailable",
+                "components": [c.as_stats_dict() for c in components],
+            }
+        )
