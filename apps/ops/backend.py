@@ -469,9 +469,10 @@ class Supervisor:
             child.proc = None
 
     def run(self, install_signals: bool = True) -> None:
+        previous = {}
         if install_signals:
-            signal.signal(signal.SIGTERM, self.on_signal)
-            signal.signal(signal.SIGINT, self.on_signal)
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                previous[signum] = signal.signal(signum, self.on_signal)
         try:
             self.start()
             while not self.shutdown:
@@ -481,6 +482,8 @@ class Supervisor:
             self.stop_children()
             if self.record:
                 self.record.remove()
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
 
 
 def _kill_group(pid: int) -> None:

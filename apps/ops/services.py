@@ -346,95 +346,62 @@ def check_workers(timeout: float = WORKER_TIMEOUT) -> ComponentStatus:
     return _with_figures(_timed("workers", backend, probe), figures)
 
 
-def queue_names() -> list[str]:
-    """Return the Celery queues tasks are sent to: the default one and any declared."""
-    from config.celery_app import app
-
-    names = {app.conf.task_default_queue}
-    for queue in app.conf.task_queues or ():
-        names.add(queue.name)
-    return sorted(names)
-
-
-def queue_lengths() -> dict[str, int]:
-    """Return the number of tasks waiting in each Celery queue on the broker.
-
-    A queue nobody has declared yet (no worker ever started, no task ever sent) holds
-    nothing: it counts 0.
-    """
-    from config.celery_app import app
-
-    lengths = {}
-    with app.connection_for_read() as conn:
-        conn.ensure_connection(max_retries=1, timeout=3)
-        for name in queue_names():
-            channel = conn.channel()
-            try:
-                lengths[name] = channel.queue_declare(
-                    queue=name, passive=True
-                ).message_count
-            except conn.channel_errors:
-                lengths[name] = 0
-            finally:
-                try:
-                    channel.close()
-                except conn.connection_errors + conn.channel_errors:
-                    pass
-    return lengths
-
-
 def check_queues() -> ComponentStatus:
+    """Tasks waiting in each Celery queue, read by the jobs app from the broker."""
     if not settings.STAGEHAND_HAS_BROKER:
         return _no_broker("queues")
-    backend = settings.CELERY_BROKER_URL.split("://", 1)[0]
+    from apps.jobs import services as jobs
 
+    backend = settings.CELERY_BROKER_URL.split("://", 1)[0]
     figures: dict = {}
 
     def probe() -> str:
-        lengths = queue_lengths()
-        figures.update({"waiting": lengths})
-        return ", ".join(f"{name}: {n} waiting" for name, n in lengths.items())
+        queues = jobs.queue_status()
+        figures.update({"waiting": {q.queue: q.waiting for q in queues}})
+        return ", ".join(f"{q.queue}: {q.waiting} waiting" for q in queues)
 
     return _with_figures(_timed("queues", backend, probe), figures)
 
 
 def check_beat() -> ComponentStatus:
-    """Celery Beat: when it last sent a scheduled job, and whether a beat process runs.
+    """Celery Beat: its last tick and the last job it sent.
 
-    A beat started by ``backend start`` is found in the run directory; the time of the
-    last job it sent comes from django-celery-beat's ``PeriodicTask.last_run_at``.
+    The beat renews a database lease on every tick (``apps.jobs.beat``), so the lease
+    tells when it last ticked; no live lease means no beat has ticked for
+    ``BEAT_LOCK_TTL`` seconds.
     """
     if not settings.STAGEHAND_HAS_BROKER:
         return _no_broker("beat")
+    from datetime import timedelta
+
     from django.db.models import Max
-    from django.utils import timezone
     from django_celery_beat.models import PeriodicTask
 
-    from . import backend
+    from apps.jobs import services as jobs
 
     figures: dict = {}
 
     def probe() -> str:
+        ttl = float(settings.BEAT_LOCK_TTL)
+        lease = jobs.beat_lock_holder()
         last_sent = PeriodicTask.objects.aggregate(last=Max("last_run_at"))["last"]
-        beats = [
-            s
-            for s in backend.inspect_processes()
-            if s.record.role == "beat" and s.alive
-        ]
+        last_tick = lease["expires_at"] - timedelta(seconds=ttl) if lease else None
         figures.update(
             {
+                "holder": lease["holder"] if lease else None,
+                "last_tick": last_tick.isoformat() if last_tick else None,
                 "last_sent": last_sent.isoformat() if last_sent else None,
-                "processes": [s.record.pid for s in beats],
             }
         )
-        sent = (
-            f"last job sent {timezone.localtime(last_sent):%Y-%m-%d %H:%M:%S}"
-            if last_sent
-            else "no job sent yet"
+        sent = f"last job sent {last_sent:%Y-%m-%d %H:%M:%S}" if last_sent else ""
+        if lease is None:
+            raise RuntimeError(
+                f"no beat has ticked in the last {ttl:g} s"
+                + (f"; {sent}" if sent else "")
+            )
+        return f"{lease['holder']}, last tick {last_tick:%H:%M:%S}" + (
+            f"; {sent}" if sent else ""
         )
-        if not beats:
-            raise RuntimeError(f"no beat process running; {sent}")
-        return f"PID {', '.join(str(s.record.pid) for s in beats)}; {sent}"
 
     return _with_figures(_timed("beat", "django-celery-beat", probe), figures)
 

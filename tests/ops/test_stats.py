@@ -95,6 +95,7 @@ def test_stats_with_and_without_a_worker_running(child_env):
     assert before["queues"]["status"] == "ok"
     assert before["queues"]["figures"]["waiting"]["celery"] == 1
     assert before["beat"]["status"] == "unavailable"
+    assert "no beat has ticked" in before["beat"]["detail"]
     assert before["broker"]["status"] == "ok"
 
     port = free_port()
@@ -122,6 +123,7 @@ def test_stats_with_and_without_a_worker_running(child_env):
         assert worker["concurrency"] == 1
         assert after["processes"]["figures"]["running"] == 4
         assert after["beat"]["status"] == "ok"
+        assert after["beat"]["figures"]["last_tick"]
         # The worker took the waiting task off the queue (and rejected it: unknown).
         wait_for(
             lambda: stats_of(env)[1]["queues"]["figures"]["waiting"]["celery"] == 0,

@@ -77,3 +77,10 @@ def test_watch_runs_until_interrupted(child_env):
             proc.communicate()
     assert proc.returncode == 0, errors
     assert rest.splitlines()[-1] == "Ended with every component ok."
+
+
+@pytest.mark.django_db
+def test_watch_gives_the_signal_handlers_back(var_dir):
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    call_command("watch", "--count", "1", stdout=StringIO())
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before

@@ -36,16 +36,22 @@ class Command(BaseCommand):
             raise CommandError("--interval must be more than 0 seconds.")
         self.shutdown = False
         self.last: dict[str, str] = {}
+        previous = {}
         if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGINT, self.on_signal)
-            signal.signal(signal.SIGTERM, self.on_signal)
-        rounds = 0
-        while not self.shutdown:
-            self.check_once()
-            rounds += 1
-            if count and rounds >= count:
-                break
-            self.pause(interval)
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                previous[signum] = signal.signal(signum, self.on_signal)
+        try:
+            rounds = 0
+            while not self.shutdown:
+                self.check_once()
+                rounds += 1
+                if count and rounds >= count:
+                    break
+                self.pause(interval)
+        finally:
+            # call_command() may run us inside a longer-lived process (tests).
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
         down = sorted(name for name, status in self.last.items() if status != "ok")
         if down:
             raise CommandError(

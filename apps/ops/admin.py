@@ -1,0 +1,83 @@
+"""The admin's operations page: the health of every component, live connections per
+deploy label with drop and force-reload buttons, and the latest job runs.
+
+It calls the same services as ``stats``, ``connections`` and ``jobs history``.
+"""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import reverse
+
+from . import services
+
+RECENT_RUNS = 10
+
+
+def operations_view(request: HttpRequest) -> HttpResponse:
+    """Show the operations page; a POST drops or reloads one label's connections."""
+    if request.method == "POST":
+        _connections_action(request)
+        return HttpResponseRedirect(reverse("admin-operations"))
+    context = {
+        **admin.site.each_context(request),
+        "title": "Operations",
+        "components": services.collect_stats(),
+        **_labels(),
+        "runs": _recent_runs(),
+    }
+    return TemplateResponse(request, "admin/ops/operations.html", context)
+
+
+def _labels() -> dict:
+    from apps.connections import services as connections
+
+    try:
+        labels = connections.list_labels()
+    except connections.LayerUnavailable as exc:
+        return {"labels": [], "labels_unavailable": str(exc)}
+    return {
+        "labels": labels,
+        "labels_unavailable": "",
+        "current_label": connections.current_label(),
+    }
+
+
+def _recent_runs() -> list[dict]:
+    from apps.jobs import services as jobs
+
+    return [jobs.run_as_dict(run) for run in jobs.history(limit=RECENT_RUNS)]
+
+
+def _connections_action(request: HttpRequest) -> None:
+    from apps.connections import services as connections
+
+    action = request.POST.get("action")
+    label = request.POST.get("label", "")
+    try:
+        interval = int(request.POST.get("interval") or 0)
+    except ValueError:
+        interval = -1
+    if action not in {"drop", "reload"} or not label or interval < 0:
+        messages.error(
+            request,
+            "Choose drop or force reload for a label, with an interval of 0 or more ms.",
+        )
+        return
+    try:
+        # The exact label only: an operator pressing a row's button means that row.
+        selection = connections.select([_exact_glob(label)])
+        send = connections.drop if action == "drop" else connections.force_reload
+        result = send(selection, interval_ms=interval)
+    except connections.LayerUnavailable as exc:
+        messages.error(request, str(exc))
+        return
+    done = "Dropped" if action == "drop" else "Force reload sent to"
+    messages.success(request, f"{done} {result.count} connection(s) of {label}.")
+
+
+def _exact_glob(label: str) -> str:
+    """Return an fnmatch pattern that matches ``label`` and nothing else."""
+    return "".join(f"[{c}]" if c in "[]*?" else c for c in label)

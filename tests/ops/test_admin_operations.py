@@ -1,0 +1,92 @@
+"""The admin's operations page, through Django's test client."""
+
+from __future__ import annotations
+
+import pytest
+from asgiref.sync import async_to_sync
+
+
+@pytest.fixture
+def staff_client(client, alice):
+    client.force_login(alice)
+    return client
+
+
+def test_the_admin_index_links_to_the_operations_page(staff_client):
+    page = staff_client.get("/admin/").content.decode()
+    assert 'href="/admin/operations/"' in page
+
+
+def test_the_page_shows_components_connections_and_job_runs(staff_client, var_dir):
+    from apps.jobs.models import JobRun
+
+    JobRun.objects.create(job="cache_flush", trigger="shell", outcome="success")
+    response = staff_client.get("/admin/operations/")
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert 'data-component="database"' in page
+    assert 'data-component="workers"' in page
+    assert "Recent job runs" in page and "cache_flush" in page
+
+
+def test_anonymous_and_non_staff_are_sent_to_the_login(client, django_user_model):
+    response = client.get("/admin/operations/")
+    assert response.status_code == 302 and "/admin/login/" in response["Location"]
+    bob = django_user_model.objects.create_user("bob", password="x")
+    client.force_login(bob)
+    response = client.post("/admin/operations/", {"action": "drop", "label": "x"})
+    assert response.status_code == 302 and "/admin/login/" in response["Location"]
+
+
+def test_buttons_say_that_connections_need_redis(staff_client, settings, var_dir):
+    settings.REDIS_URL = ""
+    settings.CHANNEL_LAYERS = {
+        "default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}
+    }
+    page = staff_client.get("/admin/operations/").content.decode()
+    assert "set REDIS_URL" in page
+    response = staff_client.post(
+        "/admin/operations/", {"action": "reload", "label": "abc.test"}, follow=True
+    )
+    assert "set REDIS_URL" in response.content.decode()
+
+
+def test_a_bad_action_is_refused_with_a_message(staff_client, var_dir):
+    response = staff_client.post(
+        "/admin/operations/",
+        {"action": "reload", "label": "abc.test", "interval": "-5"},
+        follow=True,
+    )
+    assert "interval of 0 or more ms" in response.content.decode()
+
+
+@pytest.mark.redis
+def test_force_reload_reaches_exactly_the_label_of_the_row(staff_client, var_dir):
+    from channels.layers import get_channel_layer
+
+    from apps.connections.registry import get_registry
+
+    layer = get_channel_layer()
+    registry = get_registry()
+    registry.clear()
+    try:
+        ours = async_to_sync(layer.new_channel)()
+        other = async_to_sync(layer.new_channel)()
+        async_to_sync(registry.beat)("abc*.test", ours)
+        async_to_sync(registry.beat)("abcdef.test", other)
+        page = staff_client.get("/admin/operations/").content.decode()
+        assert 'data-label="abc*.test"' in page and 'data-label="abcdef.test"' in page
+
+        response = staff_client.post(
+            "/admin/operations/",
+            {"action": "reload", "label": "abc*.test", "interval": "0"},
+            follow=True,
+        )
+        assert "Force reload sent to 1 connection(s) of abc*.test." in (
+            response.content.decode()
+        )
+        message = async_to_sync(layer.receive)(ours)
+        assert message["type"] == "connections.reload"
+        assert registry.counts() == {"abcdef.test": 1}
+    finally:
+        registry.clear()
