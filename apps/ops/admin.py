@@ -75,7 +75,12 @@ def _connections_action(request: HttpRequest) -> None:
         messages.error(request, str(exc))
         return
     done = "Dropped" if action == "drop" else "Force reload sent to"
-    messages.success(request, f"{done} {result.count} connection(s) of {label}.")
+    missed = (
+        f" ({result.unreachable} could not be reached)" if result.unreachable else ""
+    )
+    messages.success(
+        request, f"{done} {result.count} connection(s) of {label}.{missed}"
+    )
 
 
 def _exact_glob(label: str) -> str:

@@ -275,6 +275,8 @@ def plan_backend(
                 host,
                 "--port",
                 str(port),
+                "--lifespan",
+                "off",
             ],
         )
     ]

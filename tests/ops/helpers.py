@@ -72,3 +72,26 @@ def healthz(port: int) -> bool:
             return r.status == 200
     except OSError:
         return False
+
+
+def receive(layer, channel: str, timeout: float = 10.0) -> dict:
+    """Receive one message on ``channel``; fail instead of waiting forever."""
+    import asyncio
+
+    from asgiref.sync import async_to_sync
+
+    async def receive_one() -> dict:
+        return await asyncio.wait_for(layer.receive(channel), timeout)
+
+    return async_to_sync(receive_one)()
+
+
+def connect(layer, label: str) -> str:
+    """Register a new channel under ``label`` as a consumer does; return its name."""
+    from asgiref.sync import async_to_sync
+
+    from apps.connections import services
+
+    channel = async_to_sync(layer.new_channel)()
+    async_to_sync(services.register)(layer, label, channel)
+    return channel

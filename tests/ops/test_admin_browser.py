@@ -11,9 +11,9 @@ import os
 from contextlib import contextmanager
 
 import pytest
-from asgiref.sync import async_to_sync
 
 from tests.conftest import service_missing
+from tests.ops.helpers import connect, receive
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -63,9 +63,7 @@ def live_label(settings, var_dir):
     layer = get_channel_layer()
     registry = get_registry()
     registry.clear()
-    channels = [async_to_sync(layer.new_channel)() for _ in range(2)]
-    for channel in channels:
-        async_to_sync(registry.beat)("0ldbu1ld.production", channel)
+    channels = [connect(layer, "0ldbu1ld.production") for _ in range(2)]
     yield "0ldbu1ld.production", channels
     registry.clear()
 
@@ -82,7 +80,7 @@ def test_operator_logs_in_sees_the_page_and_force_reloads_a_label(
 
     layer = get_channel_layer()
     for channel in channels:
-        assert async_to_sync(layer.receive)(channel)["type"] == "connections.reload"
+        assert receive(layer, channel)["type"] == "connections.reload"
 
 
 def see_the_page_and_force_reload(page, url: str, label: str) -> None:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from asgiref.sync import async_to_sync
+
+from tests.ops.helpers import connect, receive
 
 
 @pytest.fixture
@@ -70,10 +71,8 @@ def test_force_reload_reaches_exactly_the_label_of_the_row(staff_client, var_dir
     registry = get_registry()
     registry.clear()
     try:
-        ours = async_to_sync(layer.new_channel)()
-        other = async_to_sync(layer.new_channel)()
-        async_to_sync(registry.beat)("abc*.test", ours)
-        async_to_sync(registry.beat)("abcdef.test", other)
+        ours = connect(layer, "abc*.test")
+        other = connect(layer, "abcdef.test")
         page = staff_client.get("/admin/operations/").content.decode()
         assert 'data-label="abc*.test"' in page and 'data-label="abcdef.test"' in page
 
@@ -85,8 +84,12 @@ def test_force_reload_reaches_exactly_the_label_of_the_row(staff_client, var_dir
         assert "Force reload sent to 1 connection(s) of abc*.test." in (
             response.content.decode()
         )
-        message = async_to_sync(layer.receive)(ours)
-        assert message["type"] == "connections.reload"
+        assert receive(layer, ours)["type"] == "connections.reload"
         assert registry.counts() == {"abcdef.test": 1}
+        # The other label's connection got nothing: a drop for it arrives first.
+        staff_client.post(
+            "/admin/operations/", {"action": "drop", "label": "abcdef.test"}
+        )
+        assert receive(layer, other)["type"] == "connections.drop"
     finally:
         registry.clear()

@@ -13,7 +13,7 @@ from django.conf import settings
 from django.core.management import CommandError, call_command
 
 from apps.ops import backend
-from tests.ops.helpers import SLEEPER, free_port, manage, wait_for
+from tests.ops.helpers import SLEEPER, connect, free_port, manage, wait_for
 
 
 def run_stats(*args: str) -> str:
@@ -150,16 +150,17 @@ def test_stats_reads_rabbitmq_queues_without_a_worker(child_env):
 @pytest.mark.redis
 @pytest.mark.django_db
 def test_stats_counts_live_connections_per_label(var_dir):
-    from asgiref.sync import async_to_sync
+    from channels.layers import get_channel_layer
 
     from apps.connections.registry import get_registry
 
+    layer = get_channel_layer()
     registry = get_registry()
     registry.clear()
     try:
-        async_to_sync(registry.beat)("abc123.production", "specific.one!a")
-        async_to_sync(registry.beat)("abc123.production", "specific.one!b")
-        async_to_sync(registry.beat)("def456.production", "specific.two!c")
+        connect(layer, "abc123.production")
+        connect(layer, "abc123.production")
+        connect(layer, "def456.production")
         data = {c["name"]: c for c in json.loads(run_stats("--json"))}
     finally:
         registry.clear()
