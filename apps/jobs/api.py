@@ -187,6 +187,9 @@ class HistoryView(APIView):
     )
     def get(self, request):
         name = request.query_params.get("job") or None
+        if name and "\x00" in name:
+            # PostgreSQL refuses NUL in text: a 500 otherwise (found by schemathesis).
+            raise ApiError("jobs.invalid_job", "job must not contain NUL characters.")
         try:
             limit = int(request.query_params.get("limit", 20))
         except ValueError:

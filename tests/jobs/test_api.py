@@ -121,3 +121,5 @@ def test_history(api):
     assert bad.status_code == 400 and bad.json()["error"] == "jobs.invalid_limit"
     unknown = api.get(URL + "history/", {"job": "nope"})
     assert unknown.status_code == 404
+    nul = api.get(URL + "history/", {"job": "log\x00test"})
+    assert nul.status_code == 400 and nul.json()["error"] == "jobs.invalid_job"
