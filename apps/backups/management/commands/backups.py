@@ -1,0 +1,40 @@
+import datetime as dt
+
+from django.core.management.base import BaseCommand, CommandError
+
+from apps.backups.services import BackupError, list_backups
+from apps.core.output import human_duration, human_size, write_json, write_table
+
+
+class Command(BaseCommand):
+    help = "List the backups in the backup storage, newest first."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument(
+            "--json", action="store_true", help="print JSON for scripts"
+        )
+
+    def handle(self, *, json: bool, **options) -> None:
+        try:
+            backups = list_backups()
+        except BackupError as exc:
+            raise CommandError(str(exc)) from exc
+        if json:
+            write_json(self.stdout, [b.as_dict() for b in backups])
+            return
+        now = dt.datetime.now(dt.UTC)
+        write_table(
+            self.stdout,
+            ["Name", "Engine", "Size", "Age", "Created"],
+            [
+                (
+                    b.name,
+                    b.engine,
+                    human_size(b.size),
+                    human_duration(max((now - b.created).total_seconds(), 0)),
+                    b.created.strftime("%Y-%m-%d %H:%M:%S UTC"),
+                )
+                for b in backups
+            ],
+        )
+        self.stdout.write(self.style.SUCCESS(f"{len(backups)} backup(s)."))

@@ -1,0 +1,78 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from apps.backups.services import BackupError, restore, verify
+from apps.core.output import Progress, confirm, human_size
+
+
+class Command(BaseCommand):
+    help = (
+        "Replace the database with a backup. The backup is verified first (exists, "
+        "checksum, engine); PostgreSQL is restored into a new database that is swapped "
+        "in only when complete, and the previous database is kept for a rollback."
+    )
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument(
+            "name",
+            nargs="?",
+            default="latest",
+            help="backup name as `backups` shows it, or latest (the default)",
+        )
+        parser.add_argument(
+            "--database", default="default", help="database alias (default: default)"
+        )
+        parser.add_argument(
+            "--noinput",
+            "--no-input",
+            action="store_false",
+            dest="interactive",
+            help="do not ask for confirmation",
+        )
+        parser.add_argument(
+            "--dry-run",
+            action="store_true",
+            help="verify the backup (checksum included) and say what would happen",
+        )
+
+    def handle(
+        self, *, name: str, database: str, interactive: bool, dry_run: bool, **options
+    ) -> None:
+        try:
+            if dry_run:
+                plan = restore(name, database, dry_run=True)
+                self._describe(plan)
+                self.stdout.write(
+                    self.style.SUCCESS(
+                        f"Dry run: {plan.backup.name} is intact; nothing was changed."
+                    )
+                )
+                return
+            item = verify(name, database)
+            if interactive and not confirm(
+                f"Replace database {database!r} with {item.name} "
+                f"({human_size(item.size)}, taken {item.created:%Y-%m-%d %H:%M} UTC)?",
+                stdout=self.stdout,
+            ):
+                raise CommandError("Restore cancelled; nothing was changed.")
+            bar = Progress(self.stdout, total=item.size, label="Bytes restored")
+            with bar:
+                result = restore(
+                    item.name,
+                    database,
+                    progress=lambda done: bar.advance(done - bar.done),
+                )
+        except BackupError as exc:
+            raise CommandError(f"Restore failed: {exc}") from exc
+        self._describe(result)
+        self.stdout.write(
+            self.style.SUCCESS(f"Restored {database} from {result.backup.name}.")
+        )
+
+    def _describe(self, result) -> None:
+        verb = "would be kept" if result.dry_run else "is kept"
+        self.stdout.write(
+            f"Backup: {result.backup.name} ({result.engine}, "
+            f"{human_size(result.backup.size)})\n"
+            f"The previous database {verb} as: {result.previous}\n"
+            f"Drop it once you are sure: {result.drop_hint}"
+        )

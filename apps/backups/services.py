@@ -1,0 +1,1014 @@
+"""Database backups: streamed dumps to storage, listing, verified restore, retention.
+
+A backup is two objects under ``backup/`` in ``storages["backups"]``:
+``<engine>-backup-YYYYmmddHHMMSS.<ext>`` and, beside it, ``<that name>.json`` with the
+engine, server version, size, SHA-256, creation time and Stagehand version.
+
+The dump is streamed: ``pg_dump`` writes into a pipe, and each chunk is hashed and
+handed to the storage as it arrives. On S3 the chunks become parts of a multipart
+upload (bounded in size and number in flight, so memory stays flat whatever the size
+of the database); on a local folder they go to a hidden temporary file renamed into
+place at the end. On any failure the upload is aborted or the temporary file removed,
+so nothing that looks like a backup is left behind.
+
+A restore never touches the live database before the new one is complete and its
+checksum verified. PostgreSQL: ``pg_restore`` into a new database, then other sessions
+are terminated and the two names swapped in one transaction, the previous database kept
+under a dated name. SQLite: the file is restored beside the live one, checked with
+``PRAGMA integrity_check`` and renamed over it atomically, the previous file kept under
+a dated name.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import posixpath
+import queue
+import re
+import sqlite3
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import connections
+
+PREFIX = "backup/"
+CHUNK = 1024 * 1024
+# S3 parts: at least 5 MiB (all but the last), at most 10,000 of them. Parts grow
+# with the upload so that memory stays bounded (two parts in flight at most) while a
+# dump can still reach about 370 GB.
+PART_SIZE = 8 * 1024 * 1024
+MAX_PART_SIZE = 64 * 1024 * 1024
+PARTS_PER_STEP = 2000
+
+NAME_RE = re.compile(
+    r"^(?P<engine>postgresql|sqlite)-backup-(?P<stamp>\d{14})"
+    r"\.(?P<ext>dump|sqlite3|sqlite3\.gz)$"
+)
+STAMP_FORMAT = "%Y%m%d%H%M%S"
+
+ProgressCallback = Callable[[int], None]
+
+
+class BackupError(Exception):
+    """A backup, restore or prune failed; the message says what to do next."""
+
+
+@dataclass
+class BackupInfo:
+    name: str
+    engine: str
+    size: int
+    created: dt.datetime
+    compressed: bool
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def path(self) -> str:
+        return PREFIX + self.name
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "engine": self.engine,
+            "size": self.size,
+            "created": self.created.isoformat(),
+            "compressed": self.compressed,
+        }
+
+
+@dataclass
+class RestoreResult:
+    backup: BackupInfo
+    database: str
+    engine: str
+    previous: str  # where the database that was live before is kept
+    drop_hint: str
+    dry_run: bool = False
+
+
+# Storage ----------------------------------------------------------------------
+
+
+def backup_storage():
+    from django.core.files.storage import storages
+
+    return storages["backups"]
+
+
+def _is_s3(storage) -> bool:
+    return hasattr(storage, "bucket_name") and hasattr(storage, "connection")
+
+
+def _s3_key(storage, name: str) -> str:
+    location = (storage.location or "").strip("/")
+    return posixpath.join(location, name) if location else name
+
+
+def _s3_client(storage):
+    return storage.connection.meta.client
+
+
+def _s3_error_code(exc: Exception) -> str:
+    return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
+
+
+def ensure_bucket(storage) -> None:
+    """Create the S3 bucket of ``storage`` when it does not exist yet."""
+    from botocore.exceptions import ClientError
+
+    client = _s3_client(storage)
+    try:
+        client.head_bucket(Bucket=storage.bucket_name)
+    except ClientError as exc:
+        if _s3_error_code(exc) not in {"404", "NoSuchBucket", "NotFound"}:
+            raise
+        kwargs: dict[str, Any] = {}
+        region = client.meta.region_name
+        if region and region != "us-east-1":
+            kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
+        client.create_bucket(Bucket=storage.bucket_name, **kwargs)
+
+
+def _exists(storage, name: str) -> bool:
+    if _is_s3(storage):
+        from botocore.exceptions import ClientError
+
+        try:
+            _s3_client(storage).head_object(
+                Bucket=storage.bucket_name, Key=_s3_key(storage, name)
+            )
+        except ClientError as exc:
+            if _s3_error_code(exc) in {"404", "NoSuchKey", "NotFound", "NoSuchBucket"}:
+                return False
+            raise
+        return True
+    return storage.exists(name)
+
+
+def _size(storage, name: str) -> int:
+    return storage.size(name)
+
+
+def _delete(storage, name: str) -> None:
+    if _is_s3(storage):
+        _s3_client(storage).delete_object(
+            Bucket=storage.bucket_name, Key=_s3_key(storage, name)
+        )
+    else:
+        storage.delete(name)
+
+
+def _list_files(storage) -> list[tuple[str, int]]:
+    """Return (file name, size) of every object directly under ``backup/``."""
+    if _is_s3(storage):
+        from botocore.exceptions import ClientError
+
+        prefix = _s3_key(storage, PREFIX)
+        paginator = _s3_client(storage).get_paginator("list_objects_v2")
+        found = []
+        try:
+            for page in paginator.paginate(
+                Bucket=storage.bucket_name, Prefix=prefix, Delimiter="/"
+            ):
+                for entry in page.get("Contents", ()):
+                    found.append((entry["Key"][len(prefix) :], entry["Size"]))
+        except ClientError as exc:
+            if _s3_error_code(exc) == "NoSuchBucket":
+                return []
+            raise
+        return found
+    try:
+        _dirs, files = storage.listdir(PREFIX.rstrip("/"))
+    except FileNotFoundError:
+        return []
+    return [(name, storage.size(PREFIX + name)) for name in files]
+
+
+def _read_chunks(storage, name: str) -> Iterator[bytes]:
+    """Yield the bytes of ``name`` in chunks, never the whole object at once."""
+    if _is_s3(storage):
+        body = _s3_client(storage).get_object(
+            Bucket=storage.bucket_name, Key=_s3_key(storage, name)
+        )["Body"]
+        try:
+            yield from body.iter_chunks(CHUNK)
+        finally:
+            body.close()
+        return
+    with storage.open(name, "rb") as fh:
+        while chunk := fh.read(CHUNK):
+            yield chunk
+
+
+class _LocalSink:
+    """Write to a hidden temporary file beside the target, renamed into place."""
+
+    def __init__(self, storage, name: str):
+        self.final = Path(storage.path(name))
+        self.final.parent.mkdir(parents=True, exist_ok=True)
+        self.temp = self.final.with_name(f".{self.final.name}.{uuid.uuid4().hex}.part")
+        self.file = open(self.temp, "xb")  # noqa: SIM115 - closed in commit/abort
+
+    def write(self, data: bytes) -> None:
+        self.file.write(data)
+
+    def commit(self) -> None:
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        self.file.close()
+        os.replace(self.temp, self.final)
+
+    def abort(self) -> None:
+        self.file.close()
+        self.temp.unlink(missing_ok=True)
+
+
+class _S3Sink:
+    """A multipart upload fed part by part; one part uploads while the next fills."""
+
+    def __init__(self, storage, name: str):
+        self.client = _s3_client(storage)
+        self.bucket = storage.bucket_name
+        self.key = _s3_key(storage, name)
+        self.upload_id = self.client.create_multipart_upload(
+            Bucket=self.bucket, Key=self.key, ContentType="application/octet-stream"
+        )["UploadId"]
+        self.buffer = bytearray()
+        self.number = 0
+        self.parts: list[dict[str, Any]] = []
+        self.error: BaseException | None = None
+        self.queue: queue.Queue = queue.Queue(maxsize=1)
+        self.thread = threading.Thread(target=self._upload_parts, daemon=True)
+        self.thread.start()
+
+    def _part_size(self) -> int:
+        return min(PART_SIZE * 2 ** (self.number // PARTS_PER_STEP), MAX_PART_SIZE)
+
+    def _upload_parts(self) -> None:
+        while True:
+            item = self.queue.get()
+            if item is None:
+                return
+            if self.error is not None:
+                continue  # keep draining so the producer never blocks
+            number, body = item
+            try:
+                etag = self.client.upload_part(
+                    Bucket=self.bucket,
+                    Key=self.key,
+                    UploadId=self.upload_id,
+                    PartNumber=number,
+                    Body=bytes(body),
+                )["ETag"]
+                self.parts.append({"PartNumber": number, "ETag": etag})
+            except BaseException as exc:  # noqa: BLE001 - re-raised by the producer
+                self.error = exc
+
+    def _check(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    def _send(self) -> None:
+        self.number += 1
+        body, self.buffer = self.buffer, bytearray()
+        self.queue.put((self.number, body))
+
+    def write(self, data: bytes) -> None:
+        self._check()
+        self.buffer += data
+        if len(self.buffer) >= self._part_size():
+            self._send()
+
+    def commit(self) -> None:
+        if self.buffer or not self.number:
+            self._send()
+        self.queue.put(None)
+        self.thread.join()
+        self._check()
+        self.client.complete_multipart_upload(
+            Bucket=self.bucket,
+            Key=self.key,
+            UploadId=self.upload_id,
+            MultipartUpload={
+                "Parts": sorted(self.parts, key=lambda p: p["PartNumber"])
+            },
+        )
+
+    def abort(self) -> None:
+        if self.error is None:
+            self.error = BackupError("aborted")
+        self.queue.put(None)
+        self.thread.join()
+        self.client.abort_multipart_upload(
+            Bucket=self.bucket, Key=self.key, UploadId=self.upload_id
+        )
+
+
+def _open_sink(storage, name: str):
+    if _is_s3(storage):
+        ensure_bucket(storage)
+        return _S3Sink(storage, name)
+    if hasattr(storage, "path"):
+        return _LocalSink(storage, name)
+    raise BackupError(
+        f"backups need a local folder or S3 storage, not {type(storage).__name__}; "
+        "check STORAGES['backups']."
+    )
+
+
+def _write_object(storage, name: str, data: bytes) -> None:
+    sink = _open_sink(storage, name)
+    try:
+        sink.write(data)
+        sink.commit()
+    except BaseException:
+        _abort_quietly(sink)
+        raise
+
+
+def _abort_quietly(sink) -> str:
+    """Abort ``sink``; return why that failed, or an empty string."""
+    try:
+        sink.abort()
+    except Exception as exc:  # noqa: BLE001 - the original error matters more
+        return describe(exc)
+    return ""
+
+
+class _Digest:
+    """Pass bytes on to a sink, counting and hashing them."""
+
+    def __init__(self, sink, progress: ProgressCallback | None = None):
+        self.sink = sink
+        self.sha256 = hashlib.sha256()
+        self.size = 0
+        self.progress = progress
+
+    def write(self, data: bytes) -> None:
+        if not data:
+            return
+        self.sha256.update(data)
+        self.size += len(data)
+        self.sink.write(data)
+        if self.progress is not None:
+            self.progress(self.size)
+
+
+class _Null:
+    def write(self, data: bytes) -> None:
+        pass
+
+
+def describe(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+# Engines ----------------------------------------------------------------------
+
+
+def engine_of(database: str) -> str:
+    """Return ``postgresql`` or ``sqlite`` for a database alias."""
+    from django.db.utils import ConnectionDoesNotExist
+
+    try:
+        vendor = connections[database].vendor
+    except ConnectionDoesNotExist:
+        raise BackupError(
+            f"there is no database {database!r}; use one of: "
+            f"{', '.join(connections.settings)}."
+        ) from None
+    if vendor not in {"postgresql", "sqlite"}:
+        raise BackupError(
+            f"database {database!r} is {vendor}; backups support PostgreSQL and SQLite."
+        )
+    return vendor
+
+
+def _pg_env(settings_dict: dict) -> dict[str, str]:
+    env = dict(os.environ)
+    for key, var in (
+        ("HOST", "PGHOST"),
+        ("PORT", "PGPORT"),
+        ("USER", "PGUSER"),
+        ("PASSWORD", "PGPASSWORD"),
+    ):
+        if settings_dict.get(key):
+            env[var] = str(settings_dict[key])
+    options = settings_dict.get("OPTIONS") or {}
+    for key in ("sslmode", "sslrootcert", "sslcert", "sslkey"):
+        if options.get(key):
+            env["PG" + key.upper()] = str(options[key])
+    return env
+
+
+def _sqlite_path(settings_dict: dict) -> Path:
+    name = str(settings_dict.get("NAME") or "")
+    if not name or name == ":memory:" or "mode=memory" in name:
+        raise BackupError(
+            "this SQLite database lives in memory; only a database file can be "
+            "backed up or restored."
+        )
+    return Path(name)
+
+
+# Backup -----------------------------------------------------------------------
+
+
+def backup(
+    database: str = "default",
+    *,
+    compress: bool = True,
+    progress: ProgressCallback | None = None,
+) -> BackupInfo:
+    """Dump ``database`` into the backup storage and return the new backup.
+
+    Raise BackupError when anything fails; nothing is then left in storage.
+    """
+    engine = engine_of(database)
+    storage = backup_storage()
+    created = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    if engine == "postgresql":
+        ext = "dump"
+    else:
+        ext = "sqlite3.gz" if compress else "sqlite3"
+    name = f"{engine}-backup-{created.strftime(STAMP_FORMAT)}.{ext}"
+    path = PREFIX + name
+    try:
+        if _exists(storage, path):
+            raise BackupError(
+                f"a backup named {name} already exists; try again in a second."
+            )
+        sink = _open_sink(storage, path)
+    except BackupError:
+        raise
+    except Exception as exc:
+        raise BackupError(
+            f"the backup storage is not reachable ({describe(exc)}); check "
+            "AWS_S3_ENDPOINT_URL, the credentials and the bucket, or the backups folder."
+        ) from exc
+    digest = _Digest(sink, progress)
+    try:
+        if engine == "postgresql":
+            server_version = _dump_postgresql(database, digest, compress)
+        else:
+            server_version = _dump_sqlite(database, digest, compress)
+        sink.commit()
+    except BaseException as exc:
+        leftover = _abort_quietly(sink)
+        if isinstance(exc, BackupError) or not isinstance(exc, Exception):
+            raise
+        note = f" (cleaning up failed too: {leftover})" if leftover else ""
+        raise BackupError(
+            f"writing the backup to storage failed: {describe(exc)}{note}; check that "
+            "the backup storage is reachable and has room, then run backup again."
+        ) from exc
+
+    from apps.core import __version__
+
+    metadata = {
+        "name": name,
+        "engine": engine,
+        "server_version": server_version,
+        "size": digest.size,
+        "sha256": digest.sha256.hexdigest(),
+        "created": created.isoformat(),
+        "compressed": compress,
+        "stagehand_version": __version__,
+        "database": database,
+    }
+    try:
+        _write_object(
+            storage, path + ".json", json.dumps(metadata, indent=2).encode() + b"\n"
+        )
+    except Exception as exc:
+        try:
+            _delete(storage, path)
+        except Exception:  # noqa: BLE001, S110 - report the first error
+            pass
+        raise BackupError(
+            f"writing the backup's metadata failed ({describe(exc)}); the dump was "
+            "removed. Check the backup storage and run backup again."
+        ) from exc
+    return BackupInfo(name, engine, digest.size, created, compress, metadata)
+
+
+def _dump_postgresql(database: str, out: _Digest, compress: bool) -> str:
+    connection = connections[database]
+    settings_dict = connection.settings_dict
+    args = [
+        "pg_dump",
+        "--format=custom",
+        "--no-password",
+        f"--dbname={settings_dict['NAME']}",
+    ]
+    if not compress:
+        args.append("--compress=0")
+    with tempfile.TemporaryFile() as errors:
+        try:
+            process = subprocess.Popen(
+                args,
+                stdout=subprocess.PIPE,
+                stderr=errors,
+                env=_pg_env(settings_dict),
+            )
+        except FileNotFoundError as exc:
+            raise BackupError(
+                "pg_dump is not installed; install the PostgreSQL client tools "
+                "matching the server's major version."
+            ) from exc
+        try:
+            while chunk := process.stdout.read(CHUNK):
+                out.write(chunk)
+            returncode = process.wait()
+        except BaseException:
+            process.kill()
+            process.wait()
+            raise
+        finally:
+            process.stdout.close()
+        if returncode != 0:
+            errors.seek(0)
+            message = errors.read().decode(errors="replace").strip()
+            raise BackupError(
+                f"pg_dump failed (exit {returncode}): {message or 'no message'}; "
+                "check the database settings (DATABASE_URL) and that the server "
+                "answers."
+            )
+    return _pg_server_version(settings_dict)
+
+
+def _pg_connect(settings_dict: dict, dbname: str):
+    import psycopg
+
+    kwargs = {
+        k: v
+        for k, v in {
+            "host": settings_dict.get("HOST") or None,
+            "port": settings_dict.get("PORT") or None,
+            "user": settings_dict.get("USER") or None,
+            "password": settings_dict.get("PASSWORD") or None,
+        }.items()
+        if v
+    }
+    options = settings_dict.get("OPTIONS") or {}
+    for key in ("sslmode", "sslrootcert", "sslcert", "sslkey"):
+        if options.get(key):
+            kwargs[key] = options[key]
+    return psycopg.connect(dbname=dbname, autocommit=True, connect_timeout=10, **kwargs)
+
+
+def _pg_server_version(settings_dict: dict) -> str:
+    with _pg_connect(settings_dict, settings_dict["NAME"]) as conn:
+        return str(conn.execute("SHOW server_version").fetchone()[0])
+
+
+def _dump_sqlite(database: str, out: _Digest, compress: bool) -> str:
+    source_path = _sqlite_path(connections[database].settings_dict)
+    if not source_path.exists():
+        raise BackupError(f"the SQLite database {source_path} does not exist.")
+    # The online backup API copies a consistent snapshot while other connections
+    # keep writing; the copy is the only moment the data touches local disk twice,
+    # and it is removed as soon as it has been streamed.
+    with tempfile.TemporaryDirectory(prefix="stagehand-backup-") as tmp:
+        snapshot = Path(tmp) / "snapshot.sqlite3"
+        source = sqlite3.connect(source_path, timeout=20)
+        target = sqlite3.connect(snapshot)
+        try:
+            source.backup(target)
+        finally:
+            target.close()
+            source.close()
+        compressor = zlib.compressobj(6, zlib.DEFLATED, 31) if compress else None
+        with open(snapshot, "rb") as fh:
+            while chunk := fh.read(CHUNK):
+                out.write(compressor.compress(chunk) if compressor else chunk)
+        if compressor:
+            out.write(compressor.flush())
+    return sqlite3.sqlite_version
+
+
+# Listing and retention --------------------------------------------------------
+
+
+def list_backups() -> list[BackupInfo]:
+    """Return the backups in storage, newest first."""
+    storage = backup_storage()
+    found = []
+    for name, size in _list_files(storage):
+        match = NAME_RE.match(name)
+        if not match:
+            continue
+        created = dt.datetime.strptime(match["stamp"], STAMP_FORMAT).replace(
+            tzinfo=dt.UTC
+        )
+        found.append(
+            BackupInfo(
+                name=name,
+                engine=match["engine"],
+                size=size,
+                created=created,
+                compressed=match["ext"] != "sqlite3",
+            )
+        )
+    found.sort(key=lambda b: (b.created, b.name), reverse=True)
+    return found
+
+
+def prune(keep: int, *, dry_run: bool = False) -> list[BackupInfo]:
+    """Delete all but the newest ``keep`` backups; return the ones (to be) deleted."""
+    if keep < 1:
+        raise BackupError(
+            "--keep must be at least 1; prune never deletes every backup."
+        )
+    storage = backup_storage()
+    doomed = list_backups()[keep:]
+    if not dry_run:
+        for item in doomed:
+            _delete(storage, item.path)
+            _delete(storage, item.path + ".json")
+    return doomed
+
+
+def apply_retention() -> list[BackupInfo]:
+    """Apply ``BACKUP_KEEP`` (0 keeps everything); return the deleted backups."""
+    keep = settings.BACKUP_KEEP
+    return prune(keep) if keep > 0 else []
+
+
+# Restore ----------------------------------------------------------------------
+
+
+def resolve(name: str) -> BackupInfo:
+    """Return the backup called ``name`` (or the newest one for ``latest``)."""
+    if name == "latest":
+        backups = list_backups()
+        if not backups:
+            raise BackupError("there are no backups yet; take one with `backup`.")
+        return backups[0]
+    name = name.removeprefix(PREFIX)
+    match = NAME_RE.match(name)
+    if not match:
+        raise BackupError(
+            f"{name!r} is not a backup name; `backups` lists them "
+            "(such as postgresql-backup-20250101020000.dump)."
+        )
+    storage = backup_storage()
+    if not _exists(storage, PREFIX + name):
+        raise BackupError(
+            f"there is no backup {name}; `backups` lists the ones there are."
+        )
+    created = dt.datetime.strptime(match["stamp"], STAMP_FORMAT).replace(tzinfo=dt.UTC)
+    return BackupInfo(
+        name=name,
+        engine=match["engine"],
+        size=_size(storage, PREFIX + name),
+        created=created,
+        compressed=match["ext"] != "sqlite3",
+    )
+
+
+def verify(
+    name: str, database: str = "default", *, checksum: bool = False
+) -> BackupInfo:
+    """Check that a backup exists, is complete and fits ``database``; return it.
+
+    With ``checksum``, also read it whole and compare its SHA-256 (restore does that
+    while it streams, before anything live changes).
+    """
+    target_engine = engine_of(database)
+    item = resolve(name)
+    storage = backup_storage()
+    try:
+        raw = b"".join(_read_chunks(storage, item.path + ".json"))
+        metadata = json.loads(raw)
+    except Exception as exc:
+        raise BackupError(
+            f"{item.name} has no readable metadata ({describe(exc)}), so it cannot be "
+            "verified; restore another backup."
+        ) from exc
+    item.metadata = metadata
+    if metadata.get("engine") != item.engine:
+        raise BackupError(
+            f"{item.name}: its metadata says {metadata.get('engine')!r}; the files do "
+            "not belong together. Restore another backup."
+        )
+    if item.engine != target_engine:
+        raise BackupError(
+            f"{item.name} is a {item.engine} backup and database {database!r} is "
+            f"{target_engine}; a backup restores only into the engine it came from."
+        )
+    if item.size != metadata.get("size"):
+        raise BackupError(
+            f"{item.name} is {item.size} bytes but was written as "
+            f"{metadata.get('size')} bytes: it is truncated or damaged. Restore "
+            "another backup."
+        )
+    if checksum:
+        digest = _Digest(_Null())
+        for chunk in _read_chunks(storage, item.path):
+            digest.write(chunk)
+        _check_checksum(item, digest)
+    return item
+
+
+def _check_checksum(item: BackupInfo, digest: _Digest) -> None:
+    expected = item.metadata.get("sha256")
+    if digest.sha256.hexdigest() != expected or digest.size != item.metadata["size"]:
+        raise BackupError(
+            f"{item.name} does not match its checksum (SHA-256 "
+            f"{digest.sha256.hexdigest()[:12]}…, expected {str(expected)[:12]}…): it "
+            "is damaged. The live database was not changed; restore another backup."
+        )
+
+
+def restore(
+    name: str = "latest",
+    database: str = "default",
+    *,
+    dry_run: bool = False,
+    progress: ProgressCallback | None = None,
+) -> RestoreResult:
+    """Replace ``database`` with the backup ``name``; nothing changes on failure."""
+    item = verify(name, database, checksum=dry_run)
+    engine = item.engine
+    connection = connections[database]
+    if connection.in_atomic_block:
+        raise BackupError(
+            "restore cannot run inside a database transaction; run it on its own."
+        )
+    stamp = dt.datetime.now(dt.UTC).strftime(STAMP_FORMAT)
+    if engine == "postgresql":
+        live = connection.settings_dict["NAME"]
+        previous = f"{live[: 63 - len('_before_') - 14]}_before_{stamp}"
+        drop_hint = f"psql -d postgres -c 'DROP DATABASE \"{previous}\"'"
+    else:
+        live_path = _sqlite_path(connection.settings_dict)
+        previous = str(
+            live_path.with_name(f"{live_path.stem}-before-{stamp}{live_path.suffix}")
+        )
+        drop_hint = f"rm {previous}"
+    result = RestoreResult(item, database, engine, previous, drop_hint, dry_run)
+    if dry_run:
+        return result
+    if engine == "postgresql":
+        _restore_postgresql(item, database, previous, stamp, progress)
+    else:
+        _restore_sqlite(item, database, Path(previous), progress)
+    return result
+
+
+def _quote(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def _restore_postgresql(
+    item: BackupInfo,
+    database: str,
+    previous: str,
+    stamp: str,
+    progress: ProgressCallback | None,
+) -> None:
+    import psycopg
+
+    settings_dict = connections[database].settings_dict
+    live = settings_dict["NAME"]
+    fresh = f"{live[: 63 - len('_restore_') - 14]}_restore_{stamp}"
+    try:
+        maintenance = _pg_connect(settings_dict, "postgres")
+    except psycopg.Error as exc:
+        raise BackupError(
+            f"cannot reach the PostgreSQL maintenance database 'postgres' "
+            f"({describe(exc)}); restore needs it to create and rename databases."
+        ) from exc
+    with maintenance:
+        row = maintenance.execute(
+            "SELECT pg_encoding_to_char(encoding), datcollate, datctype "
+            "FROM pg_database WHERE datname = %s",
+            [live],
+        ).fetchone()
+        if row is None:
+            raise BackupError(f"the live database {live!r} does not exist.")
+        encoding, collate, ctype = row
+        maintenance.execute(
+            f"CREATE DATABASE {_quote(fresh)} TEMPLATE template0 "
+            f"ENCODING {_literal(encoding)} LC_COLLATE {_literal(collate)} "
+            f"LC_CTYPE {_literal(ctype)}"
+        )
+        try:
+            _pg_restore(item, settings_dict, fresh, progress)
+            _swap(maintenance, database, live, fresh, previous)
+        except BaseException:
+            maintenance.execute(f"DROP DATABASE IF EXISTS {_quote(fresh)} WITH (FORCE)")
+            raise
+
+
+def _literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _pg_restore(
+    item: BackupInfo,
+    settings_dict: dict,
+    target: str,
+    progress: ProgressCallback | None,
+) -> None:
+    args = [
+        "pg_restore",
+        "--no-password",
+        "--no-owner",
+        "--no-acl",
+        "--exit-on-error",
+        f"--dbname={target}",
+    ]
+    storage = backup_storage()
+    digest = _Digest(_Null(), progress)
+    with tempfile.TemporaryFile() as errors:
+        try:
+            process = subprocess.Popen(
+                args,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=errors,
+                env=_pg_env(settings_dict),
+            )
+        except FileNotFoundError as exc:
+            raise BackupError(
+                "pg_restore is not installed; install the PostgreSQL client tools."
+            ) from exc
+        broken = False
+        try:
+            for chunk in _read_chunks(storage, item.path):
+                digest.write(chunk)
+                if not broken:
+                    try:
+                        process.stdin.write(chunk)
+                    except BrokenPipeError:
+                        broken = True  # pg_restore stopped; its exit code says why
+            try:
+                process.stdin.close()
+            except BrokenPipeError:
+                pass
+            returncode = process.wait()
+        except BaseException as exc:
+            process.kill()
+            process.wait()
+            if isinstance(exc, Exception) and not isinstance(exc, BackupError):
+                raise BackupError(
+                    f"reading {item.name} from storage failed ({describe(exc)}); the "
+                    "live database was not changed."
+                ) from exc
+            raise
+        _check_checksum(item, digest)
+        if returncode != 0:
+            errors.seek(0)
+            message = errors.read().decode(errors="replace").strip()
+            raise BackupError(
+                f"pg_restore failed (exit {returncode}): {message[-2000:]}; the live "
+                "database was not changed."
+            )
+
+
+def _swap(maintenance, database: str, live: str, fresh: str, previous: str) -> None:
+    """Rename ``live`` to ``previous`` and ``fresh`` to ``live`` in one transaction."""
+    import psycopg
+
+    # This process's own connections would block the rename: close them first.
+    for alias in connections:
+        conn = connections[alias]
+        if conn.vendor == "postgresql" and conn.settings_dict.get("NAME") == live:
+            conn.close()
+    # Keep new sessions out while the old ones are terminated; an owner may do this,
+    # and when the role may not, terminating and retrying below still works.
+    try:
+        maintenance.execute(
+            f"ALTER DATABASE {_quote(live)} WITH ALLOW_CONNECTIONS false"
+        )
+        blocked = True
+    except psycopg.Error:
+        blocked = False
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            maintenance.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = %s AND pid <> pg_backend_pid()",
+                [live],
+            )
+            try:
+                with maintenance.transaction():
+                    maintenance.execute(
+                        f"ALTER DATABASE {_quote(live)} RENAME TO {_quote(previous)}"
+                    )
+                    maintenance.execute(
+                        f"ALTER DATABASE {_quote(fresh)} RENAME TO {_quote(live)}"
+                    )
+                break
+            except psycopg.errors.ObjectInUse:
+                if time.monotonic() > deadline:
+                    raise BackupError(
+                        f"sessions kept reconnecting to {live!r} for 30 s, so it could "
+                        "not be swapped; stop the web and worker processes and run "
+                        "restore again. The live database was not changed."
+                    ) from None
+                time.sleep(0.2)
+    except BaseException:
+        if blocked:
+            maintenance.execute(
+                f"ALTER DATABASE {_quote(live)} WITH ALLOW_CONNECTIONS true"
+            )
+        raise
+    if blocked:
+        maintenance.execute(
+            f"ALTER DATABASE {_quote(previous)} WITH ALLOW_CONNECTIONS true"
+        )
+
+
+def _restore_sqlite(
+    item: BackupInfo,
+    database: str,
+    previous: Path,
+    progress: ProgressCallback | None,
+) -> None:
+    live = _sqlite_path(connections[database].settings_dict)
+    temp = live.with_name(f".{live.name}.restore-{uuid.uuid4().hex}")
+    digest = _Digest(_Null(), progress)
+    try:
+        decompressor = zlib.decompressobj(31) if item.compressed else None
+        try:
+            with open(temp, "xb") as fh:
+                for chunk in _read_chunks(backup_storage(), item.path):
+                    digest.write(chunk)
+                    fh.write(decompressor.decompress(chunk) if decompressor else chunk)
+                if decompressor:
+                    fh.write(decompressor.flush())
+                fh.flush()
+                os.fsync(fh.fileno())
+        except zlib.error as exc:
+            _check_checksum(item, digest)
+            raise BackupError(
+                f"{item.name} could not be decompressed ({exc}); the live database "
+                "was not changed. Restore another backup."
+            ) from exc
+        _check_checksum(item, digest)
+        _check_sqlite_integrity(item, temp)
+        for alias in connections:
+            conn = connections[alias]
+            if conn.vendor == "sqlite" and conn.settings_dict.get("NAME") == str(live):
+                conn.close()
+        _checkpoint(live)
+        if live.exists():
+            # A second name for the current file: it stays as the rollback copy
+            # when the restored file takes the live name.
+            os.link(live, previous)
+        os.replace(temp, live)
+    finally:
+        temp.unlink(missing_ok=True)
+
+
+def _check_sqlite_integrity(item: BackupInfo, path: Path) -> None:
+    try:
+        check = sqlite3.connect(path)
+        try:
+            rows = check.execute("PRAGMA integrity_check").fetchall()
+            # Rollback-journal mode, so no stale -wal file can ever apply to it.
+            check.execute("PRAGMA journal_mode=DELETE")
+        finally:
+            check.close()
+    except sqlite3.DatabaseError as exc:
+        rows = [(str(exc),)]
+    if rows != [("ok",)]:
+        raise BackupError(
+            f"{item.name} fails SQLite's integrity check "
+            f"({'; '.join(str(r[0]) for r in rows[:3])}); the live database was "
+            "not changed. Restore another backup."
+        )
+
+
+def _checkpoint(live: Path) -> None:
+    """Fold a write-ahead log into the live file so none is left to misapply."""
+    wal = live.with_name(live.name + "-wal")
+    if not wal.exists():
+        return
+    conn = sqlite3.connect(live, timeout=20)
+    try:
+        busy, _log, _done = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    finally:
+        conn.close()
+    if busy:
+        raise BackupError(
+            f"{live} is busy in write-ahead-log mode; stop the web and worker "
+            "processes and run restore again. The live database was not changed."
+        )
