@@ -1,0 +1,246 @@
+"""backup / restore against the real PostgreSQL with real pg_dump and pg_restore.
+
+The live database here is the test database itself: restore swaps its name, so the
+test database still exists (with the restored data) when pytest-django tears it down.
+"""
+
+from __future__ import annotations
+
+import threading
+from io import StringIO
+
+import psycopg
+import pytest
+from django.core.management import CommandError, call_command
+from django.db import connections
+
+from apps.accounts.models import User
+from apps.backups import services
+
+from .conftest import SQLITE_ALIAS, add_database, files_under, remove_database
+
+pytestmark = pytest.mark.postgres
+
+
+def run(*args: str) -> str:
+    out = StringIO()
+    call_command(*args, stdout=out)
+    return out.getvalue()
+
+
+def take_backup(*extra: str) -> str:
+    output = run("backup", *extra)
+    return output.split(" to ", 1)[1].split(" ", 1)[0]
+
+
+def maintenance():
+    return services._pg_connect(connections["default"].settings_dict, "postgres")
+
+
+def other_databases(live: str) -> list[str]:
+    """Databases a restore made beside the live one (new or kept)."""
+    with maintenance() as conn:
+        rows = conn.execute(
+            "SELECT datname FROM pg_database WHERE datname LIKE %s ORDER BY 1",
+            [live.replace("_", r"\_") + r"\_%"],
+        ).fetchall()
+    return [r[0] for r in rows]
+
+
+@pytest.fixture
+def live(transactional_db):
+    """The live database's name; afterwards, drop what the tests made beside it."""
+    name = connections["default"].settings_dict["NAME"]
+    yield name
+    connections["default"].close()
+    with maintenance() as conn:
+        for other in other_databases(name):
+            conn.execute(f'DROP DATABASE "{other}" WITH (FORCE)')
+    with connections["default"].cursor() as cursor:
+        cursor.execute(
+            "DROP TABLE IF EXISTS backup_pair, backup_probe, backup_probe_limits;"
+            "DROP FUNCTION IF EXISTS backup_probe_ok(int);"
+        )
+
+
+def snapshot() -> list[tuple]:
+    return list(
+        User.objects.order_by("pk").values_list("pk", "username", "email", "is_staff")
+    )
+
+
+def make_users() -> None:
+    for name in ("alice", "bob", "carol"):
+        User.objects.create_user(
+            name, f"{name}@example.org", "pw", is_staff=name == "alice"
+        )
+
+
+def test_round_trip_restores_the_snapshot_row_for_row(live, backup_root):
+    make_users()
+    before = snapshot()
+    name = take_backup()
+    assert name.startswith("postgresql-backup-") and name.endswith(".dump")
+    assert files_under(backup_root) == [f"backup/{name}", f"backup/{name}.json"]
+    metadata = services.verify(name, checksum=True).metadata
+    assert metadata["engine"] == "postgresql"
+    assert metadata["server_version"].split(".")[0].isdigit()
+
+    User.objects.filter(username="bob").delete()
+    User.objects.filter(username="carol").update(email="changed@example.org")
+    User.objects.create_user("dave", "dave@example.org", "pw")
+    assert snapshot() != before
+
+    # Another session on the live database: restore ends it to swap the names.
+    bystander = services._pg_connect(connections["default"].settings_dict, live)
+    output = run("restore", "latest", "--noinput")
+    assert snapshot() == before
+    assert f"Restored default from {name}." in output
+
+    kept = other_databases(live)
+    assert len(kept) == 1 and kept[0].startswith(f"{live}_before_")
+    assert f'DROP DATABASE "{kept[0]}"' in output
+    settings_dict = connections["default"].settings_dict
+    with services._pg_connect(settings_dict, kept[0]) as conn:
+        usernames = [r[0] for r in conn.execute("SELECT username FROM accounts_user")]
+    assert "dave" in usernames and "bob" not in usernames
+    with pytest.raises(psycopg.OperationalError):
+        bystander.execute("SELECT 1")
+    bystander.close()
+
+
+def test_dry_run_changes_nothing(live):
+    make_users()
+    name = take_backup("--no-compress")
+    User.objects.all().delete()
+    output = run("restore", name, "--dry-run")
+    assert "Dry run" in output and "would be kept" in output
+    assert snapshot() == []
+    assert other_databases(live) == []
+
+
+def test_backup_taken_while_writes_continue_restores_consistently(live):
+    with connections["default"].cursor() as cursor:
+        cursor.execute("CREATE TABLE backup_pair (id serial PRIMARY KEY, grp int)")
+    settings_dict = connections["default"].settings_dict
+    stop = threading.Event()
+    written: list[int] = []
+
+    def writer() -> None:
+        with services._pg_connect(settings_dict, live) as conn:
+            group = 0
+            while not stop.is_set() and group < 1_000_000:
+                group += 1
+                with conn.transaction():  # both rows of a group, or neither
+                    conn.execute("INSERT INTO backup_pair (grp) VALUES (%s)", [group])
+                    conn.execute("INSERT INTO backup_pair (grp) VALUES (%s)", [group])
+                written.append(group)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        while len(written) < 50 and thread.is_alive():
+            stop.wait(0.01)
+        name = take_backup()
+        during = len(written)
+        while len(written) < during + 50 and thread.is_alive():
+            stop.wait(0.01)
+    finally:
+        stop.set()
+        thread.join()
+
+    run("restore", name, "--noinput")
+    with connections["default"].cursor() as cursor:
+        cursor.execute("SELECT grp, count(*) FROM backup_pair GROUP BY grp")
+        counts = dict(cursor.fetchall())
+    assert counts, "the backup caught none of the writes"
+    assert set(counts.values()) == {2}
+    assert sorted(counts) == list(range(1, len(counts) + 1))
+    assert len(counts) < len(written)
+
+
+# Faults: each leaves the live database exactly as it was and storage clean ----------
+
+
+def test_pg_dump_failing_leaves_nothing_in_storage(live, backup_root):
+    broken = dict(connections["default"].settings_dict, USER="no_such_role_for_backup")
+    add_database("backup_broken", broken)
+    try:
+        with pytest.raises(
+            CommandError, match="pg_dump failed.*no_such_role_for_backup"
+        ):
+            run("backup", "--database", "backup_broken")
+    finally:
+        remove_database("backup_broken")
+    assert files_under(backup_root) == []
+
+
+def test_truncated_backup_is_refused(live, backup_root):
+    make_users()
+    before = snapshot()
+    name = take_backup()
+    dump = backup_root / "backup" / name
+    dump.write_bytes(dump.read_bytes()[:-100])
+    with pytest.raises(CommandError, match="truncated"):
+        run("restore", name, "--noinput")
+    assert snapshot() == before
+    assert other_databases(live) == []
+
+
+def test_wrong_checksum_is_refused_before_the_swap(live, backup_root):
+    make_users()
+    name = take_backup("--no-compress")
+    User.objects.filter(username="bob").delete()
+    before = snapshot()
+    dump = backup_root / "backup" / name
+    data = bytearray(dump.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    dump.write_bytes(bytes(data))
+    with pytest.raises(CommandError, match="checksum"):
+        run("restore", name, "--noinput")
+    assert snapshot() == before
+    assert other_databases(live) == []
+
+
+def test_wrong_engine_is_refused(live, sqlite_db):
+    make_users()
+    before = snapshot()
+    output = run("backup", "--database", SQLITE_ALIAS)
+    name = output.split(" to ", 1)[1].split(" ", 1)[0]
+    with pytest.raises(
+        CommandError, match="sqlite backup and database 'default' is postgresql"
+    ):
+        run("restore", name, "--noinput")
+    assert snapshot() == before
+    assert other_databases(live) == []
+
+
+def test_missing_backup_is_refused(live):
+    with pytest.raises(CommandError, match="there is no backup"):
+        run("restore", "postgresql-backup-20000101000000.dump", "--noinput")
+    with pytest.raises(CommandError, match="not a backup name"):
+        run("restore", "../../etc/passwd", "--noinput")
+    assert other_databases(live) == []
+
+
+def test_restore_failing_half_way_leaves_the_live_database(live):
+    make_users()
+    with connections["default"].cursor() as cursor:
+        # A classic restore failure: a CHECK constraint calls a function that finds
+        # its table through search_path, which pg_restore empties. The schema is
+        # created, then loading the data fails half-way.
+        cursor.execute(
+            "CREATE TABLE backup_probe_limits (n int);"
+            "INSERT INTO backup_probe_limits VALUES (10);"
+            "CREATE FUNCTION backup_probe_ok(v int) RETURNS boolean LANGUAGE sql "
+            "AS 'SELECT v < (SELECT max(n) FROM backup_probe_limits)';"
+            "CREATE TABLE backup_probe (v int CHECK (backup_probe_ok(v)));"
+            "INSERT INTO backup_probe VALUES (1);"
+        )
+    name = take_backup()
+    User.objects.filter(username="bob").delete()
+    before = snapshot()
+    with pytest.raises(CommandError, match="pg_restore failed.*backup_probe_limits"):
+        run("restore", name, "--noinput")
+    assert snapshot() == before
+    assert other_databases(live) == []
