@@ -78,3 +78,70 @@ def sqlite_execute(path: Path, sql: str, params=()) -> None:
             conn.execute(sql, params)
     finally:
         conn.close()
+
+
+def start_moto(port: int = 0):
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    return server
+
+
+def stop_moto(server) -> None:
+    server.stop()
+    server._server.server_close()  # stop() leaves the socket listening
+
+
+@pytest.fixture(scope="session")
+def moto_server():
+    """An S3-compatible server (moto) on loopback, spoken to over real HTTP."""
+    server = start_moto()
+    yield server
+    stop_moto(server)
+
+
+@pytest.fixture
+def s3(moto_server, settings, backup_root):
+    """Point the backup storage at a fresh bucket (not created yet) under ``site-a/``."""
+    import uuid
+    from types import SimpleNamespace
+
+    import boto3
+
+    host, port = moto_server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    bucket = f"stagehand-{uuid.uuid4().hex[:12]}"
+    settings.AWS_ACCESS_KEY_ID = "testing"
+    settings.AWS_SECRET_ACCESS_KEY = "testing"
+    settings.AWS_S3_REGION_NAME = "us-east-1"
+    settings.AWS_S3_ENDPOINT_URL = endpoint
+    settings.AWS_STORAGE_BUCKET_NAME = bucket
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "backups": {
+            "BACKEND": "storages.backends.s3.S3Storage",
+            "OPTIONS": {"location": "site-a", "file_overwrite": True},
+        },
+    }
+    client = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    yield SimpleNamespace(client=client, bucket=bucket, endpoint=endpoint)
+    client.close()
+
+
+def bucket_keys(s3) -> list[str]:
+    from botocore.exceptions import ClientError
+
+    try:
+        pages = s3.client.get_paginator("list_objects_v2").paginate(Bucket=s3.bucket)
+        return sorted(o["Key"] for page in pages for o in page.get("Contents", ()))
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] == "NoSuchBucket":
+            return []
+        raise

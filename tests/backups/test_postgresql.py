@@ -244,3 +244,15 @@ def test_restore_failing_half_way_leaves_the_live_database(live):
         run("restore", name, "--noinput")
     assert snapshot() == before
     assert other_databases(live) == []
+
+
+def test_round_trip_through_s3(live, s3):
+    from .conftest import bucket_keys
+
+    make_users()
+    before = snapshot()
+    name = take_backup()
+    assert bucket_keys(s3) == [f"site-a/backup/{name}", f"site-a/backup/{name}.json"]
+    User.objects.all().delete()
+    run("restore", "latest", "--noinput")
+    assert snapshot() == before
