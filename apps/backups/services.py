@@ -270,7 +270,7 @@ class _S3Sink:
                     Key=self.key,
                     UploadId=self.upload_id,
                     PartNumber=number,
-                    Body=bytes(body),
+                    Body=body,
                 )["ETag"]
                 self.parts.append({"PartNumber": number, "ETag": etag})
             except BaseException as exc:  # noqa: BLE001 - re-raised by the producer

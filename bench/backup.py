@@ -1,0 +1,236 @@
+"""Benchmark: `backup` and `restore` against raw pg_dump / pg_restore in the same run.
+
+    .venv/bin/python bench/backup.py --size-mb 1024 [--s3]
+
+Generates a PostgreSQL database of at least --size-mb (pg_database_size), then times
+
+* anchor: ``pg_dump --format=custom -f FILE`` to a local file, and ``pg_restore`` of
+  that file into an empty database;
+* ours: ``manage.py backup`` into the local backups folder (and, with --s3, into an
+  S3 bucket on a moto server started on loopback), and ``manage.py restore latest``
+  (new database, checksum, swap).
+
+Prints throughput ratios (anchor time / our time: 1.0 is as fast as the raw tool,
+the target is >= 0.8) and the peak resident memory of the `backup` process (target
+< 150 MB whatever the size). The `backup` process is a child of this script; its
+peak comes from wait4(), which on Linux reports the larger of the process and the
+pg_dump it waited for.
+
+Needs PostgreSQL at --server (default postgres://postgres@127.0.0.1:5432) and
+creates and drops the databases stagehand_bench_backup*.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+DB = "stagehand_bench_backup"
+RAW = "stagehand_bench_backup_raw"
+
+
+def admin(server: str) -> psycopg.Connection:
+    return psycopg.connect(f"{server}/postgres", autocommit=True)
+
+
+def drop_all(server: str) -> None:
+    with admin(server) as conn:
+        names = [
+            r[0]
+            for r in conn.execute(
+                "SELECT datname FROM pg_database WHERE datname LIKE %s",
+                [DB.replace("_", r"\_") + "%"],
+            )
+        ]
+        for name in names:
+            conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+def generate(server: str, size_mb: int) -> int:
+    """Create DB with realistic rows (text, numbers, JSON, an index) of >= size_mb."""
+    with admin(server) as conn:
+        conn.execute(f'CREATE DATABASE "{DB}"')
+    with psycopg.connect(f"{server}/{DB}", autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE event (id bigint PRIMARY KEY, at timestamptz, "
+            "room int, author text, body text, extra jsonb)"
+        )
+        batch = 200_000
+        start = 0
+        while True:
+            conn.execute(
+                "INSERT INTO event SELECT g, now() - g * interval '1 second', "
+                "g %% 997, 'user-' || (g %% 50021), "
+                "md5(g::text) || ' ' || repeat(md5((g * 7)::text), 3) || ' ' || "
+                "substr(md5(random()::text), 1, (random() * 32)::int), "
+                "jsonb_build_object('n', g, 'tag', md5((g %% 101)::text)) "
+                "FROM generate_series(%s::bigint, %s::bigint) g",
+                [start + 1, start + batch],
+            )
+            start += batch
+            size = conn.execute(
+                "SELECT pg_database_size(current_database())"
+            ).fetchone()[0]
+            if size >= size_mb * 1024 * 1024:
+                break
+        conn.execute("CREATE INDEX event_room ON event (room, at)")
+        conn.execute("VACUUM ANALYZE event")
+        return conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]
+
+
+def timed(args: list[str], env: dict | None = None) -> tuple[float, int]:
+    """Run a command; return (seconds, peak RSS in bytes)."""
+    started = time.monotonic()
+    process = subprocess.Popen(args, env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
+    _pid, status, usage = os.wait4(process.pid, 0)
+    elapsed = time.monotonic() - started
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        raise SystemExit(f"{args[0]} … exited {code}")
+    return elapsed, usage.ru_maxrss * 1024
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size-mb", type=int, default=1024)
+    parser.add_argument("--server", default="postgres://postgres@127.0.0.1:5432")
+    parser.add_argument("--s3", action="store_true", help="also back up to moto S3")
+    options = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="stagehand-bench-backup-"))
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings.local",
+        "DATABASE_URL": f"{options.server}/{DB}",
+        "STAGEHAND_VAR_DIR": str(work / "var"),
+    }
+    for name in ("AWS_STORAGE_BUCKET_NAME", "REDIS_URL", "CELERY_BROKER_URL"):
+        env.pop(name, None)
+    python = sys.executable
+    moto = None
+    try:
+        drop_all(options.server)
+        t0 = time.monotonic()
+        size = generate(options.server, options.size_mb)
+        print(
+            f"database: {size / 2**20:.0f} MiB generated in "
+            f"{time.monotonic() - t0:.0f} s",
+            flush=True,
+        )
+
+        raw_file = work / "raw.dump"
+        raw_dump, raw_dump_rss = timed(
+            [
+                "pg_dump",
+                "--format=custom",
+                f"--dbname={options.server}/{DB}",
+                "-f",
+                str(raw_file),
+            ]
+        )
+        dump_size = raw_file.stat().st_size
+        print(
+            f"raw pg_dump -Fc to a file: {raw_dump:.1f} s, {dump_size / 2**20:.0f} MiB"
+        )
+
+        ours_dump, ours_rss = timed([python, "manage.py", "backup"], env)
+        print(
+            f"manage.py backup (local folder): {ours_dump:.1f} s, "
+            f"peak RSS {ours_rss / 2**20:.0f} MiB"
+        )
+
+        with admin(options.server) as conn:
+            conn.execute(f'CREATE DATABASE "{RAW}"')
+        raw_restore, _ = timed(
+            [
+                "pg_restore",
+                "--no-owner",
+                "--no-acl",
+                "--exit-on-error",
+                f"--dbname={options.server}/{RAW}",
+                str(raw_file),
+            ]
+        )
+        print(f"raw pg_restore from the file: {raw_restore:.1f} s")
+        drop_raw = f'DROP DATABASE "{RAW}" WITH (FORCE)'
+        with admin(options.server) as conn:
+            conn.execute(drop_raw)
+
+        ours_restore, restore_rss = timed(
+            [python, "manage.py", "restore", "latest", "--noinput"], env
+        )
+        print(
+            f"manage.py restore latest: {ours_restore:.1f} s, "
+            f"peak RSS {restore_rss / 2**20:.0f} MiB"
+        )
+
+        s3_line = ""
+        if options.s3:
+            port = free_port()
+            moto = subprocess.Popen(
+                [python, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for _ in range(100):
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    break
+                except OSError:
+                    time.sleep(0.1)
+            s3_env = {
+                **env,
+                "AWS_STORAGE_BUCKET_NAME": "stagehand-bench",
+                "AWS_S3_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+                "AWS_ACCESS_KEY_ID": "bench",
+                "AWS_SECRET_ACCESS_KEY": "bench",
+                "AWS_S3_REGION_NAME": "us-east-1",
+            }
+            s3_dump, s3_rss = timed([python, "manage.py", "backup"], s3_env)
+            s3_line = (
+                f"\nbackup to S3 (moto on loopback): {raw_dump / s3_dump:.2f}x raw "
+                f"({s3_dump:.1f} s), peak RSS {s3_rss / 2**20:.0f} MiB"
+            )
+
+        print()
+        print(
+            f"RESULT database {size / 2**20:.0f} MiB, dump {dump_size / 2**20:.0f} MiB"
+        )
+        print(
+            f"backup throughput vs raw pg_dump -Fc to a file: "
+            f"{raw_dump / ours_dump:.2f}x (target >= 0.8)"
+        )
+        print(
+            f"restore throughput vs raw pg_restore: "
+            f"{raw_restore / ours_restore:.2f}x (target >= 0.8)"
+        )
+        print(
+            f"peak RSS of the backup process: {ours_rss / 2**20:.0f} MiB "
+            f"(target < 150 MiB; raw pg_dump {raw_dump_rss / 2**20:.0f} MiB)" + s3_line
+        )
+    finally:
+        if moto is not None:
+            moto.terminate()
+            moto.wait()
+        drop_all(options.server)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
