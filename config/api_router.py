@@ -11,4 +11,5 @@ urlpatterns: list = [
     path("jobs/", include("apps.jobs.api_urls")),
     path("connections/", include("apps.connections.api_urls")),
     path("stats/", include("apps.ops.api_urls")),
+    path("backups/", include("apps.backups.api_urls")),
 ]

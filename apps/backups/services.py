@@ -65,6 +65,10 @@ class BackupError(Exception):
     """A backup, restore or prune failed; the message says what to do next."""
 
 
+class BackupNotFound(BackupError):
+    """There is no backup of that name (or none at all for ``latest``)."""
+
+
 @dataclass
 class BackupInfo:
     name: str
@@ -656,7 +660,7 @@ def resolve(name: str) -> BackupInfo:
     if name == "latest":
         backups = list_backups()
         if not backups:
-            raise BackupError("there are no backups yet; take one with `backup`.")
+            raise BackupNotFound("there are no backups yet; take one with `backup`.")
         return backups[0]
     name = name.removeprefix(PREFIX)
     match = NAME_RE.match(name)
@@ -667,7 +671,7 @@ def resolve(name: str) -> BackupInfo:
         )
     storage = backup_storage()
     if not _exists(storage, PREFIX + name):
-        raise BackupError(
+        raise BackupNotFound(
             f"there is no backup {name}; `backups` lists the ones there are."
         )
     created = dt.datetime.strptime(match["stamp"], STAMP_FORMAT).replace(tzinfo=dt.UTC)

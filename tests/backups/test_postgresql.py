@@ -6,6 +6,7 @@ test database still exists (with the restored data) when pytest-django tears it 
 
 from __future__ import annotations
 
+import re
 import threading
 from io import StringIO
 
@@ -41,8 +42,8 @@ def other_databases(live: str) -> list[str]:
     """Databases a restore made beside the live one (new or kept)."""
     with maintenance() as conn:
         rows = conn.execute(
-            "SELECT datname FROM pg_database WHERE datname LIKE %s ORDER BY 1",
-            [live.replace("_", r"\_") + r"\_%"],
+            "SELECT datname FROM pg_database WHERE datname ~ %s ORDER BY 1",
+            ["^" + re.escape(live) + "_(before|restore)_[0-9]{14}$"],
         ).fetchall()
     return [r[0] for r in rows]
 
