@@ -94,7 +94,12 @@ def test_round_trip_restores_the_snapshot_row_for_row(live, backup_root):
 
     # Another session on the live database: restore ends it to swap the names.
     bystander = services._pg_connect(connections["default"].settings_dict, live)
-    output = run("restore", "latest", "--noinput")
+    try:
+        output = run("restore", "latest", "--noinput")
+        with pytest.raises(psycopg.OperationalError):
+            bystander.execute("SELECT 1")
+    finally:
+        bystander.close()
     assert snapshot() == before
     assert f"Restored default from {name}." in output
 
@@ -105,9 +110,6 @@ def test_round_trip_restores_the_snapshot_row_for_row(live, backup_root):
     with services._pg_connect(settings_dict, kept[0]) as conn:
         usernames = [r[0] for r in conn.execute("SELECT username FROM accounts_user")]
     assert "dave" in usernames and "bob" not in usernames
-    with pytest.raises(psycopg.OperationalError):
-        bystander.execute("SELECT 1")
-    bystander.close()
 
 
 def test_dry_run_changes_nothing(live):
