@@ -60,6 +60,20 @@ def _require_services(request: pytest.FixtureRequest) -> None:
 
 
 @pytest.fixture(autouse=True)
+def _isolated_storage(settings, tmp_path_factory) -> None:
+    """Media and backups in a temporary folder: no test writes into the checkout's var/."""
+    if settings.AWS_STORAGE_BUCKET_NAME:
+        return
+    root = tmp_path_factory.mktemp("storage")
+    local = "django.core.files.storage.FileSystemStorage"
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {"BACKEND": local, "OPTIONS": {"location": str(root / "media")}},
+        "backups": {"BACKEND": local, "OPTIONS": {"location": str(root / "backups")}},
+    }
+
+
+@pytest.fixture(autouse=True)
 def _clear_cache() -> None:
     from django.core.cache import cache
 
