@@ -1,7 +1,7 @@
 """The admin's operations page: the health of every component, live connections per
-deploy label with drop and force-reload buttons, and the latest job runs.
+deploy label with drop and force-reload buttons, the latest job runs and backups.
 
-It calls the same services as ``stats``, ``connections`` and ``jobs history``.
+It calls the same services as ``stats``, ``connections``, ``jobs history`` and ``backups``.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from django.urls import reverse
 from . import services
 
 RECENT_RUNS = 10
+LATEST_BACKUPS = 5
 
 
 def operations_view(request: HttpRequest) -> HttpResponse:
@@ -27,6 +28,7 @@ def operations_view(request: HttpRequest) -> HttpResponse:
         "components": services.collect_stats(),
         **_labels(),
         "runs": _recent_runs(),
+        **_latest_backups(),
     }
     return TemplateResponse(request, "admin/ops/operations.html", context)
 
@@ -49,6 +51,16 @@ def _recent_runs() -> list[dict]:
     from apps.jobs import services as jobs
 
     return [jobs.run_as_dict(run) for run in jobs.history(limit=RECENT_RUNS)]
+
+
+def _latest_backups() -> dict:
+    from apps.backups import services as backups
+
+    try:
+        found = backups.list_backups()[:LATEST_BACKUPS]
+    except Exception as exc:  # noqa: BLE001 - the page shows why storage is unreadable
+        return {"backups": [], "backups_unavailable": f"{type(exc).__name__}: {exc}"}
+    return {"backups": [b.as_dict() for b in found], "backups_unavailable": ""}
 
 
 def _connections_action(request: HttpRequest) -> None:

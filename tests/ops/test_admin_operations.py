@@ -93,3 +93,22 @@ def test_force_reload_reaches_exactly_the_label_of_the_row(staff_client, var_dir
         assert receive(layer, other)["type"] == "connections.drop"
     finally:
         registry.clear()
+
+
+def test_the_page_lists_the_latest_backups_newest_first(staff_client, var_dir):
+    from django.core.files.base import ContentFile
+    from django.core.files.storage import storages
+
+    storage = storages["backups"]
+    for stamp in ("20261123030000", "20261124030000"):
+        storage.save(f"backup/postgresql-backup-{stamp}.dump", ContentFile(b"x" * 2048))
+    page = staff_client.get("/admin/operations/").content.decode()
+    assert "Latest backups" in page
+    newer = page.index("postgresql-backup-20261124030000.dump")
+    older = page.index("postgresql-backup-20261123030000.dump")
+    assert newer < older
+
+
+def test_the_page_says_when_there_is_no_backup(staff_client, var_dir):
+    page = staff_client.get("/admin/operations/").content.decode()
+    assert "No backup yet" in page
