@@ -110,6 +110,15 @@ class Progress:
             self.advance()
 
 
+def add_noinput_argument(
+    parser: Any, help: str = "do not ask for confirmation"
+) -> None:
+    """Add Django's usual ``--noinput``/``--no-input`` (``options["interactive"]``)."""
+    parser.add_argument(
+        "--noinput", "--no-input", action="store_false", dest="interactive", help=help
+    )
+
+
 def confirm(question: str, stdin: TextIO | None = None, stdout: Any = None) -> bool:
     """Ask a yes/no question; anything but y/yes is a no."""
     stdin = stdin or sys.stdin

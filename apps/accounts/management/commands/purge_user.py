@@ -3,7 +3,7 @@ import sys
 from django.core.management.base import BaseCommand, CommandError
 
 from apps.accounts import services
-from apps.core.output import confirm, write_table
+from apps.core.output import add_noinput_argument, confirm, write_table
 
 
 class Command(BaseCommand):
@@ -23,13 +23,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--dry-run", action="store_true", help="list what would go; change nothing"
         )
-        parser.add_argument(
-            "--noinput",
-            "--no-input",
-            action="store_false",
-            dest="interactive",
-            help="do not ask for confirmation",
-        )
+        add_noinput_argument(parser)
 
     def execute(self, *args, **options):
         self.stdin = options.get("stdin", sys.stdin)

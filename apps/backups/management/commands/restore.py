@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from apps.backups.services import BackupError, restore, verify
-from apps.core.output import Progress, confirm, human_size
+from apps.core.output import Progress, add_noinput_argument, confirm, human_size
 
 
 class Command(BaseCommand):
@@ -21,13 +21,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--database", default="default", help="database alias (default: default)"
         )
-        parser.add_argument(
-            "--noinput",
-            "--no-input",
-            action="store_false",
-            dest="interactive",
-            help="do not ask for confirmation",
-        )
+        add_noinput_argument(parser)
         parser.add_argument(
             "--dry-run",
             action="store_true",

@@ -8,6 +8,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
+from apps.core.output import add_noinput_argument
 from apps.worlds import services
 
 PROMPTS = (
@@ -36,12 +37,8 @@ def add_world_options(parser: Any) -> None:
     parser.add_argument(
         "--domain", help="host name attendees open, e.g. events.example.org"
     )
-    parser.add_argument(
-        "--noinput",
-        "--no-input",
-        action="store_false",
-        dest="interactive",
-        help="ask nothing; --id, --title and --domain are then required",
+    add_noinput_argument(
+        parser, help="ask nothing; --id, --title and --domain are then required"
     )
 
 
