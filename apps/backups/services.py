@@ -520,6 +520,10 @@ def _dump_postgresql(database: str, out: _Digest, compress: bool) -> str:
     ]
     if not compress:
         args.append("--compress=0")
+    if settings.BACKUP_LOCK_WAIT_TIMEOUT > 0:
+        # pg_dump's shared locks wait behind a migration's exclusive one, and every
+        # query of the site would then queue behind pg_dump's: give up instead.
+        args.append(f"--lock-wait-timeout={settings.BACKUP_LOCK_WAIT_TIMEOUT}s")
     with tempfile.TemporaryFile() as errors:
         try:
             process = subprocess.Popen(
@@ -546,6 +550,16 @@ def _dump_postgresql(database: str, out: _Digest, compress: bool) -> str:
         if returncode != 0:
             errors.seek(0)
             message = errors.read().decode(errors="replace").strip()
+            # PostgreSQL 15 reports a statement timeout on pg_dump's LOCK TABLE.
+            if "could not obtain lock" in message or (
+                "LOCK TABLE" in message and "timeout" in message
+            ):
+                raise BackupError(
+                    f"pg_dump failed (exit {returncode}): {message}; another session "
+                    "(a migration?) held a table lock for longer than "
+                    f"BACKUP_LOCK_WAIT_TIMEOUT ({settings.BACKUP_LOCK_WAIT_TIMEOUT} s). "
+                    "Run backup again once it has finished."
+                )
             raise BackupError(
                 f"pg_dump failed (exit {returncode}): {message or 'no message'}; "
                 "check the database settings (DATABASE_URL) and that the server "

@@ -178,6 +178,23 @@ def test_pg_dump_failing_leaves_nothing_in_storage(live, backup_root):
     assert files_under(backup_root) == []
 
 
+def test_pg_dump_gives_up_on_a_held_lock_and_leaves_nothing(
+    live, backup_root, settings
+):
+    settings.BACKUP_LOCK_WAIT_TIMEOUT = 1
+    # A migration in another session holds an exclusive lock on a table.
+    with services._pg_connect(connections["default"].settings_dict, live) as other:
+        other.execute("BEGIN")
+        other.execute("LOCK TABLE accounts_user IN ACCESS EXCLUSIVE MODE")
+        with pytest.raises(
+            CommandError, match="(?s)LOCK TABLE.*BACKUP_LOCK_WAIT_TIMEOUT"
+        ):
+            run("backup")
+        other.execute("ROLLBACK")
+    assert files_under(backup_root) == []
+    assert take_backup()  # the lock gone, the same command succeeds
+
+
 def test_truncated_backup_is_refused(live, backup_root):
     make_users()
     before = snapshot()
