@@ -14,7 +14,8 @@ import secrets
 import string
 import uuid
 import zoneinfo
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -237,26 +238,16 @@ def create_world(world_id: str, title: str, domain: str) -> World:
 
     Raise WorldError (with every problem) when the id or domain is invalid or taken.
     """
-    domain = normalize_domain(domain)
-    problems = check_new_world(world_id, domain)
-    if not title.strip():
-        problems.append("The title is empty.")
-    if problems:
-        raise WorldError(" ".join(problems))
-    try:
-        with transaction.atomic():
-            return World.objects.create(
-                id=world_id,
-                title=title.strip(),
-                domain=domain,
-                config={"JWT_secrets": default_jwt_secrets()},
-                roles=copy.deepcopy(DEFAULT_ROLES),
-                trait_grants=copy.deepcopy(DEFAULT_TRAIT_GRANTS),
-            )
-    except IntegrityError as exc:  # created concurrently since the check
-        raise WorldError(
-            f"A world with the ID {world_id!r} or domain {domain!r} already exists."
-        ) from exc
+    title, domain = _checked_new_world(world_id, title, domain)
+    with _creating_world(world_id, domain):
+        return World.objects.create(
+            id=world_id,
+            title=title,
+            domain=domain,
+            config={"JWT_secrets": default_jwt_secrets()},
+            roles=copy.deepcopy(DEFAULT_ROLES),
+            trait_grants=copy.deepcopy(DEFAULT_TRAIT_GRANTS),
+        )
 
 
 def clone_world(
@@ -267,46 +258,60 @@ def clone_world(
     ``new_secrets`` replaces the JWT secrets with one fresh default secret, so tokens
     of the source world do not open the clone.
     """
+    title, domain = _checked_new_world(world_id, title, domain)
+    config = copy.deepcopy(source.config)
+    if new_secrets:
+        config["JWT_secrets"] = default_jwt_secrets()
+    with _creating_world(world_id, domain):
+        world = World.objects.create(
+            id=world_id,
+            title=title,
+            domain=domain,
+            config=config,
+            roles=copy.deepcopy(source.roles),
+            trait_grants=copy.deepcopy(source.trait_grants),
+            extra=copy.deepcopy(source.extra),
+            locale=source.locale,
+            timezone=source.timezone,
+        )
+        Room.objects.bulk_create(
+            Room(
+                world=world,
+                import_id=room.import_id,
+                name=room.name,
+                description=room.description,
+                sorting_priority=room.sorting_priority,
+                modules=copy.deepcopy(room.modules),
+                trait_grants=copy.deepcopy(room.trait_grants),
+                extra=copy.deepcopy(room.extra),
+            )
+            for room in source.rooms.filter(deleted_at__isnull=True)
+        )
+    return world
+
+
+def _checked_new_world(world_id: str, title: str, domain: str) -> tuple[str, str]:
+    """Return the stripped title and normalized domain, or raise WorldError with
+    every problem."""
     domain = normalize_domain(domain)
     problems = check_new_world(world_id, domain)
     if not title.strip():
         problems.append("The title is empty.")
     if problems:
         raise WorldError(" ".join(problems))
-    config = copy.deepcopy(source.config)
-    if new_secrets:
-        config["JWT_secrets"] = default_jwt_secrets()
+    return title.strip(), domain
+
+
+@contextmanager
+def _creating_world(world_id: str, domain: str) -> Iterator[None]:
+    """One transaction; a world created concurrently since the check is a WorldError."""
     try:
         with transaction.atomic():
-            world = World.objects.create(
-                id=world_id,
-                title=title.strip(),
-                domain=domain,
-                config=config,
-                roles=copy.deepcopy(source.roles),
-                trait_grants=copy.deepcopy(source.trait_grants),
-                extra=copy.deepcopy(source.extra),
-                locale=source.locale,
-                timezone=source.timezone,
-            )
-            Room.objects.bulk_create(
-                Room(
-                    world=world,
-                    import_id=room.import_id,
-                    name=room.name,
-                    description=room.description,
-                    sorting_priority=room.sorting_priority,
-                    modules=copy.deepcopy(room.modules),
-                    trait_grants=copy.deepcopy(room.trait_grants),
-                    extra=copy.deepcopy(room.extra),
-                )
-                for room in source.rooms.filter(deleted_at__isnull=True)
-            )
+            yield
     except IntegrityError as exc:
         raise WorldError(
             f"A world with the ID {world_id!r} or domain {domain!r} already exists."
         ) from exc
-    return world
 
 
 def deletion_counts(world: World) -> dict[str, int]:
