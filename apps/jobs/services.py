@@ -15,6 +15,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -881,42 +882,236 @@ def _relax_commit(alias: str) -> None:
             cursor.execute("SET LOCAL synchronous_commit TO OFF")
 
 
+class NeedsCollector(Exception):
+    """Deleting this model needs Django's deletion collector; the message says why."""
+
+
+@dataclass
+class DeletionPlan:
+    """How to delete rows of ``model`` with one statement per table: first what
+    depends on them, as each foreign key's ``on_delete`` says, then the rows."""
+
+    model: Any
+    # Dependants deleted first: (their foreign key's name, their own plan).
+    cascades: list[tuple[str, DeletionPlan]] = field(default_factory=list)
+    # Dependants kept: (their model, the foreign key's name, the value it gets).
+    updates: list[tuple[Any, str, Any]] = field(default_factory=list)
+    # Whether the search index holds documents of these rows.
+    indexed: bool = False
+    # File fields whose files go once the rows are gone.
+    files: list[Any] = field(default_factory=list)
+
+    @property
+    def simple(self) -> bool:
+        """Whether a batch is one DELETE and nothing else."""
+        return not (self.cascades or self.updates or self.indexed or self.files)
+
+    def relations(self) -> list[tuple[str, str, str]]:
+        """Return (dependant, foreign key, what happens) for every table this plan
+        touches besides the model's own, recursively."""
+        found = []
+        for name, plan in self.cascades:
+            found.append((plan.model._meta.label, name, "deleted"))
+            found += plan.relations()
+        for model, name, value in self.updates:
+            found.append((model._meta.label, name, f"set to {value!r}"))
+        return found
+
+
+def _set_value(field_: Any) -> tuple[bool, Any]:
+    """Return (True, value) when ``field_``'s on_delete sets it to a value
+    (SET_NULL, SET_DEFAULT, SET(value)); (False, None) otherwise."""
+    from django.db import models
+
+    on_delete = field_.remote_field.on_delete
+    if on_delete is models.SET_NULL:
+        return True, None
+    if on_delete is models.SET_DEFAULT:
+        return True, field_.get_default()
+    deconstruct = getattr(on_delete, "deconstruct", None)
+    if deconstruct is not None:
+        path, args, _ = deconstruct()
+        if path == "django.db.models.SET":
+            return True, args[0]  # a callable is called once per batch
+    return False, None
+
+
+def deletion_plan(model: Any, _path: tuple = ()) -> DeletionPlan:
+    """Return how to delete rows of ``model`` set-based, honouring the ``on_delete``
+    of every foreign key that points at it (and at what it cascades to).
+
+    Raise ``NeedsCollector`` when only Django's collector deletes them right:
+    PROTECT and RESTRICT (their checks), delete signal receivers other than the
+    search index's (which gets one update per batch instead), generic relations,
+    multi-table inheritance, cyclic cascades, custom on_delete functions.
+    """
+    from django.db import models
+    from django.db.models.deletion import get_candidate_relations_to_delete
+    from django.db.models.signals import post_delete, pre_delete
+
+    from apps.search import services as search
+
+    model = model._meta.concrete_model
+    label = model._meta.label
+    indexed = model in search.indexed_models()
+    if model in _path:
+        raise NeedsCollector(f"{label} cascades to itself")
+    if model._meta.parents:
+        raise NeedsCollector(f"{label} inherits another model's table")
+    if any(hasattr(f, "bulk_related_objects") for f in model._meta.private_fields):
+        raise NeedsCollector(f"{label} has generic relations")
+    if pre_delete.has_listeners(model) or (
+        post_delete.has_listeners(model) and not indexed
+    ):
+        raise NeedsCollector(f"{label} has delete signal receivers")
+    plan = DeletionPlan(
+        model=model,
+        indexed=indexed,
+        files=[
+            f for f in model._meta.concrete_fields if isinstance(f, models.FileField)
+        ],
+    )
+    for relation in get_candidate_relations_to_delete(model._meta):
+        fk = relation.field
+        on_delete = fk.remote_field.on_delete
+        dependant = relation.related_model
+        if on_delete is models.DO_NOTHING:
+            continue
+        if on_delete is models.CASCADE:
+            plan.cascades.append((fk.name, deletion_plan(dependant, (*_path, model))))
+            continue
+        sets, value = _set_value(fk)
+        if not sets:
+            raise NeedsCollector(
+                f"{dependant._meta.label}.{fk.name} is "
+                f"{getattr(on_delete, '__name__', on_delete)}"
+            )
+        plan.updates.append((dependant, fk.name, value))
+    return plan
+
+
+def _execute_plan(
+    plan: DeletionPlan, rows: Any, deleted: dict[str, int], ids: list | None = None
+) -> None:
+    """Delete ``rows`` (a queryset of ``plan.model``; ``ids`` when already read)
+    and what depends on them, one statement per table, dependants first."""
+    db = rows.db
+    for name, sub in plan.cascades:
+        dependants = sub.model._base_manager.using(db).filter(**{f"{name}__in": rows})
+        _execute_plan(sub, dependants, deleted)
+    for model, name, value in plan.updates:
+        value = value() if callable(value) else value
+        model._base_manager.using(db).filter(**{f"{name}__in": rows}).update(
+            **{name: value}
+        )
+    if plan.indexed and ids is None:
+        ids = list(rows.values_list("pk", flat=True))
+    stored = []
+    for file_field in plan.files:
+        names = rows.exclude(**{file_field.name: ""}).exclude(
+            **{f"{file_field.name}__isnull": True}
+        )
+        for name in names.values_list(file_field.name, flat=True):
+            stored.append((file_field.storage, name))
+    # No signals, no cascades: the plan has done what the collector would.
+    count = rows._raw_delete(db)
+    if count:
+        label = plan.model._meta.label
+        deleted[label] = deleted.get(label, 0) + count
+    if plan.indexed and ids:
+        from apps.search import services as search
+
+        search.rows_deleted(plan.model, ids)
+    if stored:
+        # Files are not transactional: they go once the deletion is committed.
+        transaction.on_commit(partial(_delete_files, stored), using=db, robust=True)
+
+
+def _delete_files(stored: list[tuple[Any, str]]) -> None:
+    for storage, name in stored:
+        storage.delete(name)
+
+
+def _rows_of(model: Any, ids: list, db: str) -> Any:
+    """Return the rows of ``model`` with these primary keys, as a queryset.
+
+    On PostgreSQL the ids travel as one array, not one placeholder each: every
+    statement of a batch repeats them, and thousands of placeholders cost more to
+    build and parse than the statement itself.
+    """
+    from django.db import connections
+    from django.db.models.expressions import RawSQL
+
+    manager = model._base_manager.using(db)
+    connection = connections[db]
+    if connection.vendor != "postgresql":
+        return manager.filter(pk__in=ids)
+    array = f"%s::{model._meta.pk.rel_db_type(connection)}[]"
+    return manager.filter(pk__in=RawSQL(f"SELECT unnest({array})", (ids,)))
+
+
 def _delete_in_batches(
     queryset: Any, batch_size: int, on_batch: Any = None
 ) -> dict[str, int]:
     """Delete the rows of ``queryset`` ``batch_size`` at a time, each batch in its
     own transaction; return the rows deleted per model (cascades included).
 
-    Batches are ranges of the primary key (keyset pagination): finding the end of
-    the next range and deleting it both walk the primary key index, so the whole
-    purge reads the table once instead of once per batch, and no list of ids travels
-    to Python. An interrupted run leaves only whole batches done; a rerun starts
-    over and finds only what is left.
+    Batches are ranges of the primary key (keyset pagination), so the whole purge
+    reads the table once instead of once per batch. A batch is set-based (see
+    ``deletion_plan``): one statement per dependant table as its foreign key's
+    ``on_delete`` says, then one for the rows, then one search index update. Rows
+    without dependants go in one range ``DELETE`` and no id travels to Python;
+    otherwise the batch's ids are read and locked first, so every statement of the
+    batch acts on exactly the same rows. A model the plan cannot handle goes through
+    Django's collector. An interrupted run leaves only whole batches done; a rerun
+    starts over and finds only what is left.
     """
     model = queryset.model
+    db = queryset.db
+    try:
+        plan: DeletionPlan | None = deletion_plan(model)
+    except NeedsCollector as exc:
+        logger.info("Purging %s through the collector: %s", model._meta.label, exc)
+        plan = None
     deleted: dict[str, int] = {}
     last = None
-    while True:
+    more = True
+    while more:
         after = {} if last is None else {"pk__gt": last}
         page = queryset.filter(**after).order_by("pk")
-        # The key of the batch_size-th row: the batch is every row up to it.
-        upto = page.values_list("pk", flat=True)[batch_size - 1 : batch_size].first()
-        bounds = after if upto is None else {**after, "pk__lte": upto}
-        # The range on the outer DELETE too, so PostgreSQL walks the index there
-        # instead of scanning the whole table to match the subquery's ids.
-        batch = model._base_manager.filter(
-            **bounds, pk__in=queryset.filter(**bounds).values("pk")
-        )
-        with transaction.atomic(using=queryset.db):
-            _relax_commit(queryset.db)
-            _, per_model = batch.delete()
+        per_model: dict[str, int] = {}
+        with transaction.atomic(using=db):
+            _relax_commit(db)
+            if plan is not None and not plan.simple:
+                # The batch's ids, locked: every statement acts on exactly these
+                # rows, whatever else commits meanwhile (say, a world restored).
+                locked = page.select_for_update(of=("self",))
+                ids = list(locked.values_list("pk", flat=True)[:batch_size])
+                if ids:
+                    _execute_plan(plan, _rows_of(model, ids, db), per_model, ids)
+                    last = ids[-1]
+                more = len(ids) == batch_size
+            else:
+                # The key of the batch_size-th row: the batch is every row up to it.
+                upto = page.values_list("pk", flat=True)[
+                    batch_size - 1 : batch_size
+                ].first()
+                bounds = after if upto is None else {**after, "pk__lte": upto}
+                last, more = upto, upto is not None
+                # The range on the outer DELETE too, so PostgreSQL walks the index
+                # there instead of scanning the table to match the subquery's ids.
+                batch = model._base_manager.using(db).filter(
+                    **bounds, pk__in=queryset.filter(**bounds).values("pk")
+                )
+                if plan is not None:
+                    _execute_plan(plan, batch, per_model)
+                else:
+                    per_model = {k: n for k, n in batch.delete()[1].items() if n}
         for label, n in per_model.items():
             deleted[label] = deleted.get(label, 0) + n
         if on_batch and per_model.get(model._meta.label):
             on_batch(model._meta.label, per_model[model._meta.label])
-        if upto is None:
-            return deleted
-        last = upto
+    return deleted
 
 
 def purge(
@@ -982,8 +1177,7 @@ def _purge_worlds(
     report.add("worlds", "messages deleted", done.get(ChatMessage._meta.label, 0))
     done = _delete_in_batches(rooms, batch, on_batch)
     report.add("worlds", "rooms deleted", done.get(Room._meta.label, 0))
-    # Attendees carry their own dependants (terms accepted, tokens): smaller batches.
-    done = _delete_in_batches(attendees, max(1, batch // 5), on_batch)
+    done = _delete_in_batches(attendees, batch, on_batch)
     report.add("worlds", "attendees deleted", done.get(User._meta.label, 0))
     done = _delete_in_batches(doomed, max(1, batch // 50), on_batch)
     report.add("worlds", "worlds deleted", done.get(World._meta.label, 0))
@@ -1037,7 +1231,7 @@ def _purge_users(
         report.add("users", "users deleted", deletable.count())
         report.add("users", "users anonymised", to_anonymise.count())
         return
-    done = _delete_in_batches(deletable, max(1, batch // 5), on_batch)
+    done = _delete_in_batches(deletable, batch, on_batch)
     report.add("users", "users deleted", done.get(User._meta.label, 0))
     anonymised = 0
     skipped: set[int] = set()

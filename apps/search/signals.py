@@ -3,7 +3,8 @@
 Saves (including soft deletes, which are saves) and hard deletes of worlds, rooms and
 attendees queue a document update for after the transaction commits: a Celery task
 when a broker is configured, inline otherwise. Queryset ``update()`` and
-``bulk_create`` send no signals; ``search index -f`` catches those up.
+``bulk_create`` send no signals; ``search index -f`` catches those up. Bulk deletes
+that send no ``post_delete`` (the purge) call ``services.rows_deleted`` instead.
 """
 
 from __future__ import annotations
