@@ -2,6 +2,7 @@
 
 import json
 from io import StringIO
+from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -319,6 +320,28 @@ def test_every_dependant_of_a_purged_attendee_is_handled(
     assert hall.filter(sender__isnull=True).count() == 1 + 2  # frank's and erin's
     assert not default_storage.exists(erin_avatar)
     assert default_storage.exists(bob_avatar)
+
+
+def test_a_file_that_cannot_be_deleted_is_logged_and_the_others_go(
+    erin_everywhere, django_capture_on_commit_callbacks, caplog
+):
+    from django.core.files.base import ContentFile
+    from django.core.files.storage import default_storage
+
+    erin, frank = erin_everywhere["erin"], erin_everywhere["frank"]
+    frank.avatar.save("frank.png", ContentFile(b"png"), save=True)
+    # erin's avatar is a folder with a file in it: the storage cannot delete it.
+    stuck = Path(default_storage.path(erin.avatar.name))
+    stuck.unlink()
+    stuck.mkdir()
+    (stuck / "inside").write_bytes(b"x")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        purge("--worlds")
+
+    assert not User.objects.filter(pk__in=[erin.pk, frank.pk]).exists()
+    assert not default_storage.exists(frank.avatar.name)
+    assert f"could not delete file {erin.avatar.name}" in caplog.text
 
 
 def documents(model: str) -> int:
