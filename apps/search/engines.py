@@ -126,6 +126,10 @@ class PostgresEngine(Engine):
     def fill(
         self, cursor, table: str, source: Source, where: str = "", params=()
     ) -> int:
+        # OFFSET 0 keeps the source a subquery of its own: flattened into this
+        # SELECT, each text column's expression (a correlated aggregate over JSON
+        # for markdown pages and profile fields) would run once for the body and
+        # once more for the vector. Measured at 100,000 attendees: 1.88 s → 1.50 s.
         cursor.execute(
             f"""
             INSERT INTO {q(table)} (id, world_id, title, body, vector)
@@ -134,7 +138,7 @@ class PostgresEngine(Engine):
                    setweight(to_tsvector('{TS_CONFIG}', coalesce(a, '')), 'A')
                    || setweight(to_tsvector('{TS_CONFIG}', coalesce(b, '')), 'B')
                    || setweight(to_tsvector('{TS_CONFIG}', coalesce(c, '')), 'C')
-            FROM ({source.sql(self.vendor, where)}) s
+            FROM ({source.sql(self.vendor, where)} OFFSET 0) s
             """,
             list(params),
         )
