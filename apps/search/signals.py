@@ -10,7 +10,6 @@ that send no ``post_delete`` (the purge) call ``services.rows_deleted`` instead.
 from __future__ import annotations
 
 import threading
-from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -41,8 +40,14 @@ def _pending_ids() -> dict[str, set]:
 def schedule_update(model: str, ids: list[Any]) -> None:
     """Update these documents once the current transaction commits."""
     _pending_ids().setdefault(model, set()).update(ids)
+
+    # A function, not a partial: Django names a failing robust callback by its
+    # __qualname__ when it logs the failure, which a partial does not have.
+    def flush() -> None:
+        _flush(model)
+
     # robust: a failing index update is logged; it never fails the write it follows.
-    transaction.on_commit(partial(_flush, model), robust=True)
+    transaction.on_commit(flush, robust=True)
 
 
 def _flush(model: str) -> None:

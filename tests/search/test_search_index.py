@@ -261,3 +261,18 @@ def test_rows_hard_deleted_during_a_reindex_are_not_found_after_it(harbor):
     services.index(["rooms"], reindex=True, after_build=delete_during_build)
     assert found("keynotes") == []
     assert [m for m, _ in found("lighthouse")] == ["room"]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_failing_document_update_is_logged_and_the_write_stands(harbor, caplog):
+    run("index")
+    # More text than a tsvector holds (1 MB): PostgreSQL refuses the document.
+    words = " ".join(f"w{i:07d}" for i in range(120_000))
+    main = Room.objects.get(import_id="main")
+    main.description = words
+    main.save()  # autocommit: the update runs right after, and fails
+
+    assert Room.objects.get(pk=main.pk).description == words
+    assert "too long for tsvector" in caplog.text
+    assert found("keynotes") == [("room", str(main.pk))]  # the old document
