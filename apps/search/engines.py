@@ -9,7 +9,7 @@ wait for the switch to commit and then read the new table).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,6 +69,8 @@ def worlds_table() -> str:
 
 class Engine:
     vendor = ""
+    # Whether a reindex may write one table from several connections at once.
+    builds_concurrently = False
 
     def create_table(self, cursor, table: str, source: Source) -> None:
         raise NotImplementedError
@@ -78,8 +80,29 @@ class Engine:
     ) -> int:
         raise NotImplementedError
 
-    def finish(self, cursor, table: str) -> None:
+    def fill_parts(
+        self, cursor, source: Source, parts: int
+    ) -> list[tuple[str, list[Any]]]:
+        """Return ``(where, params)`` for ``fill`` that split the rows into parts."""
+        return [("", [])]
+
+    def finish_steps(self, table: str) -> list[Callable[[Any], None]]:
+        """Return what completes a filled table, as steps that may run at once.
+
+        Each step takes a cursor.
+        """
+        return []
+
+    def lock_build(self, cursor, generation: int) -> bool:
+        """Mark the generation as being built by this connection, if supported."""
+        return False
+
+    def unlock_build(self, cursor, generation: int) -> None:
         pass
+
+    def build_abandoned(self, cursor, generation: int) -> bool:
+        """Return whether the generation's build is known to have died."""
+        return False
 
     def activate(self, cursor, table: str, source: Source) -> None:
         pass
@@ -106,12 +129,17 @@ class Engine:
     def generation_tables(self, cursor) -> list[str]:
         raise NotImplementedError
 
+    def estimated_rows(self, cursor, sources: Sequence[Source]) -> dict[str, float]:
+        """Return the planner's row estimate of each source's table, by key."""
+        return {}
+
     def drop_table(self, cursor, table: str) -> None:
         cursor.execute(f"DROP TABLE IF EXISTS {q(table)}")
 
 
 class PostgresEngine(Engine):
     vendor = "postgresql"
+    builds_concurrently = True
 
     def create_table(self, cursor, table: str, source: Source) -> None:
         pk = source.model._meta.pk.rel_db_type(connection)
@@ -144,14 +172,81 @@ class PostgresEngine(Engine):
         )
         return cursor.rowcount
 
-    def finish(self, cursor, table: str) -> None:
+    def fill_parts(self, cursor, source: Source, parts: int):
+        # Split at ids that many rows apart (the primary key index finds them),
+        # counting on the planner's row estimate, or on count(*) when it has none.
+        table = q(source.model._meta.db_table)
+        cursor.execute(
+            "SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass", [table]
+        )
+        rows = cursor.fetchone()[0]
+        if rows <= 0:
+            cursor.execute(f"SELECT count(*) FROM {table}")
+            rows = cursor.fetchone()[0]
+        bounds: list[Any] = []
+        for part in range(1, parts):
+            cursor.execute(
+                f"SELECT id FROM {table} ORDER BY id OFFSET %s LIMIT 1",
+                [rows * part // parts],
+            )
+            row = cursor.fetchone()
+            if row is not None and (not bounds or row[0] > bounds[-1]):
+                bounds.append(row[0])
+        # The first and last parts are open-ended: rows added meanwhile belong
+        # to one of them.
+        edges = [None, *bounds, None]
+        ranges = []
+        for low, high in zip(edges, edges[1:], strict=False):
+            where, params = [], []
+            if low is not None:
+                where.append(f"{source.alias}.id >= %s")
+                params.append(low)
+            if high is not None:
+                where.append(f"{source.alias}.id < %s")
+                params.append(high)
+            ranges.append((" AND ".join(where), params))
+        return ranges
+
+    def finish_steps(self, table: str):
         # Indexes after the bulk load: building them once is far cheaper than
-        # maintaining them row by row.
-        cursor.execute(f"ALTER TABLE {q(table)} ADD PRIMARY KEY (id)")
-        cursor.execute(f"CREATE INDEX ON {q(table)} USING gin (vector)")
-        cursor.execute(f"CREATE INDEX ON {q(table)} (world_id)")
-        # Statistics for what searches filter on; the snippet text needs none.
-        cursor.execute(f"ANALYZE {q(table)} (id, world_id, vector)")
+        # maintaining them row by row. Two steps that can run at the same time:
+        # the GIN index takes long, the b-trees do not (and ANALYZE would wait for
+        # a b-tree build on another connection, so it follows the GIN index).
+        t = q(table)
+
+        def gin(cursor) -> None:
+            cursor.execute(f"CREATE INDEX ON {t} USING gin (vector)")
+            # Statistics for what searches filter on; the snippet text needs none.
+            cursor.execute(f"ANALYZE {t} (id, world_id, vector)")
+
+        def btrees(cursor) -> None:
+            # A unique index, not a primary key: adding a constraint would lock
+            # out the GIN index build running beside it.
+            cursor.execute(f"CREATE UNIQUE INDEX ON {t} (id)")
+            cursor.execute(f"CREATE INDEX ON {t} (world_id)")
+
+        return [gin, btrees]
+
+    # Session advisory locks (key BUILD_LOCK, generation id): held by the
+    # connection that started a build until its switch, released by PostgreSQL
+    # when that connection ends, however the process died.
+    BUILD_LOCK = 0x5EA4C4
+
+    def lock_build(self, cursor, generation: int) -> bool:
+        cursor.execute("SELECT pg_advisory_lock(%s, %s)", [self.BUILD_LOCK, generation])
+        return True
+
+    def unlock_build(self, cursor, generation: int) -> None:
+        cursor.execute(
+            "SELECT pg_advisory_unlock(%s, %s)", [self.BUILD_LOCK, generation]
+        )
+
+    def build_abandoned(self, cursor, generation: int) -> bool:
+        # Held until the end of the caller's transaction if nobody else holds it.
+        cursor.execute(
+            "SELECT pg_try_advisory_xact_lock(%s, %s)", [self.BUILD_LOCK, generation]
+        )
+        return cursor.fetchone()[0]
 
     def activate(self, cursor, table: str, source: Source) -> None:
         cursor.execute(
@@ -223,6 +318,16 @@ class PostgresEngine(Engine):
         )
         return [row[0] for row in cursor.fetchall()]
 
+    def estimated_rows(self, cursor, sources: Sequence[Source]) -> dict[str, float]:
+        tables = {s.model._meta.db_table: s.key for s in sources}
+        cursor.execute(
+            "SELECT t, c.reltuples FROM unnest(%s::text[]) t"
+            " JOIN pg_class c ON c.oid = to_regclass(quote_ident(t))",
+            [list(tables)],
+        )
+        # reltuples is -1 for a table never vacuumed or analyzed.
+        return {tables[name]: max(rows, 0) for name, rows in cursor.fetchall()}
+
     def drop_table(self, cursor, table: str) -> None:
         cursor.execute(f"DROP TABLE IF EXISTS {q(table)} CASCADE")
 
@@ -261,8 +366,11 @@ class SqliteEngine(Engine):
         )
         return cursor.rowcount
 
-    def finish(self, cursor, table: str) -> None:
-        cursor.execute(f"INSERT INTO {q(table)}({q(table)}) VALUES ('optimize')")
+    def finish_steps(self, table: str):
+        def optimize(cursor) -> None:
+            cursor.execute(f"INSERT INTO {q(table)}({q(table)}) VALUES ('optimize')")
+
+        return [optimize]
 
     def delete(self, cursor, table: str, source: Source, where: str, params) -> None:
         if not where:

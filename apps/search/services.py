@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import IntegrityError, connection, models, transaction
@@ -72,8 +73,11 @@ class IndexResult:
     # Rows changed since the build started (reindex only): their documents may be
     # missing from the new generation until ``search index -f`` runs.
     changed: int = 0
-    # Of ``seconds``, the time spent writing documents (the rest: indexes, switch).
+    # Reindex only: time spent writing this model's documents and building its
+    # indexes, summed over the connections that did it. ``seconds`` is the time
+    # since the reindex began, and models are built at the same time.
     fill_seconds: float = 0.0
+    index_seconds: float = 0.0
 
 
 def model_names() -> list[str]:
@@ -146,6 +150,12 @@ def _floor_second(value: dt.datetime) -> dt.datetime:
 
 # Index ---------------------------------------------------------------------------
 
+# A reindex on PostgreSQL works on this many database connections at once: each
+# model's documents are written in this many parts, and one model's GIN index is
+# built while the next model's documents are written. Two keeps two server cores
+# busy; a build on a small server should not take more.
+BUILD_CONNECTIONS = 2
+
 
 def index(
     models: Iterable[str] | None = None,
@@ -156,26 +166,28 @@ def index(
 ) -> list[IndexResult]:
     """Index the named models (all when none) and return one result per model.
 
-    ``reindex`` builds a new generation and switches to it; otherwise the live
-    generation is updated in place, for every row or only rows modified at or after
-    ``since``. A model with no generation yet gets its first one built.
-    ``after_build(model)`` runs between building and switching (tests use it to
-    write while a build is in progress).
+    ``reindex`` builds a new generation of every model and then switches all of them
+    in one transaction: if any build fails, every model keeps its old generation and
+    the new tables are dropped. Otherwise the live generation is updated in place,
+    for every row or only rows modified at or after ``since``; a model with no
+    generation yet gets its first one built. ``after_build(model)`` runs for each
+    model between building and switching (tests use it to write meanwhile).
     """
     if reindex and since is not None:
         raise ValueError("A reindex always indexes every row; leave out the timestamp.")
     eng = engine()
     sources = _sources(models)
-    results = []
+    active = set(
+        Generation.objects.filter(
+            model__in=[s.key for s in sources], state=Generation.State.ACTIVE
+        ).values_list("model", flat=True)
+    )
+    rebuilt = [s for s in sources if reindex or s.key not in active]
+    results = {r.model: r for r in _reindex(eng, rebuilt, after_build)}
     for source in sources:
-        active = Generation.objects.filter(
-            model=source.key, state=Generation.State.ACTIVE
-        ).first()
-        if reindex or active is None:
-            results.append(_reindex(eng, source, after_build))
-        else:
-            results.append(_update_in_place(eng, source, since))
-    return results
+        if source.key not in results:
+            results[source.key] = _update_in_place(eng, source, since)
+    return [results[s.key] for s in sources]
 
 
 def _new_generation(source: Source, started: dt.datetime) -> Generation:
@@ -198,73 +210,282 @@ def _new_generation(source: Source, started: dt.datetime) -> Generation:
     raise RuntimeError(f"No free generation name for {base}")
 
 
+@dataclass
+class _Build:
+    source: Source
+    generation: Generation
+    fill_seconds: float = 0.0
+    index_seconds: float = 0.0
+    # Whether this connection holds the build's lock (see Engine.lock_build).
+    locked: bool = False
+
+
 def _reindex(
-    eng: Engine, source: Source, after_build: Callable[[str], None] | None
-) -> IndexResult:
+    eng: Engine, sources: list[Source], after_build: Callable[[str], None] | None
+) -> list[IndexResult]:
+    if not sources:
+        return []
     clock = time.monotonic()
     started = timezone.now()
-    # The build is one transaction: a failed or killed build leaves nothing behind.
-    with transaction.atomic():
-        gen = _new_generation(source, started)
-        with connection.cursor() as cursor:
-            eng.create_table(cursor, gen.table, source)
-            fill_clock = time.monotonic()
-            gen.documents = eng.fill(cursor, gen.table, source)
-            fill_seconds = time.monotonic() - fill_clock
-            eng.finish(cursor, gen.table)
-        gen.save(update_fields=["documents"])
-    if after_build is not None:
-        after_build(source.key)
-    replaced = _switch(eng, source, gen)
-    if replaced is not None:
-        # Rows hard-deleted during the build lost their document only in the old
-        # generation, and ``-f`` cannot find rows that are gone: drop them here.
-        with transaction.atomic():
-            live = _locked_active_table(source)
-            if live is not None and live.pk == gen.pk:
-                with connection.cursor() as cursor:
-                    eng.delete_missing(cursor, gen.table, source)
-    # Exactly the rows written since the build began; the printed catch-up command
-    # rounds down to the second, which only re-indexes a few rows more.
-    changed = _changed_since(source, started) if replaced is not None else 0
-    return IndexResult(
-        model=source.key,
-        mode="reindex",
-        generation=gen.name,
-        documents=gen.documents,
-        seconds=time.monotonic() - clock,
-        started_at=started,
-        replaced=replaced,
-        changed=changed,
-        fill_seconds=fill_seconds,
-    )
-
-
-def _switch(eng: Engine, source: Source, gen: Generation) -> str | None:
-    """Make ``gen`` the active generation of its model; return the replaced one."""
-    with transaction.atomic():
-        # Waits for in-flight document updates, which hold this row FOR SHARE.
-        old = (
-            Generation.objects.select_for_update()
-            .filter(model=source.key, state=Generation.State.ACTIVE)
-            .first()
+    builds: list[_Build] = []
+    try:
+        _build_all(eng, sources, started, builds)
+        if after_build is not None:
+            for build in builds:
+                after_build(build.source.key)
+        replaced = _switch(eng, builds)
+    except BaseException:
+        _discard(eng, builds)
+        raise
+    _unlock(eng, builds)
+    results = []
+    for build in builds:
+        source, gen = build.source, build.generation
+        if replaced[source.key] is not None:
+            # Rows hard-deleted during the build lost their document only in the
+            # old generation, and ``-f`` cannot find rows that are gone: drop them.
+            with transaction.atomic():
+                live = _locked_active_table(source)
+                if live is not None and live.pk == gen.pk:
+                    with connection.cursor() as cursor:
+                        eng.delete_missing(cursor, gen.table, source)
+        # Exactly the rows written since the build began; the printed catch-up
+        # command rounds down to the second, which only re-indexes a few rows more.
+        changed = (
+            _changed_since(source, started) if replaced[source.key] is not None else 0
         )
-        if old is not None:
-            old.delete()
-        gen.state = Generation.State.ACTIVE
-        gen.activated_at = timezone.now()
-        gen.save(update_fields=["state", "activated_at"])
+        results.append(
+            IndexResult(
+                model=source.key,
+                mode="reindex",
+                generation=gen.name,
+                documents=gen.documents,
+                seconds=time.monotonic() - clock,
+                started_at=started,
+                replaced=replaced[source.key],
+                changed=changed,
+                fill_seconds=build.fill_seconds,
+                index_seconds=build.index_seconds,
+            )
+        )
+    return results
+
+
+def _build_all(
+    eng: Engine, sources: list[Source], started: dt.datetime, builds: list[_Build]
+) -> None:
+    """Build a new generation of each source, appending each to ``builds``."""
+    # Other connections cannot see the rows of this connection's transaction, so
+    # inside one (tests, a caller's atomic block) everything is built right here,
+    # each model in one transaction: a failed build leaves nothing behind.
+    if (
+        not eng.builds_concurrently
+        or BUILD_CONNECTIONS < 2
+        or connection.in_atomic_block
+    ):
+        for source in sources:
+            with transaction.atomic():
+                build = _Build(source, _new_generation(source, started))
+                table = build.generation.table
+                with connection.cursor() as cursor:
+                    eng.create_table(cursor, table, source)
+                    clock = time.monotonic()
+                    build.generation.documents = eng.fill(cursor, table, source)
+                    build.fill_seconds = time.monotonic() - clock
+                    for step in eng.finish_steps(table):
+                        step(cursor)
+                    build.index_seconds = time.monotonic() - clock - build.fill_seconds
+                build.generation.save(update_fields=["documents"])
+            builds.append(build)
+        return
+    # Largest model first: its index build then overlaps the smaller ones' writes.
+    with connection.cursor() as cursor:
+        sizes = eng.estimated_rows(cursor, sources)
+    tasks: list[_Task] = []
+    for source in sorted(sources, key=lambda s: -sizes.get(s.key, 0)):
+        # The empty table is committed at once so that the other connections can
+        # write into it; the lock tells a later reindex that it is still being
+        # built (an abandoned one is dropped by the next switch).
+        with transaction.atomic():
+            build = _Build(source, _new_generation(source, started))
+            with connection.cursor() as cursor:
+                build.locked = eng.lock_build(cursor, build.generation.pk)
+                eng.create_table(cursor, build.generation.table, source)
+        builds.append(build)
         with connection.cursor() as cursor:
-            eng.activate(cursor, gen.table, source)
-            if old is not None:
-                eng.drop_table(cursor, old.table)
-            # Tables of builds that crashed before their switch.
+            parts = eng.fill_parts(cursor, source, BUILD_CONNECTIONS)
+        fills = [
+            _Task(_fill_part, (eng, build, where, params)) for where, params in parts
+        ]
+        steps = [
+            _Task(_finish_step, (build, step), after=fills)
+            for step in eng.finish_steps(build.generation.table)
+        ]
+        tasks += fills + steps
+    _run_on_connections(tasks)
+    for build in builds:
+        build.generation.save(update_fields=["documents"])
+    builds.sort(key=lambda b: sources.index(b.source))
+
+
+def _fill_part(eng: Engine, build: _Build, where: str, params: list) -> None:
+    clock = time.monotonic()
+    with connection.cursor() as cursor:
+        count = eng.fill(cursor, build.generation.table, build.source, where, params)
+    with _build_lock:
+        build.generation.documents += count
+        build.fill_seconds += time.monotonic() - clock
+
+
+def _finish_step(build: _Build, step: Callable[[Any], None]) -> None:
+    clock = time.monotonic()
+    with connection.cursor() as cursor:
+        step(cursor)
+    with _build_lock:
+        build.index_seconds += time.monotonic() - clock
+
+
+_build_lock = threading.Lock()
+
+
+@dataclass(eq=False)
+class _Task:
+    func: Callable[..., None]
+    args: tuple
+    after: list[_Task] = field(default_factory=list)
+    done: bool = False
+
+
+def _run_on_connections(tasks: list[_Task]) -> None:
+    """Run ``tasks`` on BUILD_CONNECTIONS threads, each with its own connection.
+
+    A free thread takes the first task in the list whose ``after`` tasks are done.
+    After a failure no task starts; the first failure is raised once every thread
+    has finished its running task.
+    """
+    pending = list(tasks)
+    failures: list[BaseException] = []
+    changed = threading.Condition()
+
+    def next_task() -> _Task | None:
+        with changed:
+            while pending and not failures:
+                for task in pending:
+                    if all(t.done for t in task.after):
+                        pending.remove(task)
+                        return task
+                changed.wait()
+            return None
+
+    def work() -> None:
+        try:
+            while (task := next_task()) is not None:
+                try:
+                    task.func(*task.args)
+                except BaseException as exc:
+                    with changed:
+                        failures.append(exc)
+                        changed.notify_all()
+                    return
+                with changed:
+                    task.done = True
+                    changed.notify_all()
+        finally:
+            connection.close()  # this thread's own
+
+    threads = [
+        threading.Thread(target=work, name=f"search-build-{n}")
+        for n in range(min(BUILD_CONNECTIONS, len(tasks)))
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        for thread in threads:
+            thread.join()
+    except BaseException as exc:  # interrupted: let running statements finish
+        with changed:
+            failures.append(exc)
+            changed.notify_all()
+        for thread in threads:
+            thread.join()
+    if failures:
+        raise failures[0]
+
+
+def _unlock(eng: Engine, builds: list[_Build]) -> None:
+    with connection.cursor() as cursor:
+        for build in builds:
+            if build.locked:
+                eng.unlock_build(cursor, build.generation.pk)
+                build.locked = False
+
+
+def _discard(eng: Engine, builds: list[_Build]) -> None:
+    """Drop generations that were built (or begun) but never switched to."""
+    if connection.needs_rollback:
+        return  # the caller's transaction rolls back, and these with it
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            for build in builds:
+                eng.drop_table(cursor, build.generation.table)
+        Generation.objects.filter(
+            pk__in=[b.generation.pk for b in builds], state=Generation.State.BUILDING
+        ).delete()
+    _unlock(eng, builds)
+
+
+def _switch(eng: Engine, builds: list[_Build]) -> dict[str, str | None]:
+    """Make the built generations active, all in one transaction.
+
+    Return the name of the generation each replaced, by model.
+    """
+    by_model = {b.source.key: b for b in builds}
+    replaced: dict[str, str | None] = dict.fromkeys(by_model)
+    with transaction.atomic():
+        # Waits for in-flight document updates, which hold these rows FOR SHARE;
+        # locked in one order, so two switches cannot deadlock each other.
+        old_generations = {
+            old.model: old
+            for old in Generation.objects.select_for_update()
+            .filter(model__in=by_model, state=Generation.State.ACTIVE)
+            .order_by("model")
+        }
+        now = timezone.now()
+        with connection.cursor() as cursor:
+            # Views and tables in the order searches lock them (SOURCES): a search
+            # still reading an old table holds its view, so the switch waits there
+            # and never holds a lock that search wants next.
+            for key in (k for k in SOURCES if k in by_model):
+                build = by_model[key]
+                old = old_generations.get(key)
+                if old is not None:
+                    replaced[key] = old.name
+                    old.delete()
+                gen = build.generation
+                gen.state = Generation.State.ACTIVE
+                gen.activated_at = now
+                gen.save(update_fields=["state", "activated_at"])
+                eng.activate(cursor, gen.table, build.source)
+                if old is not None:
+                    eng.drop_table(cursor, old.table)
+            # Builds that crashed before their switch: generations whose build
+            # nobody holds any more, and tables without a generation.
+            abandoned = (
+                Generation.objects.filter(
+                    model__in=by_model, state=Generation.State.BUILDING
+                )
+                .exclude(pk__in=[b.generation.pk for b in builds])
+                .values_list("pk", flat=True)
+            )
+            Generation.objects.filter(
+                pk__in=[pk for pk in abandoned if eng.build_abandoned(cursor, pk)]
+            ).delete()
             known = set(Generation.objects.values_list("table", flat=True))
-            prefix = f"search_gen_{source.key}_"
+            prefixes = tuple(f"search_gen_{key}_" for key in by_model)
             for table in eng.generation_tables(cursor):
-                if table.startswith(prefix) and table not in known:
+                if table.startswith(prefixes) and table not in known:
                     eng.drop_table(cursor, table)
-    return old.name if old is not None else None
+    return replaced
 
 
 def _changed_since(source: Source, since: dt.datetime) -> int:

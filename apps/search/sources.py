@@ -147,6 +147,8 @@ SOURCES: dict[str, Source] = {s.key: s for s in (WORLDS, ROOMS, ATTENDEES)}
 def resolve(names: list[str] | None) -> list[Source]:
     """Return the sources named (singular or plural, any case), all when none.
 
+    Always in the order of ``SOURCES``: searches lock the live views and a reindex's
+    switch replaces them in this one order, so neither can deadlock the other.
     Raise ``KeyError`` with the first unknown name.
     """
     if not names:
@@ -161,4 +163,4 @@ def resolve(names: list[str] | None) -> list[Source]:
             raise KeyError(name)
         if source not in found:
             found.append(source)
-    return found
+    return [s for s in SOURCES.values() if s in found]

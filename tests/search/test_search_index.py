@@ -263,6 +263,25 @@ def test_rows_hard_deleted_during_a_reindex_are_not_found_after_it(harbor):
     assert [m for m, _ in found("lighthouse")] == ["room"]
 
 
+def test_a_failure_before_the_switch_keeps_every_old_generation(harbor):
+    run("index")
+    before = dict(Generation.objects.values_list("model", "name"))
+    tables = services.engine().generation_tables(connection.cursor())
+
+    def fail_after_rooms(model: str) -> None:
+        if model == "rooms":
+            raise RuntimeError("interrupted")
+
+    with pytest.raises(RuntimeError, match="interrupted"):
+        services.index(reindex=True, after_build=fail_after_rooms)
+
+    assert dict(Generation.objects.values_list("model", "name")) == before
+    assert sorted(services.engine().generation_tables(connection.cursor())) == sorted(
+        tables
+    )
+    assert found("keynotes")
+
+
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_a_failing_document_update_is_logged_and_the_write_stands(harbor, caplog):
