@@ -89,7 +89,7 @@ class Engine:
     def finish_steps(self, table: str) -> list[Callable[[Any], None]]:
         """Return what completes a filled table, as steps that may run at once.
 
-        Each step takes a cursor.
+        Each step takes a cursor; the longest comes first.
         """
         return []
 

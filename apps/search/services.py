@@ -218,6 +218,7 @@ class _Build:
     index_seconds: float = 0.0
     # Whether this connection holds the build's lock (see Engine.lock_build).
     locked: bool = False
+    changed: int = 0  # rows changed since the build began (see IndexResult)
 
 
 def _reindex(
@@ -238,51 +239,62 @@ def _reindex(
         _discard(eng, builds)
         raise
     _unlock(eng, builds)
-    results = []
-    for build in builds:
-        source, gen = build.source, build.generation
-        if replaced[source.key] is not None:
-            # Rows hard-deleted during the build lost their document only in the
-            # old generation, and ``-f`` cannot find rows that are gone: drop them.
-            with transaction.atomic():
-                live = _locked_active_table(source)
-                if live is not None and live.pk == gen.pk:
-                    with connection.cursor() as cursor:
-                        eng.delete_missing(cursor, gen.table, source)
-        # Exactly the rows written since the build began; the printed catch-up
-        # command rounds down to the second, which only re-indexes a few rows more.
-        changed = (
-            _changed_since(source, started) if replaced[source.key] is not None else 0
+    replacing = [b for b in builds if replaced[b.source.key] is not None]
+    if _concurrent(eng):
+        _run_on_connections(
+            [_Task(_after_switch, (eng, b, started)) for b in replacing]
         )
-        results.append(
-            IndexResult(
-                model=source.key,
-                mode="reindex",
-                generation=gen.name,
-                documents=gen.documents,
-                seconds=time.monotonic() - clock,
-                started_at=started,
-                replaced=replaced[source.key],
-                changed=changed,
-                fill_seconds=build.fill_seconds,
-                index_seconds=build.index_seconds,
-            )
+    else:
+        for build in replacing:
+            _after_switch(eng, build, started)
+    return [
+        IndexResult(
+            model=build.source.key,
+            mode="reindex",
+            generation=build.generation.name,
+            documents=build.generation.documents,
+            seconds=time.monotonic() - clock,
+            started_at=started,
+            replaced=replaced[build.source.key],
+            changed=build.changed,
+            fill_seconds=build.fill_seconds,
+            index_seconds=build.index_seconds,
         )
-    return results
+        for build in builds
+    ]
+
+
+def _concurrent(eng: Engine) -> bool:
+    # Other connections cannot see the rows of this connection's transaction, so
+    # inside one (tests, a caller's atomic block) all work stays on this one.
+    return (
+        eng.builds_concurrently
+        and BUILD_CONNECTIONS > 1
+        and not connection.in_atomic_block
+    )
+
+
+def _after_switch(eng: Engine, build: _Build, started: dt.datetime) -> None:
+    source, gen = build.source, build.generation
+    # Rows hard-deleted during the build lost their document only in the old
+    # generation, and ``-f`` cannot find rows that are gone: drop them here.
+    with transaction.atomic():
+        live = _locked_active_table(source)
+        if live is not None and live.pk == gen.pk:
+            with connection.cursor() as cursor:
+                eng.delete_missing(cursor, gen.table, source)
+    # Exactly the rows written since the build began; the printed catch-up
+    # command rounds down to the second, which only re-indexes a few rows more.
+    build.changed = _changed_since(source, started)
 
 
 def _build_all(
     eng: Engine, sources: list[Source], started: dt.datetime, builds: list[_Build]
 ) -> None:
     """Build a new generation of each source, appending each to ``builds``."""
-    # Other connections cannot see the rows of this connection's transaction, so
-    # inside one (tests, a caller's atomic block) everything is built right here,
-    # each model in one transaction: a failed build leaves nothing behind.
-    if (
-        not eng.builds_concurrently
-        or BUILD_CONNECTIONS < 2
-        or connection.in_atomic_block
-    ):
+    # On one connection, each model is built in one transaction: a failed build
+    # leaves nothing behind.
+    if not _concurrent(eng):
         for source in sources:
             with transaction.atomic():
                 build = _Build(source, _new_generation(source, started))
@@ -298,10 +310,12 @@ def _build_all(
                 build.generation.save(update_fields=["documents"])
             builds.append(build)
         return
-    # Largest model first: its index build then overlaps the smaller ones' writes.
+    # Largest model first: its GIN index build then overlaps the smaller ones'
+    # writes. The short steps come last, to fill the gaps at the end.
     with connection.cursor() as cursor:
         sizes = eng.estimated_rows(cursor, sources)
     tasks: list[_Task] = []
+    short_steps: list[_Task] = []
     for source in sorted(sources, key=lambda s: -sizes.get(s.key, 0)):
         # The empty table is committed at once so that the other connections can
         # write into it; the lock tells a later reindex that it is still being
@@ -321,8 +335,9 @@ def _build_all(
             _Task(_finish_step, (build, step), after=fills)
             for step in eng.finish_steps(build.generation.table)
         ]
-        tasks += fills + steps
-    _run_on_connections(tasks)
+        tasks += fills + steps[:1]
+        short_steps += steps[1:]
+    _run_on_connections(tasks + short_steps)
     for build in builds:
         build.generation.save(update_fields=["documents"])
     builds.sort(key=lambda b: sources.index(b.source))
