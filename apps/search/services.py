@@ -1,9 +1,10 @@
 """Search: build, update and query the full-text index of worlds, rooms and attendees.
 
 Documents live in one table per model and generation (see ``models.Generation``).
-``index(reindex=True)`` builds a complete new generation beside the live one and then
-switches in one short transaction, dropping the old generation; searches keep being
-answered from whichever generation is active. Writes that land while a generation is
+``index(reindex=True)`` builds a complete new generation of each model beside the
+live ones (on PostgreSQL on two connections at once) and then switches all of them in
+one short transaction, dropping the old generations; searches keep being answered
+from whichever generations are active. Writes that land while a generation is
 being built go to the old one, so ``index`` reports how many rows changed since the
 build started and the exact ``search index -f`` command that catches up.
 """
@@ -15,6 +16,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -229,18 +231,25 @@ def _reindex(
     clock = time.monotonic()
     started = timezone.now()
     builds: list[_Build] = []
+    concurrent = _concurrent(eng)
     try:
-        _build_all(eng, sources, started, builds)
-        if after_build is not None:
-            for build in builds:
-                after_build(build.source.key)
-        replaced = _switch(eng, builds)
+        # On one connection the whole reindex is one transaction, so a failed or
+        # killed one leaves nothing behind. Builds on several connections commit
+        # their tables first; those are dropped here on failure, and by the next
+        # switch if the process died.
+        with nullcontext() if concurrent else transaction.atomic():
+            _build_all(eng, sources, started, builds, concurrent)
+            if after_build is not None:
+                for build in builds:
+                    after_build(build.source.key)
+            replaced = _switch(eng, builds)
     except BaseException:
-        _discard(eng, builds)
+        if concurrent:
+            _discard(eng, builds)
         raise
     _unlock(eng, builds)
     replacing = [b for b in builds if replaced[b.source.key] is not None]
-    if _concurrent(eng):
+    if concurrent:
         _run_on_connections(
             [_Task(_after_switch, (eng, b, started)) for b in replacing]
         )
@@ -289,25 +298,26 @@ def _after_switch(eng: Engine, build: _Build, started: dt.datetime) -> None:
 
 
 def _build_all(
-    eng: Engine, sources: list[Source], started: dt.datetime, builds: list[_Build]
+    eng: Engine,
+    sources: list[Source],
+    started: dt.datetime,
+    builds: list[_Build],
+    concurrent: bool,
 ) -> None:
     """Build a new generation of each source, appending each to ``builds``."""
-    # On one connection, each model is built in one transaction: a failed build
-    # leaves nothing behind.
-    if not _concurrent(eng):
+    if not concurrent:
         for source in sources:
-            with transaction.atomic():
-                build = _Build(source, _new_generation(source, started))
-                table = build.generation.table
-                with connection.cursor() as cursor:
-                    eng.create_table(cursor, table, source)
-                    clock = time.monotonic()
-                    build.generation.documents = eng.fill(cursor, table, source)
-                    build.fill_seconds = time.monotonic() - clock
-                    for step in eng.finish_steps(table):
-                        step(cursor)
-                    build.index_seconds = time.monotonic() - clock - build.fill_seconds
-                build.generation.save(update_fields=["documents"])
+            build = _Build(source, _new_generation(source, started))
+            table = build.generation.table
+            with connection.cursor() as cursor:
+                eng.create_table(cursor, table, source)
+                clock = time.monotonic()
+                build.generation.documents = eng.fill(cursor, table, source)
+                build.fill_seconds = time.monotonic() - clock
+                for step in eng.finish_steps(table):
+                    step(cursor)
+                build.index_seconds = time.monotonic() - clock - build.fill_seconds
+            build.generation.save(update_fields=["documents"])
             builds.append(build)
         return
     # Largest model first: its GIN index build then overlaps the smaller ones'
@@ -437,8 +447,6 @@ def _unlock(eng: Engine, builds: list[_Build]) -> None:
 
 def _discard(eng: Engine, builds: list[_Build]) -> None:
     """Drop generations that were built (or begun) but never switched to."""
-    if connection.needs_rollback:
-        return  # the caller's transaction rolls back, and these with it
     with transaction.atomic():
         with connection.cursor() as cursor:
             for build in builds:

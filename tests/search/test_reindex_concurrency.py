@@ -117,24 +117,6 @@ def test_a_failed_build_keeps_every_old_generation_and_leaves_no_tables(harbor):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_failure_before_the_switch_drops_every_new_generation(harbor):
-    run("index")
-    before = active_generations()
-    tables = generation_tables()
-
-    def fail_after_attendees(model: str) -> None:
-        if model == "attendees":
-            raise RuntimeError("interrupted")
-
-    with pytest.raises(RuntimeError, match="interrupted"):
-        services.index(reindex=True, after_build=fail_after_attendees)
-
-    assert active_generations() == before
-    assert not Generation.objects.filter(state="building").exists()
-    assert generation_tables() == tables
-
-
-@pytest.mark.django_db(transaction=True)
 def test_next_switch_drops_abandoned_builds_but_not_running_ones(harbor):
     run("index")
     eng = services.engine()

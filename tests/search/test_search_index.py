@@ -263,7 +263,22 @@ def test_rows_hard_deleted_during_a_reindex_are_not_found_after_it(harbor):
     assert [m for m, _ in found("lighthouse")] == ["room"]
 
 
-def test_a_failure_before_the_switch_keeps_every_old_generation(harbor):
+@pytest.mark.parametrize(
+    "harbor_committed",
+    [
+        # Inside the test's transaction: everything on the test's connection.
+        pytest.param(False, id="in-transaction"),
+        # Committed: on PostgreSQL the builds run on connections of their own;
+        # on SQLite the reindex is one transaction.
+        pytest.param(
+            True, id="committed", marks=pytest.mark.django_db(transaction=True)
+        ),
+    ],
+)
+def test_a_failure_before_the_switch_keeps_every_old_generation(
+    harbor, harbor_committed
+):
+    assert connection.in_atomic_block != harbor_committed
     run("index")
     before = dict(Generation.objects.values_list("model", "name"))
     tables = services.engine().generation_tables(connection.cursor())
