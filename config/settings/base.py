@@ -244,6 +244,12 @@ BACKUP_KEEP = env.int("BACKUP_KEEP", default=0)
 # holding one) instead of queueing every later query behind itself; 0 waits forever.
 BACKUP_LOCK_WAIT_TIMEOUT = env.int("BACKUP_LOCK_WAIT_TIMEOUT", default=60)
 
+# SEARCH
+# ------------------------------------------------------------------------------
+# PostgreSQL indexes at most this many characters of each text of a document: a
+# tsvector holds at most 1 MB, and one room over it would fail the whole reindex.
+SEARCH_MAX_FIELD_CHARS = env.int("SEARCH_MAX_FIELD_CHARS", default=50_000)
+
 # REST FRAMEWORK
 # ------------------------------------------------------------------------------
 REST_FRAMEWORK = {

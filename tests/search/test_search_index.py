@@ -299,7 +299,10 @@ def test_a_failure_before_the_switch_keeps_every_old_generation(
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_a_failing_document_update_is_logged_and_the_write_stands(harbor, caplog):
+def test_a_failing_document_update_is_logged_and_the_write_stands(
+    harbor, caplog, settings
+):
+    settings.SEARCH_MAX_FIELD_CHARS = 10_000_000  # let the whole text through
     run("index")
     # More text than a tsvector holds (1 MB): PostgreSQL refuses the document.
     words = " ".join(f"w{i:07d}" for i in range(120_000))
@@ -310,3 +313,23 @@ def test_a_failing_document_update_is_logged_and_the_write_stands(harbor, caplog
     assert Room.objects.get(pk=main.pk).description == words
     assert "too long for tsvector" in caplog.text
     assert found("keynotes") == [("room", str(main.pk))]  # the old document
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_text_over_a_tsvectors_size_is_indexed_up_to_the_limit(harbor):
+    # 120,000 distinct words: over 1 MB as one tsvector, which PostgreSQL refuses.
+    words = " ".join(f"w{i:07d}" for i in range(120_000))
+    Room.objects.bulk_create(
+        [Room(world=harbor, import_id="huge", name="Huge", description=words)]
+    )
+    huge = Room.objects.get(import_id="huge")
+
+    run("index", "--reindex")
+
+    assert found("w0000010") == [("room", str(huge.pk))]
+    assert found("w0100000") == []  # beyond SEARCH_MAX_FIELD_CHARS
+    assert found("keynotes")  # the other documents are there too
+    huge.description = "lighthouse " + words
+    huge.save()  # the update after commit truncates the same way
+    assert ("room", str(huge.pk)) in found("lighthouse")
