@@ -252,7 +252,7 @@ def main() -> None:
         child_purge(int(sys.argv[2]))
         return
     rows = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
-    batch_size = int(sys.argv[2]) if len(sys.argv) > 2 else 5000
+    batch_size = int(sys.argv[2]) if len(sys.argv) > 2 else 20_000  # PURGE_BATCH
     url = os.environ.get("DATABASE_URL", "")
     if not url.startswith(("postgres://", "postgresql://")):
         sys.exit("bench/purge.py needs DATABASE_URL=postgres://… (a PostgreSQL server)")
