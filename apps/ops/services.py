@@ -128,7 +128,7 @@ def check_channel_layer() -> ComponentStatus:
         if backend == "InMemoryChannelLayer":
             return "in-memory (this process only)"
         return ", ".join(
-            _redact(str(h))
+            _redact(h["address"] if isinstance(h, dict) else str(h))
             for h in settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"]
         )
 

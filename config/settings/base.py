@@ -187,11 +187,19 @@ if REDIS_URL:
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
-                "hosts": [REDIS_URL],
+                # No socket timeout, as before redis-py 8 (whose default is 5 s):
+                # - channels-redis' receive blocks 5 s in BZPOPMIN, and a read cut
+                #   at 5 s crashes the consumer, whose socket then closes without
+                #   a close frame (channels_redis issue #422);
+                # - with a timeout, redis-py wraps each send in asyncio.wait_for,
+                #   which on Python 3.11 can swallow a cancellation: a consumer's
+                #   (or hub's) receive then never stops polling.
+                "hosts": [{"address": REDIS_URL, "socket_timeout": None}],
                 "prefix": "stagehand",
                 # Every consumer of a server process shares that process's inbox;
-                # `connections drop` sends one message to each of its (10,000+)
-                # connections at once, so the inbox must hold that many.
+                # messages to single consumers (`connections drop --interval`,
+                # connection_limit replacements) queue there, and a busy process
+                # may fall behind on thousands without refusing them.
                 "channel_capacity": {"specific.*": 20000},
             },
         }
