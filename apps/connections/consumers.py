@@ -25,6 +25,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from . import services
+from .hub import hub_for
 from .registry import get_registry
 
 CLOSE_DROPPED = 1001  # going away: the client should reconnect (to any server)
@@ -50,8 +51,12 @@ class WorldConsumer(AsyncWebsocketConsumer):
     # (user_id, traits, welcome, limit) of a token whose terms await acceptance.
     pending_auth = None
     traits: list[str] = []
-    registered = False
+    registered = False  # counted under its label in the registry
+    slot_user = None  # the attendee whose connection_limit slot this holds
+    hub = None
+    accepted = False
     closing = False
+    close_when_accepted = False
     last_beat = 0.0
     reload_task = None
 
@@ -65,28 +70,36 @@ class WorldConsumer(AsyncWebsocketConsumer):
             self.world = await _get_world(world_id)
         except WorldNotFound:
             # Accept, so that the client can be told why it is closed.
-            await self.accept()
+            await self._accept()
             await self._error(None, "world.unknown_world", f"No world {world_id!r}.")
             await self._close(CLOSE_UNKNOWN_WORLD)
             return
-        # Registered before accepting: an open socket is always reachable.
+        # Reachable (through this process's hub) and counted before accepting: an
+        # open socket can always be dropped.
         self.last_beat = time.monotonic()
-        await services.register(self.channel_layer, self.label, self.channel_name)
+        self.hub = await hub_for(self.channel_layer)
+        await self.hub.add(self)
+        await services.register(self.label, self.channel_name)
         self.registered = True
-        await self.accept()
+        await self._accept()
+        if self.close_when_accepted:
+            await self._close(CLOSE_DROPPED)
 
     async def disconnect(self, code: int) -> None:
         if self.reload_task is not None:
             self.reload_task.cancel()
-        if self.registered:
-            self.registered = False
-            await services.unregister(self.channel_layer, self.label, self.channel_name)
-        if self.user_id is not None:
-            await get_registry().release_slot(self.user_id, self.channel_name)
-        for room_pk in self.entered.values():
-            await self.channel_layer.group_discard(
-                _room_group(room_pk), self.channel_name
-            )
+        if self.hub is not None:
+            self.hub.discard(self)
+        registered, self.registered = self.registered, False
+        user, self.slot_user = self.slot_user, None
+        if registered or user is not None:
+            await services.unregister(self.label, [(self.channel_name, user)])
+        if self.entered:
+            async with services.gate():
+                for room_pk in self.entered.values():
+                    await self.channel_layer.group_discard(
+                        _room_group(room_pk), self.channel_name
+                    )
 
     # Frames from the client ------------------------------------------------------
 
@@ -197,6 +210,7 @@ class WorldConsumer(AsyncWebsocketConsumer):
     async def _authenticated(self, user_id, traits, welcome, limit) -> None:
         self.user_id, self.traits = user_id, traits
         await self._send(["authenticated", welcome])
+        self.slot_user = user_id
         replaced = await get_registry().claim_slot(user_id, self.channel_name, limit)
         for channel in replaced:
             await self.channel_layer.send(channel, {"type": services.REPLACED})
@@ -242,6 +256,28 @@ class WorldConsumer(AsyncWebsocketConsumer):
     async def connections_drop(self, event: dict) -> None:
         await self._close(CLOSE_DROPPED)
 
+    # Called by this process's hub (a drop or reload of the whole label) ----------
+
+    def detach(self) -> tuple[str, Any]:
+        """Return this connection's registry entry, which the hub now removes.
+
+        The hub removes the entries of all the connections it closes at once, so
+        this one does not remove its own when it disconnects.
+        """
+        self.registered = False
+        user, self.slot_user = self.slot_user, None
+        return self.channel_name, user
+
+    async def close_from_hub(self) -> None:
+        if self.accepted:
+            await self._close(CLOSE_DROPPED)
+        else:
+            # Dropped while connecting: close as soon as the socket is open.
+            self.close_when_accepted = True
+
+    async def tell_reload(self) -> None:
+        await self._send(["connection.reload", {}])
+
     async def connections_reload(self, event: dict) -> None:
         await self._send(["connection.reload", {}])
         if self.reload_task is None:
@@ -257,6 +293,10 @@ class WorldConsumer(AsyncWebsocketConsumer):
         await asyncio.sleep(settings.CONNECTIONS_RELOAD_GRACE)
         await self._close(CLOSE_DROPPED)
 
+    async def _accept(self) -> None:
+        await self.accept()
+        self.accepted = True
+
     async def _close(self, code: int) -> None:
         if not self.closing:
             self.closing = True
@@ -267,7 +307,7 @@ class WorldConsumer(AsyncWebsocketConsumer):
         await get_registry().beat(self.label, self.channel_name)
 
     async def _send(self, frame: list) -> None:
-        if not self.closing:
+        if self.accepted and not self.closing:
             await self.send(text_data=json.dumps(frame, default=str))
 
     async def _error(self, frame_id: Any, code: str, message: str) -> None:

@@ -104,8 +104,21 @@ class RedisRegistry:
             pipe.zadd(LABELS_KEY, {label: now})
             await pipe.execute()
 
-    async def remove(self, label: str, channel: str) -> None:
-        await self._aclient().zrem(label_key(label), channel)
+    async def remove(self, label: str, connections: list[tuple[str, Any]]) -> None:
+        """Forget ``(channel, user or None)`` connections of ``label``, in one round trip.
+
+        A closing consumer passes itself; a server process dropping a label passes
+        every connection it closes, so that 10,000 closes are one pipeline, not
+        20,000 calls.
+        """
+        if not connections:
+            return
+        async with self._aclient().pipeline(transaction=False) as pipe:
+            pipe.zrem(label_key(label), *(channel for channel, _ in connections))
+            for channel, user in connections:
+                if user is not None:
+                    pipe.zrem(user_key(user), channel)
+            await pipe.execute()
 
     async def claim_slot(self, user: Any, channel: str, limit: int | None) -> list[str]:
         """Add ``channel`` to the attendee's connections; return those it replaces.
@@ -128,9 +141,6 @@ class RedisRegistry:
         if replaced:
             await client.zrem(key, *replaced)
         return replaced
-
-    async def release_slot(self, user: Any, channel: str) -> None:
-        await self._aclient().zrem(user_key(user), channel)
 
     # Commands --------------------------------------------------------------------
 
@@ -180,8 +190,13 @@ class MemoryRegistry:
     async def beat(self, label: str, channel: str) -> None:
         self.labels[label][channel] = time.time()
 
-    async def remove(self, label: str, channel: str) -> None:
-        self.labels[label].pop(channel, None)
+    async def remove(self, label: str, connections: list[tuple[str, Any]]) -> None:
+        for channel, user in connections:
+            self.labels[label].pop(channel, None)
+            if user in self.users:
+                self.users[user].pop(channel, None)
+                if not self.users[user]:
+                    del self.users[user]
 
     async def claim_slot(self, user: Any, channel: str, limit: int | None) -> list[str]:
         slots = self.users[user]
@@ -193,11 +208,6 @@ class MemoryRegistry:
         for c in replaced:
             slots.pop(c, None)
         return replaced
-
-    async def release_slot(self, user: Any, channel: str) -> None:
-        self.users[user].pop(channel, None)
-        if not self.users[user]:
-            del self.users[user]
 
     def counts(self) -> dict[str, int]:
         cutoff = time.time() - window()

@@ -1,8 +1,10 @@
 """Live connections: which build they run, and moving them onto another one.
 
 Commands, the REST API and the consumer meet here. Messages reach consumers only
-through the channel layer's public API (``send``), addressed to the channel names
-the registry holds, so a consumer in any server process can be reached.
+through the channel layer's public API: ``group_send`` to a label's group, which
+holds one control channel per server process (``hub.py``), or, with an interval,
+``send`` to each consumer's channel name from the registry. Either way a consumer in
+any server process can be reached.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
+from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.exceptions import ChannelFull
@@ -21,7 +24,8 @@ from django.conf import settings
 
 from .registry import get_registry
 
-# Message types a consumer handles (``connections.drop`` -> ``connections_drop``).
+# Message types a consumer handles (``connections.drop`` -> ``connections_drop``);
+# sent to a label's group they carry ``label`` and go to each process's hub.
 DROP = "connections.drop"
 RELOAD = "connections.reload"
 REPLACED = "connections.replaced"
@@ -50,36 +54,40 @@ def current_label() -> str:
 
 
 def label_group(label: str) -> str:
-    """Return the channel-layer group of ``label``'s consumers (a valid group name)."""
+    """Return the channel-layer group of the server processes serving ``label``.
+
+    Its members are the processes' hub channels, not the consumers (a valid group
+    name).
+    """
     return "connections." + hashlib.sha1(label.encode()).hexdigest()[:20]
 
 
 # Thousands of sockets connect at once after a deploy, or close at once on a drop;
 # channels-redis' pool holds 100 connections and fails beyond that instead of waiting,
-# so registering and unregistering take turns, this many at a time per process.
+# so a consumer's Redis bookkeeping takes turns, this many at a time per process.
 REGISTER_CONCURRENCY = 50
 _gates: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _gate() -> asyncio.Semaphore:
+def gate() -> asyncio.Semaphore:
+    """Return this event loop's turnstile for consumers' Redis bookkeeping."""
     loop = asyncio.get_running_loop()
-    gate = _gates.get(loop)
-    if gate is None:
-        gate = _gates[loop] = asyncio.Semaphore(REGISTER_CONCURRENCY)
-    return gate
+    turnstile = _gates.get(loop)
+    if turnstile is None:
+        turnstile = _gates[loop] = asyncio.Semaphore(REGISTER_CONCURRENCY)
+    return turnstile
 
 
-async def register(layer, label: str, channel: str) -> None:
-    """Make a new consumer countable (registry) and reachable as one (group)."""
-    async with _gate():
+async def register(label: str, channel: str) -> None:
+    """Make a new consumer countable under ``label`` (the registry)."""
+    async with gate():
         await get_registry().beat(label, channel)
-        await layer.group_add(label_group(label), channel)
 
 
-async def unregister(layer, label: str, channel: str) -> None:
-    async with _gate():
-        await get_registry().remove(label, channel)
-        await layer.group_discard(label_group(label), channel)
+async def unregister(label: str, connections: list[tuple[str, Any]]) -> None:
+    """Forget closed ``(channel, user or None)`` connections of ``label``: count, slots."""
+    async with gate():
+        await get_registry().remove(label, connections)
 
 
 def require_shared_layer() -> None:
@@ -201,10 +209,12 @@ async def _send(
     """Send to every selected connection; return (reached, unreachable)."""
     layer = get_channel_layer()
     if not interval_ms:
-        # One group_send per label: channels-redis delivers to all members in a
-        # single script per Redis server, so 10,000 connections take a moment.
+        # One group_send per label, whose members are the server processes' hubs:
+        # each process gets one message and closes its matching sockets locally.
         for label in selection.labels:
-            await layer.group_send(label_group(label), {"type": message_type})
+            await layer.group_send(
+                label_group(label), {"type": message_type, "label": label}
+            )
             if advance:
                 for _ in selection.channels[label]:
                     advance()

@@ -1,9 +1,21 @@
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
 import pytest
+
+
+@pytest.fixture(autouse=True)
+def _own_channel_layer(settings):
+    """A channel layer instance of this test's own.
+
+    channels-redis binds its locks to the event loop that first waits on them; a
+    server has one loop, but each test runs its own, and a receive cancelled when a
+    test's loop ends can leave a lock behind for the next test's loop.
+    """
+    settings.CHANNEL_LAYERS = copy.deepcopy(settings.CHANNEL_LAYERS)
 
 
 @pytest.fixture
@@ -15,6 +27,16 @@ def registry():
     registry.clear()
     yield registry
     registry.clear()
+
+
+@pytest.fixture
+def processes():
+    """Stand-ins for server processes in labels' groups; they leave them at the end."""
+    from .helpers import Processes
+
+    joined = Processes()
+    yield joined
+    joined.leave_all()
 
 
 @pytest.fixture

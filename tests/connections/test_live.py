@@ -68,14 +68,20 @@ def servers(harbor, registry, base_env, settings):
         server.stop()
 
 
-async def attendees(server: Server, tokens: list[str]) -> list:
+async def attendee(server: Server, token: str):
+    ws = await connect(f"{server.url}/ws/world/harborconf/", open_timeout=TIMEOUT)
+    await ws.send(json.dumps(["authenticate", {"token": token}]))
+    reply = json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT))
+    assert reply[0] == "authenticated", reply
+    return ws
+
+
+async def attendees(server: Server, tokens: list[str], at_once: int = 1) -> list:
     clients = []
-    for token in tokens:
-        ws = await connect(f"{server.url}/ws/world/harborconf/", open_timeout=TIMEOUT)
-        await ws.send(json.dumps(["authenticate", {"token": token}]))
-        reply = json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT))
-        assert reply[0] == "authenticated", reply
-        clients.append(ws)
+    for start in range(0, len(tokens), at_once):
+        clients += await asyncio.gather(
+            *(attendee(server, t) for t in tokens[start : start + at_once])
+        )
     return clients
 
 
@@ -148,5 +154,94 @@ def test_a_killed_servers_connections_age_out(servers, token):
 
         for ws in survivors:
             await ws.close()
+
+    asyncio.run(body())
+
+
+def test_drop_without_interval_closes_only_that_labels_clients(servers, token):
+    old, new = servers("aaa111", "bbb222")
+
+    async def body():
+        old_clients = await attendees(old, [token() for _ in range(3)])
+        new_clients = await attendees(new, [token() for _ in range(2)])
+
+        # One message to aaa111's group: the one process serving it closes its own.
+        out = await in_thread("drop", "aaa111.*")
+        assert out.splitlines()[-1] == "Dropped 3 connections (labels: aaa111.test)"
+        for ws in old_clients:
+            await asyncio.wait_for(ws.wait_closed(), TIMEOUT)
+            assert ws.close_code == 1001
+        for ws in new_clients:
+            assert await still_quiet(ws)
+        assert await counts() == {"bbb222.test": 2}
+
+        for ws in new_clients:
+            await ws.close()
+
+    asyncio.run(body())
+
+
+def test_force_reload_without_interval_tells_every_client_then_closes(servers, token):
+    old, new = servers("aaa111", "bbb222")
+
+    async def body():
+        old_clients = await attendees(old, [token() for _ in range(4)])
+        new_clients = await attendees(new, [token() for _ in range(2)])
+
+        out = await in_thread("force_reload", "aaa111.*")
+        assert out.splitlines()[-1] == "Reloaded 4 connections (labels: aaa111.test)"
+        for ws in old_clients:
+            assert await next_frame(ws) == ["connection.reload", {}]
+        for ws in old_clients:
+            await asyncio.wait_for(ws.wait_closed(), TIMEOUT)
+            assert ws.close_code == 1001
+        for ws in new_clients:
+            assert await still_quiet(ws)
+
+        for ws in new_clients:
+            await ws.close()
+
+    asyncio.run(body())
+
+
+def test_a_drop_of_many_clients_of_one_process(servers, token, registry):
+    from apps.connections.registry import user_key
+
+    (server,) = servers("aaa111")
+    many = 300
+
+    def slot_sets() -> list[str]:
+        return list(registry._client().scan_iter(user_key("*")))
+
+    async def body():
+        clients = await attendees(server, [token() for _ in range(many)], at_once=50)
+        for ws in clients:
+            # Answered in order after authenticate: every slot is taken by now.
+            assert await still_quiet(ws)
+        assert await counts() == {"aaa111.test": many}
+        assert len(slot_sets()) == many
+
+        out = await in_thread("drop")
+        assert out.splitlines()[-1] == (
+            f"Dropped {many} connections (labels: aaa111.test)"
+        )
+        for ws in clients:
+            await asyncio.wait_for(ws.wait_closed(), TIMEOUT)
+            assert ws.close_code == 1001
+        assert await counts() == {}
+        # The attendees' connection_limit slots are released too (the server does
+        # that, in one pipeline for the whole drop).
+        deadline = time.monotonic() + TIMEOUT
+        while slot_sets() and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        assert slot_sets() == []
+
+        # The process still serves: new clients connect and can be dropped again.
+        again = await attendees(server, [token() for _ in range(2)])
+        out = await in_thread("drop")
+        assert out.splitlines()[-1] == "Dropped 2 connections (labels: aaa111.test)"
+        for ws in again:
+            await asyncio.wait_for(ws.wait_closed(), TIMEOUT)
+            assert ws.close_code == 1001
 
     asyncio.run(body())

@@ -87,11 +87,14 @@ def receive(layer, channel: str, timeout: float = 10.0) -> dict:
 
 
 def connect(layer, label: str) -> str:
-    """Register a new channel under ``label`` as a consumer does; return its name."""
+    """Return a new channel that stands for a server process with one consumer of
+    ``label``: counted as the consumer is, and in the label's group as the process's
+    hub is (so it receives a drop or reload with or without an interval)."""
     from asgiref.sync import async_to_sync
 
     from apps.connections import services
 
     channel = async_to_sync(layer.new_channel)()
-    async_to_sync(services.register)(layer, label, channel)
+    async_to_sync(services.register)(label, channel)
+    async_to_sync(layer.group_add)(services.label_group(label), channel)
     return channel
