@@ -11,8 +11,8 @@ prints:
 - memory per connection (growth of the server's RSS / N) and its ratio to the echo
   consumer's: the anchor, measured in the same run on the same machine;
 - how long ``connections list`` takes with N live connections;
-- how long ``connections drop`` takes to reach all N, and until the last client
-  has seen its socket close.
+- how long ``connections drop`` takes to send, when the server has closed all N
+  sockets (its hub's log line), and until the last client has seen its close.
 
 It needs a migrated database (it creates a world ``benchconnections`` and its N
 attendees, and deletes them at the end) and Redis; it touches only its own label.
@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
 import os
+import re
 import resource
 import secrets
 import socket
@@ -91,6 +93,11 @@ class Server:
                 return int(line.split()[1]) * 1024
         raise RuntimeError("no VmRSS")
 
+    def output(self) -> str:
+        """Return the server's log so far (without moving the server's write offset)."""
+        fd = self.log.fileno()
+        return os.pread(fd, os.fstat(fd).st_size, 0).decode(errors="replace")
+
     def log_tail(self, lines: int = 40) -> str:
         self.log.seek(0)
         return "\n".join(self.log.read().decode(errors="replace").splitlines()[-lines:])
@@ -146,6 +153,27 @@ def measure_memory(server: Server, url: str, frames: list[str | None]) -> tuple:
         return (server.rss() - before) / len(frames), clients
 
     return run
+
+
+HUB_LINE = re.compile(
+    r"^INFO (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) apps\.connections\.hub "
+    r"connections hub \S+: dropped (\d+) connections of (\S+) in ([\d.]+) ms$",
+    re.MULTILINE,
+)
+
+
+def server_drop(log: str, label: str, go: float) -> tuple[float, float, int]:
+    """Return (s until the hub got the drop, s until it had closed all, how many).
+
+    Read from the hub's log line (millisecond timestamps of the same clock), both
+    counted from ``go``, when the command was told to start.
+    """
+    for stamp, count, line_label, took_ms in HUB_LINE.findall(log):
+        if line_label == label:
+            done = datetime.datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f")
+            closed_s = done.timestamp() - go
+            return closed_s - float(took_ms) / 1000, closed_s, int(count)
+    raise SystemExit(f"the server did not log its drop:\n{log[-2000:]}")
 
 
 def drop_child(label: str) -> None:
@@ -270,6 +298,7 @@ def main() -> None:
                     env=env,
                 )
                 assert (await child.stdout.readline()).strip() == b"ready"
+                go = time.time()
                 t0 = time.perf_counter()
                 child.stdin.write(b"go\n")
                 await child.stdin.drain()
@@ -280,10 +309,11 @@ def main() -> None:
                 dropped, drop_cmd_s = int(reply[0]), float(reply[1])
                 if dropped != n:
                     raise SystemExit(f"dropped {dropped}, expected {n}")
-                return per_conn, connect_s, list_times, drop_cmd_s, drop_all_s
+                server = server_drop(ours.output(), label, go)
+                return per_conn, connect_s, list_times, drop_cmd_s, drop_all_s, server
 
-            per_conn, connect_s, list_times, drop_cmd_s, drop_all_s = asyncio.run(
-                our_phase()
+            per_conn, connect_s, list_times, drop_cmd_s, drop_all_s, server = (
+                asyncio.run(our_phase())
             )
         finally:
             ours.stop()
@@ -308,10 +338,16 @@ def main() -> None:
     print(
         f"connections drop (sent all)  {drop_cmd_s * 1000:.0f} ms (in its own process)"
     )
+    got_s, closed_s, server_n = server
     print(
-        f"drop until all {n} closed   {drop_all_s * 1000:.0f} ms "
+        f"server: hub got the message  {got_s * 1000:.0f} ms after the start; closed "
+        f"{server_n} in {(closed_s - got_s) * 1000:.0f} ms"
+    )
+    print(
+        f"drop, server closed all      {closed_s * 1000:.0f} ms "
         f"(target < {TARGET_DROP_S:.0f} s at 10,000)"
     )
+    print(f"drop until all {n} clients saw it   {drop_all_s * 1000:.0f} ms")
 
 
 if __name__ == "__main__":
