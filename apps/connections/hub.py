@@ -280,14 +280,16 @@ class Hub:
         forget = asyncio.ensure_future(
             services.unregister(label, [c.detach() for c in consumers])
         )
-        for start in range(0, len(consumers), CLOSE_BATCH):
-            batch = consumers[start : start + CLOSE_BATCH]
-            self._log_failures(
-                "close",
-                await asyncio.gather(
-                    *(c.close_from_hub() for c in batch), return_exceptions=True
-                ),
-            )
+        failures = []
+        for index, consumer in enumerate(consumers):
+            if index and not index % CLOSE_BATCH:
+                await asyncio.sleep(0)  # let the loop serve the others meanwhile
+            # One after the other, not a task each: a close only writes a frame.
+            try:
+                await consumer.close_from_hub()
+            except Exception as exc:
+                failures.append(exc)
+        self._log_failures("close", failures)
         try:
             await forget
         except Exception:
