@@ -42,8 +42,8 @@ from . import services
 
 logger = logging.getLogger(__name__)
 
-# Sockets closed (or told to reload) per step of a drop; the event loop serves the
-# other clients between steps.
+# Sockets closed (or told to reload) per step of a drop or reload; the event loop
+# serves the other clients between steps.
 CLOSE_BATCH = 500
 # The longest pause between attempts when the layer fails to receive (seconds).
 MAX_BACKOFF = 5.0
