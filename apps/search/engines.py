@@ -112,6 +112,13 @@ class Engine:
         """Delete the documents of source rows matching ``where`` (or all)."""
         raise NotImplementedError
 
+    def _doc_key(self, source: Source, id_column: str) -> tuple[str, str]:
+        """Return the document table's key column and the source's matching value:
+        integer ids are FTS5 rowids, others are stored as text in doc_id."""
+        if self.integer_ids(source):
+            return "rowid", id_column
+        return "doc_id", f"CAST({id_column} AS TEXT)"
+
     def delete_missing(self, cursor, table: str, source: Source) -> int:
         """Delete documents whose row is gone (hard-deleted during a build)."""
         raise NotImplementedError
@@ -269,6 +276,13 @@ class PostgresEngine(Engine):
             list(params),
         )
 
+    def _doc_key(self, source: Source, id_column: str) -> tuple[str, str]:
+        """Return the document table's key column and the source's matching value:
+        integer ids are FTS5 rowids, others are stored as text in doc_id."""
+        if self.integer_ids(source):
+            return "rowid", id_column
+        return "doc_id", f"CAST({id_column} AS TEXT)"
+
     def delete_missing(self, cursor, table: str, source: Source) -> int:
         cursor.execute(
             f"DELETE FROM {q(table)} d WHERE NOT EXISTS (SELECT 1 FROM "
@@ -381,24 +395,23 @@ class SqliteEngine(Engine):
         if not where:
             cursor.execute(f"DELETE FROM {q(table)}")
             return
-        column, cast = (
-            ("rowid", "{a}.id")
-            if self.integer_ids(source)
-            else ("doc_id", "CAST({a}.id AS TEXT)")
-        )
+        column, ids = self._doc_key(source, f"{source.alias}.id")
         cursor.execute(
             f"DELETE FROM {q(table)} WHERE {column} IN (SELECT "
-            f"{cast.format(a=source.alias)} FROM {q(source.model._meta.db_table)} "
+            f"{ids} FROM {q(source.model._meta.db_table)} "
             f"{source.alias} WHERE {where})",
             list(params),
         )
 
+    def _doc_key(self, source: Source, id_column: str) -> tuple[str, str]:
+        """Return the document table's key column and the source's matching value:
+        integer ids are FTS5 rowids, others are stored as text in doc_id."""
+        if self.integer_ids(source):
+            return "rowid", id_column
+        return "doc_id", f"CAST({id_column} AS TEXT)"
+
     def delete_missing(self, cursor, table: str, source: Source) -> int:
-        column, ids = (
-            ("rowid", "id")
-            if self.integer_ids(source)
-            else ("doc_id", "CAST(id AS TEXT)")
-        )
+        column, ids = self._doc_key(source, "id")
         cursor.execute(
             f"DELETE FROM {q(table)} WHERE {column} NOT IN "
             f"(SELECT {ids} FROM {q(source.model._meta.db_table)})"
