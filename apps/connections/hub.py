@@ -29,7 +29,9 @@ Only the layer's public API is used (``new_channel``, ``receive``, ``group_add``
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import gc
 import logging
 import time
 import weakref
@@ -69,6 +71,38 @@ async def hub_for(layer) -> Hub:
 def _forget_hub(key: tuple, hub: Hub, task: asyncio.Task) -> None:
     if _hubs.get(key) is hub:
         del _hubs[key]
+
+
+_freezes = 0  # drops and reloads of this process now closing sockets
+
+
+@contextlib.contextmanager
+def collecting_only_new_objects():
+    """Keep the garbage collector to the objects made from now on, until the end.
+
+    A process serving 10,000 attendees holds millions of tracked objects, and
+    closing them all allocates enough to trigger full collections, each of which
+    scans every one of those objects while they are all still alive: at 10,000
+    sockets, 1.7 s of a 3.4 s drop. ``gc.freeze`` sets the existing objects aside
+    in O(1); the young garbage the closes make is still collected, and at the end
+    ``gc.unfreeze`` hands the survivors back to the oldest generation, by then
+    mostly freed by reference counting. Drops of two labels at once share one
+    freeze. If something else has frozen objects (a pre-forking server's start-up,
+    say), it owns the frozen set, and this leaves it alone.
+    """
+    global _freezes
+    mine = _freezes > 0 or gc.get_freeze_count() == 0
+    if mine:
+        if _freezes == 0:
+            gc.freeze()
+        _freezes += 1
+    try:
+        yield
+    finally:
+        if mine:
+            _freezes -= 1
+            if _freezes == 0:
+                gc.unfreeze()
 
 
 class Hub:
@@ -253,14 +287,15 @@ class Hub:
         at once; return how many were told.
         """
         consumers = self.live(label)
-        for start in range(0, len(consumers), CLOSE_BATCH):
-            batch = consumers[start : start + CLOSE_BATCH]
-            self._log_failures(
-                "tell to reload",
-                await asyncio.gather(
-                    *(c.tell_reload() for c in batch), return_exceptions=True
-                ),
-            )
+        with collecting_only_new_objects():
+            for start in range(0, len(consumers), CLOSE_BATCH):
+                batch = consumers[start : start + CLOSE_BATCH]
+                self._log_failures(
+                    "tell to reload",
+                    await asyncio.gather(
+                        *(c.tell_reload() for c in batch), return_exceptions=True
+                    ),
+                )
         await asyncio.sleep(settings.CONNECTIONS_RELOAD_GRACE)
         closed = await self._close(label, consumers)
         logger.info(
@@ -273,6 +308,11 @@ class Hub:
         return len(consumers)
 
     async def _close(self, label: str, consumers: list) -> int:
+        # From the first allocation on: a full collection can start anywhere here.
+        with collecting_only_new_objects():
+            return await self._close_all(label, consumers)
+
+    async def _close_all(self, label: str, consumers: list) -> int:
         # Those that closed or went away meanwhile are no longer in the set.
         here = self.consumers.get(label, ())
         consumers = [c for c in consumers if c in here and not c.closing]

@@ -7,13 +7,14 @@ With real server processes: test_live.py.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 
 import pytest
 from channels.layers import get_channel_layer
 from channels_redis.core import RedisChannelLayer
 
-from apps.connections.hub import _hubs, hub_for
+from apps.connections.hub import _hubs, collecting_only_new_objects, hub_for
 from apps.connections.registry import user_key
 from apps.connections.services import DROP, RELOAD, current_label, label_group
 
@@ -250,3 +251,54 @@ def test_consumers_of_an_unknown_world_stay_out_of_the_hub(transactional_db, reg
         assert registry.counts() == {}
 
     scenario(body)
+
+
+def test_a_drop_keeps_the_collector_off_the_objects_it_found(
+    in_memory_layer, harbor, token, monkeypatch
+):
+    # At 10,000 sockets, full collections scanning every live object were half of
+    # a drop (docs/benchmarks.md): the closes run with the heap frozen.
+    from apps.connections.consumers import WorldConsumer
+
+    frozen_while_closing = []
+    close = WorldConsumer.close_from_hub
+
+    async def recording(self):
+        frozen_while_closing.append(gc.get_freeze_count())
+        await close(self)
+
+    monkeypatch.setattr(WorldConsumer, "close_from_hub", recording)
+
+    async def body():
+        comms = [await attendee(token()) for _ in range(2)]
+        hub = await hub_for(get_channel_layer())
+        assert gc.get_freeze_count() == 0
+        assert await hub.drop(current_label()) == 2
+        for comm in comms:
+            assert await comm.receive_output(timeout=TIMEOUT) == CLOSED_DROPPED
+
+    scenario(body)
+    assert len(frozen_while_closing) == 2
+    assert all(count > 0 for count in frozen_while_closing)
+    assert gc.get_freeze_count() == 0
+
+
+def test_overlapping_drops_share_one_freeze():
+    with collecting_only_new_objects():
+        frozen = gc.get_freeze_count()
+        assert frozen > 0
+        with collecting_only_new_objects():
+            assert gc.get_freeze_count() >= frozen
+        assert gc.get_freeze_count() > 0  # the outer drop is still closing
+    assert gc.get_freeze_count() == 0
+
+
+def test_a_freeze_made_by_someone_else_is_left_alone():
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        with collecting_only_new_objects():
+            pass
+        assert gc.get_freeze_count() == frozen
+    finally:
+        gc.unfreeze()
