@@ -302,3 +302,44 @@ def test_a_freeze_made_by_someone_else_is_left_alone():
         assert gc.get_freeze_count() == frozen
     finally:
         gc.unfreeze()
+
+
+def test_a_socket_dropped_while_connecting_is_closed_once_open(
+    in_memory_layer, harbor, monkeypatch
+):
+    from channels.testing import WebsocketCommunicator
+
+    from apps.connections import services
+    from apps.connections.registry import get_registry
+    from config.asgi import application
+
+    get_registry().clear()
+    register = services.register
+    registering = asyncio.Event()
+    release = asyncio.Event()
+
+    async def slow_register(label: str, channel: str) -> None:
+        registering.set()
+        await release.wait()
+        await register(label, channel)
+
+    monkeypatch.setattr(services, "register", slow_register)
+
+    async def body():
+        comm = WebsocketCommunicator(application, "/ws/world/harborconf/")
+        connecting = asyncio.ensure_future(comm.connect(timeout=TIMEOUT))
+        async with asyncio.timeout(TIMEOUT):
+            await registering.wait()  # in its hub, not yet accepted
+        hub = await hub_for(get_channel_layer())
+        assert await hub.drop(current_label()) == 1
+        release.set()
+        connected, _ = await connecting
+        assert connected
+        assert await comm.receive_output(timeout=TIMEOUT) == CLOSED_DROPPED
+        # It was counted after the hub forgot it, so it forgets itself when the
+        # server tells it the socket is gone (as uvicorn does after the close).
+        assert get_registry().counts() == {current_label(): 1}
+        await comm.disconnect(code=1001)
+        assert get_registry().counts() == {}
+
+    scenario(body)
