@@ -60,3 +60,17 @@ class BeatLock(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name}: {self.holder or 'free'}"
+
+
+class DefaultSchedule(models.Model):
+    """A default schedule that has been installed once (``install_default_schedules``).
+
+    From then on the schedule is the operator's: unscheduled, it stays away, instead
+    of coming back with the next ``migrate``.
+    """
+
+    name = models.CharField(max_length=100, primary_key=True)
+    installed_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} (installed {self.installed_at:%Y-%m-%d})"

@@ -22,7 +22,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from .models import JobRun
+from .models import DefaultSchedule, JobRun
 from .registry import Job, all_jobs, get_job
 
 logger = logging.getLogger(__name__)
@@ -549,19 +549,26 @@ def scheduled() -> list[dict[str, Any]]:
     return rows
 
 
+@transaction.atomic
 def install_default_schedules() -> list[str]:
     """Install the default schedules, idempotently; return what changed.
 
-    ``purge`` and ``search-index`` are installed when the job exists and has no
-    schedule yet (an operator's change is kept). ``backup()`` follows
+    ``purge`` and ``search-index`` are installed once, when the job exists and
+    has no schedule yet; after that the schedule is the operator's: changed, it is
+    kept, and unscheduled, it stays away (``DefaultSchedule`` remembers). A job
+    that already had a schedule counts as installed. ``backup()`` follows
     ``BACKUP_SCHEDULE``: its crontab is set to it, or it is disabled by ``none``.
     """
     known = {j.name for j in all_jobs()}
+    installed = set(DefaultSchedule.objects.values_list("name", flat=True))
     changes = []
     for name, expression in DEFAULT_SCHEDULES.items():
-        if name in known and not _has_any_schedule(name):
+        if name not in known or name in installed:
+            continue
+        if not _has_any_schedule(name):
             schedule(expression, name)
             changes.append(f"scheduled {name}() at {expression}")
+        DefaultSchedule.objects.create(name=name)
     backup = (getattr(settings, "BACKUP_SCHEDULE", "") or "none").strip()
     if "backup" in known:
         existing = find_schedule("backup", [], {})

@@ -8,6 +8,7 @@ from django.core.management import call_command
 from django_celery_beat.models import PeriodicTask
 
 from apps.jobs import services
+from apps.jobs.models import DefaultSchedule
 
 
 def schedules() -> dict[str, tuple[str, bool]]:
@@ -20,10 +21,16 @@ def default_jobs(temp_job):
         temp_job(name)
 
 
+def never_installed() -> None:
+    """A database on which no default has been installed yet."""
+    PeriodicTask.objects.all().delete()
+    DefaultSchedule.objects.all().delete()
+
+
 @pytest.mark.django_db
 def test_migrate_installs_the_defaults_once(default_jobs, settings):
     settings.BACKUP_SCHEDULE = "@daily"
-    PeriodicTask.objects.all().delete()
+    never_installed()
     call_command("migrate", verbosity=0, stdout=StringIO())
     assert schedules() == {
         "backup()": ("0 0 * * *", True),
@@ -38,7 +45,7 @@ def test_migrate_installs_the_defaults_once(default_jobs, settings):
 def test_an_operators_change_is_kept_and_backup_follows_its_setting(
     default_jobs, settings
 ):
-    PeriodicTask.objects.all().delete()
+    never_installed()
     settings.BACKUP_SCHEDULE = "@daily"
     services.install_default_schedules()
     services.schedule("0 5 * * 6", "purge")
@@ -57,7 +64,7 @@ def test_an_operators_change_is_kept_and_backup_follows_its_setting(
 
 @pytest.mark.django_db
 def test_none_installs_no_backup_and_a_bad_setting_is_loud(default_jobs, settings):
-    PeriodicTask.objects.all().delete()
+    never_installed()
     settings.BACKUP_SCHEDULE = "none"
     services.install_default_schedules()
     assert "backup()" not in schedules()
@@ -70,8 +77,41 @@ def test_none_installs_no_backup_and_a_bad_setting_is_loud(default_jobs, setting
 def test_jobs_that_do_not_exist_get_no_schedule(settings):
     from apps.jobs.registry import REGISTRY
 
-    PeriodicTask.objects.all().delete()
+    never_installed()
     services.install_default_schedules()
     installed = {row["job"] for row in services.scheduled()}
     assert installed <= set(REGISTRY)
     assert installed == {"purge", "search-index", "backup"} & set(REGISTRY)
+
+
+@pytest.mark.django_db
+def test_an_unscheduled_default_stays_away(default_jobs, settings):
+    settings.BACKUP_SCHEDULE = "none"
+    never_installed()
+    services.install_default_schedules()
+    assert services.unschedule("purge") is not None
+    call_command("migrate", verbosity=0, stdout=StringIO())
+    assert schedules() == {"search-index()": ("30 1 * * *", True)}
+    # Scheduling it again is how an operator gets it back.
+    services.schedule("0 3 * * *", "purge")
+    assert services.install_default_schedules() == []
+    assert schedules()["purge()"] == ("0 3 * * *", True)
+
+
+@pytest.mark.django_db
+def test_a_job_scheduled_before_counts_as_installed(default_jobs, settings):
+    # A database from before DefaultSchedule: its schedules were defaults or the
+    # operator's, and from now on they are the operator's either way.
+    settings.BACKUP_SCHEDULE = "none"
+    never_installed()
+    services.schedule("0 5 * * 6", "purge")
+    assert services.install_default_schedules() == [
+        "scheduled search-index() at 30 1 * * *"
+    ]
+    assert set(DefaultSchedule.objects.values_list("name", flat=True)) == {
+        "purge",
+        "search-index",
+    }
+    services.unschedule("purge")
+    assert services.install_default_schedules() == []
+    assert "purge()" not in schedules()
