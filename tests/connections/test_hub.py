@@ -284,11 +284,12 @@ def test_a_drop_keeps_the_collector_off_the_objects_it_found(
 
 
 def test_overlapping_drops_share_one_freeze():
+    # (Frozen objects can still be freed by reference counting: the count only
+    # tells whether anything is frozen.)
     with collecting_only_new_objects():
-        frozen = gc.get_freeze_count()
-        assert frozen > 0
+        assert gc.get_freeze_count() > 0
         with collecting_only_new_objects():
-            assert gc.get_freeze_count() >= frozen
+            assert gc.get_freeze_count() > 0
         assert gc.get_freeze_count() > 0  # the outer drop is still closing
     assert gc.get_freeze_count() == 0
 
@@ -296,10 +297,9 @@ def test_overlapping_drops_share_one_freeze():
 def test_a_freeze_made_by_someone_else_is_left_alone():
     gc.freeze()
     try:
-        frozen = gc.get_freeze_count()
         with collecting_only_new_objects():
             pass
-        assert gc.get_freeze_count() == frozen
+        assert gc.get_freeze_count() > 0  # not unfrozen by the drop
     finally:
         gc.unfreeze()
 
