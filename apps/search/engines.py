@@ -112,13 +112,6 @@ class Engine:
         """Delete the documents of source rows matching ``where`` (or all)."""
         raise NotImplementedError
 
-    def _doc_key(self, source: Source, id_column: str) -> tuple[str, str]:
-        """Return the document table's key column and the source's matching value:
-        integer ids are FTS5 rowids, others are stored as text in doc_id."""
-        if self.integer_ids(source):
-            return "rowid", id_column
-        return "doc_id", f"CAST({id_column} AS TEXT)"
-
     def delete_missing(self, cursor, table: str, source: Source) -> int:
         """Delete documents whose row is gone (hard-deleted during a build)."""
         raise NotImplementedError
@@ -275,13 +268,6 @@ class PostgresEngine(Engine):
             f"FROM {q(source.model._meta.db_table)} {source.alias} WHERE {where})",
             list(params),
         )
-
-    def _doc_key(self, source: Source, id_column: str) -> tuple[str, str]:
-        """Return the document table's key column and the source's matching value:
-        integer ids are FTS5 rowids, others are stored as text in doc_id."""
-        if self.integer_ids(source):
-            return "rowid", id_column
-        return "doc_id", f"CAST({id_column} AS TEXT)"
 
     def delete_missing(self, cursor, table: str, source: Source) -> int:
         cursor.execute(
