@@ -24,6 +24,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import logging
 import os
 import posixpath
 import queue
@@ -42,6 +43,8 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connections
+
+logger = logging.getLogger(__name__)
 
 PREFIX = "backup/"
 CHUNK = 1024 * 1024
@@ -781,10 +784,27 @@ def restore(
     result = RestoreResult(item, database, engine, previous, drop_hint, dry_run)
     if dry_run:
         return result
-    if engine == "postgresql":
-        _restore_postgresql(item, database, previous, stamp, progress)
-    else:
-        _restore_sqlite(item, database, Path(previous), progress)
+    # Logged, since a restore started from the API may outlive its request.
+    logger.warning("Restoring database %s from %s.", database, item.name)
+    try:
+        if engine == "postgresql":
+            _restore_postgresql(item, database, previous, stamp, progress)
+        else:
+            _restore_sqlite(item, database, Path(previous), progress)
+    except BaseException as exc:
+        logger.error(
+            "Restoring database %s from %s failed: %s",
+            database,
+            item.name,
+            exc,
+        )
+        raise
+    logger.warning(
+        "Restored database %s from %s; the previous one is kept as %s.",
+        database,
+        item.name,
+        previous,
+    )
     return result
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 import sqlite3
 import threading
 from io import StringIO
@@ -28,7 +29,7 @@ def take_backup(*extra: str) -> str:
     return output.split(" to ", 1)[1].split(" ", 1)[0]
 
 
-def test_round_trip_restores_the_snapshot_row_for_row(sqlite_db, backup_root):
+def test_round_trip_restores_the_snapshot_row_for_row(sqlite_db, backup_root, caplog):
     snapshot = sqlite_rows(sqlite_db)
     name = take_backup()
     assert name.startswith("sqlite-backup-") and name.endswith(".sqlite3.gz")
@@ -43,12 +44,19 @@ def test_round_trip_restores_the_snapshot_row_for_row(sqlite_db, backup_root):
     sqlite_execute(sqlite_db, "INSERT INTO note (body) VALUES ('four')")
     assert sqlite_rows(sqlite_db) != snapshot
 
-    output = run("restore", "latest", "--database", SQLITE_ALIAS, "--noinput")
+    with caplog.at_level(logging.INFO, logger="apps.backups.services"):
+        output = run("restore", "latest", "--database", SQLITE_ALIAS, "--noinput")
     assert sqlite_rows(sqlite_db) == snapshot
     assert f"Restored {SQLITE_ALIAS} from {name}." in output
     # The database that was live before is kept beside it, unchanged.
     kept = [p for p in sqlite_db.parent.iterdir() if "-before-" in p.name]
     assert len(kept) == 1 and str(kept[0]) in output
+    # In the log too: a restore from the API may outlive its request.
+    assert [r.getMessage() for r in caplog.records] == [
+        f"Restoring database {SQLITE_ALIAS} from {name}.",
+        f"Restored database {SQLITE_ALIAS} from {name}; the previous one is kept "
+        f"as {kept[0]}.",
+    ]
     assert ("four",) in [(r[1],) for r in sqlite_rows(kept[0])]
     assert not [p for p in sqlite_db.parent.iterdir() if ".restore-" in p.name]
 
@@ -249,7 +257,7 @@ def write_consistent_backup(folder, name: str, payload: bytes) -> None:
     )
 
 
-def test_restore_failing_half_way_leaves_the_live_file(sqlite_db, backup_root):
+def test_restore_failing_half_way_leaves_the_live_file(sqlite_db, backup_root, caplog):
     before = live_bytes(sqlite_db)
     # Valid gzip, checksum right, but the content is not a SQLite database.
     write_consistent_backup(
@@ -259,6 +267,16 @@ def test_restore_failing_half_way_leaves_the_live_file(sqlite_db, backup_root):
     )
     with pytest.raises(CommandError, match="integrity check"):
         run("restore", "latest", "--database", SQLITE_ALIAS, "--noinput")
+    failed = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(failed) == 1
+    assert (
+        failed[0]
+        .getMessage()
+        .startswith(
+            f"Restoring database {SQLITE_ALIAS} from sqlite-backup-20240101000000"
+            ".sqlite3.gz failed: "
+        )
+    )
     # A gzip stream cut off in the middle: decompression fails half-way.
     good = gzip.compress(sqlite_db.read_bytes())
     write_consistent_backup(
