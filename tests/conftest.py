@@ -8,7 +8,11 @@ failure, never a skip.
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import subprocess
+import sys
+from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import pytest
@@ -97,3 +101,61 @@ def base_env() -> dict:
     env = dict(os.environ)
     env.pop("DJANGO_SETTINGS_MODULE", None)
     return env
+
+
+def database_url() -> str:
+    """The URL of the database this test runs on (the test database), for a child."""
+    from django.db import connection
+
+    db = connection.settings_dict
+    user = db.get("USER") or ""
+    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
+    auth = f"{user}{password}@" if user else ""
+    port = f":{db['PORT']}" if db.get("PORT") else ""
+    return f"postgres://{auth}{db.get('HOST') or '127.0.0.1'}{port}/{db['NAME']}"
+
+
+@pytest.fixture
+def broker_env(base_env: dict) -> dict:
+    """A child's environment: Redis broker on REDIS_URL's database, this test's DB."""
+    return {
+        **base_env,
+        "DJANGO_SETTINGS_MODULE": "config.settings.test",
+        "CELERY_BROKER_URL": settings.REDIS_URL,
+        "DATABASE_URL": database_url(),
+    }
+
+
+@pytest.fixture
+def celery_worker(broker_env: dict) -> Iterator[subprocess.Popen]:
+    """A real `worker start` process on the Redis broker, stopped after the test."""
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "manage.py",
+            "worker",
+            "start",
+            "--pool=solo",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "--loglevel=WARNING",
+            f"--hostname=jobs-test-{os.getpid()}@%h",
+        ],
+        cwd=settings.BASE_DIR,
+        env=broker_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        yield proc
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.stdout:
+            proc.stdout.close()

@@ -3,13 +3,18 @@ as the ``connections`` command, over the same services."""
 
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema
+from django.db import transaction
+from django.utils.decorators import method_decorator
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.core.api import ApiError
+from apps.jobs import services as jobs
+from apps.jobs.api import JobRunSerializer, api_error
+from apps.jobs.models import JobRun
 
 from . import services
 
@@ -25,6 +30,12 @@ class SendSerializer(serializers.Serializer):
     )
     interval_ms = serializers.IntegerField(required=False, default=0, min_value=0)
     dry_run = serializers.BooleanField(required=False, default=False)
+    delay = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="send it to the workers as a job and answer 202 at once "
+        "(a paced one takes count × interval_ms)",
+    )
 
 
 class SendResultSerializer(serializers.Serializer):
@@ -51,16 +62,29 @@ class ConnectionListView(APIView):
         return Response([item.as_dict() for item in labels])
 
 
+# Outside the request's transaction, as jobs/run: a queued job's message leaves as
+# soon as its run is saved, so a broker that refuses it is answered here as an error
+# instead of failing the request's commit after the view.
+@method_decorator(transaction.non_atomic_requests, name="dispatch")
 class SendView(APIView):
     action_name = ""
+    job_name = ""
 
-    @extend_schema(request=SendSerializer, responses=SendResultSerializer)
+    @extend_schema(
+        request=SendSerializer,
+        responses={
+            200: SendResultSerializer,
+            202: OpenApiResponse(JobRunSerializer, description="with delay"),
+        },
+    )
     def post(self, request: Request) -> Response:
         params = SendSerializer(data=request.data)
         params.is_valid(raise_exception=True)
         data = params.validated_data
         try:
             selection = services.select(data["labels"])
+            if data["delay"] and not data["dry_run"]:
+                return self.delay(data["labels"], data["interval_ms"])
             if data["dry_run"]:
                 result = services.SendResult(selection.count, selection.labels)
             else:
@@ -81,14 +105,29 @@ class SendView(APIView):
             }
         )
 
+    def delay(self, labels: list[str], interval_ms: int) -> Response:
+        """Queue the job for the workers; answer 202 with its run, as jobs/run."""
+        try:
+            run = jobs.send(
+                self.job_name,
+                list(labels),
+                {"interval_ms": interval_ms},
+                trigger=JobRun.Trigger.API,
+            )
+        except jobs.JobError as exc:
+            raise api_error(exc) from exc
+        return Response(jobs.run_as_dict(run), status=status.HTTP_202_ACCEPTED)
+
 
 class DropView(SendView):
     """Close every connection whose label matches one of ``labels`` (default all)."""
 
     action_name = "drop"
+    job_name = "connections-drop"
 
 
 class ForceReloadView(SendView):
     """Tell every matching client to reload, then close it after a short grace."""
 
     action_name = "force_reload"
+    job_name = "connections-reload"

@@ -159,6 +159,21 @@ class SendResult:
     labels: list[str]
     unreachable: int = 0
 
+    def summary(self, verb: str) -> str:
+        """``Dropped N connections (labels: …)``, with ``verb`` first."""
+        labels = ", ".join(self.labels) if self.labels else "none"
+        return f"{verb} {self.count} connections (labels: {labels})"
+
+    def unreachable_note(self) -> str:
+        """What to say of connections no server read; empty when there were none."""
+        if not self.unreachable:
+            return ""
+        return (
+            f"{self.unreachable} connections could not be reached: their server is "
+            "not reading its messages (stuck or gone); they age out of the count by "
+            "themselves."
+        )
+
 
 def drop(
     selection: Selection,

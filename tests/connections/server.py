@@ -12,19 +12,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from django.db import connection
-
 ROOT = Path(__file__).resolve().parent.parent.parent
-
-
-def database_url() -> str:
-    """Return a URL of the database this test runs on (the test database)."""
-    db = connection.settings_dict
-    user = db.get("USER") or ""
-    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
-    auth = f"{user}{password}@" if user else ""
-    port = f":{db['PORT']}" if db.get("PORT") else ""
-    return f"postgres://{auth}{db.get('HOST') or '127.0.0.1'}{port}/{db['NAME']}"
 
 
 class Server:

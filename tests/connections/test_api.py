@@ -89,3 +89,19 @@ def test_in_memory_layer_is_refused(api, in_memory_layer):
     assert response.status_code == 503
     assert response.json()["error"] == "connections.needs_redis"
     assert "set REDIS_URL" in response.json()["detail"]
+
+
+@pytest.mark.redis
+@pytest.mark.django_db(transaction=True)  # DRF marks a test's transaction for rollback
+def test_delay_needs_a_broker(api, registry, settings):
+    from apps.jobs.models import JobRun
+
+    settings.STAGEHAND_HAS_BROKER = False
+    response = api.post(
+        "/api/v1/connections/force_reload/",
+        {"labels": ["abc*"], "interval_ms": 50, "delay": True},
+        format="json",
+    )
+    assert response.status_code == 503
+    assert response.json()["error"] == "jobs.no_broker"
+    assert not JobRun.objects.exists()

@@ -6,13 +6,16 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import urllib.request
 from io import StringIO
 
 import pytest
 from django.core.management import call_command
 from websockets.asyncio.client import connect
 
-from .server import Server, database_url, server_env
+from tests.conftest import database_url
+
+from .server import Server, server_env
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -38,11 +41,14 @@ async def counts() -> dict[str, int]:
 
 @pytest.fixture
 def servers(harbor, registry, base_env, settings):
-    """Start servers by commit: servers("aaa111", "bbb222"); all stopped at the end."""
+    """Start servers by commit: servers("aaa111", "bbb222"); all stopped at the end.
+
+    Keyword arguments are more environment for them, e.g. a CELERY_BROKER_URL.
+    """
     settings.CONNECTIONS_HEARTBEAT_WINDOW = WINDOW
     started: list[Server] = []
 
-    def start(*commits: str) -> list[Server]:
+    def start(*commits: str, **env: str) -> list[Server]:
         batch = [
             Server(
                 server_env(
@@ -54,6 +60,7 @@ def servers(harbor, registry, base_env, settings):
                     CONNECTIONS_HEARTBEAT_WINDOW=str(WINDOW),
                     CONNECTIONS_HEARTBEAT_REFRESH="0.2",
                     CONNECTIONS_RELOAD_GRACE="0.2",
+                    **env,
                 )
             )
             for commit in commits
@@ -95,6 +102,16 @@ async def still_quiet(ws) -> bool:
     return await next_frame(ws) == ["pong", "quiet?"]
 
 
+async def reloaded_and_closed(clients: list, *, untouched: list) -> None:
+    """Each of ``clients`` got the reload frame, then its close; ``untouched`` nothing."""
+    for ws in clients:
+        assert await next_frame(ws) == ["connection.reload", {}]
+        await asyncio.wait_for(ws.wait_closed(), TIMEOUT)
+        assert ws.close_code == 1001
+    for ws in untouched:
+        assert await still_quiet(ws)
+
+
 def test_list_force_reload_and_drop_across_two_servers(servers, token):
     old, new = servers("aaa111", "bbb222")
 
@@ -111,12 +128,7 @@ def test_list_force_reload_and_drop_across_two_servers(servers, token):
 
         out = await in_thread("force_reload", "--interval", "10", "aaa111.*")
         assert out.splitlines()[-1] == "Reloaded 3 connections (labels: aaa111.test)"
-        for ws in old_clients:
-            assert await next_frame(ws) == ["connection.reload", {}]
-            await asyncio.wait_for(ws.wait_closed(), TIMEOUT)
-            assert ws.close_code == 1001
-        for ws in new_clients:
-            assert await still_quiet(ws)
+        await reloaded_and_closed(old_clients, untouched=new_clients)
         assert await counts() == {"bbb222.test": 2}
 
         out = await in_thread("drop")
@@ -243,5 +255,70 @@ def test_a_drop_of_many_clients_of_one_process(servers, token, registry):
         for ws in again:
             await asyncio.wait_for(ws.wait_closed(), TIMEOUT)
             assert ws.close_code == 1001
+
+    asyncio.run(body())
+
+
+def test_a_paced_reload_from_the_api_runs_on_a_worker(
+    servers, token, alice, celery_worker, settings
+):
+    # What an operator does when a paced reload of thousands would outlast any HTTP
+    # request: the API (of a real server process, on the Redis broker) answers 202
+    # at once, and a real worker paces the clients.
+    from rest_framework.authtoken.models import Token
+
+    from apps.jobs.models import JobRun
+
+    old, new = servers("aaa111", "bbb222", CELERY_BROKER_URL=settings.REDIS_URL)
+    key = Token.objects.create(user=alice).key
+
+    def post_reload() -> tuple[int, dict]:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{new.port}/api/v1/connections/force_reload/",
+            data=json.dumps(
+                {"labels": ["aaa111.*"], "interval_ms": 20, "delay": True}
+            ).encode(),
+            headers={
+                "Authorization": f"Token {key}",
+                "Content-Type": "application/json",
+            },
+        )
+        with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
+            return response.status, json.loads(response.read())
+
+    def finished(run_id: int) -> JobRun | None:
+        from django.db import connection
+
+        try:
+            return JobRun.objects.filter(
+                pk=run_id, outcome__in=["success", "failure"]
+            ).first()
+        finally:
+            connection.close()  # this thread's: it would outlive the test database
+
+    async def body():
+        old_clients = await attendees(old, [token() for _ in range(3)])
+        new_clients = await attendees(new, [token()])
+
+        status, run = await asyncio.to_thread(post_reload)
+        assert status == 202, run
+        assert (run["job"], run["trigger"], run["outcome"]) == (
+            "connections-reload",
+            "api",
+            "queued",
+        )
+        assert run["label"] == 'connections-reload("aaa111.*", interval_ms=20)'
+
+        await reloaded_and_closed(old_clients, untouched=new_clients)
+
+        deadline = time.monotonic() + TIMEOUT
+        while not (done := await asyncio.to_thread(finished, run["id"])):
+            assert time.monotonic() < deadline, "the worker never finished the run"
+            await asyncio.sleep(0.2)
+        assert done.outcome == "success", done.error
+        assert done.result == "Reloaded 3 connections (labels: aaa111.test)"
+        assert await counts() == {"bbb222.test": 1}
+        for ws in new_clients:
+            await ws.close()
 
     asyncio.run(body())

@@ -106,12 +106,5 @@ class Command(BaseCommand):
         with Progress(self.stdout, selection.count, doing) as bar:
             result = service(selection, interval_ms=interval_ms, advance=bar.advance)
         if result.unreachable:
-            self.stderr.write(
-                f"{result.unreachable} connections could not be reached: their server "
-                "is not reading its messages (stuck or gone); they age out of the "
-                "count by themselves."
-            )
-        labels = ", ".join(result.labels) if result.labels else "none"
-        self.stdout.write(
-            self.style.SUCCESS(f"{verb} {result.count} connections (labels: {labels})")
-        )
+            self.stderr.write(result.unreachable_note())
+        self.stdout.write(self.style.SUCCESS(result.summary(verb)))

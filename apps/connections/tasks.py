@@ -1,0 +1,49 @@
+"""Jobs that drop or reload connections, so that a paced reload can run on a worker.
+
+``jobs run -d connections-reload 'abc123.*' interval_ms=50`` (or the REST API's
+``delay``) hands a reload of thousands of browsers, which takes count × interval, to
+the workers instead of holding a shell or an HTTP request for that long.
+"""
+
+from __future__ import annotations
+
+from apps.jobs.registry import job
+
+from . import services
+
+
+def _interval(interval_ms: int | str) -> int:
+    try:
+        value = int(interval_ms)
+    except (TypeError, ValueError):
+        value = -1
+    if value < 0:
+        raise ValueError(
+            f"interval_ms must be a whole number of milliseconds, 0 or more; got "
+            f"{interval_ms!r}."
+        )
+    return value
+
+
+def _send(send, verb: str, labels: tuple[str, ...], interval_ms: int | str) -> str:
+    interval = _interval(interval_ms)
+    result = send(services.select(labels), interval_ms=interval)
+    return " ".join(filter(None, [result.summary(verb), result.unreachable_note()]))
+
+
+@job(
+    "connections-drop",
+    "Close the connections whose label matches the globs (all when none); "
+    "interval_ms paces them.",
+)
+def drop_job(*labels: str, interval_ms: int | str = 0) -> str:
+    return _send(services.drop, "Dropped", labels, interval_ms)
+
+
+@job(
+    "connections-reload",
+    "Tell the clients whose label matches the globs (all when none) to reload, then "
+    "close them; interval_ms paces them.",
+)
+def reload_job(*labels: str, interval_ms: int | str = 0) -> str:
+    return _send(services.force_reload, "Reloaded", labels, interval_ms)
