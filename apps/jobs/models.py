@@ -17,6 +17,7 @@ class JobRun(models.Model):
         WORKER = "worker", "worker (jobs run -d)"
         BEAT = "beat", "beat (schedule)"
         API = "api", "REST API"
+        ADMIN = "admin", "admin site"
 
     class Outcome(models.TextChoices):
         QUEUED = "queued"

@@ -134,7 +134,7 @@ def _header(request: Any, name: str) -> Any:
 
 
 def trigger_of(request: Any) -> str:
-    """Return who asked for the Celery task being executed: beat, api or worker."""
+    """Return who asked for the Celery task being executed: beat, api, admin or worker."""
     if _header(request, BEAT_HEADER):
         return JobRun.Trigger.BEAT
     trigger = _header(request, TRIGGER_HEADER)

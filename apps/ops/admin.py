@@ -6,7 +6,9 @@ It calls the same services as ``stats``, ``connections``, ``jobs history`` and `
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import admin, messages
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -17,6 +19,9 @@ RECENT_RUNS = 10
 LATEST_BACKUPS = 5
 
 
+# Outside the request's transaction: a paced send queued for the workers leaves as
+# soon as its run is saved, and a broker that refuses it becomes a message here.
+@transaction.non_atomic_requests
 def operations_view(request: HttpRequest) -> HttpResponse:
     """Show the operations page; a POST drops or reloads one label's connections."""
     if request.method == "POST":
@@ -81,6 +86,10 @@ def _connections_action(request: HttpRequest) -> None:
     try:
         # The exact label only: an operator pressing a row's button means that row.
         selection = connections.select([_exact_glob(label)])
+        if interval and settings.STAGEHAND_HAS_BROKER:
+            # count × interval would hold this page for minutes: a worker paces it.
+            _send_to_workers(request, action, label, interval)
+            return
         send = connections.drop if action == "drop" else connections.force_reload
         result = send(selection, interval_ms=interval)
     except connections.LayerUnavailable as exc:
@@ -92,6 +101,31 @@ def _connections_action(request: HttpRequest) -> None:
     )
     messages.success(
         request, f"{done} {result.count} connection(s) of {label}.{missed}"
+    )
+
+
+def _send_to_workers(
+    request: HttpRequest, action: str, label: str, interval: int
+) -> None:
+    from apps.jobs import services as jobs
+    from apps.jobs.models import JobRun
+
+    name = "connections-drop" if action == "drop" else "connections-reload"
+    try:
+        run = jobs.send(
+            name,
+            [_exact_glob(label)],
+            {"interval_ms": interval},
+            trigger=JobRun.Trigger.ADMIN,
+        )
+    except jobs.JobError as exc:
+        messages.error(request, str(exc))
+        return
+    what = "Drop" if action == "drop" else "Force reload"
+    messages.success(
+        request,
+        f"{what} of {label}, one connection every {interval} ms, sent to the "
+        f"workers as job run #{run.pk}: its end shows under Recent job runs.",
     )
 
 

@@ -112,3 +112,42 @@ def test_the_page_lists_the_latest_backups_newest_first(staff_client, var_dir):
 def test_the_page_says_when_there_is_no_backup(staff_client, var_dir):
     page = staff_client.get("/admin/operations/").content.decode()
     assert "No backup yet" in page
+
+
+@pytest.mark.redis
+@pytest.mark.django_db(transaction=True)  # the job is sent when its run commits
+def test_a_paced_send_goes_to_the_workers_as_a_job(staff_client, var_dir, settings):
+    from channels.layers import get_channel_layer
+
+    from apps.connections.registry import get_registry
+    from apps.jobs.models import JobRun
+
+    # A broker as far as the page can tell; Celery stays eager in the tests, so the
+    # "worker" that runs the job is this process (real workers: test_live.py).
+    settings.STAGEHAND_HAS_BROKER = True
+    layer = get_channel_layer()
+    registry = get_registry()
+    registry.clear()
+    try:
+        ours = connect(layer, "abc.test")
+        response = staff_client.post(
+            "/admin/operations/",
+            {"action": "reload", "label": "abc.test", "interval": "5"},
+            follow=True,
+        )
+        run = JobRun.objects.get()
+        assert (run.job, run.trigger, run.args, run.kwargs) == (
+            "connections-reload",
+            "admin",
+            ["abc.test"],
+            {"interval_ms": 5},
+        )
+        assert (
+            "Force reload of abc.test, one connection every 5 ms, sent to the workers "
+            f"as job run #{run.pk}"
+        ) in response.content.decode()
+        assert run.outcome == "success", run.error
+        assert run.result == "Reloaded 1 connections (labels: abc.test)"
+        assert receive(layer, ours)["type"] == "connections.reload"
+    finally:
+        registry.clear()
