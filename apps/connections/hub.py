@@ -33,6 +33,7 @@ import contextlib
 import functools
 import gc
 import logging
+import threading
 import time
 import weakref
 from collections import defaultdict
@@ -74,6 +75,7 @@ def _forget_hub(key: tuple, hub: Hub, task: asyncio.Task) -> None:
 
 
 _freezes = 0  # drops and reloads of this process now closing sockets
+_freezes_lock = threading.Lock()  # hubs of event loops in other threads share them
 
 
 @contextlib.contextmanager
@@ -91,18 +93,20 @@ def collecting_only_new_objects():
     say), it owns the frozen set, and this leaves it alone.
     """
     global _freezes
-    mine = _freezes > 0 or gc.get_freeze_count() == 0
-    if mine:
-        if _freezes == 0:
-            gc.freeze()
-        _freezes += 1
+    with _freezes_lock:
+        mine = _freezes > 0 or gc.get_freeze_count() == 0
+        if mine:
+            if _freezes == 0:
+                gc.freeze()
+            _freezes += 1
     try:
         yield
     finally:
         if mine:
-            _freezes -= 1
-            if _freezes == 0:
-                gc.unfreeze()
+            with _freezes_lock:
+                _freezes -= 1
+                if _freezes == 0:
+                    gc.unfreeze()
 
 
 class Hub:
