@@ -16,6 +16,7 @@ import uuid
 from typing import Any
 
 from django.conf import settings
+from django.db import close_old_connections
 from django_celery_beat.schedulers import DatabaseScheduler
 
 logger = logging.getLogger(__name__)
@@ -30,10 +31,17 @@ class LockedDatabaseScheduler(DatabaseScheduler):
         super().__init__(*args, **kwargs)
 
     def holds_lock(self) -> bool:
-        """Claim or renew the lease; log when this beat gains, loses or waits for it."""
+        """Claim or renew the lease; log when this beat gains, loses or waits for it.
+
+        A database connection that broke (a restore terminates every session, so do
+        a restart and a failover) is reopened on the next try instead of failing
+        every tick: beat is a long-running process outside Django's request cycle,
+        which is what normally throws broken connections away.
+        """
         from . import services
 
         try:
+            close_old_connections()
             held = services.hold_beat_lock(self.holder, self.lock_ttl)
         except Exception:  # the database is away: send nothing until it is back
             logger.exception("Beat lock: cannot reach the database")
@@ -43,7 +51,10 @@ class LockedDatabaseScheduler(DatabaseScheduler):
         elif not held and self.has_lock:
             logger.error("Beat lock lost by %s; standing by", self.holder)
         elif not held and not self._warned:
-            holder = services.beat_lock_holder()
+            try:
+                holder = services.beat_lock_holder()
+            except Exception:  # logged above; the next tick tries again
+                holder = None
             logger.warning(
                 "Another beat holds the lock (%s); standing by, sending nothing",
                 holder["holder"] if holder else "?",

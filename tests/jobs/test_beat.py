@@ -98,3 +98,28 @@ def test_only_the_beat_holding_the_lock_sends_due_jobs():
     finally:
         first.close()
         second.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_beat_whose_session_was_terminated_keeps_its_lock():
+    # What a restore does to every session (and a restart or failover too): the
+    # beat must reconnect and renew, not crash and hand the lease to a newcomer.
+    import psycopg
+    from django.db import connection
+
+    from tests.conftest import database_url
+
+    beat = scheduler()
+    try:
+        assert beat.holds_lock()
+        connection.ensure_connection()
+        pid = connection.connection.info.backend_pid
+        with psycopg.connect(database_url(), autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", [pid])
+        # The first try finds the session gone; the next one reconnects.
+        beat.holds_lock()
+        assert beat.holds_lock()
+        assert services.beat_lock_holder()["holder"] == beat.holder
+    finally:
+        beat.close()
