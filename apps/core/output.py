@@ -35,6 +35,11 @@ def write_json(stream: TextIO, data: Any) -> None:
     stream.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 
 
+def counted(count: int, noun: str, plural: str | None = None) -> str:
+    """``1 label``, ``2 labels``: a count with its noun in the right number."""
+    return f"{count} {noun if count == 1 else plural or noun + 's'}"
+
+
 def human_size(num_bytes: int | float) -> str:
     """Return a size such as ``1.4 MiB``."""
     size = float(num_bytes)

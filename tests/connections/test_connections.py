@@ -40,6 +40,12 @@ def test_list_counts_per_label_biggest_first(registry):
 
 
 @pytest.mark.redis
+def test_list_says_one_label_and_one_connection(registry):
+    open_channels(registry, {"abc123.production": 1})
+    assert run("list").splitlines()[-1] == "1 connection in 1 label"
+
+
+@pytest.mark.redis
 def test_list_json(registry):
     open_channels(registry, {"abc123.production": 1})
 

@@ -7,7 +7,7 @@ import argparse
 from django.core.management.base import BaseCommand, CommandError
 
 from apps.connections import services
-from apps.core.output import Progress, write_json, write_table
+from apps.core.output import Progress, counted, write_json, write_table
 
 
 def interval(value: str) -> int:
@@ -82,7 +82,9 @@ class Command(BaseCommand):
         )
         total = sum(item.connections for item in labels)
         self.stdout.write(
-            self.style.SUCCESS(f"{total} connections in {len(labels)} labels")
+            self.style.SUCCESS(
+                f"{counted(total, 'connection')} in {counted(len(labels), 'label')}"
+            )
         )
 
     def send(
