@@ -13,9 +13,12 @@ from . import services
 
 
 def _interval(interval_ms: int | str) -> int:
-    try:
+    """Return ``interval_ms`` as a whole number of ms (a schedule's kwargs are text)."""
+    if isinstance(interval_ms, int) and not isinstance(interval_ms, bool):
+        value = interval_ms
+    elif isinstance(interval_ms, str) and interval_ms.strip().isdigit():
         value = int(interval_ms)
-    except (TypeError, ValueError):
+    else:
         value = -1
     if value < 0:
         raise ValueError(

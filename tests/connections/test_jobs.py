@@ -37,14 +37,15 @@ def test_the_jobs_send_as_the_commands_do(registry, job, verb, message):
 @pytest.mark.redis
 @pytest.mark.django_db
 def test_nothing_matching_is_a_success_that_says_so(registry):
-    outcome = jobs.run("connections-drop", ["nosuchbuild.*"])
+    # interval_ms as text, as a schedule's kwargs arrive
+    outcome = jobs.run("connections-drop", ["nosuchbuild.*"], {"interval_ms": "10"})
     assert outcome.run.outcome == "success"
     assert outcome.run.result == "Dropped 0 connections (labels: none)"
 
 
 @pytest.mark.redis
 @pytest.mark.django_db
-@pytest.mark.parametrize("interval", ["soon", -5])
+@pytest.mark.parametrize("interval", ["soon", -5, 1.5, True])
 def test_a_bad_interval_fails_the_run_and_sends_nothing(registry, interval):
     opened = open_channels(registry, {"abc123.production": 1})
     outcome = jobs.run("connections-reload", [], {"interval_ms": interval})
