@@ -67,8 +67,7 @@ class ConnectionListView(APIView):
 # instead of failing the request's commit after the view.
 @method_decorator(transaction.non_atomic_requests, name="dispatch")
 class SendView(APIView):
-    action_name = ""
-    job_name = ""
+    kind = ""  # services.DROP or services.RELOAD
 
     @extend_schema(
         request=SendSerializer,
@@ -90,7 +89,7 @@ class SendView(APIView):
             else:
                 send = (
                     services.drop
-                    if self.action_name == "drop"
+                    if self.kind == services.DROP
                     else services.force_reload
                 )
                 result = send(selection, interval_ms=data["interval_ms"])
@@ -108,11 +107,8 @@ class SendView(APIView):
     def delay(self, labels: list[str], interval_ms: int) -> Response:
         """Queue the job for the workers; answer 202 with its run, as jobs/run."""
         try:
-            run = jobs.send(
-                self.job_name,
-                list(labels),
-                {"interval_ms": interval_ms},
-                trigger=JobRun.Trigger.API,
+            run = services.send_to_workers(
+                self.kind, labels, interval_ms=interval_ms, trigger=JobRun.Trigger.API
             )
         except jobs.JobError as exc:
             raise api_error(exc) from exc
@@ -122,12 +118,10 @@ class SendView(APIView):
 class DropView(SendView):
     """Close every connection whose label matches one of ``labels`` (default all)."""
 
-    action_name = "drop"
-    job_name = "connections-drop"
+    kind = services.DROP
 
 
 class ForceReloadView(SendView):
     """Tell every matching client to reload, then close it after a short grace."""
 
-    action_name = "force_reload"
-    job_name = "connections-reload"
+    kind = services.RELOAD

@@ -158,9 +158,11 @@ class SendResult:
     count: int
     labels: list[str]
     unreachable: int = 0
+    kind: str = DROP  # or RELOAD
 
-    def summary(self, verb: str) -> str:
-        """``Dropped N connections (labels: …)``, with ``verb`` first."""
+    def summary(self) -> str:
+        """``Dropped N connections (labels: …)`` or ``Reloaded …``."""
+        verb = "Dropped" if self.kind == DROP else "Reloaded"
         labels = ", ".join(self.labels) if self.labels else "none"
         return f"{verb} {self.count} connections (labels: {labels})"
 
@@ -212,7 +214,23 @@ def _send_all(
     # immediate `connections list` right, and covers those of a dead process.
     for label, channels in selection.channels.items():
         registry.forget(label, channels)
-    return SendResult(count=sent, labels=selection.labels, unreachable=unreachable)
+    return SendResult(sent, selection.labels, unreachable, kind=message_type)
+
+
+def send_to_workers(
+    kind: str, patterns: Iterable[str], *, interval_ms: int, trigger: str
+):
+    """Queue a drop (``DROP``) or reload (``RELOAD``) as a job; return its JobRun.
+
+    A paced one takes count × interval, longer than a request or a page should
+    wait; a worker runs ``connections-drop`` / ``connections-reload`` instead.
+    """
+    from apps.jobs import services as jobs
+
+    name = "connections-drop" if kind == DROP else "connections-reload"
+    return jobs.send(
+        name, list(patterns), {"interval_ms": interval_ms}, trigger=trigger
+    )
 
 
 async def _send(

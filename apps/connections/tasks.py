@@ -28,10 +28,10 @@ def _interval(interval_ms: int | str) -> int:
     return value
 
 
-def _send(send, verb: str, labels: tuple[str, ...], interval_ms: int | str) -> str:
+def _send(send, labels: tuple[str, ...], interval_ms: int | str) -> str:
     interval = _interval(interval_ms)
     result = send(services.select(labels), interval_ms=interval)
-    return " ".join(filter(None, [result.summary(verb), result.unreachable_note()]))
+    return " ".join(filter(None, [result.summary(), result.unreachable_note()]))
 
 
 @job(
@@ -40,7 +40,7 @@ def _send(send, verb: str, labels: tuple[str, ...], interval_ms: int | str) -> s
     "interval_ms paces them.",
 )
 def drop_job(*labels: str, interval_ms: int | str = 0) -> str:
-    return _send(services.drop, "Dropped", labels, interval_ms)
+    return _send(services.drop, labels, interval_ms)
 
 
 @job(
@@ -49,4 +49,4 @@ def drop_job(*labels: str, interval_ms: int | str = 0) -> str:
     "close them; interval_ms paces them.",
 )
 def reload_job(*labels: str, interval_ms: int | str = 0) -> str:
-    return _send(services.force_reload, "Reloaded", labels, interval_ms)
+    return _send(services.force_reload, labels, interval_ms)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, TextIO
 
 
@@ -108,11 +108,6 @@ class Progress:
 
     def __exit__(self, *exc: object) -> None:
         self.finish()
-
-    def iterate(self, items: Iterable[Any]) -> Iterator[Any]:
-        for item in items:
-            yield item
-            self.advance()
 
 
 def add_noinput_argument(

@@ -107,18 +107,19 @@ def _connections_action(request: HttpRequest) -> None:
 def _send_to_workers(
     request: HttpRequest, action: str, label: str, interval: int
 ) -> None:
-    from apps.jobs import services as jobs
+    from apps.connections import services as connections
     from apps.jobs.models import JobRun
+    from apps.jobs.services import JobError
 
-    name = "connections-drop" if action == "drop" else "connections-reload"
+    kind = connections.DROP if action == "drop" else connections.RELOAD
     try:
-        run = jobs.send(
-            name,
+        run = connections.send_to_workers(
+            kind,
             [_exact_glob(label)],
-            {"interval_ms": interval},
+            interval_ms=interval,
             trigger=JobRun.Trigger.ADMIN,
         )
-    except jobs.JobError as exc:
+    except JobError as exc:
         messages.error(request, str(exc))
         return
     what = "Drop" if action == "drop" else "Force reload"

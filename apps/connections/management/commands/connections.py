@@ -91,7 +91,6 @@ class Command(BaseCommand):
         self, action: str, patterns: list[str], *, interval_ms: int, dry_run: bool
     ) -> None:
         selection = services.select(patterns)
-        verb = "Dropped" if action == "drop" else "Reloaded"
         if dry_run:
             for label in selection.labels:
                 self.stdout.write(f"{label}: {len(selection.channels[label])}")
@@ -109,4 +108,4 @@ class Command(BaseCommand):
             result = service(selection, interval_ms=interval_ms, advance=bar.advance)
         if result.unreachable:
             self.stderr.write(result.unreachable_note())
-        self.stdout.write(self.style.SUCCESS(result.summary(verb)))
+        self.stdout.write(self.style.SUCCESS(result.summary()))
