@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass, field
 
 from django.conf import settings
 
+from apps.core.secrets import mask_url
+
 
 @dataclass
 class ComponentStatus:
@@ -99,7 +101,7 @@ def check_cache() -> ComponentStatus:
         if cache.get(key) != "1":
             raise RuntimeError("value written was not read back")
         cache.delete(key)
-        return settings.CACHES["default"].get("LOCATION", "") and _redact(
+        return settings.CACHES["default"].get("LOCATION", "") and mask_url(
             settings.CACHES["default"]["LOCATION"]
         )
 
@@ -128,7 +130,7 @@ def check_channel_layer() -> ComponentStatus:
         if backend == "InMemoryChannelLayer":
             return "in-memory (this process only)"
         return ", ".join(
-            _redact(h["address"] if isinstance(h, dict) else str(h))
+            mask_url(h["address"] if isinstance(h, dict) else str(h))
             for h in settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"]
         )
 
@@ -152,7 +154,7 @@ def check_broker() -> ComponentStatus:
     def probe() -> str:
         with app.connection_for_write() as conn:
             conn.ensure_connection(max_retries=1, timeout=3)
-        return _redact(url)
+        return mask_url(url)
 
     return _timed("broker", backend, probe)
 
@@ -178,20 +180,6 @@ def check_storage() -> ComponentStatus:
         return str(root)
 
     return _timed("storage", backend, probe)
-
-
-def _redact(url: str) -> str:
-    """Hide the password of a URL such as redis://:secret@host:6379/0."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return url
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return url
 
 
 def readiness_checks() -> list[ComponentStatus]:
