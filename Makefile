@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test install lint format migrate clean
+.PHONY: run test test-compose install lint format migrate clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,12 @@ run: migrate
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The compose test: production.yml and local.yml built and run on a real Docker engine
+# (docs/deploy.md). Builds stand-in base images first where no registry is reachable.
+test-compose: install
+	compose/test/build-standins
+	$(BIN)/python -m pytest -c e2e/pytest.ini e2e $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

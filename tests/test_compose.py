@@ -1,4 +1,7 @@
-"""No Docker engine here: parse the compose files and check everything they reference."""
+"""The compose files, read without an engine: what they reference exists.
+
+The compose test (make test-compose, e2e/) runs them on a real engine.
+"""
 
 import re
 import subprocess
@@ -16,7 +19,7 @@ EXPECTED = {
         "celeryworker",
         "celerybeat",
         "flower",
-        "minio",
+        "s3",
     },
     "production.yml": {
         "django",
@@ -25,7 +28,7 @@ EXPECTED = {
         "celeryworker",
         "celerybeat",
         "flower",
-        "traefik",
+        "caddy",
     },
 }
 
@@ -132,3 +135,14 @@ def test_entrypoint_waits_for_postgres_with_a_bounded_retry(tmp_path):
     assert result.returncode == 1
     assert "did not answer after 2 tries" in result.stderr
     assert "started" not in result.stdout
+
+
+def test_every_production_service_has_a_restart_policy():
+    for service, spec in load("production.yml")["services"].items():
+        assert spec.get("restart") == "unless-stopped", service
+
+
+def test_production_publishes_ports_only_through_caddy():
+    for service, spec in load("production.yml")["services"].items():
+        if service != "caddy":
+            assert not spec.get("ports"), service
