@@ -113,5 +113,7 @@ def production(workdir: Path) -> Iterator[Stack]:
 
 @pytest.fixture(scope="session")
 def image_size(production: Stack) -> int:
-    out = sh("docker", "image", "inspect", "-f", "{{.Size}}", "stagehand_production_django")
+    out = sh(
+        "docker", "image", "inspect", "-f", "{{.Size}}", "stagehand_production_django"
+    )
     return int(out.stdout.strip())

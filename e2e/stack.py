@@ -22,7 +22,10 @@ RUN_COMMANDS: list[str] = []
 
 def compose_binary() -> list[str]:
     """``docker compose`` (v2) where the plugin exists, else Debian's docker-compose."""
-    if subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0:
+    if (
+        subprocess.run(["docker", "compose", "version"], capture_output=True).returncode
+        == 0
+    ):
         return ["docker", "compose"]
     if shutil.which("docker-compose"):
         return ["docker-compose"]
@@ -33,10 +36,20 @@ def record(command: str) -> None:
     RUN_COMMANDS.append(" ".join(command.split()))
 
 
-def sh(*args: str, timeout: float = 600, check: bool = True, env: dict | None = None,
-       input: str | None = None) -> subprocess.CompletedProcess:
+def sh(
+    *args: str,
+    timeout: float = 600,
+    check: bool = True,
+    env: dict | None = None,
+    input: str | None = None,
+) -> subprocess.CompletedProcess:
     result = subprocess.run(
-        list(args), capture_output=True, text=True, timeout=timeout, env=env, input=input
+        list(args),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        input=input,
     )
     if check and result.returncode != 0:
         raise AssertionError(
@@ -62,8 +75,13 @@ class Stack:
             files += ["-f", override]
         return [*compose_binary(), "-p", self.project, *files]
 
-    def compose(self, *args: str, timeout: float = 900, check: bool = True,
-                input: str | None = None) -> subprocess.CompletedProcess:
+    def compose(
+        self,
+        *args: str,
+        timeout: float = 900,
+        check: bool = True,
+        input: str | None = None,
+    ) -> subprocess.CompletedProcess:
         """Run ``docker compose -f FILE ARGS`` in the copy, as an operator would."""
         shown = [a for a in args if a != "-T"]
         record(f"docker compose -f {self.file} {shlex.join(shown)}")
@@ -71,10 +89,25 @@ class Stack:
             self.directory, [*self._base(), *args], timeout, check, self.env, input
         )
 
-    def manage(self, *args: str, service: str = "django", check: bool = True,
-               timeout: float = 600, input: str | None = None) -> subprocess.CompletedProcess:
-        return self.compose("exec", "-T", service, "python", "manage.py", *args,
-                            check=check, timeout=timeout, input=input)
+    def manage(
+        self,
+        *args: str,
+        service: str = "django",
+        check: bool = True,
+        timeout: float = 600,
+        input: str | None = None,
+    ) -> subprocess.CompletedProcess:
+        return self.compose(
+            "exec",
+            "-T",
+            service,
+            "python",
+            "manage.py",
+            *args,
+            check=check,
+            timeout=timeout,
+            input=input,
+        )
 
     def manage_json(self, *args: str) -> object:
         return json.loads(self.manage(*args, "--json").stdout)
@@ -85,7 +118,9 @@ class Stack:
         return out[0]
 
     def state(self, service: str) -> dict:
-        return json.loads(sh("docker", "inspect", self.container(service)).stdout)[0]["State"]
+        return json.loads(sh("docker", "inspect", self.container(service)).stdout)[0][
+            "State"
+        ]
 
     def wait_healthy(self, services: list[str], bound: float) -> float:
         """Wait until each service runs (and is healthy where it has a healthcheck)."""
@@ -103,17 +138,32 @@ class Stack:
             if not pending:
                 break
             if time.monotonic() - start > bound:
-                logs = self.compose("logs", "--tail", "60", *pending, check=False).stdout
-                raise AssertionError(f"not healthy within {bound:.0f} s: {pending}\n{logs}")
+                logs = self.compose(
+                    "logs", "--tail", "60", *pending, check=False
+                ).stdout
+                raise AssertionError(
+                    f"not healthy within {bound:.0f} s: {pending}\n{logs}"
+                )
             time.sleep(2)
         return time.monotonic() - start
 
 
-def subprocess_in(directory: Path, args: list[str], timeout: float, check: bool,
-                  extra_env: dict[str, str], input: str | None) -> subprocess.CompletedProcess:
+def subprocess_in(
+    directory: Path,
+    args: list[str],
+    timeout: float,
+    check: bool,
+    extra_env: dict[str, str],
+    input: str | None,
+) -> subprocess.CompletedProcess:
     result = subprocess.run(
-        args, cwd=directory, capture_output=True, text=True, timeout=timeout,
-        env={**os.environ, **extra_env}, input=input,
+        args,
+        cwd=directory,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **extra_env},
+        input=input,
     )
     if check and result.returncode != 0:
         raise AssertionError(
@@ -125,8 +175,16 @@ def subprocess_in(directory: Path, args: list[str], timeout: float, check: bool,
 
 def copy_checkout(target: Path) -> Path:
     """Copy the files git would check out (tracked and new, not ignored) into target."""
-    files = sh("git", "-C", str(ROOT), "ls-files", "-z", "--cached", "--others",
-               "--exclude-standard").stdout.split("\0")
+    files = sh(
+        "git",
+        "-C",
+        str(ROOT),
+        "ls-files",
+        "-z",
+        "--cached",
+        "--others",
+        "--exclude-standard",
+    ).stdout.split("\0")
     for name in filter(None, files):
         source = ROOT / name
         if not source.is_file():

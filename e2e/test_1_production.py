@@ -8,6 +8,7 @@ restart, and its image holds no secret and no development file.
 
 from __future__ import annotations
 
+import http.client
 import json
 import re
 import subprocess
@@ -19,8 +20,17 @@ from e2e.conftest import DOMAIN, MARKER
 from e2e.https import Site, frames
 from e2e.stack import ROOT, Stack, sh
 
-SERVICES = ["postgres", "redis", "s3", "mail", "django", "celeryworker", "celerybeat",
-            "flower", "caddy"]
+SERVICES = [
+    "postgres",
+    "redis",
+    "s3",
+    "mail",
+    "django",
+    "celeryworker",
+    "celerybeat",
+    "flower",
+    "caddy",
+]
 LONG_RUNNING = SERVICES
 BOUND = 300  # seconds for the whole stack to be healthy after `up -d`
 LABEL = "e2e0001.production"  # STAGEHAND_COMMIT.STAGEHAND_ENVIRONMENT
@@ -61,7 +71,9 @@ def test_the_stack_builds_and_every_service_becomes_healthy(production: Stack):
 
 def test_every_long_running_service_has_a_restart_policy(production: Stack):
     for service in LONG_RUNNING:
-        info = json.loads(sh("docker", "inspect", production.container(service)).stdout)[0]
+        info = json.loads(
+            sh("docker", "inspect", production.container(service)).stdout
+        )[0]
         assert info["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped", service
 
 
@@ -89,12 +101,12 @@ def test_readyz_admin_and_static_files_through_caddy_over_https(production: Stac
     assert "max-age=315360000" in headers.get("cache-control", ""), headers
     # Plain HTTP is redirected to HTTPS by Caddy.
     port = production.compose("port", "caddy", "80").stdout.strip().rsplit(":", 1)[1]
-    result = sh("python3", "-c", (
-        "import http.client;c=http.client.HTTPConnection('127.0.0.1',%s,timeout=20);"
-        "c.request('GET','/readyz',headers={'Host':'%s'});r=c.getresponse();"
-        "print(r.status,r.getheader('Location'))" % (port, DOMAIN)))
-    assert result.stdout.split()[0] in ("301", "308"), result.stdout
-    assert result.stdout.split()[1].startswith(f"https://{DOMAIN}/")
+    conn = http.client.HTTPConnection("127.0.0.1", int(port), timeout=20)
+    conn.request("GET", "/readyz", headers={"Host": DOMAIN})
+    response = conn.getresponse()
+    assert response.status in (301, 308), response.status
+    assert response.getheader("Location", "").startswith(f"https://{DOMAIN}/")
+    conn.close()
 
 
 def test_the_operators_day_through_docker_compose_exec(production: Stack):
@@ -103,10 +115,24 @@ def test_the_operators_day_through_docker_compose_exec(production: Stack):
     assert "FAIL" not in info.stdout and "unavailable" not in info.stdout, info.stdout
     config = production.manage("config").stdout
     assert "DJANGO_SECRET_KEY" in config and MARKER not in config, config
-    production.manage("createsuperuser", "--noinput", "--username", "alice",
-                      "--email", "alice@stagehand.test")
-    production.manage("create_world", "--noinput", "--id", "e2e", "--title",
-                      "Compose test", "--domain", DOMAIN)
+    production.manage(
+        "createsuperuser",
+        "--noinput",
+        "--username",
+        "alice",
+        "--email",
+        "alice@stagehand.test",
+    )
+    production.manage(
+        "create_world",
+        "--noinput",
+        "--id",
+        "e2e",
+        "--title",
+        "Compose test",
+        "--domain",
+        DOMAIN,
+    )
     token = production.manage("generate_token", "e2e", "--raw").stdout.strip()
     assert token.count(".") == 2
 
@@ -118,8 +144,10 @@ def test_the_operators_day_through_docker_compose_exec(production: Stack):
         listed = until(
             "connections list shows the socket",
             lambda: [
-                row for row in production.manage_json("connections", "list")
-                if row.get("label") == LABEL and row.get("connections", row.get("count"))
+                row
+                for row in production.manage_json("connections", "list")
+                if row.get("label") == LABEL
+                and row.get("connections", row.get("count"))
             ],
         )
         assert listed
@@ -135,7 +163,11 @@ def test_the_operators_day_through_docker_compose_exec(production: Stack):
     assert newest["name"] in out
     production.manage("backups")
     keys = production.compose(
-        "exec", "-T", "s3", "python", "-c",
+        "exec",
+        "-T",
+        "s3",
+        "python",
+        "-c",
         "import boto3;print('\\n'.join(o.key for o in boto3.resource('s3',"
         "endpoint_url='http://127.0.0.1:5000',aws_access_key_id='x',"
         "aws_secret_access_key='x',region_name='us-east-1')"
@@ -143,8 +175,16 @@ def test_the_operators_day_through_docker_compose_exec(production: Stack):
     ).stdout.split()
     assert any(k.startswith("backup/") and newest["name"] in k for k in keys), keys
 
-    production.manage("create_world", "--noinput", "--id", "afterbackup", "--title",
-                      "Made after the backup", "--domain", "after.stagehand.test")
+    production.manage(
+        "create_world",
+        "--noinput",
+        "--id",
+        "afterbackup",
+        "--title",
+        "Made after the backup",
+        "--domain",
+        "after.stagehand.test",
+    )
     assert "afterbackup" in production.manage("list_worlds").stdout
     production.manage("restore", "latest", "--dry-run", timeout=900)
     production.manage("restore", "latest", "--noinput", timeout=900)
@@ -163,10 +203,14 @@ def test_the_operators_day_through_docker_compose_exec(production: Stack):
 
     def beat_ok():
         stats = production.manage_json("stats")
-        components = stats.get("components", stats) if isinstance(stats, dict) else stats
-        rows = components if isinstance(components, list) else [
-            {"name": k, **v} for k, v in components.items()
-        ]
+        components = (
+            stats.get("components", stats) if isinstance(stats, dict) else stats
+        )
+        rows = (
+            components
+            if isinstance(components, list)
+            else [{"name": k, **v} for k, v in components.items()]
+        )
         return [r for r in rows if r.get("name") == "beat" and r.get("status") == "ok"]
 
     until("beat ticking after the restore", beat_ok, bound=180)
@@ -174,16 +218,19 @@ def test_the_operators_day_through_docker_compose_exec(production: Stack):
     production.manage("prune_backups", "--keep", "14", "--dry-run")
 
     terms = "# Code of conduct\n\nBe kind.\n"
-    production.manage("import_terms", "conduct", "1", "/dev/stdin", "--optional",
-                      input=terms)
+    production.manage(
+        "import_terms", "conduct", "1", "/dev/stdin", "--optional", input=terms
+    )
 
 
 def test_a_test_mail_reaches_the_smtp_server(production: Stack):
     production.manage("sendtestemail", "ops@stagehand.test")
     until(
         "the mail sink received the message",
-        lambda: "ops@stagehand.test" in production.compose("logs", "mail").stdout
-        and f"stagehand@{DOMAIN}" in production.compose("logs", "mail").stdout,
+        lambda: (
+            "ops@stagehand.test" in production.compose("logs", "mail").stdout
+            and f"stagehand@{DOMAIN}" in production.compose("logs", "mail").stdout
+        ),
         bound=60,
     )
 
@@ -202,20 +249,25 @@ def test_an_upgrade_backs_up_before_migrating_and_moves_browsers(production: Sta
     production.wait_healthy(SERVICES, BOUND)
     logs = production.compose("logs", "--no-color", "django").stdout
     assert re.search(r"[Bb]ackup \S+ .*before applying 1 migration", logs), logs[-3000:]
-    assert "jobs.0003" in production.manage("showmigrations", "jobs").stdout or "[X]" in (
-        production.manage("showmigrations", "jobs").stdout.splitlines()[-1]
+    assert (
+        "jobs.0003" in production.manage("showmigrations", "jobs").stdout
+        or "[X]"
+        in (production.manage("showmigrations", "jobs").stdout.splitlines()[-1])
     )
     production.manage("connections", "list")
-    production.manage("connections", "force_reload", "--interval", "50", "e2e0001.*",
-                      check=False)
+    production.manage(
+        "connections", "force_reload", "--interval", "50", "e2e0001.*", check=False
+    )
 
 
 def test_more_workers_on_the_same_broker(production: Stack):
     production.compose("up", "-d", "--scale", "celeryworker=2", timeout=600)
     until(
         "two workers answer",
-        lambda: production.manage("worker", "status", check=False).stdout.count("@") >= 2
-        or len(production.compose("ps", "-q", "celeryworker").stdout.split()) == 2,
+        lambda: (
+            production.manage("worker", "status", check=False).stdout.count("@") >= 2
+            or len(production.compose("ps", "-q", "celeryworker").stdout.split()) == 2
+        ),
         bound=180,
     )
     production.manage("worker", "status")
@@ -228,12 +280,18 @@ def test_a_crashed_container_comes_back_by_its_restart_policy(production, servic
     Not `docker kill`: the engine counts that as an operator's stop and, like
     `docker stop`, it is never undone by a restart policy (docs/deploy.md).
     """
-    before = json.loads(sh("docker", "inspect", production.container(service)).stdout)[0]
+    before = json.loads(sh("docker", "inspect", production.container(service)).stdout)[
+        0
+    ]
     sh("kill", "-KILL", str(before["State"]["Pid"]))
     until(
         f"{service} restarted",
-        lambda: json.loads(sh("docker", "inspect", production.container(service)).stdout)[
-            0]["RestartCount"] > before["RestartCount"],
+        lambda: (
+            json.loads(sh("docker", "inspect", production.container(service)).stdout)[
+                0
+            ]["RestartCount"]
+            > before["RestartCount"]
+        ),
         bound=120,
     )
     production.wait_healthy([service], BOUND)
@@ -255,7 +313,14 @@ def test_the_entrypoint_says_what_postgresql_refused_and_stops_at_once(productio
     ):
         started = time.monotonic()
         result = production.compose(
-            "run", "--rm", "--no-deps", "-e", env, "django", "true", check=False,
+            "run",
+            "--rm",
+            "--no-deps",
+            "-e",
+            env,
+            "django",
+            "true",
+            check=False,
             timeout=120,
         )
         assert result.returncode == 2, result.stderr
@@ -263,18 +328,24 @@ def test_the_entrypoint_says_what_postgresql_refused_and_stops_at_once(productio
         assert time.monotonic() - started < 60
 
 
-def test_the_image_holds_no_secret_no_dev_file_and_runs_as_a_user(production, image_size):
+def test_the_image_holds_no_secret_no_dev_file_and_runs_as_a_user(
+    production, image_size
+):
     image = "stagehand_production_django"
     config = json.loads(sh("docker", "image", "inspect", image).stdout)[0]["Config"]
     assert config["User"] == "django"
     assert production.compose("exec", "-T", "django", "id", "-u").stdout.strip() != "0"
-    listing = sh("docker", "run", "--rm", "--entrypoint", "ls", image, "-a", "/app").stdout
+    listing = sh(
+        "docker", "run", "--rm", "--entrypoint", "ls", image, "-a", "/app"
+    ).stdout
     for name in (".venv", ".git", "var", "tests", "bench", ".envs", "e2e", "docs"):
         assert name not in listing.split(), listing
     # The planted secret is in every production env file of the build context.
     container = sh("docker", "create", image).stdout.strip()
     try:
-        export = subprocess.Popen(["docker", "export", container], stdout=subprocess.PIPE)
+        export = subprocess.Popen(
+            ["docker", "export", container], stdout=subprocess.PIPE
+        )
         found, tail = False, b""
         assert export.stdout
         for chunk in iter(lambda: export.stdout.read(1 << 20), b""):

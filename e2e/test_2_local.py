@@ -51,8 +51,16 @@ def test_local_yml_comes_up_and_serves(local: Stack):
 
     info = local.manage("info")
     assert "FAIL" not in info.stdout and "unavailable" not in info.stdout, info.stdout
-    local.manage("create_world", "--noinput", "--id", "local", "--title", "Local",
-                 "--domain", "localhost")
+    local.manage(
+        "create_world",
+        "--noinput",
+        "--id",
+        "local",
+        "--title",
+        "Local",
+        "--domain",
+        "localhost",
+    )
     token = local.manage("generate_token", "local", "--raw").stdout.strip()
     with connect(f"ws://127.0.0.1:{port}/ws/world/local/", open_timeout=30) as ws:
         ws.send(json.dumps(["authenticate", {"token": token}]))
