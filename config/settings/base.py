@@ -8,14 +8,15 @@ no broker. Each variable is documented in docs/configuration.md.
 
 from pathlib import Path
 
-import environ
+from apps.core.environment import RecordingEnv
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 APPS_DIR = BASE_DIR / "apps"
 
 # FileAwareEnv reads NAME from the environment, or the contents of the file that
-# NAME_FILE points at (docker secrets, Kubernetes secret volumes).
-env = environ.FileAwareEnv()
+# NAME_FILE points at (docker secrets, Kubernetes secret volumes); RecordingEnv also
+# remembers each read, for `manage.py config` and the deploy checks.
+env = RecordingEnv()
 
 VAR_DIR = Path(env("STAGEHAND_VAR_DIR", default=str(BASE_DIR / "var")))
 
@@ -99,6 +100,8 @@ AUTH_PASSWORD_VALIDATORS = [
 # ------------------------------------------------------------------------------
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Static files straight after the security headers, before sessions and the rest.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -148,6 +151,27 @@ else:
             "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
         },
     }
+
+# MAIL
+# ------------------------------------------------------------------------------
+# EMAIL_URL: smtp://user:password@host:25, smtp+tls://…:587 (STARTTLS),
+# smtp+ssl://…:465 (TLS from the start), or consolemail:// to print mail on the
+# console, the embedded default.
+_email = env.email_url("EMAIL_URL", default="consolemail://")
+EMAIL_BACKEND = _email["EMAIL_BACKEND"]
+EMAIL_HOST = _email["EMAIL_HOST"] or "localhost"
+EMAIL_PORT = _email["EMAIL_PORT"] or 25
+EMAIL_HOST_USER = _email["EMAIL_HOST_USER"] or ""
+EMAIL_HOST_PASSWORD = _email["EMAIL_HOST_PASSWORD"] or ""
+EMAIL_USE_TLS = bool(_email.get("EMAIL_USE_TLS", False))
+EMAIL_USE_SSL = bool(_email.get("EMAIL_USE_SSL", False))
+# A mail server that stops answering must not hold a request or a job forever.
+EMAIL_TIMEOUT = 10
+DEFAULT_FROM_EMAIL = env(
+    "DJANGO_DEFAULT_FROM_EMAIL", default="Stagehand <stagehand@localhost>"
+)
+# Error reports to ADMINS come from the same address.
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
 
 # TEMPLATES
 # ------------------------------------------------------------------------------
