@@ -13,8 +13,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import ParseResult
 
 import environ
+
+from .secrets import mask_setting
 
 ENVIRONMENT = "environment"
 FILE = "file"
@@ -65,12 +68,38 @@ class RecordingEnv(environ.FileAwareEnv):
         else:
             source = DEFAULT
         value = super().get_value(var, cast=cast, default=default, **kw)
+        # env.email_url() reads with cast=urlparse: record the URL's text.
+        shown = value.geturl() if isinstance(value, ParseResult) else value
         # Assigning to a known name keeps its place: first-read order, last value.
         _READ[name] = Variable(
             name=name,
             source=source,
-            value=value,
+            value=shown,
             default=default,
             file=path if source == FILE else None,
         )
         return value
+
+
+def _shown(name: str, value: Any, show_secrets: bool) -> Any:
+    if value is environ.Env.NOTSET:
+        return None
+    return value if show_secrets else mask_setting(name, value)
+
+
+def configuration(*, show_secrets: bool = False) -> list[dict[str, Any]]:
+    """Return each variable the settings read: name, value, source, file, default.
+
+    Values and defaults are masked (apps.core.secrets) unless ``show_secrets``.
+    """
+    return [
+        {
+            "name": v.name,
+            "value": _shown(v.name, v.value, show_secrets),
+            "source": v.source,
+            "file": v.file,
+            "default": _shown(v.name, v.default, show_secrets),
+            "required": v.required,
+        }
+        for v in variables_read()
+    ]
