@@ -45,9 +45,7 @@ class SinkController(Controller):
     def __init__(self, handler: Sink) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.bind(("127.0.0.1", 0))
-        super().__init__(
-            handler, hostname="127.0.0.1", port=self.sock.getsockname()[1]
-        )
+        super().__init__(handler, hostname="127.0.0.1", port=self.sock.getsockname()[1])
 
     def _create_server(self):
         return self.loop.create_server(self._factory_invoker, sock=self.sock)
@@ -97,9 +95,7 @@ def test_sendtestemail_delivers_over_smtp_from_the_configured_address(
 
 
 def test_local_mail_goes_to_the_console_by_default(base_env, tmp_path):
-    env = {
-        k: v for k, v in base_env.items() if k not in {"EMAIL_URL", "DATABASE_URL"}
-    }
+    env = {k: v for k, v in base_env.items() if k not in {"EMAIL_URL", "DATABASE_URL"}}
     env.update(
         DJANGO_SETTINGS_MODULE="config.settings.local",
         STAGEHAND_VAR_DIR=str(tmp_path),

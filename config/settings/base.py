@@ -272,6 +272,9 @@ BEAT_LOCK_TTL = env.int("BEAT_LOCK_TTL", default=60)
 # ------------------------------------------------------------------------------
 BACKUP_SCHEDULE = env("BACKUP_SCHEDULE", default="@daily")
 BACKUP_KEEP = env.int("BACKUP_KEEP", default=0)
+# `migrate_safely` (the container's start): back up before pending migrations when
+# backups go to S3 (auto), whatever the storage (always), or not at all (never).
+MIGRATE_BACKUP = env("MIGRATE_BACKUP", default="auto")
 # pg_dump gives up after this many seconds waiting for a table lock (a migration
 # holding one) instead of queueing every later query behind itself; 0 waits forever.
 BACKUP_LOCK_WAIT_TIMEOUT = env.int("BACKUP_LOCK_WAIT_TIMEOUT", default=60)

@@ -21,7 +21,9 @@ def template(name: str) -> dict[str, str]:
     return values
 
 
-def check_deploy(base_env: dict, tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
+def check_deploy(
+    base_env: dict, tmp_path: Path, **env: str
+) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy"],
         cwd=ROOT,
