@@ -99,6 +99,8 @@ AUTH_PASSWORD_VALIDATORS = [
 # MIDDLEWARE
 # ------------------------------------------------------------------------------
 MIDDLEWARE = [
+    # Outermost: streams WhiteNoise's file responses to the ASGI server asynchronously.
+    "apps.core.middleware.async_file_responses",
     "django.middleware.security.SecurityMiddleware",
     # Static files straight after the security headers, before sessions and the rest.
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -117,6 +119,10 @@ STATIC_ROOT = str(VAR_DIR / "static")
 MEDIA_URL = "/media/"
 MEDIA_ROOT = str(VAR_DIR / "media")
 BACKUP_ROOT = str(VAR_DIR / "backups")
+# WhiteNoise (MIDDLEWARE) serves the admin's CSS and JS straight from the installed
+# apps when STATIC_ROOT lacks them: no collectstatic and no separate web server on a
+# laptop. Production serves only what the image's build collected (production.py).
+WHITENOISE_USE_FINDERS = True
 
 AWS_STORAGE_BUCKET_NAME = env("AWS_STORAGE_BUCKET_NAME", default="")
 if AWS_STORAGE_BUCKET_NAME:

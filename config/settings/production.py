@@ -43,6 +43,7 @@ EMAIL_USE_SSL = bool(_email.get("EMAIL_USE_SSL", False))
 # collectstatic runs when the image is built; WhiteNoise (see MIDDLEWARE) serves the
 # files with hashed names and far-future cache headers, compressed.
 STATIC_ROOT = env("DJANGO_STATIC_ROOT", default="/app/staticfiles")
+WHITENOISE_USE_FINDERS = False
 STORAGES = {
     **STORAGES,
     "staticfiles": {
