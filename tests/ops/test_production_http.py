@@ -129,6 +129,7 @@ def test_health_paths_answer_plain_http_while_the_rest_is_redirected(production)
 
 
 def test_admin_css_is_served_hashed_compressed_and_cached_for_ever(production):
+    before = len(production.server.output())
     page = get(production.server, "/admin/login/", PROXIED)
     assert page.status == 200
     css = re.search(rb'href="(/static/admin/css/base\.[0-9a-f]{12}\.css)"', page.body)
@@ -144,3 +145,7 @@ def test_admin_css_is_served_hashed_compressed_and_cached_for_ever(production):
     unhashed = get(production.server, "/static/admin/css/base.css", PROXIED)
     assert unhashed.status == 200
     assert unhashed.headers["Cache-Control"] == "max-age=60, public"
+    # Streamed to the ASGI server without Django's warning (apps.core.middleware).
+    log = production.server.output()[before:]
+    assert f'"GET {path} HTTP/1.1" 200' in log
+    assert "Warning" not in log and "ERROR" not in log
