@@ -10,16 +10,14 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
 django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
 from apps.connections.routing import websocket_urlpatterns  # noqa: E402
 from apps.connections.security import WorldOriginValidator  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        # The admin's CSS and JS, straight from the installed apps: no collectstatic,
-        # no separate web server, on a laptop and behind the production proxy alike.
-        "http": ASGIStaticFilesHandler(django_asgi_app),
+        # Static files are WhiteNoise's, in the middleware (config/settings/base.py).
+        "http": django_asgi_app,
         # Browsers may open a world's socket only from an allowed host or its domain.
         "websocket": WorldOriginValidator(URLRouter(websocket_urlpatterns)),
     }

@@ -1,11 +1,17 @@
+import re
+
 from django.conf import settings
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+# DJANGO_ADMIN_URL is literal text, not a route: a template's <placeholder> left in it
+# must reach `check --deploy` (apps/ops/checks.py) instead of crashing URL loading.
+ADMIN = re.escape(settings.ADMIN_URL)
+
 urlpatterns = [
-    path(f"{settings.ADMIN_URL}operations/", include("apps.ops.admin_urls")),
-    path(settings.ADMIN_URL, admin.site.urls),
+    re_path(rf"^{ADMIN}operations/", include("apps.ops.admin_urls")),
+    re_path(rf"^{ADMIN}", admin.site.urls),
     path("", include("apps.ops.urls")),
     path("api/v1/", include("config.api_router")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),

@@ -14,7 +14,8 @@ async def _get(path: str) -> tuple[int, bytes]:
         "path": path,
         "raw_path": path.encode(),
         "query_string": b"",
-        "headers": [],
+        # As every HTTP/1.1 client sends; Django answers 400 to a request without.
+        "headers": [(b"host", b"localhost")],
     }
     communicator = ApplicationCommunicator(application, scope)
     await communicator.send_input(

@@ -118,6 +118,11 @@ def _is_s3(storage) -> bool:
     return hasattr(storage, "bucket_name") and hasattr(storage, "connection")
 
 
+def backups_go_to_s3() -> bool:
+    """Whether the backup storage is S3, which outlives the host and its containers."""
+    return _is_s3(backup_storage())
+
+
 def _s3_key(storage, name: str) -> str:
     location = (storage.location or "").strip("/")
     return posixpath.join(location, name) if location else name

@@ -38,12 +38,16 @@ def mask_url(url: str) -> str:
         query = parse_qsl(parts.query, keep_blank_values=True)
     except ValueError:
         return MASK
+    secret_query = any(is_secret_name(key) for key, _ in query)
+    if password is None and not secret_query:
+        # Unchanged text: rebuilding would turn sqlite:////var/db into sqlite://var/db.
+        return url
     netloc = parts.netloc
     if password is not None:
         userinfo, _, hostport = netloc.rpartition("@")
         user = userinfo.partition(":")[0]
         netloc = f"{user}:{MASK}@{hostport}"
-    if any(is_secret_name(key) for key, _ in query):
+    if secret_query:
         masked = [(k, MASK if is_secret_name(k) else v) for k, v in query]
         query_text = urlencode(masked, safe="*")
     else:

@@ -8,14 +8,15 @@ no broker. Each variable is documented in docs/configuration.md.
 
 from pathlib import Path
 
-import environ
+from apps.core.environment import RecordingEnv
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 APPS_DIR = BASE_DIR / "apps"
 
 # FileAwareEnv reads NAME from the environment, or the contents of the file that
-# NAME_FILE points at (docker secrets, Kubernetes secret volumes).
-env = environ.FileAwareEnv()
+# NAME_FILE points at (docker secrets, Kubernetes secret volumes); RecordingEnv also
+# remembers each read, for `manage.py config` and the deploy checks.
+env = RecordingEnv()
 
 VAR_DIR = Path(env("STAGEHAND_VAR_DIR", default=str(BASE_DIR / "var")))
 
@@ -98,7 +99,11 @@ AUTH_PASSWORD_VALIDATORS = [
 # MIDDLEWARE
 # ------------------------------------------------------------------------------
 MIDDLEWARE = [
+    # Outermost: streams WhiteNoise's file responses to the ASGI server asynchronously.
+    "apps.core.middleware.async_file_responses",
     "django.middleware.security.SecurityMiddleware",
+    # Static files straight after the security headers, before sessions and the rest.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -114,6 +119,10 @@ STATIC_ROOT = str(VAR_DIR / "static")
 MEDIA_URL = "/media/"
 MEDIA_ROOT = str(VAR_DIR / "media")
 BACKUP_ROOT = str(VAR_DIR / "backups")
+# WhiteNoise (MIDDLEWARE) serves the admin's CSS and JS straight from the installed
+# apps when STATIC_ROOT lacks them: no collectstatic and no separate web server on a
+# laptop. Production serves only what the image's build collected (production.py).
+WHITENOISE_USE_FINDERS = True
 
 AWS_STORAGE_BUCKET_NAME = env("AWS_STORAGE_BUCKET_NAME", default="")
 if AWS_STORAGE_BUCKET_NAME:
@@ -148,6 +157,27 @@ else:
             "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
         },
     }
+
+# MAIL
+# ------------------------------------------------------------------------------
+# EMAIL_URL: smtp://user:password@host:25, smtp+tls://…:587 (STARTTLS),
+# smtp+ssl://…:465 (TLS from the start), or consolemail:// to print mail on the
+# console, the embedded default.
+_email = env.email_url("EMAIL_URL", default="consolemail://")
+EMAIL_BACKEND = _email["EMAIL_BACKEND"]
+EMAIL_HOST = _email["EMAIL_HOST"] or "localhost"
+EMAIL_PORT = _email["EMAIL_PORT"] or 25
+EMAIL_HOST_USER = _email["EMAIL_HOST_USER"] or ""
+EMAIL_HOST_PASSWORD = _email["EMAIL_HOST_PASSWORD"] or ""
+EMAIL_USE_TLS = bool(_email.get("EMAIL_USE_TLS", False))
+EMAIL_USE_SSL = bool(_email.get("EMAIL_USE_SSL", False))
+# A mail server that stops answering must not hold a request or a job forever.
+EMAIL_TIMEOUT = 10
+DEFAULT_FROM_EMAIL = env(
+    "DJANGO_DEFAULT_FROM_EMAIL", default="Stagehand <stagehand@localhost>"
+)
+# Error reports to ADMINS come from the same address.
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
 
 # TEMPLATES
 # ------------------------------------------------------------------------------
@@ -248,6 +278,9 @@ BEAT_LOCK_TTL = env.int("BEAT_LOCK_TTL", default=60)
 # ------------------------------------------------------------------------------
 BACKUP_SCHEDULE = env("BACKUP_SCHEDULE", default="@daily")
 BACKUP_KEEP = env.int("BACKUP_KEEP", default=0)
+# `migrate_safely` (the container's start): back up before pending migrations when
+# backups go to S3 (auto), whatever the storage (always), or not at all (never).
+MIGRATE_BACKUP = env("MIGRATE_BACKUP", default="auto")
 # pg_dump gives up after this many seconds waiting for a table lock (a migration
 # holding one) instead of queueing every later query behind itself; 0 waits forever.
 BACKUP_LOCK_WAIT_TIMEOUT = env.int("BACKUP_LOCK_WAIT_TIMEOUT", default=60)

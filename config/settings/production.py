@@ -1,7 +1,7 @@
 """Production settings: every secret from the environment, HTTPS everywhere."""
 
 from .base import *  # noqa: F403
-from .base import DATABASES, env
+from .base import DATABASES, STORAGES, env
 
 SECRET_KEY = env("DJANGO_SECRET_KEY")
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS")
@@ -21,7 +21,32 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool(
 )
 SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=True)
 SECURE_CONTENT_TYPE_NOSNIFF = True
+# The container's own healthcheck and the proxy's probes ask over plain HTTP from
+# inside; a redirect to https:// would fail them. The paths are anchored.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+
+# MAIL
+# ------------------------------------------------------------------------------
+# Production mail goes to a real server, never to the console where it would be lost
+# without a word: without EMAIL_URL, Django's own default, SMTP on localhost:25.
+_email = env.email_url("EMAIL_URL", default="smtp://localhost:25")
+EMAIL_BACKEND = _email["EMAIL_BACKEND"]
+EMAIL_HOST = _email["EMAIL_HOST"] or "localhost"
+EMAIL_PORT = _email["EMAIL_PORT"] or 25
+EMAIL_HOST_USER = _email["EMAIL_HOST_USER"] or ""
+EMAIL_HOST_PASSWORD = _email["EMAIL_HOST_PASSWORD"] or ""
+EMAIL_USE_TLS = bool(_email.get("EMAIL_USE_TLS", False))
+EMAIL_USE_SSL = bool(_email.get("EMAIL_USE_SSL", False))
 
 # STATIC
 # ------------------------------------------------------------------------------
+# collectstatic runs when the image is built; WhiteNoise (see MIDDLEWARE) serves the
+# files with hashed names and far-future cache headers, compressed.
 STATIC_ROOT = env("DJANGO_STATIC_ROOT", default="/app/staticfiles")
+WHITENOISE_USE_FINDERS = False
+STORAGES = {
+    **STORAGES,
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}

@@ -22,7 +22,13 @@ class Server:
     which another process could take the port.
     """
 
-    def __init__(self, env: dict[str, str]):
+    def __init__(
+        self,
+        env: dict[str, str],
+        settings_module: str = "config.settings.test",
+        log_level: str = "warning",
+        extra_args: tuple[str, ...] = (),
+    ):
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
@@ -39,10 +45,11 @@ class Server:
                 "--fd",
                 str(fd),
                 "--log-level",
-                "warning",
+                log_level,
+                *extra_args,
             ],
             cwd=ROOT,
-            env={**env, "DJANGO_SETTINGS_MODULE": "config.settings.test"},
+            env={**env, "DJANGO_SETTINGS_MODULE": settings_module},
             pass_fds=[fd],
             stdout=self.log,
             stderr=subprocess.STDOUT,
@@ -52,15 +59,17 @@ class Server:
     def url(self) -> str:
         return f"ws://127.0.0.1:{self.port}"
 
-    def wait_ready(self, timeout: float = 60) -> None:
+    def wait_ready(self, timeout: float = 60, headers: dict | None = None) -> None:
+        """Wait for /healthz; ``headers`` as a proxy sends them (Host, X-Forwarded-Proto)."""
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}/healthz", headers=headers or {}
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited: {self.output()}")
             try:
-                with urllib.request.urlopen(
-                    f"http://127.0.0.1:{self.port}/healthz", timeout=2
-                ):
+                with urllib.request.urlopen(request, timeout=2):
                     return
             except OSError:
                 time.sleep(0.1)

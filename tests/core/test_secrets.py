@@ -17,6 +17,8 @@ from apps.core.secrets import MASK, mask_setting, mask_url
         ("redis://redis:6379/0", "redis://redis:6379/0"),
         ("s3://bucket/backup/", "s3://bucket/backup/"),
         ("/var/lib/stagehand", "/var/lib/stagehand"),
+        # An absolute SQLite path keeps its four slashes (not a host called var).
+        ("sqlite:////var/db.sqlite3", "sqlite:////var/db.sqlite3"),
     ],
 )
 def test_mask_url_hides_userinfo_and_secret_query_parameters(url, expected):

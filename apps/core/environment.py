@@ -1,0 +1,105 @@
+"""The environment the settings read, recorded as they read it.
+
+The settings read every variable through :class:`RecordingEnv`, a
+``environ.FileAwareEnv`` that remembers each read: the variable's name, where its
+value came from (the environment, the file that ``<NAME>_FILE`` names, or the
+default) and the value. ``manage.py config`` lists exactly those variables, and the
+deploy checks look at their values, so neither keeps a list of its own that could
+drift from what the settings really read.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import ParseResult
+
+import environ
+
+from .secrets import mask_setting
+
+ENVIRONMENT = "environment"
+FILE = "file"
+DEFAULT = "default"
+
+
+@dataclass(frozen=True)
+class Variable:
+    """One environment variable as the settings last read it."""
+
+    name: str
+    source: str  # ENVIRONMENT, FILE or DEFAULT
+    value: Any  # what the read returned (a URL stays the URL text, not its dict)
+    default: Any  # environ.Env.NOTSET when the variable is required
+    file: str | None = None  # the path <NAME>_FILE named, when source is FILE
+
+    @property
+    def required(self) -> bool:
+        return self.default is environ.Env.NOTSET
+
+
+# Name -> last read, in the order of each name's first read: production.py reads
+# DJANGO_SECRET_KEY again after base.py, and the later read is the one in force.
+_READ: dict[str, Variable] = {}
+
+
+def variables_read() -> list[Variable]:
+    """Return every variable the settings have read, in the order they first read it."""
+    return list(_READ.values())
+
+
+class RecordingEnv(environ.FileAwareEnv):
+    """``FileAwareEnv`` that records each variable it reads (see the module docstring).
+
+    Every typed reader (``env.bool``, ``env.db``, ``env.email_url`` …) goes through
+    ``get_value``, so recording there sees them all.
+    """
+
+    def get_value(
+        self, var: str, cast: Any = None, default: Any = environ.Env.NOTSET, **kw: Any
+    ) -> Any:
+        name = f"{self.prefix}{var}"
+        path = os.environ.get(f"{name}_FILE")
+        if path:
+            source = FILE
+        elif name in os.environ:
+            source = ENVIRONMENT
+        else:
+            source = DEFAULT
+        value = super().get_value(var, cast=cast, default=default, **kw)
+        # env.email_url() reads with cast=urlparse: record the URL's text.
+        shown = value.geturl() if isinstance(value, ParseResult) else value
+        # Assigning to a known name keeps its place: first-read order, last value.
+        _READ[name] = Variable(
+            name=name,
+            source=source,
+            value=shown,
+            default=default,
+            file=path if source == FILE else None,
+        )
+        return value
+
+
+def _shown(name: str, value: Any, show_secrets: bool) -> Any:
+    if value is environ.Env.NOTSET:
+        return None
+    return value if show_secrets else mask_setting(name, value)
+
+
+def configuration(*, show_secrets: bool = False) -> list[dict[str, Any]]:
+    """Return each variable the settings read: name, value, source, file, default.
+
+    Values and defaults are masked (apps.core.secrets) unless ``show_secrets``.
+    """
+    return [
+        {
+            "name": v.name,
+            "value": _shown(v.name, v.value, show_secrets),
+            "source": v.source,
+            "file": v.file,
+            "default": _shown(v.name, v.default, show_secrets),
+            "required": v.required,
+        }
+        for v in variables_read()
+    ]
