@@ -17,7 +17,12 @@ SHELL_VARIABLES = {"PATH", "HOME", "PWD", "HOSTNAME"}
 
 def variables_read_by_settings() -> set[str]:
     names: set[str] = set()
-    for path in (ROOT / "config" / "settings").glob("*.py"):
+    # apps/core/environment.py reads EMAIL_URL for the settings (email_settings).
+    paths = [
+        *(ROOT / "config" / "settings").glob("*.py"),
+        ROOT / "apps/core/environment.py",
+    ]
+    for path in paths:
         names |= set(READ.findall(path.read_text()))
     return names
 

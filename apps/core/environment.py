@@ -103,3 +103,24 @@ def configuration(*, show_secrets: bool = False) -> list[dict[str, Any]]:
         }
         for v in variables_read()
     ]
+
+
+def email_settings(env: environ.Env, *, default: str) -> dict[str, Any]:
+    """Django's ``EMAIL_*`` settings from ``EMAIL_URL`` (or ``default``).
+
+    A template's ``<placeholder>`` left in ``EMAIL_URL`` is read as ``default``, so
+    that every command still starts and ``check --deploy`` can name the variable.
+    """
+    url = env.str("EMAIL_URL", default=default)
+    if url.startswith("<"):
+        url = default
+    parsed = environ.Env.email_url_config(url)
+    return {
+        "EMAIL_BACKEND": parsed["EMAIL_BACKEND"],
+        "EMAIL_HOST": parsed["EMAIL_HOST"] or "localhost",
+        "EMAIL_PORT": parsed["EMAIL_PORT"] or 25,
+        "EMAIL_HOST_USER": parsed["EMAIL_HOST_USER"] or "",
+        "EMAIL_HOST_PASSWORD": parsed["EMAIL_HOST_PASSWORD"] or "",
+        "EMAIL_USE_TLS": bool(parsed.get("EMAIL_USE_TLS", False)),
+        "EMAIL_USE_SSL": bool(parsed.get("EMAIL_USE_SSL", False)),
+    }

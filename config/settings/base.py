@@ -8,7 +8,7 @@ no broker. Each variable is documented in docs/configuration.md.
 
 from pathlib import Path
 
-from apps.core.environment import RecordingEnv
+from apps.core.environment import RecordingEnv, email_settings
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 APPS_DIR = BASE_DIR / "apps"
@@ -163,14 +163,7 @@ else:
 # EMAIL_URL: smtp://user:password@host:25, smtp+tls://…:587 (STARTTLS),
 # smtp+ssl://…:465 (TLS from the start), or consolemail:// to print mail on the
 # console, the embedded default.
-_email = env.email_url("EMAIL_URL", default="consolemail://")
-EMAIL_BACKEND = _email["EMAIL_BACKEND"]
-EMAIL_HOST = _email["EMAIL_HOST"] or "localhost"
-EMAIL_PORT = _email["EMAIL_PORT"] or 25
-EMAIL_HOST_USER = _email["EMAIL_HOST_USER"] or ""
-EMAIL_HOST_PASSWORD = _email["EMAIL_HOST_PASSWORD"] or ""
-EMAIL_USE_TLS = bool(_email.get("EMAIL_USE_TLS", False))
-EMAIL_USE_SSL = bool(_email.get("EMAIL_USE_SSL", False))
+globals().update(email_settings(env, default="consolemail://"))  # EMAIL_BACKEND, …
 # A mail server that stops answering must not hold a request or a job forever.
 EMAIL_TIMEOUT = 10
 DEFAULT_FROM_EMAIL = env(

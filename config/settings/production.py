@@ -1,7 +1,7 @@
 """Production settings: every secret from the environment, HTTPS everywhere."""
 
 from .base import *  # noqa: F403
-from .base import DATABASES, STORAGES, env
+from .base import DATABASES, STORAGES, email_settings, env
 
 SECRET_KEY = env("DJANGO_SECRET_KEY")
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS")
@@ -29,14 +29,7 @@ SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
 # ------------------------------------------------------------------------------
 # Production mail goes to a real server, never to the console where it would be lost
 # without a word: without EMAIL_URL, Django's own default, SMTP on localhost:25.
-_email = env.email_url("EMAIL_URL", default="smtp://localhost:25")
-EMAIL_BACKEND = _email["EMAIL_BACKEND"]
-EMAIL_HOST = _email["EMAIL_HOST"] or "localhost"
-EMAIL_PORT = _email["EMAIL_PORT"] or 25
-EMAIL_HOST_USER = _email["EMAIL_HOST_USER"] or ""
-EMAIL_HOST_PASSWORD = _email["EMAIL_HOST_PASSWORD"] or ""
-EMAIL_USE_TLS = bool(_email.get("EMAIL_USE_TLS", False))
-EMAIL_USE_SSL = bool(_email.get("EMAIL_USE_SSL", False))
+globals().update(email_settings(env, default="smtp://localhost:25"))  # EMAIL_BACKEND, …
 
 # STATIC
 # ------------------------------------------------------------------------------

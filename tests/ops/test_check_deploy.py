@@ -67,12 +67,12 @@ def test_one_placeholder_left_is_enough_to_fail(base_env, tmp_path):
         DJANGO_SECRET_KEY="x9!Fq2@Lr7#Vm4$Tz8%Wb1^Hc6&Jn3*Pd5(Ks0)Yg-e_u+i=o~a;s:d,f.g/h",
         DJANGO_ALLOWED_HOSTS="stagehand.example.com",
         DJANGO_ADMIN_URL="ops-3f9a/",
-        STAGEHAND_COMMIT="<git commit of the deployed build>",
+        DJANGO_CSRF_TRUSTED_ORIGINS="<https://stagehand.example.com>",
     )
     assert result.returncode != 0
     assert (
-        "ops.E001) STAGEHAND_COMMIT still holds the template's placeholder "
-        "<git commit of the deployed build>; replace it in .envs/.production/.django."
+        "ops.E001) DJANGO_CSRF_TRUSTED_ORIGINS still holds the template's placeholder "
+        "<https://stagehand.example.com>; replace it in .envs/.production/.django."
     ) in result.stderr
     assert "DJANGO_ALLOWED_HOSTS" not in result.stderr
 
