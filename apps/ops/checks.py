@@ -12,7 +12,9 @@ from apps.core.environment import DEFAULT, variables_read
 from apps.core.secrets import mask_setting
 
 # The .envs/.production/*.template files mark what the operator must fill in as
-# <text in angle brackets>; no real host name, key or URL holds such text.
+# NAME=<text in angle brackets>: a whole value in brackets, or a URL the entrypoint
+# built from one (postgres://<database user>:…). A real value may hold brackets
+# elsewhere ("Stagehand <stagehand@example.org>"), a real URL never does.
 PLACEHOLDER = re.compile(r"<[^<>\n]+>")
 TEMPLATES = ".envs/.production"
 
@@ -51,6 +53,16 @@ def _text(value: object) -> str:
     return str(value)
 
 
+def holds_placeholder(value: object) -> bool:
+    """Whether a value (or an item of a list) is a template's placeholder."""
+    items = value if isinstance(value, list | tuple) else [value]
+    for item in map(str, items):
+        item = item.strip()
+        if PLACEHOLDER.fullmatch(item) or ("://" in item and PLACEHOLDER.search(item)):
+            return True
+    return False
+
+
 def placeholders_left(**kwargs) -> list[checks.CheckMessage]:
     """An error for each variable the settings read that still holds a placeholder.
 
@@ -60,7 +72,7 @@ def placeholders_left(**kwargs) -> list[checks.CheckMessage]:
     lines = template_lines(Path(settings.BASE_DIR))
     errors = []
     for variable in variables_read():
-        if variable.source == DEFAULT or not PLACEHOLDER.search(_text(variable.value)):
+        if variable.source == DEFAULT or not holds_placeholder(variable.value):
             continue
         shown = PLACEHOLDER.search(_text(mask_setting(variable.name, variable.value)))
         placeholder = shown.group() if shown else None
