@@ -91,24 +91,27 @@ class Text:
 
 @dataclass(frozen=True)
 class Ids:
-    """A list of 1 to ``max_items`` integer ids."""
+    """A list of at most ``max_items`` integer ids."""
 
     max_items: int
     what: str
+    code: str = INVALID
 
     def check(self, name: str, value: Any) -> str | None:
         if (
             not isinstance(value, list)
-            or not 1 <= len(value) <= self.max_items
+            or len(value) > self.max_items
             or not all(isinstance(i, int) and not isinstance(i, bool) for i in value)
         ):
-            return f"{name} must be a list of {self.what} (1 to {self.max_items})."
+            return f"{name} must be a list of at most {self.max_items} {self.what}."
         return None
 
 
 @dataclass(frozen=True)
 class Unchecked:
     """A field another layer checks with its own error codes (the token)."""
+
+    code: str = INVALID
 
     def check(self, name: str, value: Any) -> str | None:
         return None
@@ -187,8 +190,7 @@ def _frame(data: Any) -> Frame:
     for name, rule in fields.items():
         problem = rule.check(name, payload.get(name))
         if problem:
-            code = getattr(rule, "code", INVALID)
-            raise FrameError(code, problem, frame_id)
+            raise FrameError(rule.code, problem, frame_id)
     _check_strings(payload, skip=set(fields), frame_id=frame_id)
     return Frame(action, frame_id, payload)
 
