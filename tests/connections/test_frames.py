@@ -26,7 +26,9 @@ async def still_usable(comm) -> None:
         "{" * DEEP,
         '["ping", ' + "[" * 5000 + "]" * 5000 + "]",
         '["room.enter", 1, {"room": ' + '{"a": ' * 3000 + "1" + "}" * 3000 + "}]",
-        json.dumps(["chat.send", 1, {"room": "hallway", "text": "x", "x": [[[[[[[]]]]]]]}]),
+        json.dumps(
+            ["chat.send", 1, {"room": "hallway", "text": "x", "x": [[[[[[[]]]]]]]}]
+        ),
     ],
 )
 def test_deep_nesting_is_refused_before_decoding(harbor, token, text):

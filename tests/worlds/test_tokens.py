@@ -178,3 +178,121 @@ def test_a_removed_or_deactivated_attendee_is_refused(world):
     bob.refresh_from_db()
     assert bob.traits == []
     assert world.attendees.count() == 1
+
+
+# Hostile claims: refused as auth.invalid_token, never an exception ------------------
+
+
+def test_the_claim_limits_follow_the_attendee_model():
+    from apps.accounts.models import User
+
+    assert services.UID_MAX_LENGTH == User._meta.get_field("token_id").max_length
+
+
+@pytest.mark.parametrize(
+    ("over", "message"),
+    [
+        ({"exp": float("inf")}, "exp claim must be whole seconds"),
+        ({"exp": float("nan")}, "exp claim must be whole seconds"),
+        ({"exp": time.time() + 3600.5}, "exp claim must be whole seconds"),
+        ({"exp": 2**63}, "exp claim must be whole seconds"),
+        ({"exp": True}, "exp claim must be whole seconds"),
+        ({"exp": "4102444800"}, "exp claim must be whole seconds"),
+        ({"exp": 253402300800}, "exp claim must be whole seconds"),
+        ({"nbf": float("-inf")}, "."),  # PyJWT refuses this one itself
+        ({"nbf": -1}, "nbf claim must be whole seconds"),
+        ({"iat": float("nan")}, "."),  # PyJWT too
+        ({"iat": 2**63}, "."),  # and this
+        ({"uid": "u" * 201}, "uid is longer than 200 characters"),
+        ({"uid": "nul\x00uid"}, "uid contains a NUL character"),
+        ({"uid": "\ud800"}, "uid contains a lone surrogate"),
+        ({"uid": 42}, "no uid claim"),
+        ({"traits": ["ok", "t\x00"]}, "contains a NUL character"),
+        ({"traits": ["\udfff"]}, "contains a lone surrogate"),
+        ({"traits": ["t" * 201]}, "trait longer than 200 characters"),
+        ({"traits": [str(i) for i in range(201)]}, "more than 200 traits"),
+    ],
+)
+def test_claims_outside_the_rules_are_invalid(world, over, message):
+    entry = world.config["JWT_secrets"][0]
+    # PyJWT writes Infinity and NaN, and escapes lone surrogates, as json.dumps does.
+    token = sign(claims_for(entry, **over), entry["secret"])
+    with pytest.raises(TokenError, match=message) as info:
+        services.verify_token(world, token)
+    assert info.value.code == "auth.invalid_token"
+
+
+def test_a_claim_at_the_limits_logs_in(world):
+    entry = world.config["JWT_secrets"][0]
+    claims = claims_for(
+        entry,
+        uid="u" * 200,
+        traits=["t" * 200] * 10,
+        exp=services.MAX_TIMESTAMP,
+        nbf=0,
+    )
+    verified = services.verify_token(world, sign(claims, entry["secret"]))
+    user = services.get_or_create_attendee(world, verified)
+    assert user.token_id == "u" * 200
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "\ud800",
+        "eyJ\ud83d.eyJ.x",
+        "a.b.c\x00",
+        "a\x00.b.c",
+        "é.é.é",
+        "a.b",
+        "a.b.c.d",
+        "x" * 16385,
+        # Header or claims nested deeper than any token needs.
+        ".".join(
+            base64.urlsafe_b64encode(part).rstrip(b"=").decode()
+            for part in (b'{"alg": "HS256"}', b"[" * 3000, b"sig")
+        ),
+    ],
+)
+def test_malformed_tokens_are_invalid_before_decoding(world, token):
+    assert code_of(world, token) == "auth.invalid_token"
+
+
+def test_a_signed_token_with_deep_claims_is_invalid(world):
+    # Refused before PyJWT decodes it, whose json.loads would recurse 5,000 deep.
+    entry = world.config["JWT_secrets"][0]
+    payload = json.dumps(claims_for(entry))[:-1] + ', "x": ' + "[" * 5000 + "]" * 5000
+    token = jwt.api_jws.encode((payload + "}").encode(), entry["secret"])
+    assert len(token) < services.TOKEN_MAX_LENGTH
+    assert code_of(world, token) == "auth.invalid_token"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"days": 3_000_000}, "valid for 1 to 3650 days"),
+        ({"days": 10**9}, "valid for 1 to 3650 days"),
+        ({"days": 0}, "valid for 1 to 3650 days"),
+        ({"days": 2.5}, "valid for 1 to 3650 days"),
+        ({"uid": "u" * 201}, "uid is longer than 200 characters. No token was issued."),
+        ({"uid": "a\x00b"}, "uid contains a NUL character"),
+        ({"traits": ["\ud800"]}, "contains a lone surrogate"),
+        ({"traits": [f"{i:0200}" for i in range(80)]}, "more than the 16384 a login"),
+    ],
+)
+def test_generate_token_never_issues_a_token_that_cannot_log_in(world, kwargs, message):
+    kwargs = {"traits": [], **kwargs}
+    with pytest.raises(services.WorldError, match=message):
+        services.generate_token(world, **kwargs)
+
+
+def test_generate_token_issues_what_verify_token_accepts_at_the_limits(world):
+    token = services.generate_token(
+        world,
+        [f"{i:0200}" for i in range(30)],
+        days=services.TOKEN_MAX_DAYS,
+        uid="u" * 200,
+    )
+    claims = services.verify_token(world, token)
+    assert len(claims["traits"]) == 30
+    assert claims["exp"] - claims["iat"] == 3650 * 86400
