@@ -7,8 +7,21 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from apps.connections import frames
 from apps.connections.models import ChatMessage
+from apps.core.text import json_depth, text_problem
+from tests.fuzzing import (
+    any_char,
+    any_text,
+    deeply_nested,
+    dumps,
+    fuzz,
+    json_values,
+    scalars,
+)
 
 from .communicators import TIMEOUT, ask, attendee, connect, scenario
 
@@ -233,3 +246,120 @@ def test_hostile_tokens_are_invalid_and_the_connection_stays(harbor, token, text
         await comm.disconnect()
 
     scenario(body)
+
+
+# Properties: whatever arrives, a Frame or a documented FrameError ------------------
+
+DOCUMENTED = {"protocol.invalid_frame", "protocol.frame_too_large", "chat.invalid_text"}
+ACTIONS = ["ping", "authenticate", "auth.accept_terms", *frames.PAYLOADS, "x.y"]
+
+
+def parsed_or_refused(text: str | None, bytes_data: bytes | None = None):
+    """Parse as the consumer does; return the Frame, or the FrameError's code."""
+    try:
+        frame = frames.parse(text, bytes_data, MAX_BYTES)
+    except frames.FrameError as exc:
+        assert exc.code in DOCUMENTED
+        assert isinstance(exc.message, str) and exc.message
+        return exc.code
+    assert isinstance(frame, frames.Frame)
+    # What passed is safe to store and to send on: re-encodable, bounded, and no
+    # NUL or lone surrogate anywhere (but in the token, which verify_token checks).
+    checked = dict(frame.payload)
+    if frame.action == "authenticate":
+        checked.pop("token", None)
+    value = [frame.action, frame.id, checked]
+    assert json_depth(json.dumps(value, allow_nan=False)) <= frames.MAX_DEPTH
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            assert text_problem(item) is None, item
+        elif isinstance(item, list):
+            pending.extend(item)
+        elif isinstance(item, dict):
+            pending.extend([*item, *item.values()])
+        elif isinstance(item, int):
+            assert abs(item) <= frames.MAX_SAFE_INTEGER
+    return frame
+
+
+MAX_BYTES = 65536
+
+
+@fuzz
+@given(st.text(any_char, max_size=300))
+def test_fuzz_any_text(text):
+    parsed_or_refused(text)
+
+
+@fuzz
+@given(st.binary(max_size=300))
+def test_fuzz_any_bytes(data):
+    assert parsed_or_refused(None, data) == "protocol.invalid_frame"
+
+
+@fuzz
+@given(deeply_nested())
+def test_fuzz_any_nesting(text):
+    parsed_or_refused(text)
+
+
+@fuzz
+@given(
+    st.sampled_from(ACTIONS),
+    scalars,
+    st.one_of(
+        json_values,
+        st.fixed_dictionaries(
+            {
+                "room": any_text,
+                "text": any_text,
+                "token": any_text,
+                "terms": json_values,
+            }
+        ),
+    ),
+    st.integers(1, 4),
+)
+def test_fuzz_frames_of_every_action(action, frame_id, payload, length):
+    frame = [action, frame_id, payload][:length] + [payload] * (length - 3)
+    if action in frames.WITHOUT_ID and length == 3:
+        frame = [action, payload]
+    parsed_or_refused(dumps(frame))
+
+
+@fuzz
+@given(
+    st.sampled_from(
+        [
+            '["chat.send", 1, {"room": "hallway", "text": "hi"}]',
+            '["authenticate", {"token": "a.b.c"}]',
+            '["ping", 5]',
+        ]
+    ),
+    st.integers(0, 60),
+    st.text(
+        st.sampled_from('[]{}",:\\0123456789eE.-+ntrufalsNIy\x00\ud800'), max_size=8
+    ),
+)
+def test_fuzz_mutated_frames(valid, at, insert):
+    parsed_or_refused(valid[:at] + insert + valid[at:])
+
+
+@fuzz
+@given(
+    st.sampled_from(ACTIONS),
+    scalars,
+    st.dictionaries(
+        st.sampled_from(["room", "text", "token", "terms", "other"]), json_values
+    ),
+)
+def test_fuzz_well_shaped_frames_with_hostile_values(action, frame_id, payload):
+    if action == "ping":
+        frame = [action, frame_id]
+    elif action in frames.WITHOUT_ID:
+        frame = [action, payload]
+    else:
+        frame = [action, frame_id, payload]
+    parsed_or_refused(dumps(frame))

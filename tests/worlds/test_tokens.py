@@ -6,9 +6,21 @@ import time
 
 import jwt
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
+from apps.core.text import text_problem
 from apps.worlds import services
+from apps.worlds.models import World
 from apps.worlds.services import TokenError
+from tests.fuzzing import (
+    HOSTILE_NUMBERS,
+    any_char,
+    any_text,
+    fuzz,
+    json_values,
+    scalars,
+)
 
 SECRET2 = "second-secret-for-rotation-0123456789abcd"
 
@@ -296,3 +308,104 @@ def test_generate_token_issues_what_verify_token_accepts_at_the_limits(world):
     claims = services.verify_token(world, token)
     assert len(claims["traits"]) == 30
     assert claims["exp"] - claims["iat"] == 3650 * 86400
+
+
+# Properties: whatever the token, a documented TokenError or claims that log in -------
+
+TOKEN_CODES = {"auth.missing_token", "auth.invalid_token", "auth.expired_token"}
+FUZZ_WORLD = World(id="fuzz", config={"JWT_secrets": services.default_jwt_secrets()})
+ENTRY = FUZZ_WORLD.config["JWT_secrets"][0]
+
+
+def verified_or_refused(token):
+    try:
+        claims = services.verify_token(FUZZ_WORLD, token)
+    except TokenError as exc:
+        assert exc.code in TOKEN_CODES
+        assert isinstance(exc.message, str) and exc.message
+        return exc.code
+    # Stated again here, not through claims_problem: what the attendee model and
+    # the database take.
+    assert isinstance(claims["uid"], str) and 1 <= len(claims["uid"]) <= 200
+    assert text_problem(claims["uid"]) is None
+    assert isinstance(claims["traits"], list) and len(claims["traits"]) <= 200
+    for trait in claims["traits"]:
+        assert isinstance(trait, str) and len(trait) <= 200
+        assert text_problem(trait) is None
+    for name in ("exp", "nbf", "iat"):
+        value = claims.get(name, 0)
+        assert type(value) is int and 0 <= value <= 253402300799
+    assert claims["exp"] > time.time()
+    return claims
+
+
+@fuzz
+@given(st.one_of(any_text, st.text(any_char, max_size=400), scalars, json_values))
+def test_fuzz_any_token(token):
+    verified_or_refused(token)
+
+
+@fuzz
+@given(
+    st.text(st.sampled_from("ABCDEFabcdef0123456789-_.=+/\x00\ud800é"), max_size=200)
+)
+def test_fuzz_token_shaped_text(token):
+    assert verified_or_refused(token) in TOKEN_CODES
+
+
+timestamps = st.one_of(
+    scalars, st.integers(int(time.time()) - 10, int(time.time()) + 10**6)
+)
+
+
+hostile_claims = {
+    "exp": timestamps,
+    "nbf": timestamps,
+    "iat": timestamps,
+    "uid": st.one_of(any_text, scalars),
+    "traits": st.one_of(st.lists(any_text, max_size=5), json_values),
+    "iss": any_text,
+    "aud": st.one_of(any_text, json_values),
+    "extra": json_values,
+}
+
+
+@fuzz
+@given(
+    st.lists(
+        st.one_of(*(st.tuples(st.just(k), v) for k, v in hostile_claims.items())),
+        min_size=1,
+        max_size=2,
+    ),
+    st.sets(st.sampled_from(sorted(hostile_claims)), max_size=1),
+)
+def test_fuzz_signed_claims(changed, removed):
+    # A good token of the world's own, signed with its secret, with one or two
+    # claims changed and perhaps one removed: only the claim rules stand in the way.
+    claims = claims_for(ENTRY, **dict(changed))
+    for name in removed:
+        claims.pop(name, None)
+    verified_or_refused(sign(claims, ENTRY["secret"]))
+
+
+@fuzz
+@given(st.binary(max_size=300))
+def test_fuzz_signed_payload_that_is_not_json(payload):
+    verified_or_refused(jwt.api_jws.encode(payload, ENTRY["secret"]))
+
+
+@fuzz
+@given(
+    st.lists(any_text, max_size=5),
+    st.one_of(st.integers(-10, 5000), st.sampled_from(HOSTILE_NUMBERS)),
+    st.one_of(st.none(), any_text),
+)
+def test_fuzz_generate_token_issues_only_tokens_that_log_in(world, traits, days, uid):
+    try:
+        token = services.generate_token(world, traits, days=days, uid=uid)
+    except services.WorldError as exc:
+        assert str(exc)
+        return
+    claims = services.verify_token(world, token)
+    user = services.get_or_create_attendee(world, claims)
+    assert user.token_id == claims["uid"]
