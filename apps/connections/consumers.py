@@ -71,7 +71,11 @@ class WorldConsumer(AsyncWebsocketConsumer):
         try:
             await super().__call__(scope, receive, send)
         finally:
-            await self._leave()
+            try:
+                await self._leave()
+            except Exception:
+                # Redis away, say: the heartbeat window ages the entry out instead.
+                logger.exception("A closed connection could not leave the registry")
 
     async def dispatch(self, message: dict) -> None:
         # channels closes stale database connections before every handler, a hop
