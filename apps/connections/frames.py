@@ -143,8 +143,12 @@ def parse(text_data: str | None, bytes_data: bytes | None, max_bytes: int) -> Fr
         if bytes_data is not None and len(bytes_data) > max_bytes:
             raise _too_large(max_bytes)
         raise FrameError(INVALID, "Frames are JSON text, not binary.")
-    # A lone surrogate has no UTF-8 form; its three surrogatepass bytes still count.
-    if len(text_data.encode("utf-8", "surrogatepass")) > max_bytes:
+    # Never fewer bytes than characters: most oversized frames need no encoding. A
+    # lone surrogate has no UTF-8 form; its three surrogatepass bytes still count.
+    if (
+        len(text_data) > max_bytes
+        or len(text_data.encode("utf-8", "surrogatepass")) > max_bytes
+    ):
         raise _too_large(max_bytes)
     if json_depth(text_data) > MAX_DEPTH:
         raise FrameError(
