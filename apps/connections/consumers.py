@@ -1,11 +1,13 @@
 """The attendees' live WebSocket at ``ws/world/<world_id>/``.
 
 Frames are JSON arrays ``[action, id, payload]``; ``ping`` and ``authenticate`` have
-no id (``["ping", ts]``, ``["authenticate", {"token": ...}]``). Replies are
-``["success", id, payload]`` or ``["error", id, {"code": ..., "message": ...}]``
-(without the id when the request had none). A bad frame gets an error frame and the
-connection stays usable; only an unknown world, an oversized frame, a replaced,
-dropped or reloaded connection closes it, with the close codes below.
+no id (``["ping", ts]``, ``["authenticate", {"token": ...}]``); ``frames.py`` checks
+every one before a handler sees it. Replies are ``["success", id, payload]`` or
+``["error", id, {"code": ..., "message": ...}]`` (without the id when the request had
+none). A bad frame gets an error frame and the connection stays usable, and so does
+a handler that fails unexpectedly (``server.error``, logged with its traceback);
+only an unknown world, an oversized frame, a replaced, dropped or reloaded
+connection, or a failure to open it closes it, with the close codes below.
 
 When current terms (``import_terms``) are not accepted yet, ``authenticate`` answers
 ``["auth.terms_required", {"terms": [...]}]`` instead of ``authenticated``; the client
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from typing import Any
 
@@ -26,24 +29,21 @@ from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from . import services
+from . import frames, services
+from .frames import Frame, FrameError
 from .hub import hub_for
 from .registry import get_registry
 
+logger = logging.getLogger(__name__)
+
 CLOSE_DROPPED = 1001  # going away: the client should reconnect (to any server)
 CLOSE_TOO_LARGE = 1009
+CLOSE_SERVER_ERROR = 1011  # the connection could not be opened: reconnect later
 CLOSE_REPLACED = 4001  # connection_limit: the client should not reconnect by itself
 CLOSE_UNKNOWN_WORLD = 4004
 
 CHAT_MODULE = "chat.native"
-MAX_CHAT_TEXT = 4000
-
-
-class FrameError(Exception):
-    def __init__(self, code: str, message: str):
-        super().__init__(message)
-        self.code = code
-        self.message = message
+SERVER_ERROR = "server.error"
 
 
 class WorldConsumer(AsyncWebsocketConsumer):
@@ -61,6 +61,21 @@ class WorldConsumer(AsyncWebsocketConsumer):
     close_when_accepted = False
     last_beat = 0.0
     reload_task = None
+    label = None
+    entered: dict[str, int] = {}  # replaced per connection, never changed in place
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        # Whatever ends the consumer (a disconnect, a crash, a cancelled task, a
+        # transport error), its connection leaves the count at once instead of
+        # waiting for the heartbeat window.
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            try:
+                await self._leave()
+            except Exception:
+                # Redis away, say: the heartbeat window ages the entry out instead.
+                logger.exception("A closed connection could not leave the registry")
 
     async def dispatch(self, message: dict) -> None:
         # channels closes stale database connections before every handler, a hop
@@ -70,8 +85,17 @@ class WorldConsumer(AsyncWebsocketConsumer):
         # that thread before and after the call, so the hops are skipped.
         handler = getattr(self, get_handler_name(message), None)
         if handler is None:
-            raise ValueError(f"No handler for message type {message['type']}")
-        await handler(message)
+            # From another process, perhaps of another build during a deploy.
+            logger.warning("Ignored a message of unknown type %r", message["type"])
+            return
+        if message["type"].startswith("websocket."):
+            await handler(message)  # each handles its own errors (receive, connect)
+            return
+        try:
+            await handler(message)
+        except Exception:
+            # One bad message from the channel layer does not end the connection.
+            logger.exception("Handling a %r message failed", message["type"])
 
     async def websocket_disconnect(self, message: dict) -> None:
         # As channels' own, without its hop (see dispatch); no self.groups here.
@@ -79,6 +103,22 @@ class WorldConsumer(AsyncWebsocketConsumer):
         raise StopConsumer()
 
     async def connect(self) -> None:
+        try:
+            await self._connect()
+        except Exception:
+            logger.exception(
+                "Opening a connection to world %r failed",
+                self.scope["url_route"]["kwargs"].get("world_id"),
+            )
+            # Never an HTTP 500 for the handshake: say so, then close.
+            if not self.accepted:
+                await self._accept()
+            await self._error(
+                None, SERVER_ERROR, "The server could not open this connection; retry."
+            )
+            await self._close(CLOSE_SERVER_ERROR)
+
+    async def _connect(self) -> None:
         from apps.worlds.services import WorldNotFound
 
         self.label = services.current_label()
@@ -104,6 +144,10 @@ class WorldConsumer(AsyncWebsocketConsumer):
             await self._close(CLOSE_DROPPED)
 
     async def disconnect(self, code: int) -> None:
+        await self._leave()
+
+    async def _leave(self) -> None:
+        """Leave the hub, the registry and the rooms' groups; again does nothing."""
         if self.reload_task is not None:
             self.reload_task.cancel()
         if self.hub is not None:
@@ -112,9 +156,10 @@ class WorldConsumer(AsyncWebsocketConsumer):
         user, self.slot_user = self.slot_user, None
         if registered or user is not None:
             await services.unregister(self.label, [(self.channel_name, user)])
-        if self.entered:
+        entered, self.entered = self.entered, {}
+        if entered:
             async with services.gate():
-                for room_pk in self.entered.values():
+                for room_pk in entered.values():
                     await self.channel_layer.group_discard(
                         _room_group(room_pk), self.channel_name
                     )
@@ -124,66 +169,65 @@ class WorldConsumer(AsyncWebsocketConsumer):
     async def receive(self, text_data: str | None = None, bytes_data=None) -> None:
         if self.closing:
             return
-        size = len(text_data.encode()) if text_data is not None else len(bytes_data)
-        if size > settings.CONNECTIONS_MAX_FRAME_BYTES:
-            await self._error(
-                None,
-                "protocol.frame_too_large",
-                f"Frames may be at most {settings.CONNECTIONS_MAX_FRAME_BYTES} bytes.",
-            )
-            await self._close(CLOSE_TOO_LARGE)
-            return
-        if self.registered and (
-            time.monotonic() - self.last_beat >= settings.CONNECTIONS_HEARTBEAT_REFRESH
-        ):
-            await self._beat()
         frame_id = None
         try:
-            frame = _parse(text_data)
-            action = frame[0]
-            if action == "ping":
-                await self._send(["pong", frame[1] if len(frame) > 1 else None])
-                return
-            if action == "authenticate":
-                await self.authenticate(frame)
-                return
-            if action == "auth.accept_terms":
-                await self.accept_terms(frame)
-                return
-            if len(frame) != 3 or not isinstance(frame[2], dict):
-                raise FrameError(
-                    "protocol.invalid_frame",
-                    "Frames are [action, id, {payload}].",
-                )
-            frame_id = frame[1]
-            if self.user_id is None:
-                raise FrameError(
-                    "protocol.unauthenticated",
-                    "Send authenticate before anything else.",
-                )
-            handler = HANDLERS.get(action)
-            if handler is None:
-                raise FrameError(
-                    "protocol.unknown_action", f"Unknown action {action!r}."
-                )
-            reply = await handler(self, frame[2])
-            await self._send(["success", frame_id, reply])
+            if self.registered and (
+                time.monotonic() - self.last_beat
+                >= settings.CONNECTIONS_HEARTBEAT_REFRESH
+            ):
+                await self._beat()
+            frame = frames.parse(
+                text_data, bytes_data, settings.CONNECTIONS_MAX_FRAME_BYTES
+            )
+            if frame.action != "ping":
+                frame_id = frame.id
+            await self._handle(frame)
         except FrameError as exc:
+            if exc.frame_id is not None:
+                frame_id = exc.frame_id
             await self._error(frame_id, exc.code, exc.message)
+            if exc.code == frames.TOO_LARGE:
+                await self._close(CLOSE_TOO_LARGE)
+        except Exception:
+            # A bug or a failing service must not end the connection.
+            logger.exception("A frame failed on connection %s", self.channel_name)
+            await self._error(
+                frame_id,
+                SERVER_ERROR,
+                "The server failed to handle this frame (it has been logged); "
+                "the connection is still usable.",
+            )
 
-    async def authenticate(self, frame: list) -> None:
+    async def _handle(self, frame: Frame) -> None:
+        if frame.action == "ping":
+            await self._send(["pong", frame.id])
+            return
+        if frame.action == "authenticate":
+            await self.authenticate(frame.payload)
+            return
+        if frame.action == "auth.accept_terms":
+            await self.accept_terms(frame.payload)
+            return
+        if self.user_id is None:
+            raise FrameError(
+                "protocol.unauthenticated", "Send authenticate before anything else."
+            )
+        handler = HANDLERS.get(frame.action)
+        if handler is None:
+            raise FrameError(
+                "protocol.unknown_action", f"Unknown action {frame.action!r}."
+            )
+        reply = await handler(self, frame.payload)
+        await self._send(["success", frame.id, reply])
+
+    async def authenticate(self, payload: dict) -> None:
         from apps.worlds.services import TokenError
 
-        if len(frame) != 2 or not isinstance(frame[1], dict):
-            raise FrameError(
-                "protocol.invalid_frame",
-                'Authenticate with ["authenticate", {"token": ...}].',
-            )
         if self.user_id is not None:
             raise FrameError("protocol.already_authenticated", "Already authenticated.")
         try:
             user_id, traits, welcome, limit = await _authenticate(
-                self.world, frame[1].get("token")
+                self.world, payload.get("token")
             )
         except TokenError as exc:
             raise FrameError(exc.code, exc.message) from None
@@ -195,27 +239,15 @@ class WorldConsumer(AsyncWebsocketConsumer):
             return
         await self._authenticated(user_id, traits, welcome, limit)
 
-    async def accept_terms(self, frame: list) -> None:
+    async def accept_terms(self, payload: dict) -> None:
         from apps.accounts.services import TermsError
 
-        if len(frame) != 2 or not isinstance(frame[1], dict):
-            raise FrameError(
-                "protocol.invalid_frame",
-                'Accept with ["auth.accept_terms", {"terms": [id, ...]}].',
-            )
         if self.pending_auth is None:
             raise FrameError(
                 "auth.no_terms_pending", "There are no terms waiting to be accepted."
             )
-        ids = frame[1].get("terms")
-        if not isinstance(ids, list) or not all(
-            isinstance(i, int) and not isinstance(i, bool) for i in ids
-        ):
-            raise FrameError(
-                "protocol.invalid_frame", "terms must be a list of terms ids."
-            )
         try:
-            pending = await _accept_terms(self.pending_auth[0], ids)
+            pending = await _accept_terms(self.pending_auth[0], payload["terms"])
         except TermsError as exc:
             raise FrameError("auth.invalid_terms", str(exc)) from None
         if pending:
@@ -234,7 +266,7 @@ class WorldConsumer(AsyncWebsocketConsumer):
             await self.channel_layer.send(channel, {"type": services.REPLACED})
 
     async def room_enter(self, payload: dict) -> dict:
-        room = await _find_room(self.world, self.traits, payload.get("room"))
+        room = await _find_room(self.world, self.traits, payload["room"])
         if "room:chat.read" in room["permissions"]:
             await self.channel_layer.group_add(
                 _room_group(room["pk"]), self.channel_name
@@ -243,22 +275,17 @@ class WorldConsumer(AsyncWebsocketConsumer):
         return {"room": room["id"]}
 
     async def room_leave(self, payload: dict) -> dict:
-        room_id = payload.get("room")
-        room_pk = self.entered.pop(room_id, None) if isinstance(room_id, str) else None
+        room_id = payload["room"]
+        room_pk = self.entered.pop(room_id, None)
         if room_pk is None:
             raise FrameError("room.not_entered", f"You are not in room {room_id!r}.")
         await self.channel_layer.group_discard(_room_group(room_pk), self.channel_name)
         return {"room": room_id}
 
     async def chat_send(self, payload: dict) -> dict:
-        room_id, text = payload.get("room"), payload.get("text")
-        if not isinstance(room_id, str) or room_id not in self.entered:
+        room_id, text = payload["room"], payload["text"]
+        if room_id not in self.entered:
             raise FrameError("room.not_entered", f"Enter room {room_id!r} first.")
-        if not isinstance(text, str) or not text.strip() or len(text) > MAX_CHAT_TEXT:
-            raise FrameError(
-                "chat.invalid_text",
-                f"The text must be a non-empty string of at most {MAX_CHAT_TEXT} characters.",
-            )
         message = await _post_chat(self.world, self.user_id, self.traits, room_id, text)
         await self.channel_layer.group_send(
             _room_group(self.entered[room_id]),
@@ -340,20 +367,6 @@ HANDLERS = {
     "room.leave": WorldConsumer.room_leave,
     "chat.send": WorldConsumer.chat_send,
 }
-
-
-def _parse(text_data: str | None) -> list:
-    if text_data is None:
-        raise FrameError("protocol.invalid_frame", "Frames are JSON text, not binary.")
-    try:
-        frame = json.loads(text_data)
-    except ValueError:
-        raise FrameError("protocol.invalid_frame", "The frame is not JSON.") from None
-    if not isinstance(frame, list) or not frame or not isinstance(frame[0], str):
-        raise FrameError(
-            "protocol.invalid_frame", "Frames are JSON arrays: [action, id, {payload}]."
-        )
-    return frame
 
 
 def _room_group(room_pk: int) -> str:

@@ -10,6 +10,7 @@ is let through, since the token is what authenticates it.
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any
 from urllib.parse import urlsplit
@@ -18,6 +19,10 @@ from channels.db import database_sync_to_async
 from channels.security.websocket import WebsocketDenier
 from django.conf import settings
 from django.http.request import is_same_domain
+
+from apps.worlds.services import is_possible_world_id
+
+logger = logging.getLogger(__name__)
 
 WORLD_PATH = re.compile(r"^/ws/world/(?P<world_id>[^/]+)/")
 
@@ -28,22 +33,33 @@ class WorldOriginValidator:
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> Any:
         origin = _origin(scope)
-        if origin is None or await self.allowed(origin, scope.get("path", "")):
+        if origin is None or await self._allowed(origin, scope.get("path", "")):
             return await self.application(scope, receive, send)
         return await WebsocketDenier()(scope, receive, send)
 
-    async def allowed(self, origin: str, path: str) -> bool:
-        parts = urlsplit(origin)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+    async def _allowed(self, origin: str, path: str) -> bool:
+        try:
+            return await self.allowed(origin, path)
+        except Exception:
+            # The database away, say: refuse (403) rather than answer HTTP 500.
+            logger.exception("Checking the origin %r of %r failed", origin, path)
             return False
-        host = parts.hostname
+
+    async def allowed(self, origin: str, path: str) -> bool:
+        try:
+            parts = urlsplit(origin)
+            host = parts.hostname
+        except ValueError:
+            return False  # not a URL, such as "http://[::1": no page has it
+        if parts.scheme not in ("http", "https") or not host:
+            return False
         if any(
             pattern == "*" or is_same_domain(host, pattern)
             for pattern in settings.ALLOWED_HOSTS
         ):
             return True
         match = WORLD_PATH.match(path)
-        if not match:
+        if not match or not is_possible_world_id(match["world_id"]):
             return False
         domain = await _world_domain(match["world_id"])
         if not domain:

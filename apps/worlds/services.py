@@ -6,6 +6,8 @@ all call these functions; none of them touches the models' rules directly.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import copy
 import datetime as dt
 import json
@@ -23,6 +25,8 @@ import jwt
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from apps.core.text import json_depth, text_problem
+
 from .models import DOMAIN_RE, WORLD_ID_RE, Room, World
 
 DEFAULT_ISSUER = "any"
@@ -31,6 +35,19 @@ SECRET_LENGTH = 64
 # RFC 7518 §3.2: an HS256 key shorter than the hash output is weak (PyJWT warns too).
 MIN_SECRET_LENGTH = 32
 TOKEN_ALGORITHM = "HS256"
+
+# What a token may hold: generate_token never issues a token outside these, and
+# verify_token refuses one (docs/connections.md, "Tokens").
+TOKEN_MAX_DAYS = 3650
+TOKEN_MAX_LENGTH = 16384  # characters of the encoded token
+# Of its header and claims: {"traits": [...]} is 2, "aud" may be a list too.
+TOKEN_MAX_DEPTH = 4
+UID_MAX_LENGTH = 200  # accounts.User.token_id, where the uid is stored
+TRAIT_MAX_LENGTH = 200
+MAX_TRAITS = 200
+# exp, nbf and iat: whole seconds up to 9999-12-31T23:59:59Z, the last a datetime holds.
+MAX_TIMESTAMP = 253402300799
+_JWT_SHAPE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 
 # A new world lets every token holder in; moderator and admin are granted by traits.
 DEFAULT_ROLES: dict[str, list[str]] = {
@@ -123,10 +140,27 @@ class ConfigError(ValueError):
 
 def get_world(world_id: str) -> World:
     """Return the live world ``world_id``; WorldNotFound if unknown or soft-deleted."""
+    if not is_possible_world_id(world_id):
+        raise WorldNotFound(f"No world {world_id!r}.")
     try:
         return World.objects.alive().get(pk=world_id)
     except World.DoesNotExist:
         raise WorldNotFound(f"No world {world_id!r}.") from None
+
+
+def is_possible_world_id(world_id: Any) -> bool:
+    """Whether ``world_id`` could name a world, so that looking it up is safe.
+
+    Text longer than the column, or with a NUL (which PostgreSQL refuses in a query)
+    or a lone surrogate (which no driver can encode), names no world: callers treat
+    it as unknown instead of failing. Ids stored before ``fullmatch`` was enforced
+    stay reachable, so this is not the check a new id must pass (check_world_id).
+    """
+    return (
+        isinstance(world_id, str)
+        and 0 < len(world_id) <= World._meta.get_field("id").max_length
+        and text_problem(world_id) is None
+    )
 
 
 def list_worlds(include_deleted: bool = False) -> list[World]:
@@ -746,18 +780,72 @@ def visible_rooms(world: World, traits: Iterable[str]) -> list[Room]:
 # ------------------------------------------------------------------------------
 
 
+def claims_problem(claims: dict[str, Any]) -> str | None:
+    """Return why a token with ``claims`` could not log in, or None.
+
+    The one set of rules for what a token carries: ``exp`` (required), ``nbf`` and
+    ``iat`` whole seconds from 0 to MAX_TIMESTAMP (no floats, no Infinity or NaN);
+    ``uid`` a string of 1 to UID_MAX_LENGTH characters, ``traits`` a list of at most
+    MAX_TRAITS strings of at most TRAIT_MAX_LENGTH characters, neither with a NUL
+    or a lone surrogate (what the database cannot store). generate_token checks its
+    claims with it, and verify_token a signed token's.
+    """
+    if "exp" not in claims:
+        return "The token has no exp claim."
+    for name in ("exp", "nbf", "iat"):
+        value = claims.get(name, 0)
+        if (
+            not isinstance(value, int)
+            or isinstance(value, bool)
+            or not 0 <= value <= MAX_TIMESTAMP
+        ):
+            return (
+                f"The token's {name} claim must be whole seconds since 1970, "
+                f"from 0 to {MAX_TIMESTAMP}."
+            )
+    uid = claims.get("uid")
+    if not isinstance(uid, str) or not uid:
+        return "The token has no uid claim."
+    if len(uid) > UID_MAX_LENGTH:
+        return f"The token's uid is longer than {UID_MAX_LENGTH} characters."
+    if problem := text_problem(uid):
+        return f"The token's uid {problem}."
+    traits = claims.get("traits", [])
+    if not isinstance(traits, list) or not all(isinstance(t, str) for t in traits):
+        return "The token's traits claim is not a list of strings."
+    if len(traits) > MAX_TRAITS:
+        return f"The token has more than {MAX_TRAITS} traits."
+    for trait in traits:
+        if len(trait) > TRAIT_MAX_LENGTH:
+            return f"The token has a trait longer than {TRAIT_MAX_LENGTH} characters."
+        if problem := text_problem(trait):
+            return f"The token's trait {trait!r} {problem}."
+    return None
+
+
 def generate_token(
     world: World, traits: list[str], days: int = 90, uid: str | None = None
 ) -> str:
-    """Return an HS256 JWT for ``world``, signed with its first JWT secret."""
+    """Return an HS256 JWT for ``world``, signed with its first JWT secret.
+
+    WorldError when the token could not log in (claims_problem) or would be longer
+    than TOKEN_MAX_LENGTH: such a token is never issued.
+    """
     entries = (world.config or {}).get("JWT_secrets") or []
     if not entries:
         raise WorldError(
             f"World {world.id!r} has no JWT secret; add one to world.JWT_secrets with "
             "import_config, or clone it with --new-secrets."
         )
-    if days < 1:
-        raise WorldError("A token must be valid for at least 1 day.")
+    if (
+        not isinstance(days, int)
+        or isinstance(days, bool)
+        or not 1 <= days <= TOKEN_MAX_DAYS
+    ):
+        raise WorldError(
+            f"A token is valid for 1 to {TOKEN_MAX_DAYS} days (ten years), "
+            f"not {days!r}."
+        )
     entry = entries[0]
     now = timezone.now()
     claims = {
@@ -768,7 +856,15 @@ def generate_token(
         "uid": uid or str(uuid.uuid4()),
         "traits": list(dict.fromkeys(traits)),
     }
-    return jwt.encode(claims, entry["secret"], algorithm=TOKEN_ALGORITHM)
+    if problem := claims_problem(claims):
+        raise WorldError(f"{problem} No token was issued.")
+    token = jwt.encode(claims, entry["secret"], algorithm=TOKEN_ALGORITHM)
+    if len(token) > TOKEN_MAX_LENGTH:
+        raise WorldError(
+            f"The token would be {len(token)} characters, more than the "
+            f"{TOKEN_MAX_LENGTH} a login accepts; give fewer or shorter traits."
+        )
+    return token
 
 
 def token_url(world: World, token: str) -> str:
@@ -779,13 +875,23 @@ def verify_token(world: World, token: str | None) -> dict[str, Any]:
     """Return the claims of ``token`` for ``world``, or raise TokenError.
 
     Every ``JWT_secrets`` entry is tried with its own issuer and audience; only HS256
-    is accepted and ``exp`` is required. An expired token is told apart from an
-    invalid one only when its signature, issuer and audience are right.
+    is accepted and the claims must follow claims_problem's rules (``exp`` is
+    required). An expired token is told apart from an invalid one only when its
+    signature, issuer and audience are right. Before any decoding, a token must be
+    three base64url parts of at most TOKEN_MAX_LENGTH characters whose JSON nests at
+    most TOKEN_MAX_DEPTH deep; whatever it holds, the answer is a TokenError.
     """
     if not token:
         raise TokenError("auth.missing_token", "No token was given.")
     if not isinstance(token, str):
         raise TokenError("auth.invalid_token", "The token is not a string.")
+    if not _well_formed(token):
+        raise TokenError(
+            "auth.invalid_token",
+            "The token is not a JWT: three base64url parts joined by dots, at most "
+            f"{TOKEN_MAX_LENGTH} characters, its JSON nested at most "
+            f"{TOKEN_MAX_DEPTH} deep.",
+        )
     expired = False
     for entry in (world.config or {}).get("JWT_secrets") or []:
         try:
@@ -797,27 +903,32 @@ def verify_token(world: World, token: str | None) -> dict[str, Any]:
                 issuer=entry["issuer"],
                 options={"require": ["exp"], "verify_exp": False},
             )
-        except (jwt.InvalidTokenError, KeyError, TypeError):
+        except (jwt.InvalidTokenError, KeyError, TypeError, ValueError):
+            # ValueError and TypeError: PyJWT passes some malformed claims on.
             continue
-        if not isinstance(claims.get("exp"), int | float):
-            continue
+        if problem := claims_problem(claims):
+            raise TokenError("auth.invalid_token", problem)
         if claims["exp"] <= timezone.now().timestamp():
             expired = True
             continue
-        uid = claims.get("uid")
-        traits = claims.get("traits", [])
-        if not isinstance(uid, str) or not uid:
-            raise TokenError("auth.invalid_token", "The token has no uid claim.")
-        if not isinstance(traits, list) or not all(isinstance(t, str) for t in traits):
-            raise TokenError(
-                "auth.invalid_token",
-                "The token's traits claim is not a list of strings.",
-            )
-        claims["traits"] = traits
+        claims["traits"] = claims.get("traits", [])
         return claims
     if expired:
         raise TokenError("auth.expired_token", "The token has expired.")
     raise TokenError("auth.invalid_token", "The token is not valid for this world.")
+
+
+def _well_formed(token: str) -> bool:
+    if len(token) > TOKEN_MAX_LENGTH or not _JWT_SHAPE.fullmatch(token):
+        return False
+    for part in token.split(".")[:2]:
+        try:
+            decoded = base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+        except (binascii.Error, ValueError):
+            return False
+        if json_depth(decoded) > TOKEN_MAX_DEPTH:
+            return False
+    return True
 
 
 def get_or_create_attendee(world: World, claims: dict[str, Any]):

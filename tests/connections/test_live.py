@@ -12,6 +12,7 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
 
 from tests.conftest import database_url
 
@@ -43,25 +44,28 @@ async def counts() -> dict[str, int]:
 def servers(harbor, registry, base_env, settings):
     """Start servers by commit: servers("aaa111", "bbb222"); all stopped at the end.
 
-    Keyword arguments are more environment for them, e.g. a CELERY_BROKER_URL.
+    Keyword arguments are more environment for them, e.g. a CELERY_BROKER_URL, or
+    replace these defaults (a CONNECTIONS_HEARTBEAT_WINDOW, also set here then).
     """
     settings.CONNECTIONS_HEARTBEAT_WINDOW = WINDOW
     started: list[Server] = []
 
     def start(*commits: str, **env: str) -> list[Server]:
+        if "CONNECTIONS_HEARTBEAT_WINDOW" in env:
+            settings.CONNECTIONS_HEARTBEAT_WINDOW = float(
+                env["CONNECTIONS_HEARTBEAT_WINDOW"]
+            )
+        defaults = {
+            "DATABASE_URL": database_url(),
+            "REDIS_URL": settings.REDIS_URL,
+            "STAGEHAND_ENVIRONMENT": "test",
+            "CONNECTIONS_HEARTBEAT_WINDOW": str(WINDOW),
+            "CONNECTIONS_HEARTBEAT_REFRESH": "0.2",
+            "CONNECTIONS_RELOAD_GRACE": "0.2",
+        }
         batch = [
             Server(
-                server_env(
-                    base_env,
-                    DATABASE_URL=database_url(),
-                    REDIS_URL=settings.REDIS_URL,
-                    STAGEHAND_COMMIT=commit,
-                    STAGEHAND_ENVIRONMENT="test",
-                    CONNECTIONS_HEARTBEAT_WINDOW=str(WINDOW),
-                    CONNECTIONS_HEARTBEAT_REFRESH="0.2",
-                    CONNECTIONS_RELOAD_GRACE="0.2",
-                    **env,
-                )
+                server_env(base_env, **{**defaults, "STAGEHAND_COMMIT": commit, **env})
             )
             for commit in commits
         ]
@@ -168,6 +172,80 @@ def test_a_killed_servers_connections_age_out(servers, token):
             await ws.close()
 
     asyncio.run(body())
+
+
+def test_hostile_and_crashed_clients_leave_the_count_at_once(servers, token):
+    # Frames that used to kill their connection (RecursionError, UnicodeEncodeError)
+    # are answered; sockets that vanish without a close frame are uncounted at once,
+    # not after the heartbeat window (a minute here, so aging out cannot pass).
+    (server,) = servers("aaa111", CONNECTIONS_HEARTBEAT_WINDOW="60")
+
+    async def body():
+        clients = await attendees(server, [token() for _ in range(10)])
+        assert await counts() == {"aaa111.test": 10}
+        hostile = [
+            "[" * 60_000,
+            json.dumps(["chat.send", 1, {"room": "hallway", "text": "\ud800"}]),
+            '["authenticate", {"token": "\\ud800"}]',
+            '["ping", Infinity]',
+            json.dumps(["room.enter", 2, {"room": "\x00"}]),
+        ]
+        for ws in clients:
+            for text in hostile:
+                await ws.send(text)
+                reply = await next_frame(ws)
+                assert reply[0] == "error", (text[:40], reply)
+                assert reply[-1]["code"] != "server.error", reply
+            assert await still_quiet(ws)
+        assert await counts() == {"aaa111.test": 10}
+
+        for ws in clients[:6]:
+            ws.transport.abort()  # the TCP connection drops: no close frame
+        await clients[6].close()
+        deadline = time.monotonic() + 5
+        while (seen := await counts()) != {"aaa111.test": 3}:
+            assert time.monotonic() < deadline, seen
+            await asyncio.sleep(0.1)
+        for ws in clients[7:]:
+            assert await still_quiet(ws)
+            await ws.close()
+        assert "Traceback" not in server.output()
+
+    asyncio.run(body())
+
+
+@pytest.mark.parametrize(
+    ("path", "origin", "status"),
+    [
+        ("/ws/world/%00/", None, None),  # accepted, told, closed 4004
+        ("/ws/world/harbor%00conf/", None, None),
+        ("/ws/world/%00/", "https://harbor.example.org", 403),
+        ("/ws/world/harborconf/", "http://[::1", 403),
+        ("/ws/world/harborconf/", "http://[::1]:8000", 403),
+    ],
+)
+def test_hostile_handshakes_are_refused_not_failed(servers, path, origin, status):
+    (server,) = servers("aaa111")
+
+    async def body():
+        headers = {"Origin": origin} if origin else None
+        if status is not None:
+            with pytest.raises(InvalidStatus) as info:
+                await connect(
+                    f"{server.url}{path}",
+                    additional_headers=headers,
+                    open_timeout=TIMEOUT,
+                )
+            assert info.value.response.status_code == status
+            return
+        ws = await connect(f"{server.url}{path}", open_timeout=TIMEOUT)
+        reply = await next_frame(ws)
+        assert reply[1]["code"] == "world.unknown_world"
+        await asyncio.wait_for(ws.wait_closed(), TIMEOUT)
+        assert ws.close_code == 4004
+
+    asyncio.run(body())
+    assert "Traceback" not in server.output()
 
 
 def test_drop_without_interval_closes_only_that_labels_clients(servers, token):

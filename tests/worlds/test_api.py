@@ -1,5 +1,7 @@
 """/api/v1/worlds/: staff only, token authentication, no secrets in list/detail."""
 
+import json
+
 import jwt
 import pytest
 from rest_framework.authtoken.models import Token
@@ -141,6 +143,21 @@ def test_token(api, world):
     assert (claims["traits"], claims["uid"]) == (["a", "b"], "u")
     bad = api.post("/api/v1/worlds/sample/token/", {"days": 0}, format="json")
     assert bad.status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"days": 3_000_000}, "valid for 1 to 3650 days"),
+        ({"days": 10**9}, "valid for 1 to 3650 days"),
+        ({"uid": "u" * 300}, "uid is longer than 200 characters"),
+    ],
+)
+def test_token_that_could_not_log_in_is_refused(api, world, body, message):
+    # generate_token's own rules: no token is issued that verify_token refuses.
+    response = api.post("/api/v1/worlds/sample/token/", body, format="json")
+    assert response.status_code == 400, response.content
+    assert message in json.dumps(response.json())
 
 
 def test_delete(api, world):

@@ -70,3 +70,18 @@ def test_errors(world, harbor):
     services.delete_world(harbor)
     with pytest.raises(CommandError, match="No world 'harborconf'"):
         run("harborconf", "--raw")
+
+
+def test_a_token_that_could_not_log_in_is_never_printed(world):
+    with pytest.raises(CommandError, match="--days.*from 1 to 3650"):
+        run("sample", "--days", "3000000")
+    with pytest.raises(CommandError, match="--days"):
+        run("sample", "--days", "9" * 5000)
+    with pytest.raises(CommandError, match="uid is longer than 200 characters"):
+        run("sample", "--uid", "u" * 201)
+    with pytest.raises(CommandError, match="uid contains a NUL character"):
+        run("sample", "--uid", "a\x00b")
+    with pytest.raises(CommandError, match="trait .* contains a lone surrogate"):
+        run("sample", "--trait", "\ud800")
+    token = run("sample", "--raw", "--days", "3650", "--uid", "u" * 200)
+    assert services.verify_token(world, token)["uid"] == "u" * 200

@@ -6,14 +6,15 @@ from django.core.management.base import BaseCommand, CommandError
 from apps.worlds import services
 
 
-def positive_int(value: str) -> int:
+def days(value: str) -> int:
     try:
         number = int(value)
     except ValueError:
         number = 0
-    if number < 1:
+    if not 1 <= number <= services.TOKEN_MAX_DAYS:
         raise argparse.ArgumentTypeError(
-            f"{value!r} is not a whole number of days, 1 or more"
+            f"{value!r} is not a whole number of days from 1 to "
+            f"{services.TOKEN_MAX_DAYS} (ten years)"
         )
     return number
 
@@ -34,7 +35,7 @@ class Command(BaseCommand):
             help="a trait the token carries; repeat for several",
         )
         parser.add_argument(
-            "--days", type=positive_int, default=90, help="days of validity (90)"
+            "--days", type=days, default=90, help="days of validity (90, at most 3650)"
         )
         parser.add_argument("--uid", help="the attendee's id (a new UUID if not given)")
         parser.add_argument("--raw", action="store_true", help="print only the token")
