@@ -285,6 +285,8 @@ SPECTACULAR_SETTINGS = {
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
+# Error pages and reports list the settings: URLs in them are masked (secrets.py).
+DEFAULT_EXCEPTION_REPORTER_FILTER = "apps.core.secrets.ExceptionReporterFilter"
 
 # LOGGING
 # ------------------------------------------------------------------------------
