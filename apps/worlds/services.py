@@ -189,6 +189,14 @@ def check_world_id(world_id: str) -> str | None:
     return None
 
 
+def check_title(title: str) -> str | None:
+    """Return what is wrong with ``title`` (stripped) as a world's title, or None."""
+    if not title.strip():
+        return "The title is empty."
+    problem = text_problem(title.strip(), TITLE_MAX)
+    return f"The title {problem}." if problem else None
+
+
 def normalize_domain(domain: str) -> str:
     return domain.strip().lower().rstrip("/")
 
@@ -319,10 +327,9 @@ def _checked_new_world(world_id: str, title: str, domain: str) -> tuple[str, str
     every problem."""
     domain = normalize_domain(domain)
     problems = check_new_world(world_id, domain)
-    if not title.strip():
-        problems.append("The title is empty.")
-    elif text_problem(title.strip(), TITLE_MAX):
-        problems.append(f"The title {text_problem(title.strip(), TITLE_MAX)}.")
+    problem = check_title(title)
+    if problem:
+        problems.append(problem)
     if problems:
         raise WorldError(" ".join(problems))
     return title.strip(), domain

@@ -233,3 +233,28 @@ def test_create_world_refuses_a_world_id_with_a_trailing_newline():
 def test_a_domain_with_a_trailing_newline_is_not_a_host_name():
     # create_world strips what a terminal adds; check_domain itself must refuse it.
     assert services.check_domain("harbor.example.org\n") is not None
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("--title", "x" * 301), ("--title", "Harbor\x00"), ("--id", "harbor\x00")],
+)
+def test_the_create_world_command_explains_a_value_the_database_cannot_hold(
+    option, value
+):
+    options = {"--id": "harbor", "--title": "Harbor", "--domain": "harbor.example.org"}
+    options[option] = value
+    args = [item for pair in options.items() for item in pair]
+    with pytest.raises(CommandError, match="title|ID"):
+        call_command("create_world", "--noinput", *args, stdout=StringIO())
+    assert not World.objects.exists()
+
+
+@pytest.mark.django_db
+def test_asked_for_a_title_too_long_it_explains_and_asks_again():
+    err = StringIO()
+    answers = StringIO("harbor\n" + "x" * 301 + "\nHarbor\nharbor.example.org\n")
+    call_command("create_world", stdin=answers, stdout=StringIO(), stderr=err)
+    assert "The title is longer than 300 characters (301)." in err.getvalue()
+    assert World.objects.get(pk="harbor").title == "Harbor"
