@@ -2,19 +2,17 @@
 
 Every error leaves the API as ``{"error": code, "detail": message}`` with a proper
 status code, whether DRF raised it or a view did. Every JSON body passes the rules of
-:mod:`apps.core.validation` before a view sees it.
+:mod:`apps.core.validation` before a view sees it (:mod:`apps.core.parsers`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from rest_framework import parsers, status
-from rest_framework.exceptions import APIException, ParseError
+from rest_framework import status
+from rest_framework.exceptions import APIException
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
-
-from .validation import MAX_JSON_DEPTH, json_problems
 
 
 class ApiError(APIException):
@@ -26,29 +24,6 @@ class ApiError(APIException):
         super().__init__(detail=detail, code=code)
         self.status_code = status_code
         self.error_code = code
-
-
-class JSONParser(parsers.JSONParser):
-    """DRF's JSON parser (NaN and Infinity already refused), which also refuses
-    nesting deeper than ``MAX_JSON_DEPTH``, NUL, lone surrogates and numbers beyond
-    64 bits anywhere in the body, each by its JSON path: 400, never a
-    RecursionError or a DataError in the view."""
-
-    def parse(self, stream, media_type=None, parser_context=None) -> Any:
-        try:
-            data = super().parse(stream, media_type, parser_context)
-        except RecursionError:
-            raise ParseError(
-                f"JSON parse error - $: is nested more than {MAX_JSON_DEPTH} levels "
-                "deep; flatten the document"
-            ) from None
-        problems = json_problems(data)
-        if problems:
-            raise ParseError(
-                "JSON parse error - "
-                + "; ".join(f"{path}: {message}" for path, message in problems)
-            )
-        return data
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
