@@ -25,7 +25,7 @@ BIGINT_MIN, BIGINT_MAX = -(2**63), 2**63 - 1
 # An IntegerField column: the range PostgreSQL's integer holds (SQLite holds more, but
 # a config valid on SQLite must also import on PostgreSQL).
 INTEGER_MIN, INTEGER_MAX = -(2**31), 2**31 - 1
-# At most this many problems of one document are listed; the rest are counted.
+# At most this many problems of one document are listed; then checking stops.
 MAX_PROBLEMS = 50
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
