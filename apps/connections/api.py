@@ -24,11 +24,17 @@ class LabelSerializer(serializers.Serializer):
     connections = serializers.IntegerField()
 
 
+# A minute between two connections is already a very slow drop.
+MAX_INTERVAL_MS = 60_000
+
+
 class SendSerializer(serializers.Serializer):
     labels = serializers.ListField(
         child=serializers.CharField(), required=False, default=list
     )
-    interval_ms = serializers.IntegerField(required=False, default=0, min_value=0)
+    interval_ms = serializers.IntegerField(
+        required=False, default=0, min_value=0, max_value=MAX_INTERVAL_MS
+    )
     dry_run = serializers.BooleanField(required=False, default=False)
     delay = serializers.BooleanField(
         required=False,

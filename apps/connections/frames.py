@@ -28,7 +28,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from apps.core.text import json_depth, text_problem
+from apps.core.validation import json_depth, text_problem
 from apps.worlds.models import Room
 
 INVALID = "protocol.invalid_frame"

@@ -1,7 +1,8 @@
 """Shared pieces of the REST management API.
 
 Every error leaves the API as ``{"error": code, "detail": message}`` with a proper
-status code, whether DRF raised it or a view did.
+status code, whether DRF raised it or a view did. Every JSON body passes the rules of
+:mod:`apps.core.validation` before a view sees it (:mod:`apps.core.parsers`).
 """
 
 from __future__ import annotations

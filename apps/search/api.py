@@ -9,6 +9,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.core.api import ApiError
+from apps.core.validation import text_problem
+from apps.worlds import services as worlds
 
 from . import services
 
@@ -49,6 +51,14 @@ class SearchView(APIView):
     )
     def get(self, request: Request) -> Response:
         text = request.query_params.get("q", "")
+        problem = text_problem(text)
+        if problem:
+            # PostgreSQL refuses NUL in a query's text: a 500 otherwise.
+            raise ApiError("search.bad_query", f"q {problem}.")
+        world = request.query_params.get("world") or None
+        problem = world and worlds.check_world_id(world)
+        if problem:
+            raise ApiError("search.bad_world", problem)
         try:
             limit = int(request.query_params.get("limit", "20"))
         except ValueError:
@@ -61,7 +71,7 @@ class SearchView(APIView):
             hits = services.query(
                 text,
                 models=request.query_params.getlist("model") or None,
-                world=request.query_params.get("world") or None,
+                world=world,
                 limit=limit,
             )
         except services.UnknownModel as exc:

@@ -15,6 +15,7 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from apps.accounts.models import User
 from apps.core.api import ApiError
 
 from . import services
@@ -87,10 +88,17 @@ class WorldDetailSerializer(WorldListSerializer):
         return RoomSerializer(rooms, many=True).data
 
 
+# A token is valid for at most ten years; timedelta overflows long before 10^9 days.
+MAX_TOKEN_DAYS = 3650
+# Traits are stored as the attendee's JSON list; a bound keeps a token short.
+MAX_TRAIT_LENGTH = 200
+
+
 class NewWorldSerializer(serializers.Serializer):
-    id = serializers.CharField()
-    title = serializers.CharField()
-    domain = serializers.CharField()
+    # The columns' lengths: a longer value is a 400 naming the field, not a 500.
+    id = serializers.CharField(max_length=services.WORLD_ID_MAX)
+    title = serializers.CharField(max_length=services.TITLE_MAX)
+    domain = serializers.CharField(max_length=services.DOMAIN_MAX)
 
 
 class CloneSerializer(NewWorldSerializer):
@@ -98,9 +106,14 @@ class CloneSerializer(NewWorldSerializer):
 
 
 class TokenRequestSerializer(serializers.Serializer):
-    traits = serializers.ListField(child=serializers.CharField(), default=list)
-    days = serializers.IntegerField(min_value=1, default=90)
-    uid = serializers.CharField(required=False)
+    traits = serializers.ListField(
+        child=serializers.CharField(max_length=MAX_TRAIT_LENGTH), default=list
+    )
+    days = serializers.IntegerField(min_value=1, max_value=MAX_TOKEN_DAYS, default=90)
+    # A uid longer than the attendee's column could never log in: not issued.
+    uid = serializers.CharField(
+        required=False, max_length=User._meta.get_field("token_id").max_length
+    )
 
 
 class TokenSerializer(serializers.Serializer):

@@ -14,15 +14,16 @@ import re
 from django.core.validators import RegexValidator
 from django.db import models
 
-WORLD_ID_RE = r"^[a-z0-9]+$"
+# \A and \Z, not ^ and $: "$" also matches before a trailing newline.
+WORLD_ID_RE = r"\A[a-z0-9]+\Z"
 validate_world_id = RegexValidator(
     WORLD_ID_RE,
     "A world ID is lowercase letters and digits only, such as 'harborconf2027'.",
 )
 # A host name, optionally with a port: events.example.org, localhost:8000.
 DOMAIN_RE = re.compile(
-    r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*"
-    r"(?::[0-9]{1,5})?$"
+    r"\A[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*"
+    r"(?::[0-9]{1,5})?\Z"
 )
 validate_domain = RegexValidator(
     DOMAIN_RE, "A domain is a host name only, such as 'events.example.org'."

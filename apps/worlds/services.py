@@ -10,7 +10,6 @@ import base64
 import binascii
 import copy
 import datetime as dt
-import json
 import re
 import secrets
 import string
@@ -25,7 +24,17 @@ import jwt
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from apps.core.text import json_depth, text_problem
+from apps.core.validation import (
+    INTEGER_MAX,
+    INTEGER_MIN,
+    MAX_JSON_DEPTH,
+    integer_problem,
+    json_depth,
+    json_path,
+    json_problems,
+    load_json,
+    text_problem,
+)
 
 from .models import DOMAIN_RE, WORLD_ID_RE, Room, World
 
@@ -105,6 +114,18 @@ ROOM_EXTRA_KEYS = (
 # Top-level sections without a model here: kept in World.extra, exported unchanged.
 PASSTHROUGH_SECTIONS = ("exhibitors", "polls", "questions", "schedule", "announcements")
 TOP_LEVEL_KEYS = ("world", "roles", "trait_grants", "rooms") + PASSTHROUGH_SECTIONS
+
+# The limits a config must respect: the columns' lengths and the integer column's
+# range, so that nothing the validator accepts is refused by the database, and a
+# nesting depth that export (copy.deepcopy, json.dumps) also handles.
+WORLD_ID_MAX = World._meta.get_field("id").max_length
+TITLE_MAX = World._meta.get_field("title").max_length
+DOMAIN_MAX = World._meta.get_field("domain").max_length
+LOCALE_MAX = World._meta.get_field("locale").max_length
+TIMEZONE_MAX = World._meta.get_field("timezone").max_length
+ROOM_ID_MAX = Room._meta.get_field("import_id").max_length
+ROOM_NAME_MAX = Room._meta.get_field("name").max_length
+MAX_CONFIG_DEPTH = MAX_JSON_DEPTH
 
 
 class WorldNotFound(LookupError):
@@ -191,14 +212,22 @@ def check_world_id(world_id: str) -> str | None:
     """Return what is wrong with ``world_id`` as a new world's id, or None."""
     if not world_id:
         return "The world ID is empty."
-    if len(world_id) > 50:
-        return "The world ID is longer than 50 characters."
-    if not re.match(WORLD_ID_RE, world_id):
+    if len(world_id) > WORLD_ID_MAX:
+        return f"The world ID is longer than {WORLD_ID_MAX} characters."
+    if not re.fullmatch(WORLD_ID_RE, world_id):
         return (
             f"The world ID {world_id!r} may only contain lowercase letters and "
             "digits, such as 'harborconf2027'."
         )
     return None
+
+
+def check_title(title: str) -> str | None:
+    """Return what is wrong with ``title`` (stripped) as a world's title, or None."""
+    if not title.strip():
+        return "The title is empty."
+    problem = text_problem(title.strip(), TITLE_MAX)
+    return f"The title {problem}." if problem else None
 
 
 def normalize_domain(domain: str) -> str:
@@ -209,12 +238,14 @@ def check_domain(domain: str) -> str | None:
     """Return what is wrong with ``domain`` (a host name, optionally with a port)."""
     if not domain:
         return "The domain is empty."
+    if len(domain) > DOMAIN_MAX:
+        return f"The domain is longer than {DOMAIN_MAX} characters."
     if "://" in domain or "/" in domain:
         return (
             f"The domain {domain!r} must be a host name only, such as "
             "'events.example.org' (no scheme, no path)."
         )
-    if len(domain) > 250 or not DOMAIN_RE.match(domain):
+    if not DOMAIN_RE.fullmatch(domain):
         return (
             f"The domain {domain!r} is not a valid host name, such as "
             "'events.example.org' or 'localhost:8000'."
@@ -329,8 +360,9 @@ def _checked_new_world(world_id: str, title: str, domain: str) -> tuple[str, str
     every problem."""
     domain = normalize_domain(domain)
     problems = check_new_world(world_id, domain)
-    if not title.strip():
-        problems.append("The title is empty.")
+    problem = check_title(title)
+    if problem:
+        problems.append(problem)
     if problems:
         raise WorldError(" ".join(problems))
     return title.strip(), domain
@@ -400,7 +432,7 @@ def _check_trait_grants(value: Any, path: str, problems: list[tuple[str, str]]) 
         problems.append((path, f"must be an object, not {_type_name(value)}"))
         return
     for role, grants in value.items():
-        here = f"{path}.{role}"
+        here = json_path(path, role)
         if not isinstance(grants, list):
             problems.append((here, f"must be a list, not {_type_name(grants)}"))
             continue
@@ -416,14 +448,14 @@ def _check_trait_grants(value: Any, path: str, problems: list[tuple[str, str]]) 
 
 def validate_config(data: Any) -> list[tuple[str, str]]:
     """Return every problem of a world-config document as (JSON path, message)."""
-    problems: list[tuple[str, str]] = []
     if not isinstance(data, dict):
         return [("$", f"must be an object, not {_type_name(data)}")]
+    problems: list[tuple[str, str]] = []
     for key in data:
         if key not in TOP_LEVEL_KEYS:
             problems.append(
                 (
-                    f"$.{key}",
+                    json_path("$", key),
                     f"unknown key; expected one of {', '.join(TOP_LEVEL_KEYS)}",
                 )
             )
@@ -444,6 +476,8 @@ def validate_config(data: Any) -> list[tuple[str, str]]:
         title = world.get("title")
         if not isinstance(title, str) or not title.strip():
             problems.append(("$.world.title", "is missing or not a non-empty string"))
+        else:
+            _check_length(title.strip(), "$.world.title", TITLE_MAX, problems)
         if world.get("domain") is not None:
             domain = world["domain"]
             problem = (
@@ -453,29 +487,18 @@ def validate_config(data: Any) -> list[tuple[str, str]]:
             )
             if problem:
                 problems.append(("$.world.domain", problem))
-        if "locale" in world and (
-            not isinstance(world["locale"], str) or not world["locale"]
-        ):
-            problems.append(("$.world.locale", "must be a non-empty string"))
+        if "locale" in world:
+            if not isinstance(world["locale"], str) or not world["locale"]:
+                problems.append(("$.world.locale", "must be a non-empty string"))
+            else:
+                _check_length(world["locale"], "$.world.locale", LOCALE_MAX, problems)
         if "timezone" in world:
-            tz = world["timezone"]
-            try:
-                if not isinstance(tz, str):
-                    raise ValueError
-                zoneinfo.ZoneInfo(tz)
-            except (ValueError, zoneinfo.ZoneInfoNotFoundError):
-                problems.append(
-                    ("$.world.timezone", f"{tz!r} is not a time zone, such as 'UTC'")
-                )
+            _check_timezone(world["timezone"], problems)
         _check_jwt_secrets(world, problems)
-        if "connection_limit" in world and (
-            not isinstance(world["connection_limit"], int)
-            or isinstance(world["connection_limit"], bool)
-            or world["connection_limit"] < 0
-        ):
-            problems.append(
-                ("$.world.connection_limit", "must be a whole number, 0 or more")
-            )
+        if "connection_limit" in world:
+            problem = integer_problem(world["connection_limit"], 0, INTEGER_MAX)
+            if problem:
+                problems.append(("$.world.connection_limit", problem))
         if "profile_fields" in world and not isinstance(world["profile_fields"], list):
             problems.append(("$.world.profile_fields", "must be a list"))
 
@@ -487,7 +510,9 @@ def validate_config(data: Any) -> list[tuple[str, str]]:
             if not isinstance(permissions, list) or not all(
                 isinstance(p, str) for p in permissions
             ):
-                problems.append((f"$.roles.{role}", "must be a list of permissions"))
+                problems.append(
+                    (json_path("$.roles", role), "must be a list of permissions")
+                )
 
     _check_trait_grants(data.get("trait_grants", {}), "$.trait_grants", problems)
 
@@ -498,7 +523,35 @@ def validate_config(data: Any) -> list[tuple[str, str]]:
     seen: dict[str, int] = {}
     for i, room in enumerate(rooms):
         _check_room(room, f"$.rooms[{i}]", i, seen, problems)
-    return problems
+    # Text, numbers and depth everywhere (the checks above read only the parts they
+    # know, and never recurse); a path the checks above explain is not repeated.
+    explained = {path for path, _ in problems}
+    general = json_problems(data, max_depth=MAX_CONFIG_DEPTH)
+    return [p for p in general if p[0] not in explained] + problems
+
+
+def _check_length(
+    value: str, path: str, max_length: int, problems: list[tuple[str, str]]
+) -> None:
+    if len(value) > max_length:
+        problems.append(
+            (path, f"is longer than {max_length} characters ({len(value)})")
+        )
+
+
+def _check_timezone(tz: Any, problems: list[tuple[str, str]]) -> None:
+    path = "$.world.timezone"
+    if not isinstance(tz, str):
+        problems.append((path, f"must be a time zone name, not {_type_name(tz)}"))
+        return
+    if len(tz) > TIMEZONE_MAX:
+        _check_length(tz, path, TIMEZONE_MAX, problems)
+        return
+    try:
+        zoneinfo.ZoneInfo(tz)
+    except (ValueError, OSError, zoneinfo.ZoneInfoNotFoundError):
+        # OSError: a name the file system refuses (too long a path component).
+        problems.append((path, f"{tz!r} is not a time zone, such as 'UTC'"))
 
 
 def _check_jwt_secrets(world: dict, problems: list[tuple[str, str]]) -> None:
@@ -521,7 +574,10 @@ def _check_jwt_secrets(world: dict, problems: list[tuple[str, str]]) -> None:
         for key in entry:
             if key not in ("issuer", "audience", "secret"):
                 problems.append(
-                    (f"{path}.{key}", "unknown key; expected issuer, audience, secret")
+                    (
+                        json_path(path, key),
+                        "unknown key; expected issuer, audience, secret",
+                    )
                 )
         secret = entry.get("secret")
         if isinstance(secret, str) and secret and len(secret) < MIN_SECRET_LENGTH:
@@ -558,7 +614,7 @@ def _check_room(
         if key not in ROOM_COLUMNS + ROOM_EXTRA_KEYS:
             problems.append(
                 (
-                    f"{path}.{key}",
+                    json_path(path, key),
                     "unknown key; expected one of "
                     + ", ".join(ROOM_COLUMNS + ROOM_EXTRA_KEYS),
                 )
@@ -568,8 +624,8 @@ def _check_room(
         room_id = str(room_id)
     if not isinstance(room_id, str) or not room_id:
         problems.append((f"{path}.id", "is missing or not a string"))
-    elif len(room_id) > 100:
-        problems.append((f"{path}.id", "is longer than 100 characters"))
+    elif len(room_id) > ROOM_ID_MAX:
+        problems.append((f"{path}.id", f"is longer than {ROOM_ID_MAX} characters"))
     elif room_id in seen:
         problems.append(
             (f"{path}.id", f"{room_id!r} is also the id of $.rooms[{seen[room_id]}]")
@@ -579,11 +635,13 @@ def _check_room(
     name = room.get("name")
     if not isinstance(name, str) or not name.strip():
         problems.append((f"{path}.name", "is missing or not a non-empty string"))
+    else:
+        _check_length(name.strip(), f"{path}.name", ROOM_NAME_MAX, problems)
     if "description" in room and not isinstance(room["description"], str | None):
         problems.append((f"{path}.description", "must be a string"))
-    priority = room.get("sorting_priority", 0)
-    if not isinstance(priority, int) or isinstance(priority, bool):
-        problems.append((f"{path}.sorting_priority", "must be a whole number"))
+    problem = integer_problem(room.get("sorting_priority", 0), INTEGER_MIN, INTEGER_MAX)
+    if problem:
+        problems.append((f"{path}.sorting_priority", problem))
     _check_trait_grants(room.get("trait_grants", {}), f"{path}.trait_grants", problems)
     modules = room.get("modules", [])
     if not isinstance(modules, list):
@@ -607,7 +665,7 @@ def parse_config(text: str | bytes) -> dict[str, Any]:
     try:
         if isinstance(text, bytes):
             text = text.decode("utf-8-sig")  # editors on Windows add a BOM
-        data = json.loads(text)
+        data = load_json(text)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ConfigError([("$", f"is not valid JSON: {exc}")]) from None
     problems = validate_config(data)

@@ -1,4 +1,8 @@
+import sys
+import uuid
+
 import pytest
+from django.views.debug import ExceptionReporter
 
 from apps.core.secrets import MASK, mask_setting, mask_url
 
@@ -43,3 +47,36 @@ def test_mask_url_masks_a_url_it_cannot_parse():
 )
 def test_mask_setting(name, value, expected):
     assert mask_setting(name, value) == expected
+
+
+def use_redis_with_a_password(settings) -> None:
+    url = f"redis://127.0.0.1:6379/4?password={uuid.uuid4().hex}"
+    settings.REDIS_URL = url
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": url,
+        }
+    }
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [{"address": url}]},
+        }
+    }
+
+
+def test_error_reports_mask_urls_in_settings(settings, rf):
+    """Django's error page and report (DEBUG, or mailed to ADMINS) list the settings:
+    a REDIS_URL with ?password= is masked there too."""
+    # Set elsewhere: the page also lists this frame's variables, and only the
+    # settings are under test.
+    use_redis_with_a_password(settings)
+    try:
+        raise RuntimeError("boom")
+    except RuntimeError:
+        reporter = ExceptionReporter(rf.get("/"), *sys.exc_info())
+        text = reporter.get_traceback_text() + reporter.get_traceback_html()
+    password = settings.REDIS_URL.rsplit("=", 1)[1]
+    assert password not in text
+    assert "password=***" in text

@@ -37,3 +37,19 @@ def test_attendees_may_not_search(harbor):
     client = APIClient()
     client.force_authenticate(User.objects.get(display_name="Grace Hopper"))
     assert client.get("/api/v1/search/", {"q": "x"}).status_code == 403
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        "q=grace&world=%00",
+        "q=gr%00ace",
+        "q=grace&model=%00",
+        "q=grace&world=" + "x" * 51,
+    ],
+)
+def test_values_the_database_cannot_compare_are_a_400(harbor, api, params):
+    run("index")
+    response = api.get(f"/api/v1/search/?{params}")
+    assert response.status_code == 400, response.content
+    assert response.json()["error"].startswith("search.")

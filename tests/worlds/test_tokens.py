@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from apps.core.text import text_problem
+from apps.core.validation import text_problem
 from apps.worlds import services
 from apps.worlds.models import World
 from apps.worlds.services import TokenError

@@ -21,7 +21,7 @@ PROMPTS = (
     (
         "title",
         "Title of the new world: ",
-        lambda v: None if v else "The title is empty.",
+        services.check_title,
     ),
     (
         "domain",
