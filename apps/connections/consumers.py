@@ -26,8 +26,10 @@ from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from . import services
+from . import outage, services
 from .hub import hub_for
+from .layer import REDIS_ERRORS
+from .models import ChatMessage
 from .registry import get_registry
 
 CLOSE_DROPPED = 1001  # going away: the client should reconnect (to any server)
@@ -55,6 +57,8 @@ class WorldConsumer(AsyncWebsocketConsumer):
     traits: list[str] = []
     registered = False  # counted under its label in the registry
     slot_user = None  # the attendee whose connection_limit slot this holds
+    slot_limit = None  # and that slot's limit and when it was first claimed
+    slot_since = 0.0
     hub = None
     accepted = False
     closing = False
@@ -83,6 +87,7 @@ class WorldConsumer(AsyncWebsocketConsumer):
 
         self.label = services.current_label()
         self.entered: dict[str, int] = {}
+        self.chat_groups: set[str] = set()  # the entered rooms' groups it is in
         world_id = self.scope["url_route"]["kwargs"]["world_id"]
         try:
             self.world = await _get_world(world_id)
@@ -97,8 +102,10 @@ class WorldConsumer(AsyncWebsocketConsumer):
         self.last_beat = time.monotonic()
         self.hub = await hub_for(self.channel_layer)
         await self.hub.add(self)
-        await services.register(self.label, self.channel_name)
+        # Counted from now on; with Redis away, from when it is back (layer_restored).
         self.registered = True
+        async with outage.tolerated("register"):
+            await services.register(self.label, self.channel_name)
         await self._accept()
         if self.close_when_accepted:
             await self._close(CLOSE_DROPPED)
@@ -110,10 +117,13 @@ class WorldConsumer(AsyncWebsocketConsumer):
             self.hub.discard(self)
         registered, self.registered = self.registered, False
         user, self.slot_user = self.slot_user, None
+        # With Redis away there is nothing to undo: a restart forgets it all, and
+        # otherwise the registry entry ages out of the count.
         if registered or user is not None:
-            await services.unregister(self.label, [(self.channel_name, user)])
+            async with outage.tolerated("unregister"):
+                await services.unregister(self.label, [(self.channel_name, user)])
         if self.entered:
-            async with services.gate():
+            async with services.gate(), outage.tolerated("leave its rooms"):
                 for room_pk in self.entered.values():
                     await self.channel_layer.group_discard(
                         _room_group(room_pk), self.channel_name
@@ -170,6 +180,8 @@ class WorldConsumer(AsyncWebsocketConsumer):
             await self._send(["success", frame_id, reply])
         except FrameError as exc:
             await self._error(frame_id, exc.code, exc.message)
+        except REDIS_ERRORS:
+            await self._error(frame_id, "service.unavailable", outage.UNAVAILABLE)
 
     async def authenticate(self, frame: list) -> None:
         from apps.worlds.services import TokenError
@@ -228,26 +240,30 @@ class WorldConsumer(AsyncWebsocketConsumer):
     async def _authenticated(self, user_id, traits, welcome, limit) -> None:
         self.user_id, self.traits = user_id, traits
         await self._send(["authenticated", welcome])
-        self.slot_user = user_id
-        replaced = await get_registry().claim_slot(user_id, self.channel_name, limit)
-        for channel in replaced:
-            await self.channel_layer.send(channel, {"type": services.REPLACED})
+        self.slot_user, self.slot_limit, self.slot_since = user_id, limit, time.time()
+        async with outage.tolerated("claim a connection_limit slot"):
+            await outage.claim_slot(self)
 
     async def room_enter(self, payload: dict) -> dict:
         room = await _find_room(self.world, self.traits, payload.get("room"))
         if "room:chat.read" in room["permissions"]:
-            await self.channel_layer.group_add(
-                _room_group(room["pk"]), self.channel_name
-            )
+            group = _room_group(room["pk"])
+            self.chat_groups.add(group)
+            # With Redis away, the chat is joined when it is back (layer_restored).
+            async with outage.tolerated("join a room's chat"):
+                await self.channel_layer.group_add(group, self.channel_name)
         self.entered[room["id"]] = room["pk"]
         return {"room": room["id"]}
 
     async def room_leave(self, payload: dict) -> dict:
         room_id = payload.get("room")
-        room_pk = self.entered.pop(room_id, None) if isinstance(room_id, str) else None
+        room_pk = self.entered.get(room_id) if isinstance(room_id, str) else None
         if room_pk is None:
             raise FrameError("room.not_entered", f"You are not in room {room_id!r}.")
+        # Left only once Redis has it: with Redis away the room stays entered.
         await self.channel_layer.group_discard(_room_group(room_pk), self.channel_name)
+        del self.entered[room_id]
+        self.chat_groups.discard(_room_group(room_pk))
         return {"room": room_id}
 
     async def chat_send(self, payload: dict) -> dict:
@@ -260,10 +276,14 @@ class WorldConsumer(AsyncWebsocketConsumer):
                 f"The text must be a non-empty string of at most {MAX_CHAT_TEXT} characters.",
             )
         message = await _post_chat(self.world, self.user_id, self.traits, room_id, text)
-        await self.channel_layer.group_send(
-            _room_group(self.entered[room_id]),
-            {"type": "chat.message", "message": message},
-        )
+        try:
+            await self.channel_layer.group_send(
+                _room_group(self.entered[room_id]),
+                {"type": "chat.message", "message": message},
+            )
+        except REDIS_ERRORS:
+            await _withdraw_chat(message["id"])  # not delivered, so not kept either
+            raise
         return {"message": message}
 
     # Messages from the channel layer ---------------------------------------------
@@ -273,6 +293,13 @@ class WorldConsumer(AsyncWebsocketConsumer):
 
     async def connections_drop(self, event: dict) -> None:
         await self._close(CLOSE_DROPPED)
+
+    async def layer_unavailable(self, event: dict) -> None:
+        await self._send(["connection.degraded", outage.DEGRADED])
+
+    async def layer_restored(self, event: dict) -> None:
+        if await outage.restore(self):
+            await self._send(["connection.restored", {}])
 
     # Called by this process's hub (a drop or reload of the whole label) ----------
 
@@ -322,7 +349,8 @@ class WorldConsumer(AsyncWebsocketConsumer):
 
     async def _beat(self) -> None:
         self.last_beat = time.monotonic()
-        await get_registry().beat(self.label, self.channel_name)
+        async with outage.tolerated("renew its heartbeat"):
+            await get_registry().beat(self.label, self.channel_name)
 
     async def _send(self, frame: list) -> None:
         if self.accepted and not self.closing:
@@ -416,6 +444,11 @@ def _authenticate(world, token: Any) -> tuple[int, list[str], dict, int | None]:
         "rooms": rooms,
     }
     return user.pk, traits, welcome, limit
+
+
+@database_sync_to_async
+def _withdraw_chat(message_id: int) -> None:
+    ChatMessage.objects.filter(pk=message_id).delete()
 
 
 @database_sync_to_async
