@@ -102,10 +102,10 @@ class WorldConsumer(AsyncWebsocketConsumer):
         self.last_beat = time.monotonic()
         self.hub = await hub_for(self.channel_layer)
         await self.hub.add(self)
-        # Counted from now on; with Redis away, from when it is back (layer_restored).
-        self.registered = True
         async with outage.tolerated("register"):
             await services.register(self.label, self.channel_name)
+        # Counted from now on; with Redis away, from when it is back (layer_restored).
+        self.registered = True
         await self._accept()
         if self.close_when_accepted:
             await self._close(CLOSE_DROPPED)
