@@ -5,17 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
-import socket
-import subprocess
 import time
 
 import pytest
 from django.core.management.base import CommandError
 from websockets.asyncio.client import connect
 
-from config.settings.base import redis_channel_layers
-from tests.conftest import database_url, service_missing
+from apps.connections.models import ChatMessage
+from apps.connections.registry import get_registry, user_key
+from tests.conftest import database_url
 
 from .server import Server, server_env
 from .test_live import TIMEOUT, counts, in_thread, next_frame
@@ -26,69 +24,6 @@ OUTAGE = 10.0  # seconds without Redis
 REFRESH = 3.0  # the servers' CONNECTIONS_HEARTBEAT_REFRESH
 PER_SERVER = 25
 LATE = 5  # clients per server that connect the moment Redis is back
-
-
-class PrivateRedis:
-    """A redis-server of this test's own, on a free port, that can be killed."""
-
-    def __init__(self) -> None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        """Start it empty (nothing saved, nothing loaded) and wait until it answers."""
-        self.process = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + TIMEOUT
-        while not self.answers():
-            if self.process.poll() is not None:
-                raise RuntimeError(f"redis-server on port {self.port} exited")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"redis-server did not answer within {TIMEOUT} s")
-            time.sleep(0.05)
-
-    def answers(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
-                s.sendall(b"PING\r\n")
-                return s.recv(7) == b"+PONG\r\n"
-        except OSError:
-            return False
-
-    def kill(self) -> None:
-        """Die like a crashed Redis: SIGKILL, everything in memory gone."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=10)
-
-
-@pytest.fixture
-def private_redis(settings):
-    """A redis-server of the test's own; this process's commands use it too."""
-    if shutil.which("redis-server") is None:
-        service_missing("needs redis-server on PATH (apt-get install redis-server)")
-    redis = PrivateRedis()
-    redis.start()
-    settings.REDIS_URL = redis.url
-    settings.CHANNEL_LAYERS = redis_channel_layers(redis.url)
-    yield redis
-    redis.kill()
 
 
 @pytest.fixture
@@ -156,6 +91,8 @@ async def attendees(servers: list[Server], tokens: list[str], opened: list) -> l
 
 
 def test_a_redis_restart_disconnects_no_one(outage_servers, private_redis, token):
+    registry = get_registry()
+
     def expected(per_server: int) -> dict[str, int]:
         return {"aaa111.test": per_server, "bbb222.test": per_server}
 
@@ -176,7 +113,7 @@ def test_a_redis_restart_disconnects_no_one(outage_servers, private_redis, token
             assert await ask(ws, ["ping", "still there?"]) == ["pong", "still there?"]
         # What needs Redis says so instead of crashing the connection.
         reply = await ask(
-            clients[0], ["chat.send", 2, {"room": "hallway", "text": "hi"}]
+            clients[0], ["chat.send", 2, {"room": "hallway", "text": "lost?"}]
         )
         assert reply[:2] == ["error", 2] and reply[2]["code"] == "service.unavailable"
         assert await ask(clients[0], ["ping", 1]) == ["pong", 1]
@@ -202,6 +139,8 @@ def test_a_redis_restart_disconnects_no_one(outage_servers, private_redis, token
             await asyncio.sleep(0.1)
             seen = await counts()
         assert seen == expected(total)
+        # Each attendee holds its connection_limit slot again (or for the first time).
+        assert len(list(registry._client().scan_iter(user_key("*")))) == 2 * total
 
         # The rooms' groups are joined again: chat reaches everyone, on both servers.
         sender = clients[0]
@@ -233,3 +172,5 @@ def test_a_redis_restart_disconnects_no_one(outage_servers, private_redis, token
                 await ws.close()
 
     asyncio.run(run())
+    # The chat refused during the outage was not kept either; the one after was.
+    assert list(ChatMessage.objects.values_list("text", flat=True)) == ["back"]
