@@ -220,6 +220,14 @@ class Hub:
             try:
                 await self.layer.group_add(services.label_group(label), self.channel)
                 self.joined.add(label)
+            except REDIS_ERRORS as exc:
+                # Redis away: said once per refresh, without a traceback each time.
+                logger.warning(
+                    "connections hub %s: could not renew the group of %s (%s)",
+                    self.channel,
+                    label,
+                    exc,
+                )
             except Exception:
                 logger.exception(
                     "connections hub %s: could not renew the group of %s",

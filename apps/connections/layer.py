@@ -41,12 +41,9 @@ logger = logging.getLogger(__name__)
 UNAVAILABLE = "layer.unavailable"
 RESTORED = "layer.restored"
 
-# What Redis being away (refusing, cut, restarting, loading) raises.
-REDIS_ERRORS = (
-    redis.exceptions.ConnectionError,
-    redis.exceptions.TimeoutError,
-    OSError,
-)
+# What Redis being away (refusing, cut, restarting, loading) raises; redis-py wraps
+# the socket's own errors in these.
+REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
 PROBE_FIRST_PAUSE = 0.05  # seconds
 # The longest pause between probes: a consumer is back in the registry at most this
