@@ -122,7 +122,10 @@ class RedisChannelLayer(core.RedisChannelLayer):
             try:
                 for index in range(self.ring_size):
                     await self.connection(index).ping()
-            except REDIS_ERRORS:
+            except Exception as exc:
+                # Whatever it is (refused, loading, a password not yet set), every
+                # consumer waits for this probe: it must not end before Redis does.
+                logger.debug("channel layer: Redis does not answer yet (%s)", exc)
                 pause = min(pause * 2, PROBE_MAX_PAUSE)
                 continue
             break
@@ -138,4 +141,8 @@ class RedisChannelLayer(core.RedisChannelLayer):
     async def _forget_idle_connections(self) -> None:
         for index in range(self.ring_size):
             pool = self.connection(index).connection_pool
-            await pool.disconnect(inuse_connections=False)
+            try:
+                await pool.disconnect(inuse_connections=False)
+            except (redis.exceptions.RedisError, OSError) as exc:
+                # Closing a dead socket may complain; it is closed all the same.
+                logger.debug("channel layer: closing idle connections: %s", exc)

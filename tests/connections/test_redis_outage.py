@@ -117,6 +117,9 @@ def test_a_redis_restart_disconnects_no_one(outage_servers, private_redis, token
         )
         assert reply[:2] == ["error", 2] and reply[2]["code"] == "service.unavailable"
         assert await ask(clients[0], ["ping", 1]) == ["pong", 1]
+        # Leaving needs Redis too; refused, the room stays entered (chat below).
+        reply = await ask(clients[1], ["room.leave", 4, {"room": "hallway"}])
+        assert reply[:2] == ["error", 4] and reply[2]["code"] == "service.unavailable"
         with pytest.raises(CommandError, match="Redis"):
             await in_thread("drop")
         # A client may even connect and authenticate meanwhile, on either server.
