@@ -49,13 +49,17 @@ async def tolerated(what: str) -> AsyncIterator[None]:
         logger.debug("connections: could not %s, Redis is away (%s)", what, exc)
 
 
-async def claim_slot(consumer) -> None:
-    """Take the consumer's connection_limit slot; tell the connections it replaces."""
+async def claim_slot(consumer, *, again: bool = False) -> None:
+    """Take the consumer's connection_limit slot; tell the connections it replaces.
+
+    ``again``: after a Redis restart, as of when it was first claimed; the consumer
+    may then be among those replaced itself.
+    """
     replaced = await get_registry().claim_slot(
         consumer.slot_user,
         consumer.channel_name,
         consumer.slot_limit,
-        since=consumer.slot_since,
+        since=consumer.slot_since if again else None,
     )
     for channel in replaced:
         await consumer.channel_layer.send(channel, {"type": services.REPLACED})
@@ -78,7 +82,7 @@ async def restore(consumer) -> bool:
             for group in sorted(consumer.chat_groups):
                 await consumer.channel_layer.group_add(group, consumer.channel_name)
             if consumer.slot_user is not None:
-                await claim_slot(consumer)
+                await claim_slot(consumer, again=True)
     except REDIS_ERRORS as exc:
         # Away again: the layer reports that outage, and its end, once more.
         logger.warning(

@@ -89,6 +89,11 @@ def _async_retry() -> AsyncRetry:
     return AsyncRetry(NoBackoff(), 1)
 
 
+def _replaced(oldest: list[str], channel: str, since: float | None) -> list[str]:
+    # A claim stamped now is the newest unless clocks disagree: never itself then.
+    return oldest if since is not None else [m for m in oldest if m != channel]
+
+
 class RedisRegistry:
     """The shared registry: async methods for consumers, sync ones for commands."""
 
@@ -166,7 +171,9 @@ class RedisRegistry:
 
         Oldest first (by ``since``, when it connected, default now); with no limit
         nothing is replaced. A channel of a crashed process may still be listed: it
-        is the oldest, so it goes first, and sending to it is harmless.
+        is the oldest, so it goes first, and sending to it is harmless. A new
+        connection never replaces itself; one claiming its slot again after a Redis
+        restart (``since`` given) may be among the oldest, and is then replaced too.
         """
         key = user_key(user)
         client = self._aclient()
@@ -178,7 +185,7 @@ class RedisRegistry:
         members = [m.decode() for m in members]
         if not limit or len(members) <= limit:
             return []
-        replaced = [m for m in members[: len(members) - limit] if m != channel]
+        replaced = _replaced(members[: len(members) - limit], channel, since)
         if replaced:
             await client.zrem(key, *replaced)
         return replaced
@@ -247,7 +254,7 @@ class MemoryRegistry:
         if not limit or len(slots) <= limit:
             return []
         oldest = sorted(slots, key=slots.__getitem__)[: len(slots) - limit]
-        replaced = [c for c in oldest if c != channel]
+        replaced = _replaced(oldest, channel, since)
         for c in replaced:
             slots.pop(c, None)
         return replaced
