@@ -5,7 +5,8 @@ no id (``["ping", ts]``, ``["authenticate", {"token": ...}]``). Replies are
 ``["success", id, payload]`` or ``["error", id, {"code": ..., "message": ...}]``
 (without the id when the request had none). A bad frame gets an error frame and the
 connection stays usable; only an unknown world, an oversized frame, a replaced,
-dropped or reloaded connection closes it, with the close codes below.
+dropped or reloaded connection closes it, with the close codes below. A Redis outage
+closes nothing either (``outage.py``).
 
 When current terms (``import_terms``) are not accepted yet, ``authenticate`` answers
 ``["auth.terms_required", {"terms": [...]}]`` instead of ``authenticated``; the client

@@ -19,7 +19,8 @@ one by one by their channel names, which does not involve the hub.
 
 channels-redis forgets group members after its ``group_expiry`` (a day by default),
 and a Redis restart forgets them at once, so the hub renews its memberships every
-``CONNECTIONS_HEARTBEAT_REFRESH`` seconds. A process that is killed leaves one stale
+``CONNECTIONS_HEARTBEAT_REFRESH`` seconds, and at once when the channel layer says
+Redis is back (``layer.restored``, see ``layer.py``). A process that is killed leaves one stale
 member per label behind, which swallows a message now and then until it expires.
 
 Only the layer's public API is used (``new_channel``, ``receive``, ``group_add``,
