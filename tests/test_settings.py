@@ -97,7 +97,7 @@ def test_services_come_from_the_environment(base_env, tmp_path):
     assert result.stdout.split() == [
         "db.internal",
         "redis://cache.internal:6379/2",
-        "channels_redis.core.RedisChannelLayer",
+        "apps.connections.layer.RedisChannelLayer",
         "True",
         "storages.backends.s3.S3Storage",
         "abc123.staging",

@@ -7,7 +7,8 @@ every one before a handler sees it. Replies are ``["success", id, payload]`` or
 none). A bad frame gets an error frame and the connection stays usable, and so does
 a handler that fails unexpectedly (``server.error``, logged with its traceback);
 only an unknown world, an oversized frame, a replaced, dropped or reloaded
-connection, or a failure to open it closes it, with the close codes below.
+connection, or a failure to open it closes it, with the close codes below. A Redis
+outage closes nothing either (``outage.py``).
 
 When current terms (``import_terms``) are not accepted yet, ``authenticate`` answers
 ``["auth.terms_required", {"terms": [...]}]`` instead of ``authenticated``; the client
@@ -29,9 +30,11 @@ from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from . import frames, services
+from . import frames, outage, services
 from .frames import Frame, FrameError
 from .hub import hub_for
+from .layer import REDIS_ERRORS
+from .models import ChatMessage
 from .registry import get_registry
 
 logger = logging.getLogger(__name__)
@@ -55,6 +58,8 @@ class WorldConsumer(AsyncWebsocketConsumer):
     traits: list[str] = []
     registered = False  # counted under its label in the registry
     slot_user = None  # the attendee whose connection_limit slot this holds
+    slot_limit = None  # and that slot's limit and when it was first claimed
+    slot_since = 0.0
     hub = None
     accepted = False
     closing = False
@@ -123,6 +128,7 @@ class WorldConsumer(AsyncWebsocketConsumer):
 
         self.label = services.current_label()
         self.entered: dict[str, int] = {}
+        self.chat_groups: set[str] = set()  # the entered rooms' groups it is in
         world_id = self.scope["url_route"]["kwargs"]["world_id"]
         try:
             self.world = await _get_world(world_id)
@@ -137,7 +143,9 @@ class WorldConsumer(AsyncWebsocketConsumer):
         self.last_beat = time.monotonic()
         self.hub = await hub_for(self.channel_layer)
         await self.hub.add(self)
-        await services.register(self.label, self.channel_name)
+        async with outage.tolerated("register"):
+            await services.register(self.label, self.channel_name)
+        # Counted from now on; with Redis away, from when it is back (layer_restored).
         self.registered = True
         await self._accept()
         if self.close_when_accepted:
@@ -154,11 +162,14 @@ class WorldConsumer(AsyncWebsocketConsumer):
             self.hub.discard(self)
         registered, self.registered = self.registered, False
         user, self.slot_user = self.slot_user, None
+        # With Redis away there is nothing to undo: a restart forgets it all, and
+        # otherwise the registry entry ages out of the count.
         if registered or user is not None:
-            await services.unregister(self.label, [(self.channel_name, user)])
+            async with outage.tolerated("unregister"):
+                await services.unregister(self.label, [(self.channel_name, user)])
         entered, self.entered = self.entered, {}
         if entered:
-            async with services.gate():
+            async with services.gate(), outage.tolerated("leave its rooms"):
                 for room_pk in entered.values():
                     await self.channel_layer.group_discard(
                         _room_group(room_pk), self.channel_name
@@ -188,6 +199,8 @@ class WorldConsumer(AsyncWebsocketConsumer):
             await self._error(frame_id, exc.code, exc.message)
             if exc.code == frames.TOO_LARGE:
                 await self._close(CLOSE_TOO_LARGE)
+        except REDIS_ERRORS:
+            await self._error(frame_id, "service.unavailable", outage.UNAVAILABLE)
         except Exception:
             # A bug or a failing service must not end the connection.
             logger.exception("A frame failed on connection %s", self.channel_name)
@@ -260,26 +273,30 @@ class WorldConsumer(AsyncWebsocketConsumer):
     async def _authenticated(self, user_id, traits, welcome, limit) -> None:
         self.user_id, self.traits = user_id, traits
         await self._send(["authenticated", welcome])
-        self.slot_user = user_id
-        replaced = await get_registry().claim_slot(user_id, self.channel_name, limit)
-        for channel in replaced:
-            await self.channel_layer.send(channel, {"type": services.REPLACED})
+        self.slot_user, self.slot_limit, self.slot_since = user_id, limit, time.time()
+        async with outage.tolerated("claim a connection_limit slot"):
+            await outage.claim_slot(self)
 
     async def room_enter(self, payload: dict) -> dict:
         room = await _find_room(self.world, self.traits, payload["room"])
         if "room:chat.read" in room["permissions"]:
-            await self.channel_layer.group_add(
-                _room_group(room["pk"]), self.channel_name
-            )
+            group = _room_group(room["pk"])
+            self.chat_groups.add(group)
+            # With Redis away, the chat is joined when it is back (layer_restored).
+            async with outage.tolerated("join a room's chat"):
+                await self.channel_layer.group_add(group, self.channel_name)
         self.entered[room["id"]] = room["pk"]
         return {"room": room["id"]}
 
     async def room_leave(self, payload: dict) -> dict:
         room_id = payload["room"]
-        room_pk = self.entered.pop(room_id, None)
+        room_pk = self.entered.get(room_id)
         if room_pk is None:
             raise FrameError("room.not_entered", f"You are not in room {room_id!r}.")
+        # Left only once Redis has it: with Redis away the room stays entered.
         await self.channel_layer.group_discard(_room_group(room_pk), self.channel_name)
+        del self.entered[room_id]
+        self.chat_groups.discard(_room_group(room_pk))
         return {"room": room_id}
 
     async def chat_send(self, payload: dict) -> dict:
@@ -287,10 +304,14 @@ class WorldConsumer(AsyncWebsocketConsumer):
         if room_id not in self.entered:
             raise FrameError("room.not_entered", f"Enter room {room_id!r} first.")
         message = await _post_chat(self.world, self.user_id, self.traits, room_id, text)
-        await self.channel_layer.group_send(
-            _room_group(self.entered[room_id]),
-            {"type": "chat.message", "message": message},
-        )
+        try:
+            await self.channel_layer.group_send(
+                _room_group(self.entered[room_id]),
+                {"type": "chat.message", "message": message},
+            )
+        except REDIS_ERRORS:
+            await _withdraw_chat(message["id"])  # not delivered, so not kept either
+            raise
         return {"message": message}
 
     # Messages from the channel layer ---------------------------------------------
@@ -300,6 +321,13 @@ class WorldConsumer(AsyncWebsocketConsumer):
 
     async def connections_drop(self, event: dict) -> None:
         await self._close(CLOSE_DROPPED)
+
+    async def layer_unavailable(self, event: dict) -> None:
+        await self._send(["connection.degraded", outage.DEGRADED])
+
+    async def layer_restored(self, event: dict) -> None:
+        if await outage.restore(self):
+            await self._send(["connection.restored", {}])
 
     # Called by this process's hub (a drop or reload of the whole label) ----------
 
@@ -349,7 +377,8 @@ class WorldConsumer(AsyncWebsocketConsumer):
 
     async def _beat(self) -> None:
         self.last_beat = time.monotonic()
-        await get_registry().beat(self.label, self.channel_name)
+        async with outage.tolerated("renew its heartbeat"):
+            await get_registry().beat(self.label, self.channel_name)
 
     async def _send(self, frame: list) -> None:
         if self.accepted and not self.closing:
@@ -429,6 +458,11 @@ def _authenticate(world, token: Any) -> tuple[int, list[str], dict, int | None]:
         "rooms": rooms,
     }
     return user.pk, traits, welcome, limit
+
+
+@database_sync_to_async
+def _withdraw_chat(message_id: int) -> None:
+    ChatMessage.objects.filter(pk=message_id).delete()
 
 
 @database_sync_to_async

@@ -19,7 +19,8 @@ one by one by their channel names, which does not involve the hub.
 
 channels-redis forgets group members after its ``group_expiry`` (a day by default),
 and a Redis restart forgets them at once, so the hub renews its memberships every
-``CONNECTIONS_HEARTBEAT_REFRESH`` seconds. A process that is killed leaves one stale
+``CONNECTIONS_HEARTBEAT_REFRESH`` seconds, and at once when the channel layer says
+Redis is back (``layer.restored``, see ``layer.py``). A process that is killed leaves one stale
 member per label behind, which swallows a message now and then until it expires.
 
 Only the layer's public API is used (``new_channel``, ``receive``, ``group_add``,
@@ -42,6 +43,7 @@ from typing import Any
 from django.conf import settings
 
 from . import services
+from .layer import REDIS_ERRORS, RESTORED, UNAVAILABLE
 
 logger = logging.getLogger(__name__)
 
@@ -132,6 +134,13 @@ class Hub:
         self.consumers[label].add(consumer)
         try:
             await self._join(label)
+        except REDIS_ERRORS:
+            # Redis away: the consumer stays, and refresh() joins once it is back.
+            logger.warning(
+                "connections hub %s: could not join the group of %s yet",
+                self.channel,
+                label,
+            )
         except BaseException:
             self.consumers[label].discard(consumer)
             raise
@@ -202,13 +211,24 @@ class Hub:
     async def refresh(self) -> bool:
         """Renew this hub's membership of every joined label's group.
 
-        Return whether there was any to renew. A failure is logged, and the next
-        refresh tries again.
+        Return whether there was any to renew. Labels whose consumers arrived while
+        Redis was away are joined now. A failure is logged, and the next refresh
+        tries again.
         """
-        labels = sorted(self.joined)
+        waiting = {label for label, consumers in self.consumers.items() if consumers}
+        labels = sorted(self.joined | waiting)
         for label in labels:
             try:
                 await self.layer.group_add(services.label_group(label), self.channel)
+                self.joined.add(label)
+            except REDIS_ERRORS as exc:
+                # Redis away: said once per refresh, without a traceback each time.
+                logger.warning(
+                    "connections hub %s: could not renew the group of %s (%s)",
+                    self.channel,
+                    label,
+                    exc,
+                )
             except Exception:
                 logger.exception(
                     "connections hub %s: could not renew the group of %s",
@@ -240,7 +260,12 @@ class Hub:
     def handle(self, message: dict) -> bool:
         """Start acting on a message to a label's group; return whether it is one."""
         kind, label = message.get("type"), message.get("label")
-        if not isinstance(label, str):
+        if kind == UNAVAILABLE:
+            return True  # the consumers tell their clients; nothing to close
+        if kind == RESTORED:
+            # A Redis restarted empty has forgotten this hub's memberships.
+            work = self.refresh()
+        elif not isinstance(label, str):
             work = None
         elif kind == services.DROP:
             work = self.drop(label)

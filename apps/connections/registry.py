@@ -24,6 +24,9 @@ from collections import defaultdict
 from typing import Any
 
 from django.conf import settings
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 PREFIX = "stagehand:connections"
 LABELS_KEY = f"{PREFIX}:labels"
@@ -74,6 +77,23 @@ end
 """
 
 
+# After a Redis restart every idle pooled connection is stale, and the first command
+# on each fails ("Connection closed by server"): a new consumer's registration then
+# crashed its handshake (HTTP 500). Every command here is idempotent (ZADD, EXPIRE,
+# ZREM, ZRANGE), so it is retried once, at once, on a fresh connection.
+def _retry() -> Retry:
+    return Retry(NoBackoff(), 1)
+
+
+def _async_retry() -> AsyncRetry:
+    return AsyncRetry(NoBackoff(), 1)
+
+
+def _replaced(oldest: list[str], channel: str, since: float | None) -> list[str]:
+    # A claim stamped now is the newest unless clocks disagree: never itself then.
+    return oldest if since is not None else [m for m in oldest if m != channel]
+
+
 class RedisRegistry:
     """The shared registry: async methods for consumers, sync ones for commands."""
 
@@ -92,7 +112,7 @@ class RedisRegistry:
             # Thousands of sockets connect or close at once after a drop; a blocking
             # pool makes them queue for a connection instead of failing.
             pool = redis.asyncio.BlockingConnectionPool.from_url(
-                self.url, max_connections=50, timeout=30
+                self.url, max_connections=50, timeout=30, retry=_async_retry()
             )
             client = redis.asyncio.Redis(connection_pool=pool)
             self._async_clients[loop] = client
@@ -103,7 +123,9 @@ class RedisRegistry:
         import redis
 
         if self._sync_client is None:
-            self._sync_client = redis.Redis.from_url(self.url, decode_responses=True)
+            self._sync_client = redis.Redis.from_url(
+                self.url, decode_responses=True, retry=_retry()
+            )
         return self._sync_client
 
     # Consumers -------------------------------------------------------------------
@@ -142,24 +164,28 @@ class RedisRegistry:
             *(channel for _, channel in slots),
         )
 
-    async def claim_slot(self, user: Any, channel: str, limit: int | None) -> list[str]:
+    async def claim_slot(
+        self, user: Any, channel: str, limit: int | None, since: float | None = None
+    ) -> list[str]:
         """Add ``channel`` to the attendee's connections; return those it replaces.
 
-        Oldest first; with no limit nothing is replaced. A channel of a crashed
-        process may still be listed: it is the oldest, so it goes first, and sending
-        to it is harmless.
+        Oldest first (by ``since``, when it connected, default now); with no limit
+        nothing is replaced. A channel of a crashed process may still be listed: it
+        is the oldest, so it goes first, and sending to it is harmless. A new
+        connection never replaces itself; one claiming its slot again after a Redis
+        restart (``since`` given) may be among the oldest, and is then replaced too.
         """
         key = user_key(user)
         client = self._aclient()
         async with client.pipeline(transaction=True) as pipe:
-            pipe.zadd(key, {channel: time.time()})
+            pipe.zadd(key, {channel: time.time() if since is None else since})
             pipe.expire(key, USER_SET_TTL)
             pipe.zrange(key, 0, -1)
             _, _, members = await pipe.execute()
         members = [m.decode() for m in members]
         if not limit or len(members) <= limit:
             return []
-        replaced = [m for m in members[: len(members) - limit] if m != channel]
+        replaced = _replaced(members[: len(members) - limit], channel, since)
         if replaced:
             await client.zrem(key, *replaced)
         return replaced
@@ -220,13 +246,15 @@ class MemoryRegistry:
                 if not self.users[user]:
                     del self.users[user]
 
-    async def claim_slot(self, user: Any, channel: str, limit: int | None) -> list[str]:
+    async def claim_slot(
+        self, user: Any, channel: str, limit: int | None, since: float | None = None
+    ) -> list[str]:
         slots = self.users[user]
-        slots[channel] = time.time()
+        slots[channel] = time.time() if since is None else since
         if not limit or len(slots) <= limit:
             return []
         oldest = sorted(slots, key=slots.__getitem__)[: len(slots) - limit]
-        replaced = [c for c in oldest if c != channel]
+        replaced = _replaced(oldest, channel, since)
         for c in replaced:
             slots.pop(c, None)
         return replaced

@@ -10,9 +10,10 @@ any server process can be reached.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Any
@@ -22,6 +23,9 @@ from channels.exceptions import ChannelFull
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.conf import settings
 
+from apps.core.secrets import mask_url
+
+from .layer import REDIS_ERRORS
 from .registry import get_registry
 
 # Message types a consumer handles (``connections.drop`` -> ``connections_drop``);
@@ -90,6 +94,20 @@ async def unregister(label: str, connections: list[tuple[str, Any]]) -> None:
         await get_registry().remove(label, connections)
 
 
+@contextlib.contextmanager
+def redis_answering() -> Iterator[None]:
+    """Turn Redis being away into LayerUnavailable, which says what to do."""
+    try:
+        yield
+    except REDIS_ERRORS as exc:
+        raise LayerUnavailable(
+            f"Redis at {mask_url(settings.REDIS_URL)} does not answer ({exc}), so "
+            "connections cannot be counted or reached right now; nothing was sent. "
+            "The servers keep their connections open and restore them when Redis is "
+            "back: try again then."
+        ) from exc
+
+
 def require_shared_layer() -> None:
     """Raise LayerUnavailable unless connections of other processes are reachable."""
     layer = get_channel_layer()
@@ -113,7 +131,8 @@ class LabelCount:
 def list_labels() -> list[LabelCount]:
     """Return the live labels with their connection counts, biggest first."""
     require_shared_layer()
-    counts = get_registry().counts()
+    with redis_answering():
+        counts = get_registry().counts()
     return [
         LabelCount(label, n)
         for label, n in sorted(counts.items(), key=lambda item: (-item[1], item[0]))
@@ -145,11 +164,12 @@ def select(patterns: Iterable[str] = ()) -> Selection:
     patterns = list(patterns) or ["*"]
     registry = get_registry()
     selection = Selection(patterns=patterns)
-    for label in sorted(registry.counts()):
-        if any(fnmatchcase(label, p) for p in patterns):
-            channels = registry.members(label)
-            if channels:
-                selection.channels[label] = channels
+    with redis_answering():
+        for label in sorted(registry.counts()):
+            if any(fnmatchcase(label, p) for p in patterns):
+                channels = registry.members(label)
+                if channels:
+                    selection.channels[label] = channels
     return selection
 
 
@@ -206,14 +226,15 @@ def _send_all(
     require_shared_layer()
     if interval_ms < 0:
         raise ValueError("interval_ms must be zero or positive")
-    sent, unreachable = async_to_sync(_send)(
-        selection, message_type, interval_ms, advance
-    )
-    registry = get_registry()
-    # The consumers remove themselves when they close; forgetting them now makes an
-    # immediate `connections list` right, and covers those of a dead process.
-    for label, channels in selection.channels.items():
-        registry.forget(label, channels)
+    with redis_answering():
+        sent, unreachable = async_to_sync(_send)(
+            selection, message_type, interval_ms, advance
+        )
+        registry = get_registry()
+        # The consumers remove themselves when they close; forgetting them now makes
+        # an immediate `connections list` right, and covers those of a dead process.
+        for label, channels in selection.channels.items():
+            registry.forget(label, channels)
     return SendResult(sent, selection.labels, unreachable, kind=message_type)
 
 

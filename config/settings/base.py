@@ -205,10 +205,15 @@ else:
 
 # CHANNELS
 # ------------------------------------------------------------------------------
-if REDIS_URL:
-    CHANNEL_LAYERS = {
+
+
+def redis_channel_layers(url: str) -> dict:
+    """Return CHANNEL_LAYERS for the Redis channel layer at ``url``."""
+    return {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            # channels-redis' layer, whose receive rides out a Redis outage instead
+            # of ending every consumer (apps/connections/layer.py).
+            "BACKEND": "apps.connections.layer.RedisChannelLayer",
             "CONFIG": {
                 # No socket timeout, as before redis-py 8 (whose default is 5 s):
                 # - channels-redis' receive blocks 5 s in BZPOPMIN, and a read cut
@@ -217,7 +222,7 @@ if REDIS_URL:
                 # - with a timeout, redis-py wraps each send in asyncio.wait_for,
                 #   which on Python 3.11 can swallow a cancellation: a consumer's
                 #   (or hub's) receive then never stops polling.
-                "hosts": [{"address": REDIS_URL, "socket_timeout": None}],
+                "hosts": [{"address": url, "socket_timeout": None}],
                 "prefix": "stagehand",
                 # Every consumer of a server process shares that process's inbox;
                 # messages to single consumers (`connections drop --interval`,
@@ -227,6 +232,10 @@ if REDIS_URL:
             },
         }
     }
+
+
+if REDIS_URL:
+    CHANNEL_LAYERS = redis_channel_layers(REDIS_URL)
 else:
     # One process only: connections commands say they need REDIS_URL.
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}

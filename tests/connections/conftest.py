@@ -2,9 +2,15 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
 from pathlib import Path
 
 import pytest
+
+from config.settings.base import redis_channel_layers
+from tests.conftest import service_missing
+
+from .server import PrivateRedis
 
 
 @pytest.fixture(autouse=True)
@@ -85,3 +91,16 @@ def token(harbor):
         return services.generate_token(harbor, list(traits), uid=uid)
 
     return make
+
+
+@pytest.fixture
+def private_redis(settings):
+    """A redis-server of the test's own; this process's commands use it too."""
+    if shutil.which("redis-server") is None:
+        service_missing("needs redis-server on PATH (apt-get install redis-server)")
+    redis = PrivateRedis()
+    redis.start()
+    settings.REDIS_URL = redis.url
+    settings.CHANNEL_LAYERS = redis_channel_layers(redis.url)
+    yield redis
+    redis.kill()

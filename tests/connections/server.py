@@ -1,4 +1,5 @@
-"""A real ASGI server process for cross-process tests: uvicorn on a free port."""
+"""Real processes for cross-process tests: uvicorn on a free port, and a private
+redis-server that a test may kill."""
 
 from __future__ import annotations
 
@@ -101,3 +102,58 @@ def server_env(base: dict[str, str], **extra: str) -> dict[str, str]:
     env.update(extra)
     env.setdefault("PYTHONPATH", os.fspath(ROOT))
     return env
+
+
+REDIS_START_TIMEOUT = 20  # seconds
+
+
+class PrivateRedis:
+    """A redis-server of this test's own, on a free port, that can be killed."""
+
+    def __init__(self) -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        """Start it empty (nothing saved, nothing loaded) and wait until it answers."""
+        self.process = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + REDIS_START_TIMEOUT
+        while not self.answers():
+            if self.process.poll() is not None:
+                raise RuntimeError(f"redis-server on port {self.port} exited")
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"redis-server did not answer within {REDIS_START_TIMEOUT} s"
+                )
+            time.sleep(0.05)
+
+    def answers(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+                s.sendall(b"PING\r\n")
+                return s.recv(7) == b"+PONG\r\n"
+        except OSError:
+            return False
+
+    def kill(self) -> None:
+        """Die like a crashed Redis: SIGKILL, everything in memory gone."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=10)
