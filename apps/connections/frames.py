@@ -155,12 +155,7 @@ def parse(text_data: str | None, bytes_data: bytes | None, max_bytes: int) -> Fr
             INVALID, f"Arrays and objects may nest at most {MAX_DEPTH} deep."
         )
     try:
-        data = json.loads(
-            text_data,
-            parse_constant=_refuse_constant,
-            parse_float=_finite_float,
-            parse_int=_safe_int,
-        )
+        data = _DECODER.decode(text_data)
     except ValueError:
         raise FrameError(INVALID, "The frame is not JSON.") from None
     return _frame(data)
@@ -263,3 +258,9 @@ def _safe_int(text: str) -> int:
             f"Integers must be within ±{MAX_SAFE_INTEGER} (2^53 - 1).",
         )
     return number
+
+
+# One decoder for every frame: json.loads with hooks would build one per call.
+_DECODER = json.JSONDecoder(
+    parse_constant=_refuse_constant, parse_float=_finite_float, parse_int=_safe_int
+)

@@ -250,6 +250,7 @@ def test_hostile_tokens_are_invalid_and_the_connection_stays(harbor, token, text
 
 # Properties: whatever arrives, a Frame or a documented FrameError ------------------
 
+MAX_BYTES = 65536  # the default CONNECTIONS_MAX_FRAME_BYTES
 DOCUMENTED = {"protocol.invalid_frame", "protocol.frame_too_large", "chat.invalid_text"}
 ACTIONS = ["ping", "authenticate", "auth.accept_terms", *frames.PAYLOADS, "x.y"]
 
@@ -282,9 +283,6 @@ def parsed_or_refused(text: str | None, bytes_data: bytes | None = None):
         elif isinstance(item, int):
             assert abs(item) <= frames.MAX_SAFE_INTEGER
     return frame
-
-
-MAX_BYTES = 65536
 
 
 @fuzz
