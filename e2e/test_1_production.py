@@ -113,6 +113,7 @@ def test_the_operators_day_through_docker_compose_exec(production: Stack):
     production.manage("check", "--deploy")
     info = production.manage("info")
     assert "FAIL" not in info.stdout and "unavailable" not in info.stdout, info.stdout
+    assert "postgresql" in info.stdout.lower() and "sqlite" not in info.stdout.lower()
     config = production.manage("config").stdout
     assert "DJANGO_SECRET_KEY" in config and MARKER not in config, config
     production.manage(
