@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import ParseResult
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 from .secrets import mask_setting
 
@@ -79,6 +80,31 @@ class RecordingEnv(environ.FileAwareEnv):
             file=path if source == FILE else None,
         )
         return value
+
+    def email_url(
+        self, var: str = "EMAIL_URL", default: Any = environ.Env.NOTSET, backend=None
+    ) -> dict[str, Any]:
+        """Parse a mail URL, naming the variable when it is not one.
+
+        A value that still is the template's ``<placeholder>`` reads as the default,
+        so that the settings load and ``check --deploy`` names it with every other
+        placeholder left (apps/ops/checks.py), instead of failing on the first.
+        """
+        try:
+            return super().email_url(var, default=default, backend=backend)
+        except ImproperlyConfigured as exc:
+            read = _READ.get(f"{self.prefix}{var}")
+            if read and _is_placeholder(read.value) and default is not self.NOTSET:
+                return self.email_url_config(default, backend=backend)
+            raise ImproperlyConfigured(
+                f"{var} is not a mail URL ({exc}); use smtp://, smtp+tls://, "
+                "smtp+ssl:// or consolemail:// (docs/configuration.md)."
+            ) from exc
+
+
+def _is_placeholder(value: Any) -> bool:
+    """Whether ``value`` is a template's ``<placeholder>`` as a whole."""
+    return isinstance(value, str) and value.startswith("<") and value.endswith(">")
 
 
 def _shown(name: str, value: Any, show_secrets: bool) -> Any:

@@ -8,12 +8,14 @@ from pathlib import Path
 from django.conf import settings
 from django.core import checks
 
-from apps.core.environment import DEFAULT, variables_read
+from apps.core.environment import DEFAULT, Variable, variables_read
 from apps.core.secrets import mask_setting
 
 # The .envs/.production/*.template files mark what the operator must fill in as
 # <text in angle brackets>; no real host name, key or URL holds such text.
 PLACEHOLDER = re.compile(r"<[^<>\n]+>")
+# ...except an e-mail address in a From: "Stagehand <ops@example.org>" is real.
+ANGLE_ADDRESS = re.compile(r"<[^<>@\s:/]+@[^<>@\s:/]+>")
 TEMPLATES = ".envs/.production"
 
 
@@ -32,6 +34,35 @@ def template_lines(root: Path) -> dict[str, tuple[str, str]]:
     return lines
 
 
+def template_placeholders(lines: dict[str, tuple[str, str]]) -> list[str]:
+    """Every placeholder the templates hold, longest first.
+
+    A whole value in angle brackets is one placeholder even when it holds an
+    address (``<Stagehand <stagehand@your-domain>>``).
+    """
+    found = set()
+    for _, value in lines.values():
+        if value.startswith("<") and value.endswith(">"):
+            found.add(value)
+        found.update(PLACEHOLDER.findall(value))
+    return sorted(found, key=len, reverse=True)
+
+
+def _text(value: object) -> str:
+    if isinstance(value, list | tuple):
+        return ",".join(str(v) for v in value)
+    return str(value)
+
+
+def _placeholder_in(text: str, known: list[str]) -> str | None:
+    """The template placeholder in ``text``, or any text that looks like one."""
+    for placeholder in known:
+        if placeholder in text:
+            return placeholder
+    found = PLACEHOLDER.search(ANGLE_ADDRESS.sub("", text))
+    return found.group() if found else None
+
+
 def _where(name: str, placeholder: str | None, lines: dict) -> str:
     """The env file to fix: the variable's own, or the one whose line holds the text.
 
@@ -45,32 +76,25 @@ def _where(name: str, placeholder: str | None, lines: dict) -> str:
     return "the env file under .envs/.production/ that sets it"
 
 
-def _text(value: object) -> str:
-    if isinstance(value, list | tuple):
-        return ",".join(str(v) for v in value)
-    return str(value)
+def _error(variable: Variable, known: list[str], lines: dict) -> checks.Error | None:
+    if variable.source == DEFAULT:
+        return None
+    if _placeholder_in(_text(variable.value), known) is None:
+        return None
+    # Named only as far as the masked value shows it: a secret that happens to
+    # hold angle brackets is never printed.
+    shown = _placeholder_in(_text(mask_setting(variable.name, variable.value)), known)
+    what = f"placeholder {shown}" if shown else "placeholder (not shown)"
+    return checks.Error(
+        f"{variable.name} still holds the template's {what}; "
+        f"replace it in {_where(variable.name, shown, lines)}.",
+        id="ops.E001",
+    )
 
 
 def placeholders_left(**kwargs) -> list[checks.CheckMessage]:
-    """An error for each variable the settings read that still holds a placeholder.
-
-    The placeholder is named only as far as the masked value shows it, so a secret
-    that happens to hold angle brackets is never printed.
-    """
+    """An error for each variable the settings read that still holds a placeholder."""
     lines = template_lines(Path(settings.BASE_DIR))
-    errors = []
-    for variable in variables_read():
-        if variable.source == DEFAULT or not PLACEHOLDER.search(_text(variable.value)):
-            continue
-        shown = PLACEHOLDER.search(_text(mask_setting(variable.name, variable.value)))
-        placeholder = shown.group() if shown else None
-        what = f"placeholder {placeholder}" if shown else "placeholder (not shown)"
-        where = _where(variable.name, placeholder, lines)
-        errors.append(
-            checks.Error(
-                f"{variable.name} still holds the template's {what}; "
-                f"replace it in {where}.",
-                id="ops.E001",
-            )
-        )
-    return errors
+    known = template_placeholders(lines)
+    errors = [_error(variable, known, lines) for variable in variables_read()]
+    return [error for error in errors if error is not None]

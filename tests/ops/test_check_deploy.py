@@ -61,18 +61,20 @@ def test_the_template_as_it_is_fails_naming_each_variable(base_env, tmp_path):
 
 
 def test_one_placeholder_left_is_enough_to_fail(base_env, tmp_path):
+    origins = template(".django.template")["DJANGO_CSRF_TRUSTED_ORIGINS"]
+    assert origins.startswith("<")
     result = check_deploy(
         base_env,
         tmp_path,
         DJANGO_SECRET_KEY="x9!Fq2@Lr7#Vm4$Tz8%Wb1^Hc6&Jn3*Pd5(Ks0)Yg-e_u+i=o~a;s:d,f.g/h",
         DJANGO_ALLOWED_HOSTS="stagehand.example.com",
         DJANGO_ADMIN_URL="ops-3f9a/",
-        STAGEHAND_COMMIT="<git commit of the deployed build>",
+        DJANGO_CSRF_TRUSTED_ORIGINS=origins,
     )
     assert result.returncode != 0
     assert (
-        "ops.E001) STAGEHAND_COMMIT still holds the template's placeholder "
-        "<git commit of the deployed build>; replace it in .envs/.production/.django."
+        f"ops.E001) DJANGO_CSRF_TRUSTED_ORIGINS still holds the template's placeholder "
+        f"{origins}; replace it in .envs/.production/.django."
     ) in result.stderr
     assert "DJANGO_ALLOWED_HOSTS" not in result.stderr
 
@@ -100,6 +102,71 @@ def test_a_database_url_built_from_the_postgres_template_names_its_file(
         "replace it in .envs/.production/.postgres (POSTGRES_USER)."
     ) in result.stderr
     assert "<database password>" not in result.stderr
+
+
+def test_a_mail_url_left_as_a_placeholder_is_named_not_a_crash(base_env, tmp_path):
+    result = check_deploy(
+        base_env,
+        tmp_path,
+        DJANGO_SECRET_KEY="x9!Fq2@Lr7#Vm4$Tz8%Wb1^Hc6&Jn3*Pd5(Ks0)Yg-e_u+i=o~a;s:d,f.g/h",
+        DJANGO_ALLOWED_HOSTS="<stagehand.example.com>",
+        DJANGO_ADMIN_URL="ops-3f9a/",
+        EMAIL_URL="<smtp+tls://user:password@smtp.your-provider.example:587>",
+    )
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    assert "EMAIL_URL still holds the template's placeholder <smtp+tls://" in (
+        result.stderr
+    )
+    assert "DJANGO_ALLOWED_HOSTS still holds" in result.stderr
+
+
+def test_a_mail_url_of_an_unknown_kind_is_named(base_env, tmp_path):
+    result = check_deploy(
+        base_env,
+        tmp_path,
+        DJANGO_SECRET_KEY="x9!Fq2@Lr7#Vm4$Tz8%Wb1^Hc6&Jn3*Pd5(Ks0)Yg-e_u+i=o~a;s:d,f.g/h",
+        DJANGO_ALLOWED_HOSTS="stagehand.example.com",
+        EMAIL_URL="ftp://mail.example.org",
+    )
+    assert result.returncode != 0
+    assert (
+        "ImproperlyConfigured: EMAIL_URL is not a mail URL (Invalid email schema "
+        "ftp); use smtp://, smtp+tls://, smtp+ssl:// or consolemail://"
+    ) in result.stderr
+
+
+def test_a_from_address_in_angle_brackets_is_no_placeholder(base_env, tmp_path):
+    result = check_deploy(
+        base_env,
+        tmp_path,
+        DJANGO_SECRET_KEY="x9!Fq2@Lr7#Vm4$Tz8%Wb1^Hc6&Jn3*Pd5(Ks0)Yg-e_u+i=o~a;s:d,f.g/h",
+        DJANGO_ALLOWED_HOSTS="stagehand.example.com",
+        DJANGO_ADMIN_URL="ops-3f9a/",
+        DJANGO_DEFAULT_FROM_EMAIL="Stagehand <ops@stagehand.example.com>",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "ops.E001" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "placeholder",
+    # The whole value as a template has it, with an address inside; and bare.
+    ["<Stagehand <stagehand@your-domain>>", "<Stagehand sender>"],
+)
+def test_a_from_address_left_as_a_placeholder_fails(base_env, tmp_path, placeholder):
+    result = check_deploy(
+        base_env,
+        tmp_path,
+        DJANGO_SECRET_KEY="x9!Fq2@Lr7#Vm4$Tz8%Wb1^Hc6&Jn3*Pd5(Ks0)Yg-e_u+i=o~a;s:d,f.g/h",
+        DJANGO_ALLOWED_HOSTS="stagehand.example.com",
+        DJANGO_ADMIN_URL="ops-3f9a/",
+        DJANGO_DEFAULT_FROM_EMAIL=placeholder,
+    )
+    assert result.returncode != 0
+    assert "DJANGO_DEFAULT_FROM_EMAIL still holds the template's placeholder <" in (
+        result.stderr
+    )
 
 
 @pytest.mark.parametrize("secret", ["ab<cd>ef-0123456789-0123456789-0123456789-01234"])
