@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import ParseResult, quote
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 from .secrets import mask_setting
 
@@ -114,7 +115,13 @@ def email_settings(env: environ.Env, *, default: str) -> dict[str, Any]:
     url = env.str("EMAIL_URL", default=default)
     if url.startswith("<"):
         url = default
-    parsed = environ.Env.email_url_config(url)
+    try:
+        parsed = environ.Env.email_url_config(url)
+    except ImproperlyConfigured as exc:
+        raise ImproperlyConfigured(
+            f"EMAIL_URL is not a mail URL ({exc}); use smtp://, smtp+tls://, "
+            "smtp+ssl:// or consolemail:// (docs/configuration.md)."
+        ) from exc
     return {
         "EMAIL_BACKEND": parsed["EMAIL_BACKEND"],
         "EMAIL_HOST": parsed["EMAIL_HOST"] or "localhost",
