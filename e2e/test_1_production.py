@@ -113,6 +113,7 @@ def test_the_operators_day_through_docker_compose_exec(production: Stack):
     production.manage("check", "--deploy")
     info = production.manage("info")
     assert "FAIL" not in info.stdout and "unavailable" not in info.stdout, info.stdout
+    assert "postgresql" in info.stdout.lower() and "sqlite" not in info.stdout.lower()
     config = production.manage("config").stdout
     assert "DJANGO_SECRET_KEY" in config and MARKER not in config, config
     production.manage(
@@ -302,7 +303,12 @@ def test_a_docker_daemon_restart_brings_the_whole_stack_back(production: Stack):
 def test_the_entrypoint_says_what_postgresql_refused_and_stops_at_once(production):
     production.compose("run", "--rm", "--no-deps", "django", "true", timeout=120)
     for env, words in (
-        ("POSTGRES_USER=nosuchrole", 'role "nosuchrole" does not exist'),
+        # With password logins PostgreSQL does not tell a missing role from a wrong
+        # password (it would tell an attacker which roles exist).
+        (
+            "POSTGRES_USER=nosuchrole",
+            'password authentication failed for user "nosuchrole"',
+        ),
         ("POSTGRES_PASSWORD=wrong", "password authentication failed"),
         ("POSTGRES_DB=nosuchdb", 'database "nosuchdb" does not exist'),
     ):

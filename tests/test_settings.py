@@ -150,3 +150,29 @@ def test_production_passes_check_deploy_with_zero_warnings(base_env):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "System check identified no issues (0 silenced)." in result.stdout
+
+
+def test_the_database_url_comes_from_postgres_variables_when_no_database_url():
+    """docker compose exec bypasses the entrypoint: the settings build the URL too."""
+    import environ
+
+    from apps.core.environment import postgres_url
+
+    environ_vars = {
+        "POSTGRES_HOST": "postgres",
+        "POSTGRES_USER": "stage hand",
+        "POSTGRES_PASSWORD": "p@ss/w:rd%",
+        "POSTGRES_DB": "stagehand",
+    }
+    env = environ.Env()
+    env.ENVIRON = environ_vars
+    url = postgres_url(env)
+    assert url == "postgres://stage%20hand:p%40ss%2Fw%3Ard%25@postgres:5432/stagehand"
+    parsed = environ.Env.db_url_config(url)
+    assert (parsed["USER"], parsed["PASSWORD"], parsed["HOST"]) == (
+        "stage hand",
+        "p@ss/w:rd%",
+        "postgres",
+    )
+    env.ENVIRON = {}
+    assert postgres_url(env) == ""

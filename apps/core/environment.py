@@ -13,9 +13,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import ParseResult
+from urllib.parse import ParseResult, quote
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 from .secrets import mask_setting
 
@@ -114,7 +115,13 @@ def email_settings(env: environ.Env, *, default: str) -> dict[str, Any]:
     url = env.str("EMAIL_URL", default=default)
     if url.startswith("<"):
         url = default
-    parsed = environ.Env.email_url_config(url)
+    try:
+        parsed = environ.Env.email_url_config(url)
+    except ImproperlyConfigured as exc:
+        raise ImproperlyConfigured(
+            f"EMAIL_URL is not a mail URL ({exc}); use smtp://, smtp+tls://, "
+            "smtp+ssl:// or consolemail:// (docs/configuration.md)."
+        ) from exc
     return {
         "EMAIL_BACKEND": parsed["EMAIL_BACKEND"],
         "EMAIL_HOST": parsed["EMAIL_HOST"] or "localhost",
@@ -124,3 +131,19 @@ def email_settings(env: environ.Env, *, default: str) -> dict[str, Any]:
         "EMAIL_USE_TLS": bool(parsed.get("EMAIL_USE_TLS", False)),
         "EMAIL_USE_SSL": bool(parsed.get("EMAIL_USE_SSL", False)),
     }
+
+
+def postgres_url(env: environ.Env) -> str:
+    """The database URL that POSTGRES_HOST, _PORT, _USER, _PASSWORD and _DB make.
+
+    The compose files set those (the postgres image reads the same file); every
+    process of the django image builds its URL here, the entrypoint's wait included,
+    and ``docker compose exec`` (which bypasses the entrypoint) too. Empty when
+    POSTGRES_HOST is not set. Each part is quoted: a password may hold any character.
+    """
+    host = env.str("POSTGRES_HOST", default="")
+    user = quote(env.str("POSTGRES_USER", default="postgres"), safe="")
+    password = quote(env.str("POSTGRES_PASSWORD", default=""), safe="")
+    port = env.str("POSTGRES_PORT", default="5432")
+    name = quote(env.str("POSTGRES_DB", default="postgres"), safe="")
+    return f"postgres://{user}:{password}@{host}:{port}/{name}" if host else ""

@@ -8,7 +8,7 @@ no broker. Each variable is documented in docs/configuration.md.
 
 from pathlib import Path
 
-from apps.core.environment import RecordingEnv, email_settings
+from apps.core.environment import RecordingEnv, email_settings, postgres_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 APPS_DIR = BASE_DIR / "apps"
@@ -38,7 +38,11 @@ SITE_ID = 1
 # DATABASES
 # ------------------------------------------------------------------------------
 DATABASES = {
-    "default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}"),
+    # DATABASE_URL, else the compose files' POSTGRES_* (postgres_url), else SQLite.
+    "default": env.db(
+        "DATABASE_URL",
+        default=postgres_url(env) or f"sqlite:///{VAR_DIR / 'db.sqlite3'}",
+    ),
 }
 DATABASES["default"]["ATOMIC_REQUESTS"] = True
 DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=0))
