@@ -3,6 +3,8 @@ under its own alias, PostgreSQL helpers and an S3 server (moto) on loopback."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import sqlite3
 from pathlib import Path
 
@@ -31,6 +33,22 @@ def files_under(root: Path) -> list[str]:
     if not root.exists():
         return []
     return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+def write_consistent_backup(folder: Path, name: str, payload: bytes, **extra) -> None:
+    """A backup whose metadata matches its bytes, whatever those bytes are."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_bytes(payload)
+    (folder / f"{name}.json").write_text(
+        json.dumps(
+            {
+                "engine": name.split("-", 1)[0],
+                "size": len(payload),
+                "sha256": hashlib.sha256(payload).hexdigest(),
+                **extra,
+            }
+        )
+    )
 
 
 def add_database(alias: str, settings_dict: dict) -> None:
