@@ -1172,9 +1172,7 @@ def restore(
         drop_hint = f"psql -d postgres -c 'DROP DATABASE \"{previous}\"'"
     else:
         live_path = _sqlite_path(connection.settings_dict)
-        previous = str(
-            live_path.with_name(f"{live_path.stem}-before-{stamp}{live_path.suffix}")
-        )
+        previous = str(_free_name(live_path, f"-before-{stamp}"))
         drop_hint = f"rm {previous}"
     result = RestoreResult(item, database, engine, previous, drop_hint, dry_run)
     if dry_run:
@@ -1201,6 +1199,17 @@ def restore(
         previous,
     )
     return result
+
+
+def _free_name(live: Path, tag: str) -> Path:
+    """Return ``<stem><tag><suffix>`` beside ``live``, numbered when that is taken
+    (two restores within one second)."""
+    candidate = live.with_name(f"{live.stem}{tag}{live.suffix}")
+    number = 1
+    while candidate.exists():
+        number += 1
+        candidate = live.with_name(f"{live.stem}{tag}-{number}{live.suffix}")
+    return candidate
 
 
 def _quote(identifier: str) -> str:
