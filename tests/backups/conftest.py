@@ -178,22 +178,25 @@ class HangingServer:
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(64)
+        self.sock.settimeout(0.1)  # so that the thread sees ``stopped`` soon
         self.port = self.sock.getsockname()[1]
         self.accepted: list[socket.socket] = []
+        self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._accept, daemon=True)
         self.thread.start()
 
     def _accept(self) -> None:
-        while True:
+        while not self.stopped.is_set():
             try:
                 conn, _ = self.sock.accept()
-            except OSError:
-                return  # closed
+            except TimeoutError:
+                continue
             self.accepted.append(conn)
 
     def close(self) -> None:
-        self.sock.close()
+        self.stopped.set()
         self.thread.join(timeout=5)
+        self.sock.close()
         for conn in self.accepted:
             conn.close()
 
