@@ -867,7 +867,7 @@ def list_backups() -> list[BackupInfo]:
     as ``latest``. Raise StorageUnavailable when the storage does not answer.
     """
     storage = backup_storage()
-    with _storage_errors(storage, "listing the backups", "run `backups` again"):
+    with _storage_errors(storage, "listing the backups", "run the command again"):
         files = dict(_list_files(storage))
         found = []
         for name, size in files.items():

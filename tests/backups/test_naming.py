@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 from io import StringIO
 
 import pytest
@@ -23,10 +24,21 @@ from .conftest import (
     sqlite_rows,
 )
 
+# Each child sets Django up first, then waits for the same instant: the three
+# `backup` commands start within milliseconds, inside one second.
+AT_ONCE = """
+import sys, time
+import django
+django.setup()
+from django.core.management import call_command
+time.sleep(max(0.0, float(sys.argv[1]) - time.time()))
+call_command("backup")
+"""
 
-def backup_process(env: dict) -> subprocess.Popen:
+
+def backup_process(env: dict, start_at: float) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "manage.py", "backup"],
+        [sys.executable, "-c", AT_ONCE, str(start_at)],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -48,8 +60,8 @@ def test_concurrent_backup_processes_all_succeed_with_different_names(base_env, 
         "AWS_SECRET_ACCESS_KEY": "testing",
     }
     s3.client.create_bucket(Bucket=s3.bucket)
-    # Three at once: at least two of them start their dump within the same second.
-    children = [backup_process(env) for _ in range(3)]
+    start_at = int(time.time()) + 6.2  # time enough for Django to start, mid-second
+    children = [backup_process(env, start_at) for _ in range(3)]
     results = [(child.wait(timeout=120), *child.communicate()) for child in children]
     for returncode, out, err in results:
         assert returncode == 0, out + err
