@@ -85,6 +85,9 @@ METADATA_SUFFIX = ".json"
 # under way by an older version; retention leaves it alone until then.
 INCOMPLETE_GRACE = dt.timedelta(days=1)
 
+# Metadata is a few hundred bytes; anything far larger is not loaded into memory.
+MAX_METADATA_SIZE = 64 * 1024
+
 COMPLETE, INCOMPLETE, DAMAGED = "complete", "incomplete", "damaged"
 
 ProgressCallback = Callable[[int], None]
@@ -902,11 +905,15 @@ def _read_metadata(storage, item: BackupInfo) -> dict[str, Any]:
     StorageUnavailable (the storage failing, not the file) passes through as it is.
     """
     try:
-        raw = b"".join(_read_chunks(storage, item.path + METADATA_SUFFIX))
+        raw = bytearray()
+        for chunk in _read_chunks(storage, item.path + METADATA_SUFFIX):
+            raw += chunk
+            if len(raw) > MAX_METADATA_SIZE:
+                raise ValueError(f"it is larger than {MAX_METADATA_SIZE} bytes")
         metadata = json.loads(raw)
     except StorageUnavailable:
         raise
-    except (BackupNotFound, ValueError) as exc:
+    except (BackupNotFound, ValueError, RecursionError) as exc:
         raise BackupError(
             f"{item.name} has no readable metadata ({describe(exc)})"
         ) from exc

@@ -227,3 +227,30 @@ def test_a_failed_cleanup_is_reported_as_failed(sqlite_db, faulty_s3):
     assert s3.proxy.failed
     assert len(bucket_keys(s3)) == 6
     assert sorted(b.name for b in services.list_backups()) == sorted(names)
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        b"",
+        b"\x00\xff not json",
+        b'"\\ud800"',
+        b"[" * 100_000 + b"]" * 100_000,
+        b'{"pad": "' + b"x" * (services.MAX_METADATA_SIZE + 1) + b'"}',
+        b'{"engine": "sqlite", "size": 9223372036854775808, "sha256": "0"}',
+    ],
+    ids=["empty", "nul", "surrogate", "deep", "huge", "2^63"],
+)
+def test_hostile_metadata_makes_a_backup_not_restorable_never_a_traceback(
+    sqlite_db, backup_root, metadata
+):
+    good = services.backup(SQLITE_ALIAS).name
+    bad = f"sqlite-backup-{stamp(dt.timedelta(0))}-999999-bbbbbb.sqlite3.gz"
+    folder = backup_root / "backup"
+    (folder / bad).write_bytes(b"x")
+    (folder / f"{bad}.json").write_bytes(metadata)
+    listed = {b.name: b.state for b in services.list_backups()}
+    assert listed[good] == "complete" and listed[bad] in {"incomplete", "damaged"}
+    assert services.resolve("latest").name == good
+    with pytest.raises(CommandError, match=bad):
+        run("restore", bad, "--database", SQLITE_ALIAS, "--noinput")
