@@ -117,10 +117,18 @@ class BackupInfo:
     # with the dump); ``problem`` says why when it is not complete.
     state: str = COMPLETE
     problem: str = ""
+    # Only the metadata file is left (a publication failed and so did its cleanup);
+    # never listed, only pruned.
+    metadata_only: bool = False
 
     @property
     def path(self) -> str:
         return PREFIX + self.name
+
+    @property
+    def label(self) -> str:
+        """The name of what is stored: the dump, or its metadata file alone."""
+        return self.name + METADATA_SUFFIX if self.metadata_only else self.name
 
     @property
     def complete(self) -> bool:
@@ -869,29 +877,40 @@ def list_backups() -> list[BackupInfo]:
     it DAMAGED; both are listed (so they can be seen and pruned), neither restores
     as ``latest``. Raise StorageUnavailable when the storage does not answer.
     """
+    return _scan()[0]
+
+
+def _scan() -> tuple[list[BackupInfo], list[BackupInfo]]:
+    """Return the backups, and the metadata files left without their dump."""
     storage = backup_storage()
     with _storage_errors(storage, "listing the backups", "run the command again"):
         files = dict(_list_files(storage))
-        found = []
+        found, orphans = [], []
         for name, size in files.items():
-            parsed = _parse_name(name)
-            if parsed is None:
+            dump = name.removesuffix(METADATA_SUFFIX)
+            parsed = _parse_name(dump)
+            if parsed is None or (dump != name and dump in files):
                 continue
             match, created = parsed
             item = BackupInfo(
-                name=name,
+                name=dump,
                 engine=match["engine"],
                 size=size,
                 created=created,
                 compressed=_compressed_by_name(match),
             )
-            if name + METADATA_SUFFIX in files:
+            if dump != name:
+                item.state, item.metadata_only = INCOMPLETE, True
+                item.problem = "only its metadata file is left: the dump is gone"
+                orphans.append(item)
+            elif name + METADATA_SUFFIX in files:
                 _classify(storage, item)
+                found.append(item)
             else:
                 item.state, item.problem = INCOMPLETE, "it has no metadata file"
-            found.append(item)
+                found.append(item)
     found.sort(key=lambda b: (b.created, b.name), reverse=True)
-    return found
+    return found, orphans
 
 
 def _compressed_by_name(match: re.Match) -> bool | None:
@@ -979,7 +998,8 @@ def plan_prune(keep: int, *, now: dt.datetime | None = None) -> list[PruneDecisi
 
     Only complete backups count towards ``keep``, and the newest complete one is
     always kept. A damaged backup is kept while fewer than ``keep`` complete ones are
-    newer; an incomplete one is deleted once it is more than a day old.
+    newer; an incomplete one (or a metadata file left alone) is deleted once it is
+    more than a day old.
     """
     if keep < 1:
         raise BackupError(
@@ -988,7 +1008,10 @@ def plan_prune(keep: int, *, now: dt.datetime | None = None) -> list[PruneDecisi
     now = now or dt.datetime.now(dt.UTC)
     decisions = []
     counted = 0
-    for item in list_backups():
+    backups, orphans = _scan()
+    for item in sorted(
+        backups + orphans, key=lambda b: (b.created, b.name), reverse=True
+    ):
         if _counts_for_retention(item):
             counted += 1
             if counted == 1:
@@ -1027,7 +1050,8 @@ def delete_backups(backups: list[BackupInfo]) -> None:
     storage = backup_storage()
     done: list[str] = []
     for item in backups:
-        for path in (item.path, item.path + METADATA_SUFFIX):
+        paths = [item.path] if not item.metadata_only else []
+        for path in [*paths, item.path + METADATA_SUFFIX]:
             try:
                 _delete(storage, path)
             except Exception as exc:  # noqa: BLE001 - reported with what was done
@@ -1039,7 +1063,7 @@ def delete_backups(backups: list[BackupInfo]) -> None:
                     f"{_storage_advice(storage).capitalize()}, then run "
                     "prune_backups again."
                 ) from exc
-        done.append(item.name)
+        done.append(item.label)
 
 
 def prune(keep: int, *, dry_run: bool = False) -> list[BackupInfo]:

@@ -254,3 +254,22 @@ def test_hostile_metadata_makes_a_backup_not_restorable_never_a_traceback(
     assert services.resolve("latest").name == good
     with pytest.raises(CommandError, match=bad):
         run("restore", bad, "--database", SQLITE_ALIAS, "--noinput")
+
+
+def test_metadata_left_without_its_dump_is_never_listed_and_pruned_after_a_day(
+    sqlite_db, backup_root
+):
+    good = services.backup(SQLITE_ALIAS).name
+    folder = backup_root / "backup"
+    # A publication that failed and whose metadata could not be removed either.
+    stale = f"sqlite-backup-{stamp(dt.timedelta(days=2))}-000001-cccccc.sqlite3.gz"
+    young = f"sqlite-backup-{stamp(dt.timedelta(hours=1))}-000001-dddddd.sqlite3.gz"
+    for name in (stale, young):
+        (folder / f"{name}.json").write_text("{}")
+    assert [b.name for b in services.list_backups()] == [good]
+    out, _ = run("prune_backups", "--keep", "1", "--dry-run")
+    assert f"{stale}.json" in out and "only its metadata file is left" in out
+    run("prune_backups", "--keep", "1")
+    assert files_under(backup_root) == sorted(
+        [f"backup/{good}", f"backup/{good}.json", f"backup/{young}.json"]
+    )

@@ -39,7 +39,7 @@ class Command(BaseCommand):
                 ["Name", "Engine", "Size", "Action", "Why"],
                 [
                     (
-                        d.backup.name,
+                        d.backup.label,
                         d.backup.engine,
                         human_size(d.backup.size),
                         delete if d.delete else "keep",
