@@ -20,7 +20,14 @@ class BackupSerializer(serializers.Serializer):
     engine = serializers.CharField()
     size = serializers.IntegerField()
     created = serializers.DateTimeField()
-    compressed = serializers.BooleanField()
+    compressed = serializers.BooleanField(
+        allow_null=True, help_text="null: a dump whose metadata is unreadable"
+    )
+    state = serializers.ChoiceField(
+        choices=[services.COMPLETE, services.INCOMPLETE, services.DAMAGED],
+        help_text="only a complete backup restores (and counts for retention)",
+    )
+    problem = serializers.CharField(help_text="why it is not complete, or empty")
 
 
 class CreateSerializer(serializers.Serializer):
@@ -48,6 +55,10 @@ class RestoreResultSerializer(serializers.Serializer):
 
 
 def _fail(exc: services.BackupError) -> ApiError:
+    if isinstance(exc, services.StorageUnavailable):
+        return ApiError(
+            "backups.storage_unavailable", str(exc), status.HTTP_503_SERVICE_UNAVAILABLE
+        )
     if isinstance(exc, services.BackupNotFound):
         return ApiError("backups.not_found", str(exc), status.HTTP_404_NOT_FOUND)
     return ApiError("backups.failed", str(exc))

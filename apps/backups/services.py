@@ -1,15 +1,24 @@
 """Database backups: streamed dumps to storage, listing, verified restore, retention.
 
 A backup is two objects under ``backup/`` in ``storages["backups"]``:
-``<engine>-backup-YYYYmmddHHMMSS.<ext>`` and, beside it, ``<that name>.json`` with the
-engine, server version, size, SHA-256, creation time and Stagehand version.
+``<engine>-backup-YYYYmmddHHMMSS-<microseconds>-<6 random hex>.<ext>`` and, beside it,
+``<that name>.json`` with the engine, server version, size, SHA-256, creation time and
+Stagehand version. Names taken before sub-second names (``…-YYYYmmddHHMMSS.<ext>``)
+still list and restore.
 
 The dump is streamed: ``pg_dump`` writes into a pipe, and each chunk is hashed and
 handed to the storage as it arrives. On S3 the chunks become parts of a multipart
 upload (bounded in size and number in flight, so memory stays flat whatever the size
-of the database); on a local folder they go to a hidden temporary file renamed into
-place at the end. On any failure the upload is aborted or the temporary file removed,
-so nothing that looks like a backup is left behind.
+of the database); on a local folder they go to a hidden temporary file. Only once the
+dump is complete is its metadata written, and only then is the dump published under
+its final name (the multipart upload completed, or the temporary file linked into
+place): a dump is never visible without its metadata. On any failure the upload is
+aborted or the temporary file removed, and a cleanup that fails is reported.
+
+A dump found without readable metadata (left by an older version, copied by hand, or
+damaged) is listed as incomplete, is never ``latest`` and is removed by retention once
+a day old. Every storage failure is a ``StorageUnavailable`` that names the storage and
+its endpoint; S3 calls have bounded timeouts and retries, so nothing waits forever.
 
 A restore never touches the live database before the new one is complete and its
 checksum verified. PostgreSQL: ``pg_restore`` into a new database, then other sessions
@@ -29,20 +38,29 @@ import os
 import posixpath
 import queue
 import re
+import secrets
 import sqlite3
 import subprocess
 import tempfile
 import threading
 import time
 import uuid
+import weakref
 import zlib
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
+from django.core.files.storage import storages
 from django.db import connections
+
+from apps.core import __version__
+from apps.core.secrets import mask_url
 
 logger = logging.getLogger(__name__)
 
@@ -55,11 +73,22 @@ PART_SIZE = 8 * 1024 * 1024
 MAX_PART_SIZE = 64 * 1024 * 1024
 PARTS_PER_STEP = 2000
 
+# ``-<microseconds>-<random>`` is absent from names taken before it existed.
 NAME_RE = re.compile(
     r"^(?P<engine>postgresql|sqlite)-backup-(?P<stamp>\d{14})"
+    r"(?:-(?P<micro>\d{6})-(?P<tag>[0-9a-f]{6}))?"
     r"\.(?P<ext>dump|sqlite3|sqlite3\.gz)$"
 )
 STAMP_FORMAT = "%Y%m%d%H%M%S"
+METADATA_SUFFIX = ".json"
+# A dump without readable metadata younger than this may be one whose publication is
+# under way by an older version; retention leaves it alone until then.
+INCOMPLETE_GRACE = dt.timedelta(days=1)
+
+# Metadata is a few hundred bytes; anything far larger is not loaded into memory.
+MAX_METADATA_SIZE = 64 * 1024
+
+COMPLETE, INCOMPLETE, DAMAGED = "complete", "incomplete", "damaged"
 
 ProgressCallback = Callable[[int], None]
 
@@ -72,18 +101,38 @@ class BackupNotFound(BackupError):
     """There is no backup of that name (or none at all for ``latest``)."""
 
 
+class StorageUnavailable(BackupError):
+    """The backup storage could not be reached or refused a request."""
+
+
 @dataclass
 class BackupInfo:
     name: str
     engine: str
     size: int
     created: dt.datetime
-    compressed: bool
+    compressed: bool | None  # None: a PostgreSQL dump whose metadata is unreadable
     metadata: dict[str, Any] = field(default_factory=dict)
+    # COMPLETE, INCOMPLETE (no readable metadata) or DAMAGED (metadata disagrees
+    # with the dump); ``problem`` says why when it is not complete.
+    state: str = COMPLETE
+    problem: str = ""
+    # Only the metadata file is left (a publication failed and so did its cleanup);
+    # never listed, only pruned.
+    metadata_only: bool = False
 
     @property
     def path(self) -> str:
         return PREFIX + self.name
+
+    @property
+    def label(self) -> str:
+        """The name of what is stored: the dump, or its metadata file alone."""
+        return self.name + METADATA_SUFFIX if self.metadata_only else self.name
+
+    @property
+    def complete(self) -> bool:
+        return self.state == COMPLETE
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -92,7 +141,27 @@ class BackupInfo:
             "size": self.size,
             "created": self.created.isoformat(),
             "compressed": self.compressed,
+            "state": self.state,
+            "problem": self.problem,
         }
+
+
+def backup_name(engine: str, created: dt.datetime, ext: str) -> str:
+    """Return a name that sorts by time and never collides, even within a second."""
+    return (
+        f"{engine}-backup-{created.strftime(STAMP_FORMAT)}-{created:%f}-"
+        f"{secrets.token_hex(3)}.{ext}"
+    )
+
+
+def _parse_name(name: str) -> tuple[re.Match, dt.datetime] | None:
+    match = NAME_RE.match(name)
+    if not match:
+        return None
+    created = dt.datetime.strptime(match["stamp"], STAMP_FORMAT).replace(
+        tzinfo=dt.UTC, microsecond=int(match["micro"] or 0)
+    )
+    return match, created
 
 
 @dataclass
@@ -109,8 +178,6 @@ class RestoreResult:
 
 
 def backup_storage():
-    from django.core.files.storage import storages
-
     return storages["backups"]
 
 
@@ -128,18 +195,95 @@ def _s3_key(storage, name: str) -> str:
     return posixpath.join(location, name) if location else name
 
 
+# One bounded client per storage object (storages are rebuilt when settings change).
+_clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def _s3_client(storage):
-    return storage.connection.meta.client
+    """Return an S3 client for ``storage`` whose every call gives up in bounded time.
+
+    botocore's defaults wait 60 s to connect and 60 s per read, retried up to five
+    times: a server that accepts and never answers would hold a command for minutes.
+    The storage's own client configuration is kept; only the bounds are added.
+    """
+    client = _clients.get(storage)
+    if client is None:
+        config = storage.client_config.merge(
+            Config(
+                connect_timeout=settings.BACKUP_S3_CONNECT_TIMEOUT,
+                read_timeout=settings.BACKUP_S3_READ_TIMEOUT,
+                retries={
+                    "mode": "standard",
+                    "total_max_attempts": settings.BACKUP_S3_ATTEMPTS,
+                },
+            )
+        )
+        # django-storages' own session: profile or keys, as it would choose them.
+        client = storage._create_session().client(
+            "s3",
+            region_name=storage.region_name,
+            use_ssl=storage.use_ssl,
+            endpoint_url=storage.endpoint_url,
+            config=config,
+            verify=storage.verify,
+        )
+        _clients[storage] = client
+    return client
 
 
 def _s3_error_code(exc: Exception) -> str:
     return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
 
 
+_MISSING_CODES = {"404", "NoSuchKey", "NotFound", "NoSuchBucket"}
+
+
+def describe_storage(storage=None) -> str:
+    """Return where backups go: the bucket, prefix and endpoint, or the folder."""
+    storage = storage or backup_storage()
+    if _is_s3(storage):
+        endpoint = (
+            mask_url(storage.endpoint_url)
+            if storage.endpoint_url
+            else f"AWS S3 in {storage.region_name or 'the default region'}"
+        )
+        return (
+            f"S3 bucket s3://{storage.bucket_name}/{_s3_key(storage, PREFIX)} "
+            f"at {endpoint}"
+        )
+    return f"the folder {getattr(storage, 'location', '?')}/{PREFIX}"
+
+
+def _storage_advice(storage) -> str:
+    if _is_s3(storage):
+        return (
+            "check that the S3 server is up and reachable from this machine, and "
+            "AWS_S3_ENDPOINT_URL, the credentials (AWS_ACCESS_KEY_ID, "
+            "AWS_SECRET_ACCESS_KEY) and AWS_STORAGE_BUCKET_NAME"
+        )
+    return "check that the folder exists and that this user may read and write it"
+
+
+def _unavailable(
+    storage, doing: str, exc: BaseException, then: str
+) -> StorageUnavailable:
+    return StorageUnavailable(
+        f"the backup storage is not reachable while {doing}: {describe_storage(storage)} "
+        f"({describe(exc)}); {_storage_advice(storage)}, then {then}."
+    )
+
+
+@contextmanager
+def _storage_errors(storage, doing: str, then: str) -> Iterator[None]:
+    """Turn a failure of the storage itself into a StorageUnavailable saying so."""
+    try:
+        yield
+    except (BotoCoreError, ClientError, OSError) as exc:
+        raise _unavailable(storage, doing, exc, then) from exc
+
+
 def ensure_bucket(storage) -> None:
     """Create the S3 bucket of ``storage`` when it does not exist yet."""
-    from botocore.exceptions import ClientError
-
     client = _s3_client(storage)
     try:
         client.head_bucket(Bucket=storage.bucket_name)
@@ -153,16 +297,41 @@ def ensure_bucket(storage) -> None:
         client.create_bucket(Bucket=storage.bucket_name, **kwargs)
 
 
+def probe_storage() -> str:
+    """Check that the backup storage answers; return where it is.
+
+    Raise StorageUnavailable when it does not (``stats`` and ``info`` show that).
+    """
+    storage = backup_storage()
+    with _storage_errors(storage, "checking it", "run the check again"):
+        if _is_s3(storage):
+            client = _s3_client(storage)
+            try:
+                client.head_bucket(Bucket=storage.bucket_name)
+            except ClientError as exc:
+                if _s3_error_code(exc) not in {"404", "NoSuchBucket", "NotFound"}:
+                    raise
+                return f"{describe_storage(storage)} (bucket created on first backup)"
+            client.list_objects_v2(
+                Bucket=storage.bucket_name, Prefix=_s3_key(storage, PREFIX), MaxKeys=1
+            )
+        elif hasattr(storage, "path"):
+            folder = Path(storage.path(PREFIX))
+            folder.mkdir(parents=True, exist_ok=True)
+            probe = folder / f".probe-{uuid.uuid4().hex}"
+            probe.write_bytes(b"")
+            probe.unlink()
+    return describe_storage(storage)
+
+
 def _exists(storage, name: str) -> bool:
     if _is_s3(storage):
-        from botocore.exceptions import ClientError
-
         try:
             _s3_client(storage).head_object(
                 Bucket=storage.bucket_name, Key=_s3_key(storage, name)
             )
         except ClientError as exc:
-            if _s3_error_code(exc) in {"404", "NoSuchKey", "NotFound", "NoSuchBucket"}:
+            if _s3_error_code(exc) in _MISSING_CODES:
                 return False
             raise
         return True
@@ -170,6 +339,10 @@ def _exists(storage, name: str) -> bool:
 
 
 def _size(storage, name: str) -> int:
+    if _is_s3(storage):
+        return _s3_client(storage).head_object(
+            Bucket=storage.bucket_name, Key=_s3_key(storage, name)
+        )["ContentLength"]
     return storage.size(name)
 
 
@@ -182,11 +355,18 @@ def _delete(storage, name: str) -> None:
         storage.delete(name)
 
 
+def _delete_quietly(storage, name: str) -> str:
+    """Delete ``name``; return why that failed, or an empty string."""
+    try:
+        _delete(storage, name)
+    except Exception as exc:  # noqa: BLE001 - the caller reports it with its own error
+        return describe(exc)
+    return ""
+
+
 def _list_files(storage) -> list[tuple[str, int]]:
     """Return (file name, size) of every object directly under ``backup/``."""
     if _is_s3(storage):
-        from botocore.exceptions import ClientError
-
         prefix = _s3_key(storage, PREFIX)
         paginator = _s3_client(storage).get_paginator("list_objects_v2")
         found = []
@@ -209,19 +389,39 @@ def _list_files(storage) -> list[tuple[str, int]]:
 
 
 def _read_chunks(storage, name: str) -> Iterator[bytes]:
-    """Yield the bytes of ``name`` in chunks, never the whole object at once."""
-    if _is_s3(storage):
-        body = _s3_client(storage).get_object(
-            Bucket=storage.bucket_name, Key=_s3_key(storage, name)
-        )["Body"]
+    """Yield the bytes of ``name`` in chunks, never the whole object at once.
+
+    Raise BackupNotFound when it is not there, StorageUnavailable when the storage
+    fails, before or while the bytes arrive.
+    """
+    try:
+        if _is_s3(storage):
+            try:
+                body = _s3_client(storage).get_object(
+                    Bucket=storage.bucket_name, Key=_s3_key(storage, name)
+                )["Body"]
+            except ClientError as exc:
+                if _s3_error_code(exc) in _MISSING_CODES:
+                    raise BackupNotFound(
+                        f"{name} is not in the backup storage."
+                    ) from exc
+                raise
+            try:
+                yield from body.iter_chunks(CHUNK)
+            finally:
+                body.close()
+            return
         try:
-            yield from body.iter_chunks(CHUNK)
-        finally:
-            body.close()
-        return
-    with storage.open(name, "rb") as fh:
-        while chunk := fh.read(CHUNK):
-            yield chunk
+            fh = storage.open(name, "rb")
+        except FileNotFoundError as exc:
+            raise BackupNotFound(f"{name} is not in the backup storage.") from exc
+        with fh:
+            while chunk := fh.read(CHUNK):
+                yield chunk
+    except (BotoCoreError, ClientError, OSError) as exc:
+        raise _unavailable(
+            storage, f"reading {name}", exc, "run the command again"
+        ) from exc
 
 
 class _LocalSink:
@@ -231,15 +431,21 @@ class _LocalSink:
         self.final = Path(storage.path(name))
         self.final.parent.mkdir(parents=True, exist_ok=True)
         self.temp = self.final.with_name(f".{self.final.name}.{uuid.uuid4().hex}.part")
-        self.file = open(self.temp, "xb")  # noqa: SIM115 - closed in commit/abort
+        self.file = open(self.temp, "xb")  # noqa: SIM115 - closed in finish/abort
 
     def write(self, data: bytes) -> None:
         self.file.write(data)
 
-    def commit(self) -> None:
+    def finish(self) -> None:
+        """Make the bytes durable; the file is still hidden."""
         self.file.flush()
         os.fsync(self.file.fileno())
         self.file.close()
+
+    def commit(self) -> None:
+        """Publish the file under its final name."""
+        if not self.file.closed:
+            self.finish()
         os.replace(self.temp, self.final)
 
     def abort(self) -> None:
@@ -248,7 +454,10 @@ class _LocalSink:
 
 
 class _S3Sink:
-    """A multipart upload fed part by part; one part uploads while the next fills."""
+    """A multipart upload fed part by part; one part uploads while the next fills.
+
+    The object does not exist under its key until ``commit`` completes the upload.
+    """
 
     def __init__(self, storage, name: str):
         self.client = _s3_client(storage)
@@ -297,18 +506,28 @@ class _S3Sink:
         body, self.buffer = self.buffer, bytearray()
         self.queue.put((self.number, body))
 
+    def _stop_thread(self) -> None:
+        if self.thread.is_alive():
+            self.queue.put(None)
+            self.thread.join()
+
     def write(self, data: bytes) -> None:
         self._check()
         self.buffer += data
         if len(self.buffer) >= self._part_size():
             self._send()
 
-    def commit(self) -> None:
+    def finish(self) -> None:
+        """Upload the remaining parts; the object is still invisible."""
         if self.buffer or not self.number:
             self._send()
-        self.queue.put(None)
-        self.thread.join()
+        self._stop_thread()
         self._check()
+
+    def commit(self) -> None:
+        """Publish the object: complete the multipart upload."""
+        if self.thread.is_alive():
+            self.finish()
         self.client.complete_multipart_upload(
             Bucket=self.bucket,
             Key=self.key,
@@ -321,8 +540,7 @@ class _S3Sink:
     def abort(self) -> None:
         if self.error is None:
             self.error = BackupError("aborted")
-        self.queue.put(None)
-        self.thread.join()
+        self._stop_thread()
         self.client.abort_multipart_upload(
             Bucket=self.bucket, Key=self.key, UploadId=self.upload_id
         )
@@ -341,6 +559,15 @@ def _open_sink(storage, name: str):
 
 
 def _write_object(storage, name: str, data: bytes) -> None:
+    """Write a small object in one request (S3) or by a rename (folder)."""
+    if _is_s3(storage):
+        _s3_client(storage).put_object(
+            Bucket=storage.bucket_name,
+            Key=_s3_key(storage, name),
+            Body=data,
+            ContentType="application/json",
+        )
+        return
     sink = _open_sink(storage, name)
     try:
         sink.write(data)
@@ -447,48 +674,38 @@ def backup(
 ) -> BackupInfo:
     """Dump ``database`` into the backup storage and return the new backup.
 
-    Raise BackupError when anything fails; nothing is then left in storage.
+    The dump is published under its final name only after it and its metadata are
+    complete. Raise BackupError when anything fails; nothing is then published, and
+    a cleanup that failed too is part of the message.
     """
     engine = engine_of(database)
     storage = backup_storage()
-    created = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    created = dt.datetime.now(dt.UTC)
     if engine == "postgresql":
         ext = "dump"
     else:
         ext = "sqlite3.gz" if compress else "sqlite3"
-    name = f"{engine}-backup-{created.strftime(STAMP_FORMAT)}.{ext}"
+    name = backup_name(engine, created, ext)
     path = PREFIX + name
-    try:
-        if _exists(storage, path):
-            raise BackupError(
-                f"a backup named {name} already exists; try again in a second."
-            )
+    where = describe_storage(storage)
+    with _storage_errors(storage, "starting the backup", "run backup again"):
         sink = _open_sink(storage, path)
-    except BackupError:
-        raise
-    except Exception as exc:
-        raise BackupError(
-            f"the backup storage is not reachable ({describe(exc)}); check "
-            "AWS_S3_ENDPOINT_URL, the credentials and the bucket, or the backups folder."
-        ) from exc
     digest = _Digest(sink, progress)
     try:
         if engine == "postgresql":
             server_version = _dump_postgresql(database, digest, compress)
         else:
             server_version = _dump_sqlite(database, digest, compress)
-        sink.commit()
+        sink.finish()
     except BaseException as exc:
         leftover = _abort_quietly(sink)
         if isinstance(exc, BackupError) or not isinstance(exc, Exception):
             raise
-        note = f" (cleaning up failed too: {leftover})" if leftover else ""
         raise BackupError(
-            f"writing the backup to storage failed: {describe(exc)}{note}; check that "
-            "the backup storage is reachable and has room, then run backup again."
+            f"writing the backup to storage failed: {where} ({describe(exc)})"
+            f"{_cleanup_note(storage, leftover)}; check that the backup storage is "
+            "reachable and has room, then run backup again."
         ) from exc
-
-    from apps.core import __version__
 
     metadata = {
         "name": name,
@@ -503,18 +720,47 @@ def backup(
     }
     try:
         _write_object(
-            storage, path + ".json", json.dumps(metadata, indent=2).encode() + b"\n"
+            storage,
+            path + METADATA_SUFFIX,
+            json.dumps(metadata, indent=2).encode() + b"\n",
         )
-    except Exception as exc:
-        try:
-            _delete(storage, path)
-        except Exception:  # noqa: BLE001, S110 - report the first error
-            pass
+    except BaseException as exc:
+        leftover = _abort_quietly(sink)
+        if not isinstance(exc, Exception):
+            raise
         raise BackupError(
-            f"writing the backup's metadata failed ({describe(exc)}); the dump was "
-            "removed. Check the backup storage and run backup again."
+            f"writing the backup's metadata failed: {where} ({describe(exc)}); the "
+            f"dump was not published{_cleanup_note(storage, leftover)}. "
+            f"{_storage_advice(storage).capitalize()}, then run backup again."
+        ) from exc
+    try:
+        sink.commit()
+    except BaseException as exc:
+        leftovers = [
+            f"removing the dump: {text}" for text in [_abort_quietly(sink)] if text
+        ]
+        if text := _delete_quietly(storage, path + METADATA_SUFFIX):
+            leftovers.append(f"removing {name}{METADATA_SUFFIX}: {text}")
+        if not isinstance(exc, Exception):
+            raise
+        raise BackupError(
+            f"publishing the backup failed: {where} ({describe(exc)})"
+            f"{_cleanup_note(storage, '; '.join(leftovers))}. "
+            f"{_storage_advice(storage).capitalize()}, then run backup again."
         ) from exc
     return BackupInfo(name, engine, digest.size, created, compress, metadata)
+
+
+def _cleanup_note(storage, leftover: str) -> str:
+    if not leftover:
+        return ""
+    if _is_s3(storage):
+        return (
+            f" (cleaning up failed too: {leftover}; an unfinished multipart upload "
+            "is never listed nor restored, and the bucket's "
+            "AbortIncompleteMultipartUpload lifecycle rule removes its parts)"
+        )
+    return f" (cleaning up failed too: {leftover})"
 
 
 def _dump_postgresql(database: str, out: _Digest, compress: bool) -> str:
@@ -630,41 +876,206 @@ def _dump_sqlite(database: str, out: _Digest, compress: bool) -> str:
 
 
 def list_backups() -> list[BackupInfo]:
-    """Return the backups in storage, newest first."""
+    """Return the backups in storage, newest first, each with its state.
+
+    A dump without readable metadata is INCOMPLETE, one whose metadata disagrees with
+    it DAMAGED; both are listed (so they can be seen and pruned), neither restores
+    as ``latest``. Raise StorageUnavailable when the storage does not answer.
+    """
+    return _scan()[0]
+
+
+def _scan() -> tuple[list[BackupInfo], list[BackupInfo]]:
+    """Return the backups, and the metadata files left without their dump."""
     storage = backup_storage()
-    found = []
-    for name, size in _list_files(storage):
-        match = NAME_RE.match(name)
-        if not match:
-            continue
-        created = dt.datetime.strptime(match["stamp"], STAMP_FORMAT).replace(
-            tzinfo=dt.UTC
-        )
-        found.append(
-            BackupInfo(
-                name=name,
+    with _storage_errors(storage, "listing the backups", "run the command again"):
+        files = dict(_list_files(storage))
+        found, orphans = [], []
+        for name, size in files.items():
+            dump = name.removesuffix(METADATA_SUFFIX)
+            parsed = _parse_name(dump)
+            if parsed is None or (dump != name and dump in files):
+                continue
+            match, created = parsed
+            item = BackupInfo(
+                name=dump,
                 engine=match["engine"],
                 size=size,
                 created=created,
-                compressed=match["ext"] != "sqlite3",
+                compressed=_compressed_by_name(match),
             )
-        )
+            if dump != name:
+                item.state, item.metadata_only = INCOMPLETE, True
+                item.problem = "only its metadata file is left: the dump is gone"
+                orphans.append(item)
+            elif name + METADATA_SUFFIX in files:
+                _classify(storage, item)
+                found.append(item)
+            else:
+                item.state, item.problem = INCOMPLETE, "it has no metadata file"
+                found.append(item)
     found.sort(key=lambda b: (b.created, b.name), reverse=True)
-    return found
+    return found, orphans
 
 
-def prune(keep: int, *, dry_run: bool = False) -> list[BackupInfo]:
-    """Delete all but the newest ``keep`` backups; return the ones (to be) deleted."""
+def _compressed_by_name(match: re.Match) -> bool | None:
+    # A PostgreSQL dump is .dump either way; only its metadata knows.
+    return match["ext"] != "sqlite3" if match["engine"] == "sqlite" else None
+
+
+def _read_metadata(storage, item: BackupInfo) -> dict[str, Any]:
+    """Return the metadata of ``item``; raise BackupError saying why it is unreadable.
+
+    StorageUnavailable (the storage failing, not the file) passes through as it is.
+    """
+    try:
+        raw = bytearray()
+        for chunk in _read_chunks(storage, item.path + METADATA_SUFFIX):
+            raw += chunk
+            if len(raw) > MAX_METADATA_SIZE:
+                raise ValueError(f"it is larger than {MAX_METADATA_SIZE} bytes")
+        metadata = json.loads(raw)
+    except StorageUnavailable:
+        raise
+    except (BackupNotFound, ValueError, RecursionError) as exc:
+        raise BackupError(
+            f"{item.name} has no readable metadata ({describe(exc)})"
+        ) from exc
+    if not isinstance(metadata, dict):
+        raise BackupError(
+            f"{item.name} has no readable metadata (it holds no JSON object)"
+        )
+    return metadata
+
+
+def _metadata_problem(item: BackupInfo, metadata: dict[str, Any]) -> str:
+    """Return why ``metadata`` does not describe ``item``'s dump, or ''."""
+    if metadata.get("engine") != item.engine:
+        return (
+            f"its metadata says {metadata.get('engine')!r}; the files do not belong "
+            "together"
+        )
+    if item.size != metadata.get("size"):
+        return (
+            f"it is {item.size} bytes but was written as {metadata.get('size')} "
+            "bytes: it is truncated or damaged"
+        )
+    checksum = metadata.get("sha256")
+    if not isinstance(checksum, str) or not re.fullmatch(r"[0-9a-f]{64}", checksum):
+        return "its metadata holds no SHA-256 checksum to verify it with"
+    return ""
+
+
+def _with_metadata(item: BackupInfo, metadata: dict[str, Any]) -> None:
+    item.metadata = metadata
+    if item.engine == "postgresql" and isinstance(metadata.get("compressed"), bool):
+        item.compressed = metadata["compressed"]
+
+
+def _classify(storage, item: BackupInfo) -> None:
+    try:
+        metadata = _read_metadata(storage, item)
+    except StorageUnavailable:
+        raise
+    except BackupError as exc:
+        item.state, item.problem = INCOMPLETE, str(exc).removeprefix(f"{item.name} ")
+        return
+    _with_metadata(item, metadata)
+    if problem := _metadata_problem(item, metadata):
+        item.state, item.problem = DAMAGED, problem
+
+
+@dataclass
+class PruneDecision:
+    backup: BackupInfo
+    delete: bool
+    reason: str
+
+
+def _counts_for_retention(item: BackupInfo) -> bool:
+    # Complete and its checksum readable. A restore verification recorded in the
+    # metadata (a ``verified`` outcome) is the place to also drop failed ones here.
+    return item.complete
+
+
+def plan_prune(keep: int, *, now: dt.datetime | None = None) -> list[PruneDecision]:
+    """Decide, newest first, which backups retention keeps and which it deletes.
+
+    Only complete backups count towards ``keep``, and the newest complete one is
+    always kept. A damaged backup is kept while fewer than ``keep`` complete ones are
+    newer; an incomplete one (or a metadata file left alone) is deleted once it is
+    more than a day old.
+    """
     if keep < 1:
         raise BackupError(
             "--keep must be at least 1; prune never deletes every backup."
         )
+    now = now or dt.datetime.now(dt.UTC)
+    decisions = []
+    counted = 0
+    backups, orphans = _scan()
+    for item in sorted(
+        backups + orphans, key=lambda b: (b.created, b.name), reverse=True
+    ):
+        if _counts_for_retention(item):
+            counted += 1
+            if counted == 1:
+                decision = PruneDecision(item, False, "the newest complete backup")
+            elif counted <= keep:
+                decision = PruneDecision(
+                    item, False, f"complete, one of the newest {keep}"
+                )
+            else:
+                decision = PruneDecision(
+                    item, True, f"complete, older than the newest {keep}"
+                )
+        elif item.state == INCOMPLETE:
+            old = now - item.created > INCOMPLETE_GRACE
+            age = "more" if old else "less"
+            decision = PruneDecision(
+                item, old, f"incomplete for {age} than a day: {item.problem}"
+            )
+        else:
+            behind = counted >= keep
+            decision = PruneDecision(
+                item,
+                behind,
+                f"damaged, {'older' if behind else 'newer'} than the newest {keep} "
+                f"complete: {item.problem}",
+            )
+        decisions.append(decision)
+    return decisions
+
+
+def delete_backups(backups: list[BackupInfo]) -> None:
+    """Delete each backup (dump first: a metadata file alone is never listed).
+
+    Raise BackupError at the first failure, saying what was deleted before it.
+    """
     storage = backup_storage()
-    doomed = list_backups()[keep:]
+    done: list[str] = []
+    for item in backups:
+        paths = [item.path] if not item.metadata_only else []
+        for path in [*paths, item.path + METADATA_SUFFIX]:
+            try:
+                _delete(storage, path)
+            except Exception as exc:  # noqa: BLE001 - reported with what was done
+                deleted = f"deleted {len(done)} of {len(backups)} before it"
+                raise BackupError(
+                    f"deleting {path.removeprefix(PREFIX)} failed: "
+                    f"{describe_storage(storage)} ({describe(exc)}); {deleted}"
+                    f"{': ' + ', '.join(done) if done else ''}. "
+                    f"{_storage_advice(storage).capitalize()}, then run "
+                    "prune_backups again."
+                ) from exc
+        done.append(item.label)
+
+
+def prune(keep: int, *, dry_run: bool = False) -> list[BackupInfo]:
+    """Apply retention (see ``plan_prune``); return the backups (to be) deleted."""
+    doomed = [d.backup for d in plan_prune(keep) if d.delete]
     if not dry_run:
-        for item in doomed:
-            _delete(storage, item.path)
-            _delete(storage, item.path + ".json")
+        delete_backups(doomed)
     return doomed
 
 
@@ -677,32 +1088,52 @@ def apply_retention() -> list[BackupInfo]:
 # Restore ----------------------------------------------------------------------
 
 
+def find_latest() -> tuple[BackupInfo, list[BackupInfo]]:
+    """Return the newest complete backup and the newer ones skipped (not complete)."""
+    backups = list_backups()
+    skipped = []
+    for item in backups:
+        if item.complete:
+            return item, skipped
+        skipped.append(item)
+    if skipped:
+        raise BackupNotFound(
+            f"there is no complete backup: {len(skipped)} incomplete or damaged "
+            f"({skipped[0].name}: {skipped[0].problem}); take one with `backup`."
+        )
+    raise BackupNotFound("there are no backups yet; take one with `backup`.")
+
+
 def resolve(name: str) -> BackupInfo:
-    """Return the backup called ``name`` (or the newest one for ``latest``)."""
+    """Return the backup called ``name`` (or the newest complete one for ``latest``)."""
     if name == "latest":
-        backups = list_backups()
-        if not backups:
-            raise BackupNotFound("there are no backups yet; take one with `backup`.")
-        return backups[0]
+        item, skipped = find_latest()
+        for other in skipped:
+            logger.warning(
+                "Skipped %s for latest: %s, %s.", other.name, other.state, other.problem
+            )
+        return item
     name = name.removeprefix(PREFIX)
-    match = NAME_RE.match(name)
-    if not match:
+    parsed = _parse_name(name)
+    if parsed is None:
         raise BackupError(
             f"{name!r} is not a backup name; `backups` lists them "
-            "(such as postgresql-backup-20250101020000.dump)."
+            "(such as postgresql-backup-20250101020000-123456-3f9a1c.dump)."
         )
+    match, created = parsed
     storage = backup_storage()
-    if not _exists(storage, PREFIX + name):
-        raise BackupNotFound(
-            f"there is no backup {name}; `backups` lists the ones there are."
-        )
-    created = dt.datetime.strptime(match["stamp"], STAMP_FORMAT).replace(tzinfo=dt.UTC)
+    with _storage_errors(storage, f"looking up {name}", "run the restore again"):
+        if not _exists(storage, PREFIX + name):
+            raise BackupNotFound(
+                f"there is no backup {name}; `backups` lists the ones there are."
+            )
+        size = _size(storage, PREFIX + name)
     return BackupInfo(
         name=name,
         engine=match["engine"],
-        size=_size(storage, PREFIX + name),
+        size=size,
         created=created,
-        compressed=match["ext"] != "sqlite3",
+        compressed=_compressed_by_name(match),
     )
 
 
@@ -718,30 +1149,25 @@ def verify(
     item = resolve(name)
     storage = backup_storage()
     try:
-        raw = b"".join(_read_chunks(storage, item.path + ".json"))
-        metadata = json.loads(raw)
-    except Exception as exc:
+        metadata = _read_metadata(storage, item)
+    except StorageUnavailable:
+        raise
+    except BackupError as exc:
         raise BackupError(
-            f"{item.name} has no readable metadata ({describe(exc)}), so it cannot be "
-            "verified; restore another backup."
+            f"{exc}, so it cannot be verified; restore another backup."
         ) from exc
-    item.metadata = metadata
+    _with_metadata(item, metadata)
     if metadata.get("engine") != item.engine:
         raise BackupError(
-            f"{item.name}: its metadata says {metadata.get('engine')!r}; the files do "
-            "not belong together. Restore another backup."
+            f"{item.name}: {_metadata_problem(item, metadata)}. Restore another backup."
         )
     if item.engine != target_engine:
         raise BackupError(
             f"{item.name} is a {item.engine} backup and database {database!r} is "
             f"{target_engine}; a backup restores only into the engine it came from."
         )
-    if item.size != metadata.get("size"):
-        raise BackupError(
-            f"{item.name} is {item.size} bytes but was written as "
-            f"{metadata.get('size')} bytes: it is truncated or damaged. Restore "
-            "another backup."
-        )
+    if problem := _metadata_problem(item, metadata):
+        raise BackupError(f"{item.name}: {problem}. Restore another backup.")
     if checksum:
         digest = _Digest(_Null())
         for chunk in _read_chunks(storage, item.path):
@@ -782,9 +1208,7 @@ def restore(
         drop_hint = f"psql -d postgres -c 'DROP DATABASE \"{previous}\"'"
     else:
         live_path = _sqlite_path(connection.settings_dict)
-        previous = str(
-            live_path.with_name(f"{live_path.stem}-before-{stamp}{live_path.suffix}")
-        )
+        previous = str(_free_name(live_path, f"-before-{stamp}"))
         drop_hint = f"rm {previous}"
     result = RestoreResult(item, database, engine, previous, drop_hint, dry_run)
     if dry_run:
@@ -811,6 +1235,17 @@ def restore(
         previous,
     )
     return result
+
+
+def _free_name(live: Path, tag: str) -> Path:
+    """Return ``<stem><tag><suffix>`` beside ``live``, numbered when that is taken
+    (two restores within one second)."""
+    candidate = live.with_name(f"{live.stem}{tag}{live.suffix}")
+    number = 1
+    while candidate.exists():
+        number += 1
+        candidate = live.with_name(f"{live.stem}{tag}-{number}{live.suffix}")
+    return candidate
 
 
 def _quote(identifier: str) -> str:

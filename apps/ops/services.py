@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 
 from django.conf import settings
 
+from apps.backups import services as backups
 from apps.core.secrets import mask_url
 
 
@@ -160,12 +161,18 @@ def check_broker() -> ComponentStatus:
 
 
 def check_storage() -> ComponentStatus:
+    """Media storage and backup storage: unavailable when either does not answer."""
     from django.core.files.storage import storages
 
     storage = storages["default"]
     backend = type(storage).__name__
 
     def probe() -> str:
+        media = media_probe()
+        # Bounded in time: a backup storage that hangs makes this fail, not wait.
+        return f"{media}; backups: {backups.probe_storage()}"
+
+    def media_probe() -> str:
         if hasattr(storage, "bucket"):
             storage.connection.meta.client.head_bucket(Bucket=storage.bucket_name)
             return f"s3://{storage.bucket_name}/{storage.location}"

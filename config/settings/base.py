@@ -290,6 +290,11 @@ MIGRATE_BACKUP = env("MIGRATE_BACKUP", default="auto")
 # pg_dump gives up after this many seconds waiting for a table lock (a migration
 # holding one) instead of queueing every later query behind itself; 0 waits forever.
 BACKUP_LOCK_WAIT_TIMEOUT = env.int("BACKUP_LOCK_WAIT_TIMEOUT", default=60)
+# Bounds on every S3 call of the backups (botocore's defaults, 60 s each, retried five
+# times, would hold a command for minutes against a server that never answers).
+BACKUP_S3_CONNECT_TIMEOUT = env.float("BACKUP_S3_CONNECT_TIMEOUT", default=5)
+BACKUP_S3_READ_TIMEOUT = env.float("BACKUP_S3_READ_TIMEOUT", default=30)
+BACKUP_S3_ATTEMPTS = env.int("BACKUP_S3_ATTEMPTS", default=3)
 
 # SEARCH
 # ------------------------------------------------------------------------------

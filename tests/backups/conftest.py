@@ -3,8 +3,16 @@ under its own alias, PostgreSQL helpers and an S3 server (moto) on loopback."""
 
 from __future__ import annotations
 
+import hashlib
+import http.client
+import json
+import socket
 import sqlite3
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from django.db import connections
@@ -31,6 +39,22 @@ def files_under(root: Path) -> list[str]:
     if not root.exists():
         return []
     return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+def write_consistent_backup(folder: Path, name: str, payload: bytes, **extra) -> None:
+    """A backup whose metadata matches its bytes, whatever those bytes are."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_bytes(payload)
+    (folder / f"{name}.json").write_text(
+        json.dumps(
+            {
+                "engine": name.split("-", 1)[0],
+                "size": len(payload),
+                "sha256": hashlib.sha256(payload).hexdigest(),
+                **extra,
+            }
+        )
+    )
 
 
 def add_database(alias: str, settings_dict: dict) -> None:
@@ -145,3 +169,143 @@ def bucket_keys(s3) -> list[str]:
         if exc.response["Error"]["Code"] == "NoSuchBucket":
             return []
         raise
+
+
+class HangingServer:
+    """Accepts TCP connections and never answers: an S3 endpoint that hangs."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.sock.settimeout(0.1)  # so that the thread sees ``stopped`` soon
+        self.port = self.sock.getsockname()[1]
+        self.accepted: list[socket.socket] = []
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            self.accepted.append(conn)
+
+    def close(self) -> None:
+        self.stopped.set()
+        self.thread.join(timeout=5)
+        self.sock.close()
+        for conn in self.accepted:
+            conn.close()
+
+
+@pytest.fixture
+def hanging_endpoint():
+    server = HangingServer()
+    yield f"http://127.0.0.1:{server.port}"
+    server.close()
+
+
+@pytest.fixture
+def closed_endpoint():
+    with socket.socket() as sock:  # a port on which nothing listens
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+class FaultyProxy:
+    """An HTTP proxy in front of moto that answers 503 to the requests ``fails`` picks.
+
+    S3 going away for one kind of request (the metadata write, a delete) at the moment
+    it matters, over real HTTP.
+    """
+
+    def __init__(self, upstream: str):
+        self.upstream = urlsplit(upstream)
+        self.fails: Callable[[str, str], bool] = lambda method, path: False
+        self.failed: list[str] = []
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args) -> None:
+                pass
+
+            def _relay(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                if proxy.fails(self.command, self.path):
+                    proxy.failed.append(f"{self.command} {self.path}")
+                    error = (
+                        b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>"
+                        b"ServiceUnavailable</Code><Message>injected by the test"
+                        b"</Message></Error>"
+                    )
+                    self.send_response(503)
+                    self.send_header("Content-Type", "application/xml")
+                    self.send_header("Content-Length", str(len(error)))
+                    self.end_headers()
+                    self.wfile.write(error)
+                    return
+                headers = {
+                    k: v
+                    for k, v in self.headers.items()
+                    if k.lower() not in {"host", "expect", "connection"}
+                }
+                upstream = http.client.HTTPConnection(
+                    proxy.upstream.hostname, proxy.upstream.port, timeout=30
+                )
+                try:
+                    upstream.request(self.command, self.path, body, headers)
+                    answer = upstream.getresponse()
+                    data = answer.read()
+                finally:
+                    upstream.close()
+                self.send_response(answer.status)
+                for key, value in answer.getheaders():
+                    if key.lower() not in {
+                        "content-length",
+                        "connection",
+                        "server",
+                        "date",
+                    }:
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(data)
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _relay
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
+
+
+@pytest.fixture
+def faulty_s3(s3, settings):
+    """The ``s3`` bucket, reached through a FaultyProxy; set ``.proxy.fails``."""
+    proxy = FaultyProxy(s3.endpoint)
+    settings.AWS_S3_ENDPOINT_URL = proxy.endpoint
+    settings.STORAGES = dict(settings.STORAGES)  # storages are rebuilt on the next use
+    s3.proxy = proxy
+    yield s3
+    proxy.close()
+
+
+@pytest.fixture
+def fast_s3_timeouts(settings):
+    """S3 timeouts of a second and two attempts, so the hanging cases end quickly."""
+    settings.BACKUP_S3_CONNECT_TIMEOUT = 1
+    settings.BACKUP_S3_READ_TIMEOUT = 1
+    settings.BACKUP_S3_ATTEMPTS = 2

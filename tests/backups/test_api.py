@@ -73,3 +73,26 @@ def test_unknown_backup_is_a_404(staff_client, sqlite_db):
     )
     assert response.status_code == 404
     assert response.json()["error"] == "backups.not_found"
+
+
+@pytest.mark.parametrize("endpoint", ["closed_endpoint", "hanging_endpoint"])
+def test_storage_down_is_a_503_with_a_json_error(
+    staff_client, sqlite_db, s3, settings, fast_s3_timeouts, request, endpoint
+):
+    settings.AWS_S3_ENDPOINT_URL = request.getfixturevalue(endpoint)
+    settings.STORAGES = dict(settings.STORAGES)
+    for response in (
+        staff_client.get(URL),
+        staff_client.post(
+            URL, {"database": SQLITE_ALIAS}, content_type="application/json"
+        ),
+        staff_client.post(
+            URL + "restore/",
+            {"name": "latest", "database": SQLITE_ALIAS, "dry_run": True},
+            content_type="application/json",
+        ),
+    ):
+        assert response.status_code == 503, response.content
+        body = response.json()
+        assert body["error"] == "backups.storage_unavailable"
+        assert settings.AWS_S3_ENDPOINT_URL in body["detail"]

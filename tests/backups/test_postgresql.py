@@ -6,6 +6,7 @@ test database still exists (with the restored data) when pytest-django tears it 
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 from io import StringIO
@@ -276,3 +277,72 @@ def test_round_trip_through_s3(live, s3):
     User.objects.all().delete()
     run("restore", "latest", "--noinput")
     assert snapshot() == before
+
+
+def test_an_uncompressed_dump_is_listed_as_uncompressed(live, s3, client, alice):
+    plain = take_backup("--no-compress")
+    packed = take_backup()
+    listed = {b["name"]: b["compressed"] for b in json.loads(run("backups", "--json"))}
+    assert listed == {plain: False, packed: True}
+    client.force_login(alice)
+    api = {b["name"]: b["compressed"] for b in client.get("/api/v1/backups/").json()}
+    assert api == listed
+
+
+def s3_object(s3, name: str) -> bytes:
+    return s3.client.get_object(Bucket=s3.bucket, Key=f"site-a/backup/{name}")[
+        "Body"
+    ].read()
+
+
+def s3_put(s3, name: str, body: bytes) -> None:
+    s3.client.put_object(Bucket=s3.bucket, Key=f"site-a/backup/{name}", Body=body)
+
+
+def test_retention_keeps_the_newest_complete_backup_and_counts_only_complete_ones(
+    live, s3
+):
+    make_users()
+    good_old, no_checksum, good_new, cut_1, cut_2 = (
+        services.backup().name for _ in range(5)
+    )
+    metadata = json.loads(s3_object(s3, f"{no_checksum}.json"))
+    del metadata["sha256"]
+    s3_put(s3, f"{no_checksum}.json", json.dumps(metadata).encode())
+    for name in (cut_1, cut_2):  # the two newest are truncated: three are damaged
+        s3_put(s3, name, s3_object(s3, name)[:-100])
+
+    # The case: --keep 2 used to delete the two good older backups.
+    output = run("prune_backups", "--keep", "2", "--dry-run")
+    rows = {line.split()[0]: line for line in output.splitlines()[1:-1]}
+    assert "keep" in rows[cut_2] and "damaged, newer than the newest 2" in rows[cut_2]
+    assert "truncated or damaged" in rows[cut_1]
+    assert "keep" in rows[good_new] and "the newest complete backup" in rows[good_new]
+    assert "keep" in rows[no_checksum] and "no SHA-256 checksum" in rows[no_checksum]
+    assert (
+        "keep" in rows[good_old] and "complete, one of the newest 2" in rows[good_old]
+    )
+    assert output.splitlines()[-1].startswith("Would delete 0 backup(s)")
+    assert (
+        run("prune_backups", "--keep", "2")
+        .splitlines()[-1]
+        .startswith("Deleted 0 backup(s)")
+    )
+
+    output = run("prune_backups", "--keep", "1")
+    rows = {line.split()[0]: line for line in output.splitlines()[1:-1]}
+    assert (
+        "deleted" in rows[no_checksum]
+        and "older than the newest 1" in rows[no_checksum]
+    )
+    assert "deleted" in rows[good_old]
+    assert output.splitlines()[-1].startswith("Deleted 2 backup(s)")
+    remaining = [(b.name, b.state) for b in services.list_backups()]
+    assert remaining == [
+        (cut_2, "damaged"),
+        (cut_1, "damaged"),
+        (good_new, "complete"),
+    ]
+    User.objects.all().delete()
+    run("restore", "latest", "--noinput")  # the newest complete one is still there
+    assert [u[1] for u in snapshot()] == ["alice", "bob", "carol"]

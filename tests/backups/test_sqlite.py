@@ -15,7 +15,13 @@ from django.core.management import CommandError, call_command
 
 from apps.backups import services
 
-from .conftest import SQLITE_ALIAS, files_under, sqlite_execute, sqlite_rows
+from .conftest import (
+    SQLITE_ALIAS,
+    files_under,
+    sqlite_execute,
+    sqlite_rows,
+    write_consistent_backup,
+)
 
 
 def run(*args: str) -> str:
@@ -118,12 +124,17 @@ def test_listing_is_newest_first_and_json(sqlite_db, backup_root):
     (backup_root / "backup" / older).write_bytes(b"x")
     table = run("backups")
     lines = table.splitlines()
-    assert lines[0].split() == ["Name", "Engine", "Size", "Age", "Created"]
+    # The State column is new: a dump without metadata (older) is incomplete.
+    assert lines[0].split() == ["Name", "Engine", "Size", "Age", "Created", "State"]
     assert lines[1].startswith(first) and lines[2].startswith(older)
+    assert lines[1].split()[-1] == "ok" and lines[2].split()[-1] == "incomplete"
+    assert f"{older} is incomplete: it has no metadata file." in table
+    assert table.splitlines()[-1] == "2 backup(s), 1 not restorable."
     assert "notes.txt" not in table
     data = json.loads(run("backups", "--json"))
     assert [d["name"] for d in data] == [first, older]
     assert data[0]["engine"] == "sqlite" and data[0]["size"] > 0
+    assert [d["state"] for d in data] == ["complete", "incomplete"]
 
 
 def test_listing_an_empty_storage(backup_root):
@@ -134,10 +145,8 @@ def test_listing_an_empty_storage(backup_root):
 def test_prune_keeps_the_newest(sqlite_db, backup_root):
     names = [f"sqlite-backup-2020010100000{i}.sqlite3.gz" for i in range(4)]
     folder = backup_root / "backup"
-    folder.mkdir(parents=True)
     for name in names:
-        (folder / name).write_bytes(b"x")
-        (folder / f"{name}.json").write_text("{}")
+        write_consistent_backup(folder, name, b"x")
     output = run("prune_backups", "--keep", "2", "--dry-run")
     assert "Would delete 2 backup(s)" in output
     assert len(files_under(backup_root)) == 8
@@ -154,11 +163,9 @@ def test_backup_job_applies_backup_keep(sqlite_db, backup_root, settings):
     from apps.jobs.registry import get_job
 
     folder = backup_root / "backup"
-    folder.mkdir(parents=True)
     for i in range(3):
         name = f"sqlite-backup-2020010100000{i}.sqlite3.gz"
-        (folder / name).write_bytes(b"x")
-        (folder / f"{name}.json").write_text("{}")
+        write_consistent_backup(folder, name, b"x")
     settings.BACKUP_KEEP = 2
     job = get_job("backup")
     summary = job.func(database=SQLITE_ALIAS)
@@ -238,23 +245,6 @@ def test_missing_backup_and_missing_metadata_are_refused(sqlite_db, backup_root)
     with pytest.raises(CommandError, match="no readable metadata"):
         run("restore", name, "--database", SQLITE_ALIAS, "--noinput")
     assert live_bytes(sqlite_db) == before
-
-
-def write_consistent_backup(folder, name: str, payload: bytes) -> None:
-    """A backup whose metadata matches its bytes, whatever those bytes are."""
-    import hashlib
-
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / name).write_bytes(payload)
-    (folder / f"{name}.json").write_text(
-        json.dumps(
-            {
-                "engine": "sqlite",
-                "size": len(payload),
-                "sha256": hashlib.sha256(payload).hexdigest(),
-            }
-        )
-    )
 
 
 def test_restore_failing_half_way_leaves_the_live_file(sqlite_db, backup_root, caplog):

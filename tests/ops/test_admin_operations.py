@@ -107,6 +107,8 @@ def test_the_page_lists_the_latest_backups_newest_first(staff_client, var_dir):
     newer = page.index("postgresql-backup-20261124030000.dump")
     older = page.index("postgresql-backup-20261123030000.dump")
     assert newer < older
+    # Dumps without their metadata: shown as not restorable.
+    assert page.count("incomplete: it has no metadata file") == 2
 
 
 def test_the_page_says_when_there_is_no_backup(staff_client, var_dir):

@@ -7,7 +7,10 @@ from apps.core.output import human_duration, human_size, write_json, write_table
 
 
 class Command(BaseCommand):
-    help = "List the backups in the backup storage, newest first."
+    help = (
+        "List the backups in the backup storage, newest first; an incomplete or "
+        "damaged one is shown as such and never restores as latest."
+    )
 
     def add_arguments(self, parser) -> None:
         parser.add_argument(
@@ -25,7 +28,7 @@ class Command(BaseCommand):
         now = dt.datetime.now(dt.UTC)
         write_table(
             self.stdout,
-            ["Name", "Engine", "Size", "Age", "Created"],
+            ["Name", "Engine", "Size", "Age", "Created", "State"],
             [
                 (
                     b.name,
@@ -33,8 +36,16 @@ class Command(BaseCommand):
                     human_size(b.size),
                     human_duration(max((now - b.created).total_seconds(), 0)),
                     b.created.strftime("%Y-%m-%d %H:%M:%S UTC"),
+                    "ok" if b.complete else b.state,
                 )
                 for b in backups
             ],
         )
-        self.stdout.write(self.style.SUCCESS(f"{len(backups)} backup(s)."))
+        unusable = [b for b in backups if not b.complete]
+        for b in unusable:
+            self.stdout.write(
+                f"{b.name} is {b.state}: {b.problem}. It cannot be restored; "
+                "prune_backups removes it (an incomplete one once a day old)."
+            )
+        note = f", {len(unusable)} not restorable" if unusable else ""
+        self.stdout.write(self.style.SUCCESS(f"{len(backups)} backup(s){note}."))

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from apps.backups.services import BackupError, restore, verify
+from apps.backups.services import BackupError, find_latest, restore, verify
 from apps.core.output import Progress, add_noinput_argument, confirm, human_size
 
 
@@ -32,6 +32,14 @@ class Command(BaseCommand):
         self, *, name: str, database: str, interactive: bool, dry_run: bool, **options
     ) -> None:
         try:
+            if name == "latest":
+                item, skipped = find_latest()
+                for other in skipped:
+                    self.stderr.write(
+                        f"Skipped {other.name}: it is {other.state} "
+                        f"({other.problem}); taking the newest complete backup."
+                    )
+                name = item.name
             if dry_run:
                 plan = restore(name, database, dry_run=True)
                 self._describe(plan)
