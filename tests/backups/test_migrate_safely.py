@@ -29,7 +29,8 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 ROLLED_BACK = ("search", "connections")
 PG_PREFIX = f"{settings.DATABASES['default']['NAME']}_mig_"
 BACKUP_LINE = re.compile(
-    r"^Backup ((sqlite|postgresql)-backup-\d{14}\.(sqlite3\.gz|dump)) taken before "
+    r"^Backup ((sqlite|postgresql)-backup-\d{14}-\d{6}-[0-9a-f]{6}\.(sqlite3\.gz|dump)) "
+    r"taken before "
     r"applying 2 migrations\.$",
     re.MULTILINE,
 )
