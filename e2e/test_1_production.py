@@ -329,6 +329,14 @@ def test_the_entrypoint_says_what_postgresql_refused_and_stops_at_once(productio
         assert time.monotonic() - started < 60
 
 
+def test_down_and_up_keep_the_database(production: Stack):
+    """docs/deploy.md: stop with `down` (never `down -v`): the volume keeps the data."""
+    production.compose("down", "--timeout", "30", timeout=300)
+    production.compose("up", "-d", timeout=900)
+    production.wait_healthy(SERVICES, BOUND)
+    assert "e2e" in production.manage("list_worlds").stdout
+
+
 def test_the_image_holds_no_secret_no_dev_file_and_runs_as_a_user(
     production, image_size
 ):
