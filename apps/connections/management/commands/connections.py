@@ -8,6 +8,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from apps.connections import services
 from apps.core.output import Progress, counted, write_json, write_table
+from apps.core.subcommands import add_subcommands
 
 
 def interval(value: str) -> int:
@@ -27,7 +28,7 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser) -> None:
-        sub = parser.add_subparsers(dest="action", required=True)
+        sub = add_subcommands(parser)
         listing = sub.add_parser(
             "list", help="labels and their estimated number of connections"
         )

@@ -1,6 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from apps.core.output import human_duration, human_size, write_json, write_table
+from apps.core.subcommands import add_subcommands
 from apps.ops import backend
 
 
@@ -14,7 +15,7 @@ class Command(BaseCommand):
     requires_system_checks: list = []
 
     def add_arguments(self, parser) -> None:
-        sub = parser.add_subparsers(dest="action", required=True)
+        sub = add_subcommands(parser)
 
         start = sub.add_parser(
             "start", help="start server, workers and beat, and supervise them"
