@@ -167,6 +167,29 @@ def test_periodic_tasks_of_unknown_jobs(healthy):
 
 
 @pytest.mark.django_db
+def test_periodic_tasks_whose_job_cannot_take_their_arguments(healthy):
+    for name, task, kwargs in (
+        ("typo", "stagehand.log-test", '{"nosuch": 1}'),
+        ("bool", "stagehand.connections-drop", '{"interval_ms": true}'),
+        ("broken", "stagehand.log-test", "not json"),
+        ("fine", "stagehand.log-test", '{"message": "hi"}'),
+    ):
+        PeriodicTask.objects.create(
+            name=name, task=task, kwargs=kwargs, interval=healthy["interval"]
+        )
+    findings = found()
+    assert set(findings) == {"unrunnable_periodic_tasks"}
+    assert findings["unrunnable_periodic_tasks"]["count"] == 3
+    assert findings["unrunnable_periodic_tasks"]["examples"] == [
+        "periodic task 'typo': got an unexpected keyword argument 'nosuch'; "
+        "log-test takes (message: str = 'log-test')",
+        "periodic task 'bool': interval_ms=true is not int | str; connections-drop "
+        "takes (*labels: str, interval_ms: int | str = 0)",
+        "periodic task 'broken': its args or kwargs are not a JSON list / object",
+    ]
+
+
+@pytest.mark.django_db
 def test_the_check_changes_nothing(healthy):
     default_storage.save("avatars/left-behind.png", ContentFile(b"old"))
     World.objects.filter(pk="expo").update(config={"JWT_secrets": 3})
