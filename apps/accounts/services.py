@@ -19,7 +19,7 @@ from django.db import IntegrityError, models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from .models import Terms, TermsAcceptance, User
+from .models import Terms, TermsAcceptance, User, email_taken_message
 
 
 class AccountError(Exception):
@@ -99,6 +99,20 @@ def validate_new_password(password: str, user: User) -> None:
         raise PasswordRejected("Password rejected: " + " ".join(exc.messages)) from exc
 
 
+def validate_new_email(email: str) -> str:
+    """Return ``email`` stripped; AccountError unless it is valid and no user has it
+    in any case."""
+    email = (email or "").strip()
+    try:
+        validate_email(email)
+    except ValidationError as exc:
+        raise AccountError(f"{email!r} is not a valid email address.") from exc
+    existing = User.objects.filter(email__iexact=email).values_list("email", flat=True)
+    for other in existing[:1]:
+        raise AccountError(email_taken_message(email, other))
+    return email
+
+
 def create_user(
     *,
     email: str,
@@ -108,16 +122,7 @@ def create_user(
     username: str | None = None,
 ) -> User:
     """Create a user who signs in with ``email`` (also the username unless given)."""
-    email = (email or "").strip()
-    try:
-        validate_email(email)
-    except ValidationError as exc:
-        raise AccountError(f"{email!r} is not a valid email address.") from exc
-    if User.objects.filter(email__iexact=email).exists():
-        raise AccountError(
-            f"A user with email {email} already exists; "
-            "use set_admin to change their rights."
-        )
+    email = validate_new_email(email)
     username = username or email
     if User.objects.filter(username=username).exists():
         raise AccountError(f"A user with username {username} already exists.")
