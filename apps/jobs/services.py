@@ -26,6 +26,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from apps.core.output import counted
+
 from .models import DefaultSchedule, JobRun
 from .registry import Job, all_jobs, get_job
 
@@ -968,6 +970,12 @@ def flush_cache(alias: str = "default") -> int | None:
 PURGE_BATCH = 20_000
 
 
+def purge_count(count: int, what: str) -> str:
+    """``1 world deleted``, ``3 worlds deleted``: a PurgeReport count with its key."""
+    # every key is "<regular plural> <verb>", such as "worlds deleted"
+    return counted(count, what.replace("s ", " ", 1), what)
+
+
 @dataclass
 class PurgeReport:
     """What a purge removed (or, dry, would remove): (section, what) ↦ count."""
@@ -988,7 +996,9 @@ class PurgeReport:
         return totals
 
     def summary(self) -> str:
-        parts = [f"{count} {what}" for what, count in self.totals().items() if count]
+        parts = [
+            purge_count(count, what) for what, count in self.totals().items() if count
+        ]
         return ", ".join(parts) or "nothing to purge"
 
     def __str__(self) -> str:

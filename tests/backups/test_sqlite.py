@@ -128,7 +128,7 @@ def test_listing_is_newest_first_and_json(sqlite_db, backup_root):
 
 def test_listing_an_empty_storage(backup_root):
     assert json.loads(run("backups", "--json")) == []
-    assert "0 backup(s)." in run("backups")
+    assert "0 backups." in run("backups")
 
 
 def test_prune_keeps_the_newest(sqlite_db, backup_root):
@@ -139,10 +139,10 @@ def test_prune_keeps_the_newest(sqlite_db, backup_root):
         (folder / name).write_bytes(b"x")
         (folder / f"{name}.json").write_text("{}")
     output = run("prune_backups", "--keep", "2", "--dry-run")
-    assert "Would delete 2 backup(s)" in output
+    assert "Would delete 2 backups" in output
     assert len(files_under(backup_root)) == 8
     output = run("prune_backups", "--keep", "2")
-    assert "Deleted 2 backup(s)" in output
+    assert "Deleted 2 backups" in output
     assert files_under(backup_root) == sorted(
         f"backup/{n}{suffix}" for n in names[2:] for suffix in ("", ".json")
     )

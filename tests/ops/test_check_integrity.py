@@ -255,3 +255,23 @@ def test_file_checks_on_s3(s3_media):
     unreferenced, missing = file_findings()
     assert unreferenced.examples == ["avatars/deep/stray.png"]
     assert missing.examples == [f"accounts.user {lost.pk}.avatar -> avatars/lost.png"]
+
+
+@pytest.mark.django_db
+def test_the_summary_counts_in_the_right_number(healthy):
+    PeriodicTask.objects.create(
+        name="retired", task="stagehand.retired-job", interval=healthy["interval"]
+    )
+    with pytest.raises(CommandError, match=r"^1 problem of 1 kind found; nothing"):
+        call_command("check_integrity", stdout=StringIO())
+    PeriodicTask.objects.create(
+        name="typo",
+        task="stagehand.log-test",
+        kwargs='{"x": 1}',
+        interval=healthy["interval"],
+    )
+    PeriodicTask.objects.create(
+        name="gone", task="stagehand.gone", interval=healthy["interval"]
+    )
+    with pytest.raises(CommandError, match=r"^3 problems of 2 kinds found; nothing"):
+        call_command("check_integrity", stdout=StringIO())

@@ -3,7 +3,13 @@ import datetime as dt
 from django.core.management.base import BaseCommand, CommandError
 
 from apps.backups.services import BackupError, list_backups
-from apps.core.output import human_duration, human_size, write_json, write_table
+from apps.core.output import (
+    counted,
+    human_duration,
+    human_size,
+    write_json,
+    write_table,
+)
 
 
 class Command(BaseCommand):
@@ -37,4 +43,4 @@ class Command(BaseCommand):
                 for b in backups
             ],
         )
-        self.stdout.write(self.style.SUCCESS(f"{len(backups)} backup(s)."))
+        self.stdout.write(self.style.SUCCESS(f"{counted(len(backups), 'backup')}."))

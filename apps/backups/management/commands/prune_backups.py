@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from apps.backups.services import BackupError, prune
-from apps.core.output import human_size, write_table
+from apps.core.output import counted, human_size, write_table
 
 
 class Command(BaseCommand):
@@ -30,6 +30,6 @@ class Command(BaseCommand):
         total = human_size(sum(b.size for b in doomed))
         self.stdout.write(
             self.style.SUCCESS(
-                f"{verb} {len(doomed)} backup(s) ({total}); kept the newest {keep}."
+                f"{verb} {counted(len(doomed), 'backup')} ({total}); kept the newest {keep}."
             )
         )

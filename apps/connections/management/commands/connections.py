@@ -98,7 +98,7 @@ class Command(BaseCommand):
             would = "drop" if action == "drop" else "reload"
             self.stdout.write(
                 self.style.SUCCESS(
-                    f"Would {would} {selection.count} connections "
+                    f"Would {would} {counted(selection.count, 'connection')} "
                     f"(labels: {selection.describe_labels()})"
                 )
             )
