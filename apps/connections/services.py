@@ -158,6 +158,15 @@ class Selection:
     def describe_labels(self) -> str:
         return ", ".join(self.labels) if self.labels else "none"
 
+    @property
+    def unmatched(self) -> list[str]:
+        """The globs that match no label with live connections (most likely typos)."""
+        return [
+            p
+            for p in self.patterns
+            if not any(fnmatchcase(label, p) for label in self.channels)
+        ]
+
 
 def select(patterns: Iterable[str] = ()) -> Selection:
     """Return the live connections whose label matches any fnmatch glob (default ``*``)."""

@@ -92,6 +92,16 @@ class Command(BaseCommand):
         self, action: str, patterns: list[str], *, interval_ms: int, dry_run: bool
     ) -> None:
         selection = services.select(patterns)
+        # Only globs given: with none, every label is meant, and none live is no error.
+        unmatched = selection.unmatched if patterns else []
+        if unmatched:
+            globs = ", ".join(repr(p) for p in unmatched)
+            raise CommandError(
+                f"The label {'glob' if len(unmatched) == 1 else 'globs'} {globs} "
+                f"{'matches' if len(unmatched) == 1 else 'match'} no live connection; "
+                "nothing was sent. `manage.py connections list` shows the labels "
+                "with live connections."
+            )
         if dry_run:
             for label in selection.labels:
                 self.stdout.write(f"{label}: {len(selection.channels[label])}")
