@@ -3,6 +3,8 @@ from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.db.models import Count
 from django.template.response import TemplateResponse
 
+from apps.core.output import counted
+
 from . import services
 from .models import Terms, TermsAcceptance, User
 
@@ -106,7 +108,7 @@ class UserAdmin(DjangoUserAdmin):
                 done += 1
             except services.AccountError as exc:
                 self.message_user(request, str(exc), messages.ERROR)
-        self.message_user(request, f"Rights changed for {done} user(s).")
+        self.message_user(request, f"Rights changed for {counted(done, 'user')}.")
 
 
 @admin.register(Terms)

@@ -8,12 +8,32 @@ everything both kinds need is here from the first migration.
 
 from django.contrib.auth.models import AbstractUser
 from django.contrib.auth.models import UserManager as DjangoUserManager
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models.functions import Lower
 from django.utils import timezone
 
 
+def email_taken_message(email: str, existing: str) -> str:
+    return (
+        f"A user with email {email} already exists; use set_admin {existing} to "
+        "change their rights (emails are compared ignoring case)."
+    )
+
+
 class UserManager(DjangoUserManager):
+    def create_superuser(self, username, email=None, password=None, **extra_fields):
+        # createsuperuser turns a ValidationError into its CommandError, where the
+        # database's case-insensitive constraint would raise an IntegrityError.
+        existing = (
+            self.filter(email__iexact=email.strip()).values_list("email", flat=True)
+            if email and email.strip()
+            else []
+        )
+        for other in existing[:1]:
+            raise ValidationError(email_taken_message(email.strip(), other))
+        return super().create_superuser(username, email, password, **extra_fields)
+
     def get_by_natural_key(self, username: str) -> "User":
         # Operators sign in with their username or their email, case-insensitively.
         return self.get(

@@ -19,7 +19,9 @@ from django.db import IntegrityError, models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from .models import Terms, TermsAcceptance, User
+from apps.core.output import counted
+
+from .models import Terms, TermsAcceptance, User, email_taken_message
 
 
 class AccountError(Exception):
@@ -99,6 +101,20 @@ def validate_new_password(password: str, user: User) -> None:
         raise PasswordRejected("Password rejected: " + " ".join(exc.messages)) from exc
 
 
+def validate_new_email(email: str) -> str:
+    """Return ``email`` stripped; AccountError unless it is valid and no user has it
+    in any case."""
+    email = (email or "").strip()
+    try:
+        validate_email(email)
+    except ValidationError as exc:
+        raise AccountError(f"{email!r} is not a valid email address.") from exc
+    existing = User.objects.filter(email__iexact=email).values_list("email", flat=True)
+    for other in existing[:1]:
+        raise AccountError(email_taken_message(email, other))
+    return email
+
+
 def create_user(
     *,
     email: str,
@@ -108,16 +124,7 @@ def create_user(
     username: str | None = None,
 ) -> User:
     """Create a user who signs in with ``email`` (also the username unless given)."""
-    email = (email or "").strip()
-    try:
-        validate_email(email)
-    except ValidationError as exc:
-        raise AccountError(f"{email!r} is not a valid email address.") from exc
-    if User.objects.filter(email__iexact=email).exists():
-        raise AccountError(
-            f"A user with email {email} already exists; "
-            "use set_admin to change their rights."
-        )
+    email = validate_new_email(email)
     username = username or email
     if User.objects.filter(username=username).exists():
         raise AccountError(f"A user with username {username} already exists.")
@@ -327,9 +334,15 @@ def accept_terms_for(user_id: int, terms_ids: Iterable[int]) -> list[dict]:
 SHARED_CONTENT = {
     "connections.chatmessage": "messages anonymised",
 }
+SINGULAR = {"messages anonymised": "message anonymised"}
 # Rows kept under the anonymised account, as in any audit trail.
 KEPT_UNDER_ACCOUNT = {
     "admin.logentry": "admin log entries kept",
+}
+SINGULAR |= {
+    "admin log entries kept": "admin log entry kept",
+    "avatar files deleted": "avatar file deleted",
+    "accounts anonymised": "account anonymised",
 }
 
 
@@ -340,9 +353,15 @@ class PurgeReport:
     # (what, count, action), in the order they are shown.
     items: list[tuple[str, int, str]] = field(default_factory=list)
     dry_run: bool = False
+    # what ↦ the same in the singular, for a count of 1 ("1 account anonymised")
+    singular: dict[str, str] = field(default_factory=lambda: dict(SINGULAR))
 
     def summary(self) -> str:
-        parts = [f"{count} {what}" for what, count, _ in self.items if count]
+        parts = [
+            counted(count, self.singular.get(what, what), what)
+            for what, count, _ in self.items
+            if count
+        ]
         return ", ".join(parts) or "nothing besides the account"
 
     def as_dict(self) -> dict:
@@ -419,6 +438,10 @@ def purge_user(user: User, *, dry_run: bool = False) -> PurgeReport:
             model = relation.related_model
             label = model._meta.label_lower
             plural = str(model._meta.verbose_name_plural).lower()
+            singular = str(model._meta.verbose_name).lower()
+            report.singular[f"{plural} deleted"] = f"{singular} deleted"
+            report.singular[f"{plural} anonymised"] = f"{singular} anonymised"
+            report.singular[f"{plural} kept"] = f"{singular} kept"
             count = rows.count()
             if label in KEPT_UNDER_ACCOUNT:
                 report.items.append(

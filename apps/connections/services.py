@@ -23,6 +23,7 @@ from channels.exceptions import ChannelFull
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.conf import settings
 
+from apps.core.output import counted
 from apps.core.secrets import mask_url
 
 from .layer import REDIS_ERRORS
@@ -157,6 +158,15 @@ class Selection:
     def describe_labels(self) -> str:
         return ", ".join(self.labels) if self.labels else "none"
 
+    @property
+    def unmatched(self) -> list[str]:
+        """The globs that match no label with live connections (most likely typos)."""
+        return [
+            p
+            for p in self.patterns
+            if not any(fnmatchcase(label, p) for label in self.channels)
+        ]
+
 
 def select(patterns: Iterable[str] = ()) -> Selection:
     """Return the live connections whose label matches any fnmatch glob (default ``*``)."""
@@ -184,14 +194,15 @@ class SendResult:
         """``Dropped N connections (labels: …)`` or ``Reloaded …``."""
         verb = "Dropped" if self.kind == DROP else "Reloaded"
         labels = ", ".join(self.labels) if self.labels else "none"
-        return f"{verb} {self.count} connections (labels: {labels})"
+        return f"{verb} {counted(self.count, 'connection')} (labels: {labels})"
 
     def unreachable_note(self) -> str:
         """What to say of connections no server read; empty when there were none."""
         if not self.unreachable:
             return ""
         return (
-            f"{self.unreachable} connections could not be reached: their server is "
+            f"{counted(self.unreachable, 'connection')} could not be reached: their "
+            "server is "
             "not reading its messages (stuck or gone); they age out of the count by "
             "themselves."
         )

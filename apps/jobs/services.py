@@ -7,10 +7,13 @@ these functions. Errors are ``JobError`` with a message that says what to do.
 from __future__ import annotations
 
 import difflib
+import inspect
 import json
 import logging
 import time
 import traceback
+import types
+import typing
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -18,9 +21,12 @@ from datetime import timedelta
 from functools import partial
 from typing import Any
 
+from celery.schedules import crontab_parser
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+
+from apps.core.output import counted
 
 from .models import DefaultSchedule, JobRun
 from .registry import Job, all_jobs, get_job
@@ -60,6 +66,10 @@ class InvalidCron(JobError):
 
 
 class NoBroker(JobError):
+    pass
+
+
+class InvalidParams(JobError):
     pass
 
 
@@ -120,6 +130,81 @@ def lookup(name: str) -> Job:
         raise UnknownJob(
             f"No job named {name!r}; {hint}`jobs list` shows the {len(names)} known jobs."
         ) from None
+
+
+def _accepts(annotation: Any, value: Any) -> bool:
+    """Whether ``value`` fits ``annotation`` as far as plain types can tell.
+
+    ``true`` is no int here although ``bool`` subclasses ``int`` (``interval_ms=true``
+    is a mistake, not 1); an int is a float; annotations other than plain classes,
+    unions of them and their generic forms (``list[str]`` checks ``list``) accept all.
+    """
+    if annotation in (inspect.Parameter.empty, Any):
+        return True
+    if value is None and annotation is type(None):
+        return True
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) in (
+        typing.Union,
+    ):
+        return any(_accepts(a, value) for a in typing.get_args(annotation))
+    origin = typing.get_origin(annotation) or annotation
+    if not isinstance(origin, type):
+        return True
+    if isinstance(value, bool) and origin is not bool:
+        return origin is object
+    if origin is float and isinstance(value, int):
+        return True
+    return isinstance(value, origin)
+
+
+def _type_name(annotation: Any) -> str:
+    return getattr(annotation, "__name__", None) or str(annotation)
+
+
+def signature_of(job: Job) -> inspect.Signature:
+    """Return the parameters ``job`` takes (annotations resolved, no return type)."""
+    return inspect.signature(job.func, eval_str=True).replace(
+        return_annotation=inspect.Signature.empty
+    )
+
+
+def params_problem(job: Job, args: list[Any], kwargs: dict[str, Any]) -> str | None:
+    """Return why ``job`` cannot be called with these parameters, or None if it can.
+
+    The message names the parameters the job takes, e.g. ``log-test takes
+    (message: str = 'log-test')``.
+    """
+    sig = signature_of(job)
+    takes = f"{job.name} takes {sig}" if sig.parameters else f"{job.name} takes none"
+    try:
+        bound = sig.bind(*args, **kwargs)
+    except TypeError as exc:
+        return f"{exc}; {takes}"
+    for name, value in bound.arguments.items():
+        param = sig.parameters[name]
+        if param.kind is param.VAR_POSITIONAL:
+            values = list(value)
+        elif param.kind is param.VAR_KEYWORD:
+            values = list(value.values())
+        else:
+            values = [value]
+        for one in values:
+            if not _accepts(param.annotation, one):
+                return (
+                    f"{name}={_literal(one)} is not {_type_name(param.annotation)}; "
+                    f"{takes}"
+                )
+    return None
+
+
+def check_params(job: Job, args: list[Any], kwargs: dict[str, Any]) -> None:
+    """InvalidParams unless ``job`` can be called with these parameters."""
+    problem = params_problem(job, args, kwargs)
+    if problem:
+        raise InvalidParams(
+            f"{call_label(job.name, args, kwargs)} cannot run: {problem}. "
+            "`jobs list` describes each job."
+        )
 
 
 # Running and recording
@@ -367,6 +452,24 @@ class Cron:
         )
 
 
+def _sunday_as_zero(day_of_week: str) -> str:
+    """Return the day-of-week field with cron's 7 (Sunday, as 0 is) written as 0.
+
+    Celery accepts only 0-6; a field it accepts is kept as typed, one it refuses only
+    because of a 7 (``7``, ``5-7``, ``1,7``) becomes the list of its days (``0,5,6``).
+    """
+    try:
+        crontab_parser(7).parse(day_of_week)
+        return day_of_week
+    except Exception:  # celery raises ValueError and its own ParseException
+        pass
+    try:
+        days = crontab_parser(8).parse(day_of_week)
+    except Exception:  # not cron at all: the check in parse_cron says why
+        return day_of_week
+    return ",".join(str(day) for day in sorted({day % 7 for day in days}))
+
+
 def parse_cron(expression: str) -> Cron:
     """Return the five fields of a crontab expression or alias; JobError if invalid."""
     from celery.schedules import crontab
@@ -380,7 +483,7 @@ def parse_cron(expression: str) -> Cron:
             + ", ".join(sorted(CRON_ALIASES))
             + "."
         )
-    cron = Cron(*fields)
+    cron = Cron(*fields[:4], _sunday_as_zero(fields[4]))
     try:
         crontab(
             minute=cron.minute,
@@ -467,6 +570,7 @@ def schedule(
     cron = parse_cron(expression)
     job = lookup(name)
     args, kwargs = list(args or []), dict(kwargs or {})
+    check_params(job, args, kwargs)
     label = call_label(name, args, kwargs)
     crontab, _ = CrontabSchedule.objects.get_or_create(
         minute=cron.minute,
@@ -494,6 +598,25 @@ def schedule(
     if old_crontab is not None and old_crontab.pk != crontab.pk:
         _drop_unused_crontab(old_crontab)
     return Scheduled(label=label, cron=str(cron), created=created)
+
+
+def unrunnable_schedules() -> list[tuple[str, str]]:
+    """Return ``(periodic task name, why)`` for each schedule of a registered job whose
+    arguments the job cannot take, so that it fails at every run (one made by hand in
+    the admin, or before the job's parameters changed)."""
+    from django_celery_beat.models import PeriodicTask
+
+    jobs = {job.task_name: job for job in all_jobs()}
+    found = []
+    for task in PeriodicTask.objects.filter(task__in=jobs).order_by("pk"):
+        args, kwargs = _loads(task.args, None), _loads(task.kwargs, None)
+        if not isinstance(args, list) or not isinstance(kwargs, dict):
+            found.append((task.name, "its args or kwargs are not a JSON list / object"))
+            continue
+        problem = params_problem(jobs[task.task], args, kwargs)
+        if problem:
+            found.append((task.name, problem))
+    return found
 
 
 def _drop_unused_crontab(crontab: Any) -> None:
@@ -847,6 +970,12 @@ def flush_cache(alias: str = "default") -> int | None:
 PURGE_BATCH = 20_000
 
 
+def purge_count(count: int, what: str) -> str:
+    """``1 world deleted``, ``3 worlds deleted``: a PurgeReport count with its key."""
+    # every key is "<regular plural> <verb>", such as "worlds deleted"
+    return counted(count, what.replace("s ", " ", 1), what)
+
+
 @dataclass
 class PurgeReport:
     """What a purge removed (or, dry, would remove): (section, what) ↦ count."""
@@ -867,7 +996,9 @@ class PurgeReport:
         return totals
 
     def summary(self) -> str:
-        parts = [f"{count} {what}" for what, count in self.totals().items() if count]
+        parts = [
+            purge_count(count, what) for what, count in self.totals().items() if count
+        ]
         return ", ".join(parts) or "nothing to purge"
 
     def __str__(self) -> str:

@@ -13,6 +13,8 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
+from apps.core.output import counted
+
 from . import services
 
 RECENT_RUNS = 10
@@ -100,7 +102,7 @@ def _connections_action(request: HttpRequest) -> None:
         f" ({result.unreachable} could not be reached)" if result.unreachable else ""
     )
     messages.success(
-        request, f"{done} {result.count} connection(s) of {label}.{missed}"
+        request, f"{done} {counted(result.count, 'connection')} of {label}.{missed}"
     )
 
 

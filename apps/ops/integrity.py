@@ -19,6 +19,8 @@ from django.apps import apps
 from django.core.files.storage import default_storage
 from django.db import models
 
+from apps.jobs import services as job_services
+
 EXAMPLES = 5
 
 
@@ -146,6 +148,18 @@ def unknown_periodic_tasks() -> Finding:
     )
 
 
+def unrunnable_periodic_tasks() -> Finding:
+    problems = job_services.unrunnable_schedules()
+    return Finding(
+        "unrunnable_periodic_tasks",
+        "periodic tasks whose arguments their job cannot take (they fail at every run)",
+        count=len(problems),
+        examples=[
+            f"periodic task {name!r}: {why}" for name, why in problems[:EXAMPLES]
+        ],
+    )
+
+
 # Files
 # ------------------------------------------------------------------------------
 
@@ -214,5 +228,6 @@ def check_integrity() -> list[Finding]:
         *file_findings(),
         malformed_jwt_secrets(),
         unknown_periodic_tasks(),
+        unrunnable_periodic_tasks(),
     ]
     return findings

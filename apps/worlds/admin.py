@@ -2,6 +2,8 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from apps.core.output import counted
+
 from . import services
 from .models import Room, World
 
@@ -50,7 +52,7 @@ class WorldAdmin(admin.ModelAdmin):
         for world in worlds:
             services.delete_world(world)
         self.message_user(
-            request, f"Soft-deleted {len(worlds)} world(s).", messages.SUCCESS
+            request, f"Soft-deleted {counted(len(worlds), 'world')}.", messages.SUCCESS
         )
 
 

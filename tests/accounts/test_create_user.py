@@ -174,3 +174,64 @@ def test_createsuperuser_works_with_the_custom_user_model(monkeypatch):
     user = User.objects.get(username="root")
     assert user.is_superuser and user.is_staff and user.email == "root@example.org"
     assert authenticate(username="ROOT@example.org", password=GOOD) == user
+
+
+@pytest.mark.django_db
+def test_createsuperuser_refuses_an_email_that_differs_only_in_case(monkeypatch, bob):
+    monkeypatch.setenv("DJANGO_SUPERUSER_PASSWORD", GOOD)
+    with pytest.raises(
+        CommandError,
+        match=r"A user with email BOB@Example.org already exists; use set_admin "
+        r"bob@example.org to change their rights \(emails are compared ignoring case",
+    ):
+        call_command(
+            "createsuperuser",
+            "--noinput",
+            "--username",
+            "root",
+            "--email",
+            "BOB@Example.org",
+            stdout=StringIO(),
+        )
+    assert not User.objects.filter(username="root").exists()
+
+
+@pytest.mark.django_db
+def test_create_user_asks_for_the_email_first_and_again_after_a_bad_one(
+    monkeypatch, terminal, bob
+):
+    asked = []
+
+    def fake_getpass(prompt: str = "Password: ") -> str:
+        asked.append((prompt, output_so_far.getvalue()))
+        return GOOD
+
+    output_so_far = StringIO()
+    monkeypatch.setattr("getpass.getpass", fake_getpass)
+    call_command(
+        "create_user",
+        stdin=terminal("not-an-email\nBob@EXAMPLE.org\nerin@example.org\n"),
+        stdout=output_so_far,
+        stderr=output_so_far,
+    )
+    output = output_so_far.getvalue()
+    assert output.count("Email: ") == 3
+    assert "'not-an-email' is not a valid email address" in output
+    assert "A user with email Bob@EXAMPLE.org already exists" in output
+    # Every email problem was said before the password was asked for.
+    assert [prompt for prompt, _ in asked] == ["Password: ", "Password (again): "]
+    assert asked[0][1].count("Email: ") == 3
+    assert User.objects.get(email="erin@example.org").check_password(GOOD)
+
+
+@pytest.mark.django_db
+def test_create_user_gives_up_after_three_bad_emails(monkeypatch, terminal, bob):
+    def no_password(prompt: str = "") -> str:
+        raise AssertionError("the password was asked for before a valid email")
+
+    monkeypatch.setattr("getpass.getpass", no_password)
+    with pytest.raises(
+        CommandError, match="No acceptable email after 3 tries; nothing was created"
+    ):
+        create(stdin=terminal("x\nbob@example.org\nBOB@example.org\nok@example.org\n"))
+    assert User.objects.count() == 1

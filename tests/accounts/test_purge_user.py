@@ -67,7 +67,7 @@ def test_purge_keeps_others_view_anonymises_and_refuses_the_token(cleo_extras):
     assert f"Purged user {cleo.pk} " in output
     assert "(world expo, uid cleo-uid)" in output
     assert (
-        "3 messages anonymised, 1 terms acceptances deleted, 1 avatar files deleted"
+        "3 messages anonymised, 1 terms acceptance deleted, 1 avatar file deleted"
         in output
     )
 
@@ -128,7 +128,7 @@ def test_purge_an_operator_by_email_deletes_api_tokens(alice, bob, client):
     output = purge("BOB@example.org", "--noinput")
     # The open admin session ends with the account.
     assert client.get("/admin/").status_code == 302
-    assert "1 tokens deleted" in output
+    assert "1 token deleted" in output
     assert not Token.objects.filter(user=bob).exists()
     bob.refresh_from_db()
     assert not bob.is_active and bob.email == f"{bob.pk}@deleted"

@@ -154,7 +154,7 @@ def test_a_dump_without_metadata_is_incomplete_never_latest_and_pruned_after_a_d
     table, _ = run("backups")
     assert f"{young} is incomplete: it has no metadata file." in table
     assert f"{stale} is incomplete: it has no metadata file." in table
-    assert table.splitlines()[-1] == "3 backup(s), 2 not restorable."
+    assert table.splitlines()[-1] == "3 backups, 2 not restorable."
     listed = json.loads(run("backups", "--json")[0])
     assert [(b["name"], b["state"]) for b in listed] == [
         (young, "incomplete"),
@@ -176,7 +176,7 @@ def test_a_dump_without_metadata_is_incomplete_never_latest_and_pruned_after_a_d
     assert "the newest complete backup" in rows[good]
     assert len(bucket_keys(s3)) == 4
     out, _ = run("prune_backups", "--keep", "5")
-    assert out.splitlines()[-1].startswith("Deleted 1 backup(s)")
+    assert out.splitlines()[-1].startswith("Deleted 1 backup")
     assert bucket_keys(s3) == sorted(
         [
             f"site-a/backup/{young}",

@@ -322,11 +322,11 @@ def test_retention_keeps_the_newest_complete_backup_and_counts_only_complete_one
     assert (
         "keep" in rows[good_old] and "complete, one of the newest 2" in rows[good_old]
     )
-    assert output.splitlines()[-1].startswith("Would delete 0 backup(s)")
+    assert output.splitlines()[-1].startswith("Would delete 0 backups")
     assert (
         run("prune_backups", "--keep", "2")
         .splitlines()[-1]
-        .startswith("Deleted 0 backup(s)")
+        .startswith("Deleted 0 backups")
     )
 
     output = run("prune_backups", "--keep", "1")
@@ -336,7 +336,7 @@ def test_retention_keeps_the_newest_complete_backup_and_counts_only_complete_one
         and "older than the newest 1" in rows[no_checksum]
     )
     assert "deleted" in rows[good_old]
-    assert output.splitlines()[-1].startswith("Deleted 2 backup(s)")
+    assert output.splitlines()[-1].startswith("Deleted 2 backups")
     remaining = [(b.name, b.state) for b in services.list_backups()]
     assert remaining == [
         (cut_2, "damaged"),

@@ -129,7 +129,7 @@ def test_listing_is_newest_first_and_json(sqlite_db, backup_root):
     assert lines[1].startswith(first) and lines[2].startswith(older)
     assert lines[1].split()[-1] == "ok" and lines[2].split()[-1] == "incomplete"
     assert f"{older} is incomplete: it has no metadata file." in table
-    assert table.splitlines()[-1] == "2 backup(s), 1 not restorable."
+    assert table.splitlines()[-1] == "2 backups, 1 not restorable."
     assert "notes.txt" not in table
     data = json.loads(run("backups", "--json"))
     assert [d["name"] for d in data] == [first, older]
@@ -139,7 +139,7 @@ def test_listing_is_newest_first_and_json(sqlite_db, backup_root):
 
 def test_listing_an_empty_storage(backup_root):
     assert json.loads(run("backups", "--json")) == []
-    assert "0 backup(s)." in run("backups")
+    assert "0 backups." in run("backups")
 
 
 def test_prune_keeps_the_newest(sqlite_db, backup_root):
@@ -148,10 +148,10 @@ def test_prune_keeps_the_newest(sqlite_db, backup_root):
     for name in names:
         write_consistent_backup(folder, name, b"x")
     output = run("prune_backups", "--keep", "2", "--dry-run")
-    assert "Would delete 2 backup(s)" in output
+    assert "Would delete 2 backups" in output
     assert len(files_under(backup_root)) == 8
     output = run("prune_backups", "--keep", "2")
-    assert "Deleted 2 backup(s)" in output
+    assert "Deleted 2 backups" in output
     assert files_under(backup_root) == sorted(
         f"backup/{n}{suffix}" for n in names[2:] for suffix in ("", ".json")
     )

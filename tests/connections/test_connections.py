@@ -136,12 +136,33 @@ def test_dry_run_sends_nothing(registry):
 
 
 @pytest.mark.redis
-def test_nothing_matches(registry):
-    open_channels(registry, {"abc123.production": 1})
-
-    out = run("drop", "zzz*")
+def test_nobody_connected_and_no_glob_given_is_no_error(registry):
+    out = run("drop")
 
     assert out.splitlines()[-1] == "Dropped 0 connections (labels: none)"
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("action", ["drop", "force_reload"])
+@pytest.mark.parametrize("dry_run", [[], ["--dry-run"]])
+def test_a_glob_that_matches_nothing_is_an_error_and_sends_nothing(
+    registry, action, dry_run
+):
+    opened = open_channels(registry, {"abc123.production": 1})
+
+    with pytest.raises(
+        CommandError,
+        match=r"^The label glob 'zzz\*' matches no live connection; nothing was sent\. "
+        r"`manage\.py connections list` shows the labels",
+    ) as info:
+        run(action, *dry_run, "zzz*")
+    assert info.value.returncode != 0
+    with pytest.raises(
+        CommandError, match=r"^The label globs 'zzz\*', '\*\.staging' match no live"
+    ):
+        run(action, *dry_run, "abc*", "zzz*", "*.staging")
+    # nothing half-applied: the glob that matched was not sent to either
+    assert inbox(opened["abc123.production"]) == {opened["abc123.production"][0]: []}
 
 
 @pytest.mark.redis

@@ -60,3 +60,9 @@ def wait_for(predicate: Callable[[], object], what: str, timeout: float = 90) ->
             return value
         time.sleep(0.2)
     pytest.fail(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def params_job(temp_job) -> registry.Job:
+    """A job that takes any parameters, for tests of how schedules keep them."""
+    return temp_job("params-test")

@@ -77,12 +77,12 @@ def test_run_errors_have_the_error_shape(api, settings):
 
 
 @pytest.mark.django_db
-def test_schedule_scheduled_unschedule(api):
+def test_schedule_scheduled_unschedule(api, params_job):
     PeriodicTask.objects.all().delete()
-    body = {"cron": "@hourly", "name": "log-test", "args": ["a"], "kwargs": {"n": 3}}
+    body = {"cron": "@hourly", "name": "params-test", "args": ["a"], "kwargs": {"n": 3}}
     response = api.post(URL + "schedule/", body, format="json")
     assert response.status_code == 201
-    assert response.json() == {"label": 'log-test("a", n=3)', "cron": "0 * * * *"}
+    assert response.json() == {"label": 'params-test("a", n=3)', "cron": "0 * * * *"}
     again = api.post(URL + "schedule/", {**body, "cron": "5 4 * * *"}, format="json")
     assert again.status_code == 200 and PeriodicTask.objects.count() == 1
 
@@ -91,18 +91,18 @@ def test_schedule_scheduled_unschedule(api):
 
     scheduled = api.get(URL + "scheduled/").json()
     assert [(s["label"], s["cron"]) for s in scheduled] == [
-        ('log-test("a", n=3)', "5 4 * * *")
+        ('params-test("a", n=3)', "5 4 * * *")
     ]
 
     missing = api.post(
-        URL + "unschedule/", {"name": "log-test", "args": ["a"]}, format="json"
+        URL + "unschedule/", {"name": "params-test", "args": ["a"]}, format="json"
     )
     assert (
         missing.status_code == 404 and missing.json()["error"] == "jobs.not_scheduled"
     )
     done = api.post(
         URL + "unschedule/",
-        {"name": "log-test", "args": ["a"], "kwargs": {"n": 3}},
+        {"name": "params-test", "args": ["a"], "kwargs": {"n": 3}},
         format="json",
     )
     assert done.status_code == 200 and done.json()["cron"] == "5 4 * * *"

@@ -89,24 +89,24 @@ def test_run_d_without_a_broker_says_celery_broker_url_is_needed(settings):
 
 
 def test_schedule_creates_a_periodic_task_in_the_configured_time_zone(
-    no_schedules, settings
+    no_schedules, params_job, settings
 ):
     settings.CELERY_TIMEZONE = "Europe/Paris"
-    output = jobs("schedule", "0 * * * *", "log-test", "a", "k=v=w")
+    output = jobs("schedule", "0 * * * *", "params-test", "a", "k=v=w")
     assert output.strip() == (
-        '➢ Scheduled Job log-test("a", k="v=w") with the following crontab: 0 * * * *'
+        '➢ Scheduled Job params-test("a", k="v=w") with the following crontab: 0 * * * *'
     )
     task = PeriodicTask.objects.get()
-    assert task.task == "stagehand.log-test"
+    assert task.task == "stagehand.params-test"
     assert json.loads(task.args) == ["a"] and json.loads(task.kwargs) == {"k": "v=w"}
     assert task.enabled
     assert str(task.crontab.timezone) == "Europe/Paris"
     assert (task.crontab.minute, task.crontab.hour) == ("0", "*")
 
 
-def test_scheduling_the_same_identity_again_reschedules_it(no_schedules):
-    jobs("schedule", "0 * * * *", "log-test", "k=1")
-    output = jobs("schedule", "@daily", "log-test", "k=1")
+def test_scheduling_the_same_identity_again_reschedules_it(no_schedules, params_job):
+    jobs("schedule", "0 * * * *", "params-test", "k=1")
+    output = jobs("schedule", "@daily", "params-test", "k=1")
     assert "with the following crontab: 0 0 * * *" in output
     task = PeriodicTask.objects.get()
     assert (task.crontab.minute, task.crontab.hour) == ("0", "0")
@@ -114,30 +114,30 @@ def test_scheduling_the_same_identity_again_reschedules_it(no_schedules):
     assert CrontabSchedule.objects.count() == 1
 
 
-def test_different_parameters_are_different_schedules(no_schedules):
-    jobs("schedule", "@hourly", "log-test")
-    jobs("schedule", "@hourly", "log-test", "k=1")
-    jobs("schedule", "@hourly", "log-test", "k=2")
-    jobs("schedule", "@hourly", "log-test", "1")
+def test_different_parameters_are_different_schedules(no_schedules, params_job):
+    jobs("schedule", "@hourly", "params-test")
+    jobs("schedule", "@hourly", "params-test", "k=1")
+    jobs("schedule", "@hourly", "params-test", "k=2")
+    jobs("schedule", "@hourly", "params-test", "1")
     assert PeriodicTask.objects.count() == 4
     # Same parameters in another order or spelling: same identity.
-    jobs("schedule", "@daily", "log-test", "k=1")
+    jobs("schedule", "@daily", "params-test", "k=1")
     assert PeriodicTask.objects.count() == 4
 
 
-def test_unschedule_needs_the_same_parameters(no_schedules):
-    jobs("schedule", "5 4 * * 1", "log-test", "a", "k=1")
+def test_unschedule_needs_the_same_parameters(no_schedules, params_job):
+    jobs("schedule", "5 4 * * 1", "params-test", "a", "k=1")
     with pytest.raises(
-        CommandError, match=r'✘ No scheduled job match Job log-test\("a"\)'
+        CommandError, match=r'✘ No scheduled job match Job params-test\("a"\)'
     ) as info:
-        jobs("unschedule", "log-test", "a")
+        jobs("unschedule", "params-test", "a")
     assert info.value.returncode != 0
     with pytest.raises(CommandError, match="No scheduled job match"):
-        jobs("unschedule", "log-test", "a", "k=2")
+        jobs("unschedule", "params-test", "a", "k=2")
     assert PeriodicTask.objects.count() == 1
-    output = jobs("unschedule", "log-test", "a", "k=1")
+    output = jobs("unschedule", "params-test", "a", "k=1")
     assert output.strip() == (
-        '➢ Unscheduled Job log-test("a", k=1) with the following crontab: 5 4 * * 1'
+        '➢ Unscheduled Job params-test("a", k=1) with the following crontab: 5 4 * * 1'
     )
     assert not PeriodicTask.objects.exists()
     assert not CrontabSchedule.objects.exists()
@@ -181,20 +181,72 @@ def test_cron_aliases(no_schedules, alias, cron):
     assert f"crontab: {cron}" in jobs("schedule", alias, "log-test")
 
 
-def test_scheduled_lists_description_label_and_cron(no_schedules):
+@pytest.mark.parametrize(
+    ("day_of_week", "stored"),
+    [("7", "0"), ("0", "0"), ("sun", "sun"), ("5-7", "0,5,6"), ("1,7", "0,1")],
+)
+def test_day_of_week_7_is_sunday_as_in_cron(no_schedules, day_of_week, stored):
+    output = jobs("schedule", f"0 0 * * {day_of_week}", "log-test")
+    assert output.strip().endswith(f"crontab: 0 0 * * {stored}")
+    assert PeriodicTask.objects.get().crontab.day_of_week == stored
+
+
+@pytest.mark.parametrize("day_of_week", ["8", "0-8", "7-9", "-1"])
+def test_days_of_week_beyond_7_stay_errors(no_schedules, day_of_week):
+    with pytest.raises(CommandError, match="Invalid crontab"):
+        jobs("schedule", f"0 0 * * {day_of_week}", "log-test")
+    assert not PeriodicTask.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("params", "match"),
+    [
+        (
+            ["nosuch=1"],
+            r"log-test\(nosuch=1\) cannot run: got an unexpected keyword argument "
+            r"'nosuch'; log-test takes \(message: str = 'log-test'\)",
+        ),
+        (["message=3"], r"message=3 is not str; log-test takes \(message: str"),
+        (["a", "b"], r"too many positional arguments; log-test takes \(message"),
+        (["a", "message=b"], r"multiple values for argument 'message'"),
+    ],
+)
+def test_schedule_refuses_parameters_the_job_cannot_take(no_schedules, params, match):
+    with pytest.raises(CommandError, match=match):
+        jobs("schedule", "@daily", "log-test", *params)
+    assert not PeriodicTask.objects.exists() and not CrontabSchedule.objects.exists()
+
+
+def test_schedule_checks_annotated_types(no_schedules):
+    with pytest.raises(
+        CommandError,
+        match=r"interval_ms=true is not int \| str; connections-drop takes "
+        r"\(\*labels: str, interval_ms: int \| str = 0\)",
+    ):
+        jobs("schedule", "@daily", "connections-drop", "interval_ms=true")
+    with pytest.raises(CommandError, match=r"labels=1 is not str"):
+        jobs("schedule", "@daily", "connections-drop", "1")
+    with pytest.raises(CommandError, match=r"error-test takes none"):
+        jobs("schedule", "@daily", "error-test", "x=1")
+    assert not PeriodicTask.objects.exists()
+    output = jobs("schedule", "@daily", "connections-drop", "abc.*", "interval_ms=50")
+    assert 'connections-drop("abc.*", interval_ms=50)' in output
+    assert "log-test(message=" in jobs("schedule", "@daily", "log-test", 'message="3"')
+
+
+def test_scheduled_lists_description_label_and_cron(no_schedules, params_job):
     assert jobs("scheduled").strip() == "# No scheduled jobs"
-    jobs("schedule", "0 3 * * *", "log-test", "k=1")
+    jobs("schedule", "0 3 * * *", "params-test", "k=1")
     jobs("schedule", "@weekly", "error-test")
     lines = jobs("scheduled").splitlines()
     assert lines == [
         "Fail on purpose, to check that job errors are reported: error-test() ↦ 0 0 * * 0",
-        "Log one message at each level, to check where job logs end up: "
-        "log-test(k=1) ↦ 0 3 * * *",
+        "Test job params-test: params-test(k=1) ↦ 0 3 * * *",
     ]
     data = json.loads(jobs("scheduled", "--json"))
     assert [(d["job"], d["kwargs"], d["cron"]) for d in data] == [
         ("error-test", {}, "0 0 * * 0"),
-        ("log-test", {"k": 1}, "0 3 * * *"),
+        ("params-test", {"k": 1}, "0 3 * * *"),
     ]
 
 

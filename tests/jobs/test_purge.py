@@ -94,18 +94,18 @@ def test_dry_run_counts_and_changes_nothing(data):
     assert snapshot() == before
     assert output.splitlines() == [
         "-> Purging worlds (dry run)",
-        "   1 worlds deleted",
+        "   1 world deleted",
         "   2 rooms deleted",
         "   11 messages deleted",
         "   2 attendees deleted",
         "-> Purging rooms (dry run)",
-        "   1 rooms deleted",
+        "   1 room deleted",
         "   4 messages deleted",
         "-> Purging users (dry run)",
-        "   1 users deleted",
+        "   1 user deleted",
         "   2 users anonymised",
-        "✔ Dry run, nothing changed: 1 worlds deleted, 3 rooms deleted, "
-        "15 messages deleted, 2 attendees deleted, 1 users deleted, 2 users anonymised",
+        "✔ Dry run, nothing changed: 1 world deleted, 3 rooms deleted, "
+        "15 messages deleted, 2 attendees deleted, 1 user deleted, 2 users anonymised",
     ]
     assert not JobRun.objects.exists()
 
@@ -114,8 +114,8 @@ def test_purge_removes_the_soft_deleted_and_keeps_what_others_see(data):
     output = purge()
     assert "-> Purging worlds" in output and "-> Purging users" in output
     assert output.splitlines()[-1] == (
-        "✔ Purged: 1 worlds deleted, 3 rooms deleted, 15 messages deleted, "
-        "2 attendees deleted, 1 users deleted, 2 users anonymised"
+        "✔ Purged: 1 world deleted, 3 rooms deleted, 15 messages deleted, "
+        "2 attendees deleted, 1 user deleted, 2 users anonymised"
     )
     assert list(World.objects.values_list("pk", flat=True)) == ["live"]
     assert list(Room.objects.values_list("import_id", flat=True)) == ["hall"]
@@ -136,7 +136,7 @@ def test_purge_removes_the_soft_deleted_and_keeps_what_others_see(data):
 
     run = JobRun.objects.get()
     assert (run.job, run.trigger, run.outcome) == ("purge", "shell", "success")
-    assert "1 worlds deleted" in run.result
+    assert "1 world deleted" in run.result
 
     # Nothing left: a rerun changes nothing.
     after = snapshot()
@@ -217,7 +217,7 @@ def test_json_and_the_purge_job(data):
     }
     out = StringIO()
     call_command("jobs", "run", "purge", "users=false", stdout=out)
-    assert "1 worlds deleted" in out.getvalue()
+    assert "1 world deleted" in out.getvalue()
     assert User.objects.filter(pk=data["dave"].pk).exists()  # users=false
     with pytest.raises(CommandError, match="--batch-size"):
         purge("--batch-size", "0")

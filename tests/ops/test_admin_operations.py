@@ -81,7 +81,7 @@ def test_force_reload_reaches_exactly_the_label_of_the_row(staff_client, var_dir
             {"action": "reload", "label": "abc*.test", "interval": "0"},
             follow=True,
         )
-        assert "Force reload sent to 1 connection(s) of abc*.test." in (
+        assert "Force reload sent to 1 connection of abc*.test." in (
             response.content.decode()
         )
         assert receive(layer, ours)["type"] == "connections.reload"
@@ -149,7 +149,7 @@ def test_a_paced_send_goes_to_the_workers_as_a_job(staff_client, var_dir, settin
             f"as job run #{run.pk}"
         ) in response.content.decode()
         assert run.outcome == "success", run.error
-        assert run.result == "Reloaded 1 connections (labels: abc.test)"
+        assert run.result == "Reloaded 1 connection (labels: abc.test)"
         assert receive(layer, ours)["type"] == "connections.reload"
     finally:
         registry.clear()

@@ -106,7 +106,7 @@ def test_processes_reports_stale_records_and_stop_never_signals_them(var_dir):
     table = out.getvalue()
     assert f"stale: PID {gone.pid} is gone" in table
     assert f"stale: PID {os.getpid()} now belongs to another process" in table
-    assert "2 stale record(s)" in err.getvalue()
+    assert "2 stale records" in err.getvalue()
 
     data = json.loads(run_backend("processes", "--json"))
     assert {p["status"] for p in data} == {"stale"}

@@ -167,6 +167,29 @@ def test_periodic_tasks_of_unknown_jobs(healthy):
 
 
 @pytest.mark.django_db
+def test_periodic_tasks_whose_job_cannot_take_their_arguments(healthy):
+    for name, task, kwargs in (
+        ("typo", "stagehand.log-test", '{"nosuch": 1}'),
+        ("bool", "stagehand.connections-drop", '{"interval_ms": true}'),
+        ("broken", "stagehand.log-test", "not json"),
+        ("fine", "stagehand.log-test", '{"message": "hi"}'),
+    ):
+        PeriodicTask.objects.create(
+            name=name, task=task, kwargs=kwargs, interval=healthy["interval"]
+        )
+    findings = found()
+    assert set(findings) == {"unrunnable_periodic_tasks"}
+    assert findings["unrunnable_periodic_tasks"]["count"] == 3
+    assert findings["unrunnable_periodic_tasks"]["examples"] == [
+        "periodic task 'typo': got an unexpected keyword argument 'nosuch'; "
+        "log-test takes (message: str = 'log-test')",
+        "periodic task 'bool': interval_ms=true is not int | str; connections-drop "
+        "takes (*labels: str, interval_ms: int | str = 0)",
+        "periodic task 'broken': its args or kwargs are not a JSON list / object",
+    ]
+
+
+@pytest.mark.django_db
 def test_the_check_changes_nothing(healthy):
     default_storage.save("avatars/left-behind.png", ContentFile(b"old"))
     World.objects.filter(pk="expo").update(config={"JWT_secrets": 3})
@@ -232,3 +255,23 @@ def test_file_checks_on_s3(s3_media):
     unreferenced, missing = file_findings()
     assert unreferenced.examples == ["avatars/deep/stray.png"]
     assert missing.examples == [f"accounts.user {lost.pk}.avatar -> avatars/lost.png"]
+
+
+@pytest.mark.django_db
+def test_the_summary_counts_in_the_right_number(healthy):
+    PeriodicTask.objects.create(
+        name="retired", task="stagehand.retired-job", interval=healthy["interval"]
+    )
+    with pytest.raises(CommandError, match=r"^1 problem of 1 kind found; nothing"):
+        call_command("check_integrity", stdout=StringIO())
+    PeriodicTask.objects.create(
+        name="typo",
+        task="stagehand.log-test",
+        kwargs='{"x": 1}',
+        interval=healthy["interval"],
+    )
+    PeriodicTask.objects.create(
+        name="gone", task="stagehand.gone", interval=healthy["interval"]
+    )
+    with pytest.raises(CommandError, match=r"^3 problems of 2 kinds found; nothing"):
+        call_command("check_integrity", stdout=StringIO())

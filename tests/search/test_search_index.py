@@ -14,7 +14,7 @@ from .conftest import found, run, run_printed
 def test_index_makes_every_model_searchable(harbor):
     output = run("index")
 
-    assert "Indexed 5 documents in 3 model(s)." in output
+    assert "Indexed 5 documents in 3 models." in output
     assert found("harbor conference") == [("world", "harborconf")]
     assert found("harbor.example") == [("world", "harborconf")]
     main = Room.objects.get(import_id="main")

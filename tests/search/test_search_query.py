@@ -28,7 +28,7 @@ def test_query_prints_ranked_results_with_snippets(harbor):
         ["Side", "Main", "Lounge"],
     )
     assert "next to the **stage**" in output
-    assert "3 result(s) for 'stage'." in lines[-1]
+    assert "3 results for 'stage'." in lines[-1]
 
 
 def test_query_json_world_model_and_limit(harbor):

@@ -38,7 +38,7 @@ def test_soft_delete_action_and_no_bulk_delete(admin_client, world):
         follow=True,
     )
     assert response.status_code == 200
-    assert "Soft-deleted 1 world(s)." in response.content.decode()
+    assert "Soft-deleted 1 world." in response.content.decode()
     assert World.objects.get(pk="sample").deleted_at is not None
 
 

@@ -17,7 +17,7 @@ def test_dry_run_counts_and_changes_nothing(harbor):
     services.get_or_create_attendee(harbor, {"uid": "bob", "traits": []})
     out = run("harborconf", "--dry-run")
     assert (
-        "Would delete world 'harborconf' (Harbor Conference 2027): 3 rooms, 1 attendees."
+        "Would delete world 'harborconf' (Harbor Conference 2027): 3 rooms, 1 attendee."
         in out
     )
     assert "nothing was changed" in out

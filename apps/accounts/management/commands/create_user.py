@@ -6,6 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 from apps.accounts import services
 
 PASSWORD_ATTEMPTS = 3
+EMAIL_ATTEMPTS = 3
 
 
 class Command(BaseCommand):
@@ -50,7 +51,7 @@ class Command(BaseCommand):
                     "No email given; pass --email (standard input is not a terminal "
                     "or carries the password)."
                 )
-            email = self._ask("Email: ")
+            email = self._ask_email()
         if password_stdin:
             password = self._read_password_stdin()
             user = self._create(email, password, admin, world_obj)
@@ -86,6 +87,17 @@ class Command(BaseCommand):
         if not answer:
             raise CommandError("No answer (end of input); nothing was created.")
         return answer.strip()
+
+    def _ask_email(self) -> str:
+        # Before the password: a bad email must not cost the operator two passwords.
+        for _ in range(EMAIL_ATTEMPTS):
+            try:
+                return services.validate_new_email(self._ask("Email: "))
+            except services.AccountError as exc:
+                self.stderr.write(str(exc))
+        raise CommandError(
+            f"No acceptable email after {EMAIL_ATTEMPTS} tries; nothing was created."
+        )
 
     def _read_password_stdin(self) -> str:
         line = self.stdin.readline()

@@ -3,7 +3,13 @@ import datetime as dt
 from django.core.management.base import BaseCommand, CommandError
 
 from apps.backups.services import BackupError, list_backups
-from apps.core.output import human_duration, human_size, write_json, write_table
+from apps.core.output import (
+    counted,
+    human_duration,
+    human_size,
+    write_json,
+    write_table,
+)
 
 
 class Command(BaseCommand):
@@ -48,4 +54,6 @@ class Command(BaseCommand):
                 "prune_backups removes it (an incomplete one once a day old)."
             )
         note = f", {len(unusable)} not restorable" if unusable else ""
-        self.stdout.write(self.style.SUCCESS(f"{len(backups)} backup(s){note}."))
+        self.stdout.write(
+            self.style.SUCCESS(f"{counted(len(backups), 'backup')}{note}.")
+        )

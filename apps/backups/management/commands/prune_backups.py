@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from apps.backups.services import BackupError, delete_backups, plan_prune
-from apps.core.output import human_size, write_table
+from apps.core.output import counted, human_size, write_table
 
 
 class Command(BaseCommand):
@@ -54,7 +54,7 @@ class Command(BaseCommand):
         complete = sum(1 for b in kept if b.complete)
         self.stdout.write(
             self.style.SUCCESS(
-                f"{verb} {len(doomed)} backup(s) ({total}); kept {len(kept)}, "
+                f"{verb} {counted(len(doomed), 'backup')} ({total}); kept {len(kept)}, "
                 f"{complete} of them complete (--keep {keep})."
             )
         )

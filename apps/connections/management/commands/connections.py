@@ -8,6 +8,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from apps.connections import services
 from apps.core.output import Progress, counted, write_json, write_table
+from apps.core.subcommands import add_subcommands
 
 
 def interval(value: str) -> int:
@@ -27,7 +28,7 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser) -> None:
-        sub = parser.add_subparsers(dest="action", required=True)
+        sub = add_subcommands(parser)
         listing = sub.add_parser(
             "list", help="labels and their estimated number of connections"
         )
@@ -91,13 +92,23 @@ class Command(BaseCommand):
         self, action: str, patterns: list[str], *, interval_ms: int, dry_run: bool
     ) -> None:
         selection = services.select(patterns)
+        # Only globs given: with none, every label is meant, and none live is no error.
+        unmatched = selection.unmatched if patterns else []
+        if unmatched:
+            globs = ", ".join(repr(p) for p in unmatched)
+            raise CommandError(
+                f"The label {'glob' if len(unmatched) == 1 else 'globs'} {globs} "
+                f"{'matches' if len(unmatched) == 1 else 'match'} no live connection; "
+                "nothing was sent. `manage.py connections list` shows the labels "
+                "with live connections."
+            )
         if dry_run:
             for label in selection.labels:
                 self.stdout.write(f"{label}: {len(selection.channels[label])}")
             would = "drop" if action == "drop" else "reload"
             self.stdout.write(
                 self.style.SUCCESS(
-                    f"Would {would} {selection.count} connections "
+                    f"Would {would} {counted(selection.count, 'connection')} "
                     f"(labels: {selection.describe_labels()})"
                 )
             )

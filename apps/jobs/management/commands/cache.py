@@ -6,6 +6,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
+from apps.core.output import counted
+from apps.core.subcommands import add_subcommands
 from apps.jobs import services
 
 
@@ -13,11 +15,11 @@ class Command(BaseCommand):
     help = "Clear the configured cache (on Redis, only the cache's own keys)."
 
     def add_arguments(self, parser) -> None:
-        sub = parser.add_subparsers(dest="action", required=True)
+        sub = add_subcommands(parser)
         sub.add_parser("flush", help="delete every cached value")
 
     def handle(self, *, action: str, **options: Any) -> None:
         deleted = services.flush_cache()
         if deleted is not None and options["verbosity"] > 1:
-            self.stdout.write(f"{deleted} keys deleted")
+            self.stdout.write(f"{counted(deleted, 'key')} deleted")
         self.stdout.write(self.style.SUCCESS("✔ Cache flushed"))

@@ -8,6 +8,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils.timezone import localtime
 
 from apps.core.output import human_duration, write_json, write_table
+from apps.core.subcommands import add_subcommands
 from apps.jobs import services
 from apps.jobs.registry import all_jobs
 
@@ -16,7 +17,7 @@ class Command(BaseCommand):
     help = "List, run, schedule and look back at administrative jobs."
 
     def add_arguments(self, parser) -> None:
-        sub = parser.add_subparsers(dest="action", required=True)
+        sub = add_subcommands(parser)
 
         listing = sub.add_parser("list", help="the jobs, with their descriptions")
         listing.add_argument("--json", action="store_true")

@@ -86,4 +86,4 @@ class Command(BaseCommand):
             self.stdout.write("   nothing to purge")
             return
         for what, count in counts.items():
-            self.stdout.write(f"   {count} {what}")
+            self.stdout.write(f"   {services.purge_count(count, what)}")

@@ -7,6 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from apps.core.output import write_json, write_table
+from apps.core.subcommands import add_subcommands
 from apps.jobs import services
 
 
@@ -16,7 +17,7 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser) -> None:
-        sub = parser.add_subparsers(dest="action", required=True)
+        sub = add_subcommands(parser)
         start = sub.add_parser(
             "start",
             help="start a worker; every further option goes to `celery worker`",

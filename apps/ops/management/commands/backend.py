@@ -1,6 +1,13 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from apps.core.output import human_duration, human_size, write_json, write_table
+from apps.core.output import (
+    counted,
+    human_duration,
+    human_size,
+    write_json,
+    write_table,
+)
+from apps.core.subcommands import add_subcommands
 from apps.ops import backend
 
 
@@ -14,7 +21,7 @@ class Command(BaseCommand):
     requires_system_checks: list = []
 
     def add_arguments(self, parser) -> None:
-        sub = parser.add_subparsers(dest="action", required=True)
+        sub = add_subcommands(parser)
 
         start = sub.add_parser(
             "start", help="start server, workers and beat, and supervise them"
@@ -118,7 +125,7 @@ class Command(BaseCommand):
             specs, report=self.stdout.write, stop_timeout=stop_timeout
         )
         self.stdout.write(
-            f"Supervising {len(specs)} processes; Ctrl-C or SIGTERM stops them all."
+            f"Supervising {counted(len(specs), 'process', 'processes')}; Ctrl-C or SIGTERM stops them all."
         )
         supervisor.run()
         self.stdout.write(self.style.SUCCESS("Backend stopped."))
@@ -155,7 +162,7 @@ class Command(BaseCommand):
         stale = [s for s in states if not s.alive]
         if stale:
             self.stderr.write(
-                f"{len(stale)} stale record(s): not running any more; "
+                f"{counted(len(stale), 'stale record')}: not running any more; "
                 "`backend stop` or `backend start` removes them."
             )
 
@@ -170,7 +177,7 @@ class Command(BaseCommand):
             if not json:
                 self.report_outcomes(outcomes, "")
             raise CommandError(
-                f"{len(running)} process(es) still running after {timeout:g} s; "
+                f"{counted(len(running), 'process', 'processes')} still running after {timeout:g} s; "
                 "wait longer with --timeout or force them with: manage.py backend kill"
             )
         if not json:
@@ -186,7 +193,7 @@ class Command(BaseCommand):
         running = [o for o in outcomes if o.result == "running"]
         if running:
             raise CommandError(
-                f"{len(running)} process(es) survived SIGKILL; check them with "
+                f"{counted(len(running), 'process', 'processes')} survived SIGKILL; check them with "
                 "`backend processes` (a process stuck in the kernel cannot be killed)."
             )
         if not json:

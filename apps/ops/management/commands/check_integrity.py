@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from apps.core.output import write_json, write_table
+from apps.core.output import counted, write_json, write_table
 from apps.ops.integrity import check_integrity
 
 
@@ -37,7 +37,8 @@ class Command(BaseCommand):
         if found:
             total = sum(f.count for f in found)
             raise CommandError(
-                f"{total} problem(s) of {len(found)} kind(s) found; nothing was "
+                f"{counted(total, 'problem')} of {counted(len(found), 'kind')} found; "
+                "nothing was "
                 "changed. See docs/accounts.md#check_integrity for how to fix each kind.",
                 returncode=1,
             )

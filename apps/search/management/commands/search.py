@@ -2,7 +2,8 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
-from apps.core.output import human_duration, write_json, write_table
+from apps.core.output import counted, human_duration, write_json, write_table
+from apps.core.subcommands import add_subcommands
 from apps.search import services
 
 
@@ -13,7 +14,7 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser) -> None:
-        sub = parser.add_subparsers(dest="action", required=True)
+        sub = add_subcommands(parser)
 
         index = sub.add_parser(
             "index",
@@ -104,7 +105,10 @@ class Command(BaseCommand):
             )
         total = sum(r.documents for r in results)
         self.stdout.write(
-            self.style.SUCCESS(f"Indexed {total} documents in {len(results)} model(s).")
+            self.style.SUCCESS(
+                f"Indexed {counted(total, 'document')} in "
+                f"{counted(len(results), 'model')}."
+            )
         )
 
     def handle_query(
@@ -135,7 +139,9 @@ class Command(BaseCommand):
                     for h in hits
                 ],
             )
-        self.stdout.write(self.style.SUCCESS(f"{len(hits)} result(s) for {text!r}."))
+        self.stdout.write(
+            self.style.SUCCESS(f"{counted(len(hits), 'result')} for {text!r}.")
+        )
 
     def handle_status(self, *, json: bool, **options) -> None:
         rows = services.generations()

@@ -2,6 +2,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
+from apps.core.output import counted
 from apps.worlds import services
 
 
@@ -31,8 +32,8 @@ class Command(BaseCommand):
             else services.delete_world(target)
         )
         summary = (
-            f"world {target.id!r} ({target.title}): {counts['rooms']} rooms, "
-            f"{counts['attendees']} attendees"
+            f"world {target.id!r} ({target.title}): {counted(counts['rooms'], 'room')}, "
+            f"{counted(counts['attendees'], 'attendee')}"
         )
         if dry_run:
             self.stdout.write(f"Would delete {summary}.")

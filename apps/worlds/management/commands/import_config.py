@@ -4,6 +4,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
+from apps.core.output import counted
 from apps.worlds import services
 
 
@@ -33,8 +34,8 @@ class Command(BaseCommand):
         except services.ConfigError as exc:
             lines = "\n".join(f"  {path}: {message}" for path, message in exc.problems)
             raise CommandError(
-                f"{'stdin' if file == '-' else file} is not a valid world config ({len(exc.problems)} "
-                f"problem{'s' if len(exc.problems) != 1 else ''}):\n{lines}\n"
+                f"{'stdin' if file == '-' else file} is not a valid world config "
+                f"({counted(len(exc.problems), 'problem')}):\n{lines}\n"
                 "Nothing was imported; fix these and run import_config again."
             ) from exc
         except services.WorldError as exc:
