@@ -159,3 +159,15 @@ def celery_worker(broker_env: dict) -> Iterator[subprocess.Popen]:
             proc.wait()
         if proc.stdout:
             proc.stdout.close()
+
+
+def manage(env: dict, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run ``manage.py ARGS`` in a child process with ``env``, as an operator would."""
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=settings.BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import socket
 import subprocess
-import sys
 from email import message_from_bytes
 from email.message import Message
-from pathlib import Path
 
 import pytest
 from aiosmtpd.controller import Controller
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.conftest import manage
 
 PRODUCTION_ENV = {
     "DJANGO_SECRET_KEY": "x9!Fq2@Lr7#Vm4$Tz8%Wb1^Hc6&Jn3*Pd5(Ks0)Yg-e_u+i=o~a;s:d,f.g/h",
@@ -61,14 +59,7 @@ def smtp_sink():
 
 
 def sendtestemail(env: dict, *recipients: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "manage.py", "sendtestemail", *recipients],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return manage(env, "sendtestemail", *recipients, timeout=60)
 
 
 def test_sendtestemail_delivers_over_smtp_from_the_configured_address(

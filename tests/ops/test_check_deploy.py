@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import manage
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 TEMPLATES = ROOT / ".envs" / ".production"
@@ -24,20 +25,25 @@ def template(name: str) -> dict[str, str]:
 def check_deploy(
     base_env: dict, tmp_path: Path, **env: str
 ) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "manage.py", "check", "--deploy"],
-        cwd=ROOT,
-        env={
+    return manage(
+        {
             **{k: v for k, v in base_env.items() if not k.startswith("AWS_")},
             "DATABASE_URL": "sqlite:///:memory:",
             "STAGEHAND_VAR_DIR": str(tmp_path),
             **env,
             "DJANGO_SETTINGS_MODULE": "config.settings.production",
         },
-        capture_output=True,
-        text=True,
-        timeout=120,
+        "check",
+        "--deploy",
     )
+
+
+# A production environment with every placeholder the settings need filled in.
+FILLED = {
+    "DJANGO_SECRET_KEY": "x9!Fq2@Lr7#Vm4$Tz8%Wb1^Hc6&Jn3*Pd5(Ks0)Yg-e_u+i=o~a;s:d,f.g/h",
+    "DJANGO_ALLOWED_HOSTS": "stagehand.example.com",
+    "DJANGO_ADMIN_URL": "ops-3f9a/",
+}
 
 
 def test_the_template_as_it_is_fails_naming_each_variable(base_env, tmp_path):
@@ -64,9 +70,7 @@ def test_one_placeholder_left_is_enough_to_fail(base_env, tmp_path):
     result = check_deploy(
         base_env,
         tmp_path,
-        DJANGO_SECRET_KEY="x9!Fq2@Lr7#Vm4$Tz8%Wb1^Hc6&Jn3*Pd5(Ks0)Yg-e_u+i=o~a;s:d,f.g/h",
-        DJANGO_ALLOWED_HOSTS="stagehand.example.com",
-        DJANGO_ADMIN_URL="ops-3f9a/",
+        **FILLED,
         DJANGO_CSRF_TRUSTED_ORIGINS="<https://stagehand.example.com>",
     )
     assert result.returncode != 0
@@ -89,9 +93,7 @@ def test_a_database_url_built_from_the_postgres_template_names_its_file(
     result = check_deploy(
         base_env,
         tmp_path,
-        DJANGO_SECRET_KEY="x9!Fq2@Lr7#Vm4$Tz8%Wb1^Hc6&Jn3*Pd5(Ks0)Yg-e_u+i=o~a;s:d,f.g/h",
-        DJANGO_ALLOWED_HOSTS="stagehand.example.com",
-        DJANGO_ADMIN_URL="ops-3f9a/",
+        **FILLED,
         DATABASE_URL=url,
     )
     assert result.returncode != 0
@@ -123,9 +125,7 @@ def test_a_value_with_brackets_that_is_no_placeholder_passes(base_env, tmp_path)
     result = check_deploy(
         base_env,
         tmp_path,
-        DJANGO_SECRET_KEY="x9!Fq2@Lr7#Vm4$Tz8%Wb1^Hc6&Jn3*Pd5(Ks0)Yg-e_u+i=o~a;s:d,f.g/h",
-        DJANGO_ALLOWED_HOSTS="stagehand.example.com",
-        DJANGO_ADMIN_URL="ops-3f9a/",
+        **FILLED,
         DJANGO_DEFAULT_FROM_EMAIL="Stagehand <stagehand@example.org>",
     )
     assert "DJANGO_DEFAULT_FROM_EMAIL" not in result.stderr, result.stderr

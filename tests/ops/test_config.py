@@ -4,27 +4,19 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from io import StringIO
 from pathlib import Path
 
 from django.core.management import call_command
 
+from tests.conftest import manage
 from tests.test_configuration_docs import variables_read_by_settings
 
-ROOT = Path(__file__).resolve().parent.parent.parent
 SECRET_KEY = "x9!Fq2@Lr7#Vm4$Tz8%Wb1^Hc6&Jn3*Pd5(Ks0)Yg-e_u+i=o~a;s:d,f.g/h"
 
 
 def config(env: dict, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "manage.py", "config", *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return manage(env, "config", *args, timeout=60)
 
 
 def production_env(base_env: dict, tmp_path: Path) -> dict:
