@@ -56,5 +56,9 @@ class PurgeUserView(APIView):
         except services.AccountError as exc:
             raise ApiError("accounts.purge_refused", str(exc), 409) from exc
         return Response(
-            {**report.as_dict(), "summary": report.summary()}, status=status.HTTP_200_OK
+            {
+                **services.purge_report_as_dict(user, report),
+                "summary": report.summary(),
+            },
+            status=status.HTTP_200_OK,
         )

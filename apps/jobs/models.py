@@ -72,6 +72,9 @@ class DefaultSchedule(models.Model):
 
     name = models.CharField(max_length=100, primary_key=True)
     installed_at = models.DateTimeField(auto_now_add=True)
+    # The default it was installed from (a crontab, or "none"): a setting changed
+    # since is shown by `jobs scheduled`, not applied (docs/jobs.md).
+    expression = models.CharField(max_length=100, blank=True, default="")
 
     def __str__(self) -> str:
         return f"{self.name} (installed {self.installed_at:%Y-%m-%d})"

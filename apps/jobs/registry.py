@@ -1,12 +1,16 @@
 """The job registry: named, schedulable administrative tasks.
 
-An app declares a job next to its services::
+An app declares its jobs in its own ``tasks.py``, next to its services, with the
+schedule each gets by default (installed once, then the operator's: docs/jobs.md)::
 
-    from apps.jobs.registry import job
+    from apps.jobs.registry import FromSetting, job
 
-    @job("backup", "Back the database up to the configured storage.")
+    @job("backup", "Back the database up.", default_schedule=FromSetting("BACKUP_SCHEDULE"))
     def backup_job(database: str = "default") -> str:
         return services.backup(database=database).name
+
+The jobs app imports no other app: it finds the jobs by importing every installed
+app's ``tasks`` module (``JobsConfig.ready``).
 
 Each job is also a Celery task named ``stagehand.<name>``, so it can run in the shell
 (``jobs run``), on a worker (``jobs run -d``) or from Celery Beat (``jobs schedule``).
@@ -30,11 +34,21 @@ TASK_PREFIX = "stagehand."
 
 
 @dataclass(frozen=True)
+class FromSetting:
+    """A default schedule read from a setting when it is installed (a crontab, an
+    alias such as ``@daily``, or ``none`` for no schedule)."""
+
+    setting: str
+
+
+@dataclass(frozen=True)
 class Job:
     name: str
     description: str
     func: Callable[..., Any]
     task: Any
+    # The schedule installed once by ``migrate``: a crontab, FromSetting, or None.
+    default_schedule: str | FromSetting | None = None
 
     @property
     def task_name(self) -> str:
@@ -45,9 +59,13 @@ REGISTRY: dict[str, Job] = {}
 
 
 def job(
-    name: str, description: str
+    name: str,
+    description: str,
+    *,
+    default_schedule: str | FromSetting | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Register ``func`` as the job ``name`` and as the Celery task ``stagehand.<name>``."""
+    """Register ``func`` as the job ``name`` and as the Celery task ``stagehand.<name>``,
+    scheduled by default at ``default_schedule`` (a crontab or ``FromSetting``)."""
 
     def decorator(func: Callable[..., Any]) -> Callable[..., Any]:
         if name in REGISTRY and REGISTRY[name].func is not func:
@@ -65,7 +83,13 @@ def job(
                 task_id=self.request.id or "",
             )
 
-        REGISTRY[name] = Job(name=name, description=description, func=func, task=task)
+        REGISTRY[name] = Job(
+            name=name,
+            description=description,
+            func=func,
+            task=task,
+            default_schedule=default_schedule,
+        )
         return func
 
     return decorator

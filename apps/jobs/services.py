@@ -16,20 +16,18 @@ import types
 import typing
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
-from functools import partial
 from typing import Any
 
 from celery.schedules import crontab_parser
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django.utils import timezone
 
-from apps.core.output import counted
-
 from .models import DefaultSchedule, JobRun
-from .registry import Job, all_jobs, get_job
+from .registry import FromSetting, Job, all_jobs, get_job
 
 logger = logging.getLogger(__name__)
 
@@ -46,9 +44,6 @@ CRON_ALIASES = {
     "@yearly": "0 0 1 1 *",
     "@annually": "0 0 1 1 *",
 }
-
-# Default schedules installed on migrate (see install_default_schedules).
-DEFAULT_SCHEDULES = {"purge": "0 3 * * *", "search-index": "30 1 * * *"}
 
 MAX_TEXT = 10_000
 
@@ -626,14 +621,21 @@ def _drop_unused_crontab(crontab: Any) -> None:
 
 @transaction.atomic
 def unschedule(
-    name: str, args: list[Any] | None = None, kwargs: dict[str, Any] | None = None
+    name: str,
+    args: list[Any] | None = None,
+    kwargs: dict[str, Any] | None = None,
+    *,
+    dry_run: bool = False,
 ) -> Scheduled | None:
-    """Remove the schedule of job ``name`` with these parameters; None if none."""
+    """Remove the schedule of job ``name`` with these parameters; None if none.
+    With ``dry_run``, return the schedule that would go and keep it."""
     args, kwargs = list(args or []), dict(kwargs or {})
     task = find_schedule(name, args, kwargs)
     if task is None:
         return None
     cron = cron_of(task.crontab) if task.crontab else str(task.schedule)
+    if dry_run:
+        return Scheduled(label=call_label(name, args, kwargs), cron=cron, created=False)
     crontab = task.crontab
     task.delete()
     _drop_unused_crontab(crontab)
@@ -672,46 +674,85 @@ def scheduled() -> list[dict[str, Any]]:
     return rows
 
 
+def default_expression(job: Job) -> str | None:
+    """Return the crontab ``job`` is scheduled at by default, None for no schedule.
+
+    A ``FromSetting`` default is read now; a setting that is no crontab, alias or
+    ``none`` is ImproperlyConfigured, so that a typo is loud at the next ``migrate``.
+    """
+    default = job.default_schedule
+    if not isinstance(default, FromSetting):
+        return default
+    text = str(getattr(settings, default.setting, "") or "none").strip()
+    if text.lower() == "none":
+        return None
+    try:
+        return str(parse_cron(text))
+    except JobError as exc:
+        raise ImproperlyConfigured(f"{default.setting}: {exc}") from None
+
+
 @transaction.atomic
 def install_default_schedules() -> list[str]:
     """Install the default schedules, idempotently; return what changed.
 
-    ``purge`` and ``search-index`` are installed once, when the job exists and
-    has no schedule yet; after that the schedule is the operator's: changed, it is
+    Each job's ``default_schedule`` is installed once, when the job exists and has
+    no schedule yet; after that the schedule is the operator's: changed, it is
     kept, and unscheduled, it stays away (``DefaultSchedule`` remembers). A job
-    that already had a schedule counts as installed. ``backup()`` follows
-    ``BACKUP_SCHEDULE``: its crontab is set to it, or it is disabled by ``none``.
+    that already had a schedule counts as installed. A default read from a setting
+    (``BACKUP_SCHEDULE``) that says ``none`` installs nothing yet; changed after
+    the schedule was installed, it changes nothing but ``jobs scheduled`` says so
+    (``schedule_notes``). The rule is docs/jobs.md's "Default schedules".
     """
-    known = {j.name for j in all_jobs()}
     installed = set(DefaultSchedule.objects.values_list("name", flat=True))
     changes = []
-    for name, expression in DEFAULT_SCHEDULES.items():
-        if name not in known or name in installed:
+    for job in all_jobs():
+        if job.default_schedule is None:
             continue
-        if not _has_any_schedule(name):
-            schedule(expression, name)
-            changes.append(f"scheduled {name}() at {expression}")
-        DefaultSchedule.objects.create(name=name)
-    backup = (getattr(settings, "BACKUP_SCHEDULE", "") or "none").strip()
-    if "backup" in known:
-        existing = find_schedule("backup", [], {})
-        if backup.lower() == "none":
-            if existing is not None and existing.enabled:
-                existing.enabled = False
-                existing.save(update_fields=["enabled"])
-                changes.append("disabled backup() (BACKUP_SCHEDULE=none)")
-        else:
-            try:
-                cron = str(parse_cron(backup))
-            except JobError as exc:
-                from django.core.exceptions import ImproperlyConfigured
-
-                raise ImproperlyConfigured(f"BACKUP_SCHEDULE: {exc}") from None
-            current = cron_of(existing.crontab) if existing and existing.crontab else ""
-            if existing is None or current != cron or not existing.enabled:
-                schedule(backup, "backup")
-                changes.append(f"scheduled backup() at {cron}")
+        expression = default_expression(job)
+        if job.name in installed:
+            continue
+        has_schedule = _has_any_schedule(job.name)
+        if expression is None and not has_schedule:
+            continue  # nothing to seed yet
+        if not has_schedule:
+            schedule(expression, job.name)
+            changes.append(f"scheduled {job.name}() at {expression}")
+        DefaultSchedule.objects.create(name=job.name, expression=expression or "none")
     return changes
+
+
+def schedule_notes() -> list[str]:
+    """Return a note for each default read from a setting that was changed after its
+    schedule was installed and now differs from it: the schedule won, the note says
+    how to apply the setting."""
+    notes = []
+    seeded = dict(DefaultSchedule.objects.values_list("name", "expression"))
+    for job in all_jobs():
+        default = job.default_schedule
+        if not isinstance(default, FromSetting) or job.name not in seeded:
+            continue
+        wanted = default_expression(job) or "none"
+        if wanted == seeded[job.name]:
+            continue  # the setting is what was installed: the schedule is yours
+        task = find_schedule(job.name, [], {})
+        current = (
+            cron_of(task.crontab)
+            if task is not None and task.enabled and task.crontab
+            else "none"
+        )
+        if current == wanted:
+            continue
+        if wanted == "none":
+            fix = f"jobs unschedule {job.name}"
+        else:
+            fix = f'jobs schedule "{wanted}" {job.name}'
+        shown = "not scheduled" if current == "none" else f"scheduled at {current}"
+        notes.append(
+            f"{default.setting} is {wanted} but {job.name}() is {shown}; "
+            f"run `{fix}` to apply it."
+        )
+    return notes
 
 
 def _has_any_schedule(name: str) -> bool:
@@ -959,440 +1000,3 @@ def flush_cache(alias: str = "default") -> int | None:
     if batch:
         deleted += client.delete(*batch)
     return deleted
-
-
-# Purge
-# ------------------------------------------------------------------------------
-
-# Measured at 1,000,000 rows: 20,000 is 1.19x the raw SQL against 1.58x at 5,000
-# (fewer commits and statements), at the same flat memory; a batch of messages
-# still commits in well under a second (docs/benchmarks.md).
-PURGE_BATCH = 20_000
-
-
-def purge_count(count: int, what: str) -> str:
-    """``1 world deleted``, ``3 worlds deleted``: a PurgeReport count with its key."""
-    # every key is "<regular plural> <verb>", such as "worlds deleted"
-    return counted(count, what.replace("s ", " ", 1), what)
-
-
-@dataclass
-class PurgeReport:
-    """What a purge removed (or, dry, would remove): (section, what) ↦ count."""
-
-    dry_run: bool = False
-    counts: dict[str, dict[str, int]] = field(default_factory=dict)
-    skipped: list[str] = field(default_factory=list)
-
-    def add(self, section: str, what: str, count: int) -> None:
-        bucket = self.counts.setdefault(section, {})
-        bucket[what] = bucket.get(what, 0) + count
-
-    def totals(self) -> dict[str, int]:
-        totals: dict[str, int] = {}
-        for section in self.counts.values():
-            for what, count in section.items():
-                totals[what] = totals.get(what, 0) + count
-        return totals
-
-    def summary(self) -> str:
-        parts = [
-            purge_count(count, what) for what, count in self.totals().items() if count
-        ]
-        return ", ".join(parts) or "nothing to purge"
-
-    def __str__(self) -> str:
-        return self.summary()
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"dry_run": self.dry_run, "counts": self.counts, "skipped": self.skipped}
-
-
-def _relax_commit(alias: str) -> None:
-    """On PostgreSQL, let this transaction commit without waiting for the WAL flush.
-
-    Hundreds of batch commits each waiting for an fsync cost more than the deletes.
-    A crash can at worst lose the last batches' deletions: the rows are still
-    soft-deleted and the next purge removes them, so nothing is ever half-applied.
-    """
-    from django.db import connections
-
-    connection = connections[alias]
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SET LOCAL synchronous_commit TO OFF")
-
-
-class NeedsCollector(Exception):
-    """Deleting this model needs Django's deletion collector; the message says why."""
-
-
-@dataclass
-class DeletionPlan:
-    """How to delete rows of ``model`` with one statement per table: first what
-    depends on them, as each foreign key's ``on_delete`` says, then the rows."""
-
-    model: Any
-    # Dependants deleted first: (their foreign key's name, their own plan).
-    cascades: list[tuple[str, DeletionPlan]] = field(default_factory=list)
-    # Dependants kept: (their model, the foreign key's name, the value it gets).
-    updates: list[tuple[Any, str, Any]] = field(default_factory=list)
-    # Whether the search index holds documents of these rows.
-    indexed: bool = False
-    # File fields whose files go once the rows are gone.
-    files: list[Any] = field(default_factory=list)
-
-    @property
-    def simple(self) -> bool:
-        """Whether a batch is one DELETE and nothing else."""
-        return not (self.cascades or self.updates or self.indexed or self.files)
-
-    def relations(self) -> list[tuple[str, str, str]]:
-        """Return (dependant, foreign key, what happens) for every table this plan
-        touches besides the model's own, recursively."""
-        found = []
-        for name, plan in self.cascades:
-            found.append((plan.model._meta.label, name, "deleted"))
-            found += plan.relations()
-        for model, name, value in self.updates:
-            found.append((model._meta.label, name, f"set to {value!r}"))
-        return found
-
-
-def _set_value(field_: Any) -> tuple[bool, Any]:
-    """Return (True, value) when ``field_``'s on_delete sets it to a value
-    (SET_NULL, SET_DEFAULT, SET(value)); (False, None) otherwise."""
-    from django.db import models
-
-    on_delete = field_.remote_field.on_delete
-    if on_delete is models.SET_NULL:
-        return True, None
-    if on_delete is models.SET_DEFAULT:
-        return True, field_.get_default()
-    deconstruct = getattr(on_delete, "deconstruct", None)
-    if deconstruct is not None:
-        path, args, _ = deconstruct()
-        if path == "django.db.models.SET":
-            return True, args[0]  # a callable is called once per batch
-    return False, None
-
-
-def deletion_plan(model: Any, _path: tuple = ()) -> DeletionPlan:
-    """Return how to delete rows of ``model`` set-based, honouring the ``on_delete``
-    of every foreign key that points at it (and at what it cascades to).
-
-    Raise ``NeedsCollector`` when only Django's collector deletes them right:
-    PROTECT and RESTRICT (their checks), delete signal receivers other than the
-    search index's (which gets one update per batch instead), generic relations,
-    multi-table inheritance, cyclic cascades, custom on_delete functions.
-    """
-    from django.db import models
-    from django.db.models.deletion import get_candidate_relations_to_delete
-    from django.db.models.signals import post_delete, pre_delete
-
-    from apps.search import services as search
-
-    model = model._meta.concrete_model
-    label = model._meta.label
-    indexed = model in search.indexed_models()
-    if model in _path:
-        raise NeedsCollector(f"{label} cascades to itself")
-    if model._meta.parents:
-        raise NeedsCollector(f"{label} inherits another model's table")
-    if any(hasattr(f, "bulk_related_objects") for f in model._meta.private_fields):
-        raise NeedsCollector(f"{label} has generic relations")
-    if pre_delete.has_listeners(model) or (
-        post_delete.has_listeners(model) and not indexed
-    ):
-        raise NeedsCollector(f"{label} has delete signal receivers")
-    plan = DeletionPlan(
-        model=model,
-        indexed=indexed,
-        files=[
-            f for f in model._meta.concrete_fields if isinstance(f, models.FileField)
-        ],
-    )
-    for relation in get_candidate_relations_to_delete(model._meta):
-        fk = relation.field
-        on_delete = fk.remote_field.on_delete
-        dependant = relation.related_model
-        if on_delete is models.DO_NOTHING:
-            continue
-        if on_delete is models.CASCADE:
-            plan.cascades.append((fk.name, deletion_plan(dependant, (*_path, model))))
-            continue
-        sets, value = _set_value(fk)
-        if not sets:
-            raise NeedsCollector(
-                f"{dependant._meta.label}.{fk.name} is "
-                f"{getattr(on_delete, '__name__', on_delete)}"
-            )
-        plan.updates.append((dependant, fk.name, value))
-    return plan
-
-
-def _execute_plan(
-    plan: DeletionPlan, rows: Any, deleted: dict[str, int], ids: list | None = None
-) -> None:
-    """Delete ``rows`` (a queryset of ``plan.model``; ``ids`` when already read)
-    and what depends on them, one statement per table, dependants first."""
-    db = rows.db
-    for name, sub in plan.cascades:
-        dependants = sub.model._base_manager.using(db).filter(**{f"{name}__in": rows})
-        _execute_plan(sub, dependants, deleted)
-    for model, name, value in plan.updates:
-        value = value() if callable(value) else value
-        model._base_manager.using(db).filter(**{f"{name}__in": rows}).update(
-            **{name: value}
-        )
-    if plan.indexed and ids is None:
-        ids = list(rows.values_list("pk", flat=True))
-    stored = []
-    for file_field in plan.files:
-        names = rows.exclude(**{file_field.name: ""}).exclude(
-            **{f"{file_field.name}__isnull": True}
-        )
-        for name in names.values_list(file_field.name, flat=True):
-            stored.append((file_field.storage, name))
-    # No signals, no cascades: the plan has done what the collector would.
-    count = rows._raw_delete(db)
-    if count:
-        label = plan.model._meta.label
-        deleted[label] = deleted.get(label, 0) + count
-    if plan.indexed and ids:
-        from apps.search import services as search
-
-        search.rows_deleted(plan.model, ids)
-    if stored:
-        # Files are not transactional: they go once the deletion is committed.
-        transaction.on_commit(partial(_delete_files, stored), using=db)
-
-
-def _delete_files(stored: list[tuple[Any, str]]) -> None:
-    """Delete each file; one that cannot go is logged, and the others still go
-    (the rows are gone already: check_integrity lists files without a row)."""
-    for storage, name in stored:
-        try:
-            storage.delete(name)
-        except Exception:
-            logger.warning("purge: could not delete file %s", name, exc_info=True)
-
-
-def _rows_of(model: Any, ids: list, db: str) -> Any:
-    """Return the rows of ``model`` with these primary keys, as a queryset.
-
-    On PostgreSQL the ids travel as one array, not one placeholder each: every
-    statement of a batch repeats them, and thousands of placeholders cost more to
-    build and parse than the statement itself.
-    """
-    from django.db import connections
-    from django.db.models.expressions import RawSQL
-
-    manager = model._base_manager.using(db)
-    connection = connections[db]
-    if connection.vendor != "postgresql":
-        return manager.filter(pk__in=ids)
-    array = f"%s::{model._meta.pk.rel_db_type(connection)}[]"
-    return manager.filter(pk__in=RawSQL(f"SELECT unnest({array})", (ids,)))
-
-
-def _delete_in_batches(
-    queryset: Any, batch_size: int, on_batch: Any = None
-) -> dict[str, int]:
-    """Delete the rows of ``queryset`` ``batch_size`` at a time, each batch in its
-    own transaction; return the rows deleted per model (cascades included).
-
-    Batches are ranges of the primary key (keyset pagination), so the whole purge
-    reads the table once instead of once per batch. A batch is set-based (see
-    ``deletion_plan``): one statement per dependant table as its foreign key's
-    ``on_delete`` says, then one for the rows, then one search index update. Rows
-    without dependants go in one range ``DELETE`` and no id travels to Python;
-    otherwise the batch's ids are read and locked first, so every statement of the
-    batch acts on exactly the same rows. A model the plan cannot handle goes through
-    Django's collector. An interrupted run leaves only whole batches done; a rerun
-    starts over and finds only what is left.
-    """
-    model = queryset.model
-    db = queryset.db
-    try:
-        plan: DeletionPlan | None = deletion_plan(model)
-    except NeedsCollector as exc:
-        logger.info("Purging %s through the collector: %s", model._meta.label, exc)
-        plan = None
-    deleted: dict[str, int] = {}
-    last = None
-    more = True
-    while more:
-        after = {} if last is None else {"pk__gt": last}
-        page = queryset.filter(**after).order_by("pk")
-        per_model: dict[str, int] = {}
-        with transaction.atomic(using=db):
-            _relax_commit(db)
-            if plan is not None and not plan.simple:
-                # The batch's ids, locked: every statement acts on exactly these
-                # rows, whatever else commits meanwhile (say, a world restored).
-                locked = page.select_for_update(of=("self",))
-                ids = list(locked.values_list("pk", flat=True)[:batch_size])
-                if ids:
-                    _execute_plan(plan, _rows_of(model, ids, db), per_model, ids)
-                    last = ids[-1]
-                more = len(ids) == batch_size
-            else:
-                # The key of the batch_size-th row: the batch is every row up to it.
-                upto = page.values_list("pk", flat=True)[
-                    batch_size - 1 : batch_size
-                ].first()
-                bounds = after if upto is None else {**after, "pk__lte": upto}
-                last, more = upto, upto is not None
-                # The range on the outer DELETE too, so PostgreSQL walks the index
-                # there instead of scanning the table to match the subquery's ids.
-                batch = model._base_manager.using(db).filter(
-                    **bounds, pk__in=queryset.filter(**bounds).values("pk")
-                )
-                if plan is not None:
-                    _execute_plan(plan, batch, per_model)
-                else:
-                    per_model = {k: n for k, n in batch.delete()[1].items() if n}
-        for label, n in per_model.items():
-            deleted[label] = deleted.get(label, 0) + n
-        if on_batch and per_model.get(model._meta.label):
-            on_batch(model._meta.label, per_model[model._meta.label])
-    return deleted
-
-
-def purge(
-    *,
-    worlds: bool = True,
-    rooms: bool = True,
-    users: bool = True,
-    dry_run: bool = False,
-    batch_size: int = PURGE_BATCH,
-    worlds_first: bool = False,
-    on_section: Any = None,
-    on_batch: Any = None,
-) -> PurgeReport:
-    """Remove what was soft-deleted: worlds (with their rooms, messages and
-    attendees), rooms (with their messages) and users.
-
-    Leaves go first (messages, then rooms, then attendees, then the world) in
-    bounded batches, each its own transaction, so memory stays flat, no transaction
-    holds millions of rows, and an interrupted purge leaves consistent data that a
-    rerun finishes. A soft-deleted user whose chat messages others still see is
-    anonymised by ``accounts.services.purge_user`` instead of deleted.
-
-    ``worlds_first`` says soft-deleted worlds are (being) purged too, so a dry run
-    does not count their rooms and attendees twice.
-    """
-    report = PurgeReport(dry_run=dry_run)
-    skip_worlds = worlds or worlds_first
-    if worlds:
-        if on_section:
-            on_section("worlds")
-        _purge_worlds(report, dry_run, batch_size, on_batch)
-    if rooms:
-        if on_section:
-            on_section("rooms")
-        _purge_rooms(report, dry_run, batch_size, on_batch, skip_worlds)
-    if users:
-        if on_section:
-            on_section("users")
-        _purge_users(report, dry_run, batch_size, on_batch, skip_worlds)
-    return report
-
-
-def _purge_worlds(
-    report: PurgeReport, dry_run: bool, batch: int, on_batch: Any
-) -> None:
-    from apps.accounts.models import User
-    from apps.connections.models import ChatMessage
-    from apps.worlds.models import Room, World
-
-    doomed = World.objects.filter(deleted_at__isnull=False)
-    messages = ChatMessage.objects.filter(room__world__deleted_at__isnull=False)
-    rooms = Room.objects.filter(world__deleted_at__isnull=False)
-    attendees = User.objects.filter(world__deleted_at__isnull=False)
-    for what in ("worlds", "rooms", "messages", "attendees"):
-        report.add("worlds", f"{what} deleted", 0)  # the order they are shown in
-    if dry_run:
-        report.add("worlds", "worlds deleted", doomed.count())
-        report.add("worlds", "rooms deleted", rooms.count())
-        report.add("worlds", "messages deleted", messages.count())
-        report.add("worlds", "attendees deleted", attendees.count())
-        return
-    done = _delete_in_batches(messages, batch, on_batch)
-    report.add("worlds", "messages deleted", done.get(ChatMessage._meta.label, 0))
-    done = _delete_in_batches(rooms, batch, on_batch)
-    report.add("worlds", "rooms deleted", done.get(Room._meta.label, 0))
-    done = _delete_in_batches(attendees, batch, on_batch)
-    report.add("worlds", "attendees deleted", done.get(User._meta.label, 0))
-    done = _delete_in_batches(doomed, max(1, batch // 50), on_batch)
-    report.add("worlds", "worlds deleted", done.get(World._meta.label, 0))
-
-
-def _purge_rooms(
-    report: PurgeReport, dry_run: bool, batch: int, on_batch: Any, skip_worlds: bool
-) -> None:
-    from apps.connections.models import ChatMessage
-    from apps.worlds.models import Room
-
-    rooms = Room.objects.filter(deleted_at__isnull=False)
-    messages = ChatMessage.objects.filter(room__deleted_at__isnull=False)
-    if skip_worlds:
-        rooms = rooms.filter(world__deleted_at__isnull=True)
-        messages = messages.filter(room__world__deleted_at__isnull=True)
-    for what in ("rooms", "messages"):
-        report.add("rooms", f"{what} deleted", 0)
-    if dry_run:
-        report.add("rooms", "rooms deleted", rooms.count())
-        report.add("rooms", "messages deleted", messages.count())
-        return
-    done = _delete_in_batches(messages, batch, on_batch)
-    report.add("rooms", "messages deleted", done.get(ChatMessage._meta.label, 0))
-    done = _delete_in_batches(rooms, batch, on_batch)
-    report.add("rooms", "rooms deleted", done.get(Room._meta.label, 0))
-
-
-def _purge_users(
-    report: PurgeReport, dry_run: bool, batch: int, on_batch: Any, skip_worlds: bool
-) -> None:
-    from django.db.models import Exists, OuterRef
-
-    from apps.accounts import services as accounts
-    from apps.accounts.models import User
-    from apps.connections.models import ChatMessage
-
-    # Already-anonymised accounts are tombstones that refuse their token: final.
-    soft_deleted = User.objects.filter(deleted_at__isnull=False).exclude(
-        email__endswith="@deleted"
-    )
-    if skip_worlds:
-        soft_deleted = soft_deleted.exclude(world__deleted_at__isnull=False)
-    has_content = Exists(ChatMessage.objects.filter(sender=OuterRef("pk")))
-    # An attendee's row is what refuses its token (world + uid): deleting it would let
-    # the same token create a fresh account. Attendees always become tombstones;
-    # only operators without content others still see are deleted outright.
-    deletable = soft_deleted.filter(~has_content, world__isnull=True)
-    to_anonymise = soft_deleted.exclude(pk__in=deletable.values("pk"))
-    if dry_run:
-        report.add("users", "users deleted", deletable.count())
-        report.add("users", "users anonymised", to_anonymise.count())
-        return
-    done = _delete_in_batches(deletable, batch, on_batch)
-    report.add("users", "users deleted", done.get(User._meta.label, 0))
-    anonymised = 0
-    skipped: set[int] = set()
-    while True:
-        users = list(to_anonymise.exclude(pk__in=skipped).order_by("pk")[:batch])
-        if not users:
-            break
-        for user in users:
-            try:
-                accounts.purge_user(user)
-            except accounts.AccountError as exc:
-                skipped.add(user.pk)
-                report.skipped.append(f"user {user.pk}: {exc}")
-            else:
-                anonymised += 1
-        if on_batch:
-            on_batch(User._meta.label, len(users))
-    report.add("users", "users anonymised", anonymised)

@@ -25,13 +25,3 @@ def log_test(message: str = "log-test") -> str:
 @job("error-test", "Fail on purpose, to check that job errors are reported.")
 def error_test() -> None:
     raise DeliberateError("error-test: this failure is deliberate")
-
-
-@job("purge", "Remove soft-deleted worlds, rooms and users for good.")
-def purge(
-    worlds: bool = True, rooms: bool = True, users: bool = True, dry_run: bool = False
-) -> str:
-    from . import services
-
-    report = services.purge(worlds=worlds, rooms=rooms, users=users, dry_run=dry_run)
-    return ("dry run: would remove " if dry_run else "") + report.summary()

@@ -20,7 +20,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import IntegrityError, connection, models, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
@@ -40,9 +40,7 @@ __all__ = [
     "index",
     "model_names",
     "parse_timestamp",
-    "indexed_models",
     "query",
-    "rows_deleted",
     "update_documents",
 ]
 
@@ -594,27 +592,6 @@ def update_documents(model: str, ids: Iterable[Any]) -> int:
         with connection.cursor() as cursor:
             _delete_ids(eng, cursor, gen.table, source, ids)
             return eng.fill(cursor, gen.table, source, where, ids)
-
-
-def indexed_models() -> list[type[models.Model]]:
-    """Return the models whose rows have documents in the index."""
-    return [source.model for source in SOURCES.values()]
-
-
-def rows_deleted(model: type[models.Model], ids: Iterable[Any]) -> None:
-    """Drop the documents of these rows of ``model``, deleted in bulk without
-    ``post_delete`` (the purge's set-based batches), once the transaction commits.
-
-    It queues the same coalesced update that a ``post_delete`` per row would have
-    queued; rows of a model that is not indexed are ignored.
-    """
-    from .signals import schedule_update
-
-    concrete = model._meta.concrete_model
-    ids = list(ids)
-    for source in SOURCES.values():
-        if ids and source.model._meta.concrete_model is concrete:
-            schedule_update(source.key, ids)
 
 
 def _delete_ids(eng: Engine, cursor, table: str, source: Source, ids: list) -> None:

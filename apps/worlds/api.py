@@ -124,6 +124,7 @@ class TokenSerializer(serializers.Serializer):
 class CountsSerializer(serializers.Serializer):
     worlds = serializers.IntegerField()
     rooms = serializers.IntegerField()
+    messages = serializers.IntegerField()
     attendees = serializers.IntegerField()
     dry_run = serializers.BooleanField()
 

@@ -24,6 +24,10 @@ import jwt
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from apps.accounts import services as accounts
+from apps.accounts.models import User
+from apps.core import deletion
+from apps.core.deletion import PurgeReport
 from apps.core.validation import (
     INTEGER_MAX,
     INTEGER_MIN,
@@ -381,12 +385,10 @@ def _creating_world(world_id: str, domain: str) -> Iterator[None]:
 
 
 def deletion_counts(world: World) -> dict[str, int]:
-    """Return how many rows go with ``world`` when it is purged."""
-    return {
-        "worlds": 1,
-        "rooms": world.rooms.count(),
-        "attendees": world.attendees.count(),
-    }
+    """Return how many rows go with ``world`` when it is purged, counted as
+    ``purge --dry-run`` counts them."""
+    counts = _world_rows(World.objects.filter(pk=world.pk))
+    return {what: rows.count() for what, rows in counts.items()}
 
 
 def delete_world(world: World) -> dict[str, int]:
@@ -400,15 +402,101 @@ def delete_world(world: World) -> dict[str, int]:
     return counts
 
 
-def purge_deleted_worlds(older_than: dt.timedelta = dt.timedelta(0)) -> int:
-    """Delete worlds soft-deleted more than ``older_than`` ago, with rooms and
-    attendees; return how many worlds went."""
-    cutoff = timezone.now() - older_than
-    doomed = World.objects.filter(deleted_at__isnull=False, deleted_at__lte=cutoff)
-    count = doomed.count()
-    with transaction.atomic():
-        doomed.delete()
-    return count
+# Purge
+# ------------------------------------------------------------------------------
+
+# Measured at 1,000,000 rows: 20,000 is 1.19x the raw SQL against 1.58x at 5,000
+# (fewer commits and statements), at the same flat memory; a batch of messages
+# still commits in well under a second (docs/benchmarks.md).
+PURGE_BATCH = 20_000
+PURGE_SECTIONS = ("worlds", "rooms", "users")
+
+
+def _world_rows(worlds: Any) -> dict[str, Any]:
+    """Return what goes with ``worlds``, in the order it is shown: the worlds, their
+    rooms, the rooms' messages and the attendees."""
+    return {
+        "worlds": worlds,
+        "rooms": deletion.related_rows(worlds, "rooms"),
+        "messages": deletion.related_rows(worlds, "rooms__messages"),
+        "attendees": deletion.related_rows(worlds, "attendees"),
+    }
+
+
+def purge(
+    *,
+    worlds: bool = True,
+    rooms: bool = True,
+    users: bool = True,
+    dry_run: bool = False,
+    batch_size: int = PURGE_BATCH,
+    worlds_first: bool = False,
+    on_batch: deletion.OnBatch | None = None,
+) -> PurgeReport:
+    """Remove what was soft-deleted: worlds (with their rooms, messages and
+    attendees), rooms (with their messages) and users.
+
+    Leaves go first (messages, then rooms, then attendees, then the world) in
+    bounded batches, each its own transaction (``apps.core.deletion``), so memory
+    stays flat, no transaction holds millions of rows, and an interrupted purge
+    leaves consistent data that a rerun finishes. Users are the accounts app's
+    (``accounts.services.purge_users``).
+
+    ``worlds_first`` says soft-deleted worlds are (being) purged too, so a dry run
+    does not count their rooms and attendees twice.
+    """
+    report = PurgeReport(dry_run=dry_run)
+    skip_worlds = worlds or worlds_first
+    if worlds:
+        _purge_worlds(report, dry_run, batch_size, on_batch)
+    if rooms:
+        _purge_rooms(report, dry_run, batch_size, on_batch, skip_worlds)
+    if users:
+        accounts.purge_users(
+            report,
+            dry_run=dry_run,
+            batch_size=batch_size,
+            on_batch=on_batch,
+            skip_deleted_worlds=skip_worlds,
+        )
+    return report
+
+
+def _purge_worlds(
+    report: PurgeReport, dry_run: bool, batch: int, on_batch: Any
+) -> None:
+    rows = _world_rows(World.objects.filter(deleted_at__isnull=False))
+    for what in rows:
+        report.add("worlds", f"{what} deleted", 0)  # the order they are shown in
+    if dry_run:
+        for what, queryset in rows.items():
+            report.add("worlds", f"{what} deleted", queryset.count())
+        return
+    # A world's rows once its rooms and attendees are gone: small batches suffice.
+    batches = {"worlds": max(1, batch // 50)}
+    for what in ("messages", "rooms", "attendees", "worlds"):
+        queryset = rows[what]
+        done = deletion.delete_in_batches(queryset, batches.get(what, batch), on_batch)
+        report.add("worlds", f"{what} deleted", done.get(queryset.model._meta.label, 0))
+
+
+def _purge_rooms(
+    report: PurgeReport, dry_run: bool, batch: int, on_batch: Any, skip_worlds: bool
+) -> None:
+    rooms = Room.objects.filter(deleted_at__isnull=False)
+    if skip_worlds:
+        rooms = rooms.filter(world__deleted_at__isnull=True)
+    rows = {"rooms": rooms, "messages": deletion.related_rows(rooms, "messages")}
+    for what in rows:
+        report.add("rooms", f"{what} deleted", 0)
+    if dry_run:
+        for what, queryset in rows.items():
+            report.add("rooms", f"{what} deleted", queryset.count())
+        return
+    for what in ("messages", "rooms"):
+        queryset = rows[what]
+        done = deletion.delete_in_batches(queryset, batch, on_batch)
+        report.add("rooms", f"{what} deleted", done.get(queryset.model._meta.label, 0))
 
 
 # Config import and export
@@ -995,8 +1083,6 @@ def get_or_create_attendee(world: World, claims: dict[str, Any]):
     The user's traits become the token's traits. A deleted or deactivated
     attendee's token is refused with TokenError.
     """
-    from apps.accounts.models import User
-
     uid = str(claims["uid"])
     traits = list(claims.get("traits") or [])
     user, created = User.objects.get_or_create(

@@ -41,25 +41,91 @@ def test_migrate_installs_the_defaults_once(default_jobs, settings):
     assert PeriodicTask.objects.count() == 3
 
 
+def scheduled_output() -> str:
+    out = StringIO()
+    call_command("jobs", "scheduled", stdout=out)
+    return out.getvalue()
+
+
 @pytest.mark.django_db
-def test_an_operators_change_is_kept_and_backup_follows_its_setting(
+def test_an_operators_change_is_kept_and_a_changed_setting_is_only_noted(
     default_jobs, settings
 ):
+    # Until issue 16, backup() followed BACKUP_SCHEDULE at every migrate and an
+    # operator's change was silently undone; now the setting seeds it once.
     never_installed()
     settings.BACKUP_SCHEDULE = "@daily"
     services.install_default_schedules()
     services.schedule("0 5 * * 6", "purge")
-    settings.BACKUP_SCHEDULE = "15 2 * * *"
-    assert services.install_default_schedules() == ["scheduled backup() at 15 2 * * *"]
+    services.schedule("0 4 * * *", "backup")  # the operator's, setting unchanged
+    assert services.install_default_schedules() == []
+    call_command("migrate", verbosity=0, stdout=StringIO())
     assert schedules()["purge()"] == ("0 5 * * 6", True)
+    assert schedules()["backup()"] == ("0 4 * * *", True)
+    assert services.schedule_notes() == []  # the setting did not change: no nagging
+
+    settings.BACKUP_SCHEDULE = "15 2 * * *"
+    call_command("migrate", verbosity=0, stdout=StringIO())
+    assert schedules()["backup()"] == ("0 4 * * *", True)  # the schedule won
+    note = (
+        "note: BACKUP_SCHEDULE is 15 2 * * * but backup() is scheduled at 0 4 * * *; "
+        'run `jobs schedule "15 2 * * *" backup` to apply it.'
+    )
+    assert note in scheduled_output()
+    call_command("jobs", "schedule", "15 2 * * *", "backup", stdout=StringIO())
+    assert "note:" not in scheduled_output()
     assert schedules()["backup()"] == ("15 2 * * *", True)
 
     settings.BACKUP_SCHEDULE = "none"
-    assert services.install_default_schedules() == [
-        "disabled backup() (BACKUP_SCHEDULE=none)"
-    ]
-    assert schedules()["backup()"] == ("15 2 * * *", False)
     assert services.install_default_schedules() == []
+    assert schedules()["backup()"] == ("15 2 * * *", True)
+    assert services.schedule_notes() == [
+        "BACKUP_SCHEDULE is none but backup() is scheduled at 15 2 * * *; "
+        "run `jobs unschedule backup` to apply it."
+    ]
+    call_command("jobs", "unschedule", "backup", stdout=StringIO())
+    call_command("migrate", verbosity=0, stdout=StringIO())
+    assert "backup()" not in schedules()
+    assert services.schedule_notes() == []
+
+
+@pytest.mark.django_db
+def test_an_unscheduled_backup_stays_away_and_a_new_setting_says_so(
+    default_jobs, settings
+):
+    never_installed()
+    settings.BACKUP_SCHEDULE = "@daily"
+    call_command("migrate", verbosity=0, stdout=StringIO())
+    call_command("jobs", "unschedule", "backup", stdout=StringIO())
+    call_command("migrate", verbosity=0, stdout=StringIO())
+    assert "backup()" not in schedules()
+    assert "note:" not in scheduled_output()
+
+    settings.BACKUP_SCHEDULE = "30 4 * * *"
+    call_command("migrate", verbosity=0, stdout=StringIO())
+    assert "backup()" not in schedules()
+    assert (
+        "note: BACKUP_SCHEDULE is 30 4 * * * but backup() is not scheduled; "
+        'run `jobs schedule "30 4 * * *" backup` to apply it.'
+    ) in scheduled_output()
+    err = StringIO()
+    call_command("jobs", "scheduled", "--json", stdout=StringIO(), stderr=err)
+    assert "BACKUP_SCHEDULE is 30 4 * * *" in err.getvalue()
+
+
+@pytest.mark.django_db
+def test_a_setting_that_was_none_seeds_the_backup_when_it_is_set(
+    default_jobs, settings
+):
+    never_installed()
+    settings.BACKUP_SCHEDULE = "none"
+    services.install_default_schedules()
+    assert "backup()" not in schedules()
+    settings.BACKUP_SCHEDULE = "15 2 * * *"
+    assert services.install_default_schedules() == ["scheduled backup() at 15 2 * * *"]
+    settings.BACKUP_SCHEDULE = "@daily"
+    assert services.install_default_schedules() == []
+    assert schedules()["backup()"] == ("15 2 * * *", True)
 
 
 @pytest.mark.django_db

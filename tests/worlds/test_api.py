@@ -162,7 +162,13 @@ def test_token_that_could_not_log_in_is_refused(api, world, body, message):
 
 def test_delete(api, world):
     dry = api.delete("/api/v1/worlds/sample/?dry_run=1")
-    assert dry.json() == {"worlds": 1, "rooms": 0, "attendees": 0, "dry_run": True}
+    assert dry.json() == {
+        "worlds": 1,
+        "rooms": 0,
+        "messages": 0,
+        "attendees": 0,
+        "dry_run": True,
+    }
     assert services.get_world("sample")
     response = api.delete("/api/v1/worlds/sample/")
     assert response.status_code == 200

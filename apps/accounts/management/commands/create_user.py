@@ -73,11 +73,9 @@ class Command(BaseCommand):
         )
 
     def _world(self, world_id: str):
-        from apps.worlds.services import WorldNotFound, get_world
-
         try:
-            return get_world(world_id)
-        except WorldNotFound as exc:
+            return services.find_world(world_id)
+        except services.AccountError as exc:
             raise CommandError(f"{exc}") from exc
 
     def _ask(self, prompt: str) -> str:

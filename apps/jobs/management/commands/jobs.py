@@ -40,6 +40,11 @@ class Command(BaseCommand):
         unschedule = sub.add_parser("unschedule", help="remove a job's schedule")
         unschedule.add_argument("name")
         unschedule.add_argument("params", nargs="*", metavar="ARG|KEY=VALUE")
+        unschedule.add_argument(
+            "--dry-run",
+            action="store_true",
+            help="say which schedule would go; change nothing",
+        )
 
         scheduled = sub.add_parser("scheduled", help="the scheduled jobs")
         scheduled.add_argument("--json", action="store_true")
@@ -103,15 +108,24 @@ class Command(BaseCommand):
             )
         )
 
-    def do_unschedule(self, *, name: str, params: list[str], **_: Any) -> None:
+    def do_unschedule(
+        self, *, name: str, params: list[str], dry_run: bool, **_: Any
+    ) -> None:
         args, kwargs = services.parse_params(params)
-        done = services.unschedule(name, args, kwargs)
+        done = services.unschedule(name, args, kwargs, dry_run=dry_run)
         if done is None:
             raise CommandError(
                 f"✘ No scheduled job match Job {services.call_label(name, args, kwargs)}; "
                 "`jobs scheduled` lists them with their parameters.",
                 returncode=2,
             )
+        if dry_run:
+            self.stdout.write(
+                f"Would unschedule Job {done.label} with the following crontab: "
+                f"{done.cron}"
+            )
+            self.stdout.write(self.style.SUCCESS("Dry run: nothing was changed."))
+            return
         self.stdout.write(
             self.style.SUCCESS(
                 f"➢ Unscheduled Job {done.label} with the following crontab: {done.cron}"
@@ -120,16 +134,21 @@ class Command(BaseCommand):
 
     def do_scheduled(self, *, json: bool, **_: Any) -> None:
         rows = services.scheduled()
+        notes = services.schedule_notes()
         if json:
             write_json(self.stdout, rows)
+            # Beside the JSON, not in it: the document stays a list of schedules.
+            for note in notes:
+                self.stderr.write(f"note: {note}")
             return
         if not rows:
             self.stdout.write("# No scheduled jobs")
-            return
         for row in rows:
             off = "" if row["enabled"] else "  (disabled)"
             description = (row["description"] or row["task"]).rstrip(".")
             self.stdout.write(f"{description}: {row['label']} ↦ {row['cron']}{off}")
+        for note in notes:
+            self.stdout.write(f"note: {note}")
 
     def do_history(self, *, name: str | None, limit: int, json: bool, **_: Any) -> None:
         if limit < 1:

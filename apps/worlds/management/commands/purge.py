@@ -6,10 +6,12 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
+from apps.core.deletion import PurgeReport, purge_count
 from apps.core.output import Progress, write_json
-from apps.jobs import services
+from apps.jobs.services import recorded
+from apps.worlds import services
 
-SECTIONS = ("worlds", "rooms", "users")
+SECTIONS = services.PURGE_SECTIONS
 
 
 class Command(BaseCommand):
@@ -40,7 +42,7 @@ class Command(BaseCommand):
             raise CommandError("--batch-size must be at least 1.")
         chosen = [s for s in SECTIONS if options[s]] or list(SECTIONS)
         selection = {s: s in chosen for s in SECTIONS}
-        report = services.PurgeReport(dry_run=dry_run)
+        report = PurgeReport(dry_run=dry_run)
         params = {**selection, "dry_run": dry_run}
 
         def work() -> None:
@@ -57,8 +59,7 @@ class Command(BaseCommand):
                         worlds_first="worlds" in chosen,
                         on_batch=lambda _model, n: progress.advance(n),
                     )
-                report.counts.update(part.counts)
-                report.skipped += part.skipped
+                report.merge(part)
                 if not json:
                     self.write_counts(part.counts.get(section, {}))
 
@@ -66,7 +67,7 @@ class Command(BaseCommand):
             work()
         else:
             # Recorded like any run of the purge job: `jobs history purge` shows it.
-            with services.recorded("purge", [], params, trigger="shell") as run:
+            with recorded("purge", [], params, trigger="shell") as run:
                 work()
                 run.result = report.summary()
         if json:
@@ -86,4 +87,4 @@ class Command(BaseCommand):
             self.stdout.write("   nothing to purge")
             return
         for what, count in counts.items():
-            self.stdout.write(f"   {services.purge_count(count, what)}")
+            self.stdout.write(f"   {purge_count(count, what)}")

@@ -10,8 +10,9 @@ from django.utils import timezone
 
 from apps.accounts.models import Terms, TermsAcceptance, User
 from apps.connections.models import ChatMessage
-from apps.jobs import services
+from apps.core import deletion
 from apps.jobs.models import JobRun
+from apps.worlds import services
 from apps.worlds.models import Room, World
 
 NOW = timezone.now()
@@ -251,11 +252,11 @@ def test_every_relation_to_a_purged_model_is_known_and_set_based():
     # deletion_plan raises NeedsCollector for what it cannot do set-based (PROTECT,
     # RESTRICT, delete receivers other than the search index's, …): the purge would
     # still be right, through Django's collector, but slow again.
-    plans = {model: services.deletion_plan(model) for model in (World, Room, User)}
+    plans = {model: deletion.deletion_plan(model) for model in (World, Room, User)}
     assert set(plans[User].relations()) == USER_DEPENDANTS
     assert set(plans[Room].relations()) == ROOM_DEPENDANTS
     assert set(plans[World].relations()) == WORLD_DEPENDANTS
-    assert services.deletion_plan(ChatMessage).simple  # one DELETE per batch
+    assert deletion.deletion_plan(ChatMessage).simple  # one DELETE per batch
 
 
 @pytest.fixture
@@ -389,8 +390,8 @@ def test_a_dependant_with_its_own_delete_receiver_goes_through_the_collector(
 
     post_delete.connect(receiver, sender=TermsAcceptance, dispatch_uid="test-purge")
     try:
-        with pytest.raises(services.NeedsCollector, match="TermsAcceptance"):
-            services.deletion_plan(User)
+        with pytest.raises(deletion.NeedsCollector, match="TermsAcceptance"):
+            deletion.deletion_plan(User)
         purge("--worlds")
     finally:
         post_delete.disconnect(sender=TermsAcceptance, dispatch_uid="test-purge")
@@ -405,29 +406,28 @@ def test_on_delete_values_are_read_from_the_foreign_key():
     def fk(on_delete, **kwargs):
         return models.ForeignKey(User, on_delete=on_delete, **kwargs)
 
-    assert services._set_value(fk(models.SET_NULL, null=True)) == (True, None)
-    assert services._set_value(fk(models.SET_DEFAULT, default=7)) == (True, 7)
-    assert services._set_value(fk(models.SET(3))) == (True, 3)
-    assert services._set_value(fk(models.PROTECT)) == (False, None)
-    assert services._set_value(fk(models.CASCADE)) == (False, None)
+    assert deletion.set_value(fk(models.SET_NULL, null=True)) == (True, None)
+    assert deletion.set_value(fk(models.SET_DEFAULT, default=7)) == (True, 7)
+    assert deletion.set_value(fk(models.SET(3))) == (True, 3)
+    assert deletion.set_value(fk(models.PROTECT)) == (False, None)
+    assert deletion.set_value(fk(models.CASCADE)) == (False, None)
 
 
-def test_an_attendee_batch_is_all_or_nothing(erin_everywhere, monkeypatch):
-    from apps.search import services as search
-
+def test_an_attendee_batch_is_all_or_nothing(erin_everywhere):
     class Interrupted(Exception):
         pass
 
-    real_rows_deleted = search.rows_deleted
+    def interrupt_attendees(sender, ids, **kwargs):
+        raise Interrupted  # the last step of an attendee batch
 
-    def interrupt_attendees(model, ids):
-        if model is User:  # the last step of an attendee batch
-            raise Interrupted
-        real_rows_deleted(model, ids)
-
-    monkeypatch.setattr(search, "rows_deleted", interrupt_attendees)
-    with pytest.raises(Interrupted):
-        services.purge(rooms=False, users=False)
+    deletion.rows_deleted.connect(
+        interrupt_attendees, sender=User, dispatch_uid="test-interrupt"
+    )
+    try:
+        with pytest.raises(Interrupted):
+            services.purge(rooms=False, users=False)
+    finally:
+        deletion.rows_deleted.disconnect(sender=User, dispatch_uid="test-interrupt")
     # The messages and rooms of the world went in their own batches; the attendee
     # batch rolled back whole: erin is there with everything that points at her.
     erin = erin_everywhere["erin"]
@@ -437,7 +437,6 @@ def test_an_attendee_batch_is_all_or_nothing(erin_everywhere, monkeypatch):
     assert erin.groups.exists() and erin.user_permissions.exists()
     assert ChatMessage.objects.filter(sender=erin).count() == 2
 
-    monkeypatch.undo()
     report = services.purge(rooms=False, users=False)
     assert report.counts["worlds"]["attendees deleted"] == 2
     assert not World.objects.filter(pk="gone").exists()
