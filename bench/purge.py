@@ -172,7 +172,7 @@ def child_purge(batch_size: int) -> None:
 
     sys.path.insert(0, str(BASE_DIR))
     django.setup()
-    from apps.jobs import services
+    from apps.worlds import services
 
     per_model: dict[str, float] = {}
     clock = [time.perf_counter()]
