@@ -1,0 +1,244 @@
+"""Running jobs, here or on the workers, and the record of every run."""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from celery.utils import uuid
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from ..models import JobRun
+from ..registry import all_jobs
+from .errors import JobError, NoBroker
+from .params import call_label, lookup
+
+logger = logging.getLogger("apps.jobs.services")
+
+TRIGGER_HEADER = "stagehand_trigger"
+# Celery Beat (django-celery-beat) puts the PeriodicTask's name in this header.
+BEAT_HEADER = "periodic_task_name"
+
+MAX_TEXT = 10_000
+
+
+def _header(request: Any, name: str) -> Any:
+    value = getattr(request, name, None)
+    if value is None:
+        value = (getattr(request, "headers", None) or {}).get(name)
+    return value
+
+
+def trigger_of(request: Any) -> str:
+    """Return who asked for the Celery task being executed: beat, api, admin or worker."""
+    if _header(request, BEAT_HEADER):
+        return JobRun.Trigger.BEAT
+    trigger = _header(request, TRIGGER_HEADER)
+    if trigger in JobRun.Trigger.values:
+        return trigger
+    return JobRun.Trigger.WORKER
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 1] + "…"
+
+
+def execute(
+    name: str,
+    args: list[Any],
+    kwargs: dict[str, Any],
+    *,
+    trigger: str,
+    task_id: str = "",
+) -> Any:
+    """Run the job ``name`` here and now, recording the run; re-raise its error."""
+    outcome = _run_recorded(name, args, kwargs, trigger=trigger, task_id=task_id)
+    if outcome.error is not None:
+        raise outcome.error
+    return outcome.result
+
+
+@dataclass
+class RunOutcome:
+    run: JobRun
+    result: Any = None
+    error: BaseException | None = None
+
+
+class Recording:
+    """The run being recorded by ``recorded``: set ``result`` to keep a summary."""
+
+    def __init__(self, run: JobRun):
+        self.run = run
+        self.result: Any = None
+
+
+@contextmanager
+def recorded(
+    name: str,
+    args: list[Any],
+    kwargs: dict[str, Any],
+    *,
+    trigger: str,
+    task_id: str = "",
+) -> Iterator[Recording]:
+    """Record the work done inside the block as a run of job ``name``.
+
+    A run queued by ``send`` already has a row (found by task id); it is claimed
+    with a conditional update so a redelivered message cannot take over a finished
+    run. An exception is recorded with its traceback and propagates.
+    """
+    started = timezone.now()
+    claimed = 0
+    if task_id:
+        claimed = JobRun.objects.filter(
+            task_id=task_id, outcome=JobRun.Outcome.QUEUED
+        ).update(outcome=JobRun.Outcome.RUNNING, started_at=started)
+    if claimed:
+        run = JobRun.objects.filter(task_id=task_id).latest("id")
+    else:
+        run = JobRun.objects.create(
+            job=name,
+            args=args,
+            kwargs=kwargs,
+            trigger=trigger,
+            task_id=task_id,
+            started_at=started,
+        )
+    recording = Recording(run)
+    clock = time.monotonic()
+    try:
+        yield recording
+    except BaseException as exc:
+        run.outcome = JobRun.Outcome.FAILURE
+        run.error = _short(traceback.format_exc())
+        run.duration = time.monotonic() - clock
+        run.save(update_fields=["outcome", "error", "duration"])
+        logger.error("Job %s failed: %r", call_label(name, args, kwargs), exc)
+        raise
+    run.outcome = JobRun.Outcome.SUCCESS
+    result = recording.result
+    run.result = "" if result is None else _short(str(result))
+    run.duration = time.monotonic() - clock
+    run.save(update_fields=["outcome", "result", "duration"])
+
+
+def _run_recorded(
+    name: str,
+    args: list[Any],
+    kwargs: dict[str, Any],
+    *,
+    trigger: str,
+    task_id: str = "",
+) -> RunOutcome:
+    job = lookup(name)
+    holder: list[Recording] = []
+    try:
+        with recorded(name, args, kwargs, trigger=trigger, task_id=task_id) as rec:
+            holder.append(rec)
+            rec.result = job.func(*args, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - recorded, then handed back
+        if not holder:  # the run could not even be recorded
+            raise
+        return RunOutcome(run=holder[0].run, error=exc)
+    return RunOutcome(run=holder[0].run, result=holder[0].result)
+
+
+def run(
+    name: str,
+    args: list[Any] | None = None,
+    kwargs: dict[str, Any] | None = None,
+    *,
+    trigger: str = JobRun.Trigger.SHELL,
+) -> RunOutcome:
+    """Run a job in this process; return its recorded run and its result or error."""
+    return _run_recorded(name, list(args or []), dict(kwargs or {}), trigger=trigger)
+
+
+def require_broker() -> None:
+    if not settings.STAGEHAND_HAS_BROKER:
+        raise NoBroker(
+            "Sending jobs to the workers needs a broker: set CELERY_BROKER_URL "
+            "(redis://… or amqp://…) and start workers with `worker start`; "
+            "without -d the job runs here."
+        )
+
+
+def send(
+    name: str,
+    args: list[Any] | None = None,
+    kwargs: dict[str, Any] | None = None,
+    *,
+    trigger: str = JobRun.Trigger.WORKER,
+) -> JobRun:
+    """Queue a job for the workers and record it as queued; return the run.
+
+    The message leaves only when the surrounding transaction commits, so a worker
+    always finds the queued row.
+    """
+    require_broker()
+    job = lookup(name)
+    args, kwargs = list(args or []), dict(kwargs or {})
+    run = JobRun.objects.create(
+        job=name,
+        args=args,
+        kwargs=kwargs,
+        trigger=trigger,
+        outcome=JobRun.Outcome.QUEUED,
+        queued_at=timezone.now(),
+        task_id=uuid(),
+    )
+
+    def publish() -> None:
+        try:
+            job.task.apply_async(
+                args, kwargs, task_id=run.task_id, headers={TRIGGER_HEADER: trigger}
+            )
+        except Exception as exc:
+            JobRun.objects.filter(pk=run.pk, outcome=JobRun.Outcome.QUEUED).update(
+                outcome=JobRun.Outcome.FAILURE,
+                error=f"The broker refused the job: {exc!r}",
+            )
+            raise JobError(
+                f"The broker refused the job ({exc}); check CELERY_BROKER_URL "
+                "with `info`."
+            ) from exc
+
+    transaction.on_commit(publish, robust=False)
+    return run
+
+
+def history(name: str | None = None, limit: int = 20) -> list[JobRun]:
+    """Return the latest runs, newest first, of one job or of all."""
+    if name is not None and name not in {j.name for j in all_jobs()}:
+        if not JobRun.objects.filter(job=name).exists():
+            lookup(name)  # raises with suggestions
+    runs = JobRun.objects.all()
+    if name:
+        runs = runs.filter(job=name)
+    return list(runs.order_by("-id")[:limit])
+
+
+def run_as_dict(run: JobRun) -> dict[str, Any]:
+    return {
+        "id": run.pk,
+        "job": run.job,
+        "label": call_label(run.job, run.args, run.kwargs),
+        "args": run.args,
+        "kwargs": run.kwargs,
+        "trigger": run.trigger,
+        "outcome": run.outcome,
+        "queued_at": run.queued_at.isoformat() if run.queued_at else None,
+        "started_at": run.started_at.isoformat() if run.started_at else None,
+        "duration": run.duration,
+        "result": run.result,
+        "error": run.error,
+        "task_id": run.task_id,
+    }
