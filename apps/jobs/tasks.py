@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from .registry import job
 
@@ -25,3 +26,9 @@ def log_test(message: str = "log-test") -> str:
 @job("error-test", "Fail on purpose, to check that job errors are reported.")
 def error_test() -> None:
     raise DeliberateError("error-test: this failure is deliberate")
+
+
+@job("sleep-test", "Sleep for a while, to check how runs on workers are followed.")
+def sleep_test(seconds: float = 60) -> str:
+    time.sleep(seconds)
+    return f"slept {seconds:g} seconds"

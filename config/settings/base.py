@@ -279,6 +279,8 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # stands by instead of sending every job twice (docs/jobs.md).
 CELERY_BEAT_SCHEDULER = "apps.jobs.beat:LockedDatabaseScheduler"
 BEAT_LOCK_TTL = env.int("BEAT_LOCK_TTL", default=60)
+# Seconds between heartbeats of a running job; 3 missed ones mark it lost.
+JOB_HEARTBEAT = env.float("JOB_HEARTBEAT", default=10)
 
 # BACKUPS
 # ------------------------------------------------------------------------------

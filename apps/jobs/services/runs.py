@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from celery.utils import uuid
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from ..models import JobRun
@@ -27,6 +30,75 @@ TRIGGER_HEADER = "stagehand_trigger"
 BEAT_HEADER = "periodic_task_name"
 
 MAX_TEXT = 10_000
+# A run is lost once this many heartbeats in a row are missing (docs/jobs.md).
+MISSED_HEARTBEATS = 3
+
+
+def heartbeat_interval() -> float:
+    """Seconds between two heartbeats of a running job (``JOB_HEARTBEAT``)."""
+    return float(getattr(settings, "JOB_HEARTBEAT", 10))
+
+
+def lost_after() -> float:
+    """Seconds without a heartbeat after which a running job counts as lost."""
+    return MISSED_HEARTBEATS * heartbeat_interval()
+
+
+class Heartbeat(threading.Thread):
+    """Write ``heartbeat_at`` of a running job every ``interval`` seconds, so that a
+    run whose process died (killed, out of memory, its machine gone) can be told
+    from one that is still working: see ``mark_lost_runs``.
+
+    A failed write is logged and tried again at the next beat; the thread's own
+    database connection is closed when it stops.
+    """
+
+    def __init__(self, run_id: int, interval: float) -> None:
+        super().__init__(name=f"job-heartbeat-{run_id}", daemon=True)
+        self.run_id = run_id
+        self.interval = interval
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        try:
+            while not self.stopped.wait(self.interval):
+                try:
+                    JobRun.objects.filter(
+                        pk=self.run_id, outcome=JobRun.Outcome.RUNNING
+                    ).update(heartbeat_at=timezone.now())
+                except Exception:
+                    logger.warning("Job run %s: heartbeat failed", self.run_id)
+                    connection.close()  # reopened at the next beat
+        finally:
+            connection.close()
+
+    def stop(self) -> None:
+        self.stopped.set()
+        # Not waiting long: a heartbeat stuck on the database must not hold the job.
+        self.join(timeout=1)
+
+
+def mark_lost_runs(now: datetime | None = None) -> int:
+    """Mark as ``lost`` every running run whose process stopped beating (no
+    heartbeat for ``lost_after()`` seconds); return how many.
+
+    Called wherever runs are read (``history``: ``jobs history``, the API, the
+    operations page), so a run whose worker was killed shows as lost within
+    ``lost_after()`` seconds of its last heartbeat. A lost run that finishes after
+    all (its process was only cut off from the database) records its real outcome.
+    """
+    cutoff = (now or timezone.now()) - timedelta(seconds=lost_after())
+    silent = Q(heartbeat_at__lt=cutoff) | Q(
+        heartbeat_at__isnull=True, started_at__lt=cutoff
+    )
+    return JobRun.objects.filter(silent, outcome=JobRun.Outcome.RUNNING).update(
+        outcome=JobRun.Outcome.LOST,
+        error=(
+            f"No heartbeat for more than {lost_after():g} seconds: the process "
+            "running this job stopped (killed, or its machine went away) before "
+            "it finished. Check the worker's log, then run the job again."
+        ),
+    )
 
 
 def _header(request: Any, name: str) -> Any:
@@ -100,7 +172,9 @@ def recorded(
     if task_id:
         claimed = JobRun.objects.filter(
             task_id=task_id, outcome=JobRun.Outcome.QUEUED
-        ).update(outcome=JobRun.Outcome.RUNNING, started_at=started)
+        ).update(
+            outcome=JobRun.Outcome.RUNNING, started_at=started, heartbeat_at=started
+        )
     if claimed:
         run = JobRun.objects.filter(task_id=task_id).latest("id")
     else:
@@ -111,18 +185,23 @@ def recorded(
             trigger=trigger,
             task_id=task_id,
             started_at=started,
+            heartbeat_at=started,
         )
     recording = Recording(run)
     clock = time.monotonic()
+    heartbeat = Heartbeat(run.pk, heartbeat_interval())
+    heartbeat.start()
     try:
         yield recording
     except BaseException as exc:
+        heartbeat.stop()
         run.outcome = JobRun.Outcome.FAILURE
         run.error = _short(traceback.format_exc())
         run.duration = time.monotonic() - clock
         run.save(update_fields=["outcome", "error", "duration"])
         logger.error("Job %s failed: %r", call_label(name, args, kwargs), exc)
         raise
+    heartbeat.stop()
     run.outcome = JobRun.Outcome.SUCCESS
     result = recording.result
     run.result = "" if result is None else _short(str(result))
@@ -216,7 +295,9 @@ def send(
 
 
 def history(name: str | None = None, limit: int = 20) -> list[JobRun]:
-    """Return the latest runs, newest first, of one job or of all."""
+    """Return the latest runs, newest first, of one job or of all; runs whose
+    process died are marked lost first (``mark_lost_runs``)."""
+    mark_lost_runs()
     if name is not None and name not in {j.name for j in all_jobs()}:
         if not JobRun.objects.filter(job=name).exists():
             lookup(name)  # raises with suggestions

@@ -119,7 +119,7 @@ def _periodic_name(label: str) -> str:
     return name[:186] + "… " + digest
 
 
-def _loads(text: str | None, default: Any) -> Any:
+def loads(text: str | None, default: Any) -> Any:
     try:
         return json.loads(text) if text else default
     except ValueError:
@@ -129,7 +129,7 @@ def _loads(text: str | None, default: Any) -> Any:
 def find_schedule(name: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
     """Return the PeriodicTask of job ``name`` with exactly these parameters, or None."""
     for task in PeriodicTask.objects.filter(task=_task_name_of(name)).order_by("id"):
-        if _loads(task.args, []) == args and _loads(task.kwargs, {}) == kwargs:
+        if loads(task.args, []) == args and loads(task.kwargs, {}) == kwargs:
             return task
     return None
 
@@ -195,7 +195,7 @@ def unrunnable_schedules() -> list[tuple[str, str]]:
     jobs = {job.task_name: job for job in all_jobs()}
     found = []
     for task in PeriodicTask.objects.filter(task__in=jobs).order_by("pk"):
-        args, kwargs = _loads(task.args, None), _loads(task.kwargs, None)
+        args, kwargs = loads(task.args, None), loads(task.kwargs, None)
         if not isinstance(args, list) or not isinstance(kwargs, dict):
             found.append((task.name, "its args or kwargs are not a JSON list / object"))
             continue
@@ -238,7 +238,7 @@ def scheduled() -> list[dict[str, Any]]:
     rows = []
     tasks = PeriodicTask.objects.select_related("crontab").order_by("name")
     for task in tasks:
-        args, kwargs = _loads(task.args, []), _loads(task.kwargs, {})
+        args, kwargs = loads(task.args, []), loads(task.kwargs, {})
         job_name = task.task.removeprefix(TASK_PREFIX)
         rows.append(
             {
