@@ -25,37 +25,22 @@ task reads who asked for it from the message headers (``stagehand_trigger`` set 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from celery import shared_task
 
-TASK_PREFIX = "stagehand."
+from . import services
+from .catalog import REGISTRY, TASK_PREFIX, FromSetting, Job, all_jobs, get_job
 
-
-@dataclass(frozen=True)
-class FromSetting:
-    """A default schedule read from a setting when it is installed (a crontab, an
-    alias such as ``@daily``, or ``none`` for no schedule)."""
-
-    setting: str
-
-
-@dataclass(frozen=True)
-class Job:
-    name: str
-    description: str
-    func: Callable[..., Any]
-    task: Any
-    # The schedule installed once by ``migrate``: a crontab, FromSetting, or None.
-    default_schedule: str | FromSetting | None = None
-
-    @property
-    def task_name(self) -> str:
-        return TASK_PREFIX + self.name
-
-
-REGISTRY: dict[str, Job] = {}
+__all__ = [
+    "REGISTRY",
+    "TASK_PREFIX",
+    "FromSetting",
+    "Job",
+    "all_jobs",
+    "get_job",
+    "job",
+]
 
 
 def job(
@@ -73,8 +58,6 @@ def job(
 
         @shared_task(name=TASK_PREFIX + name, bind=True)
         def task(self: Any, *args: Any, **kwargs: Any) -> Any:
-            from apps.jobs import services
-
             return services.execute(
                 name,
                 list(args),
@@ -93,13 +76,3 @@ def job(
         return func
 
     return decorator
-
-
-def get_job(name: str) -> Job:
-    """Return the registered job ``name``; KeyError when there is none."""
-    return REGISTRY[name]
-
-
-def all_jobs() -> list[Job]:
-    """Return every registered job, sorted by name."""
-    return [REGISTRY[name] for name in sorted(REGISTRY)]

@@ -5,6 +5,7 @@ from django.contrib.auth import authenticate
 from django.core.management import CommandError, call_command
 
 from apps.accounts.models import User
+from apps.worlds import services as worlds
 
 GOOD = "lantern-orbit-73"
 
@@ -126,8 +127,6 @@ def test_create_user_without_a_terminal_needs_email_and_password_stdin():
 
 @pytest.mark.django_db
 def test_create_user_in_a_world_makes_an_attendee_with_a_uid():
-    from apps.worlds import services as worlds
-
     world = worlds.create_world("expo", "Expo", "expo.example.org")
     output = create(
         "--email",

@@ -3,6 +3,7 @@ from datetime import timedelta
 from io import StringIO
 
 import pytest
+from django.contrib.auth import authenticate
 from django.core.files.base import ContentFile
 from django.core.management import CommandError, call_command
 from django.utils import timezone
@@ -132,8 +133,6 @@ def test_purge_an_operator_by_email_deletes_api_tokens(alice, bob, client):
     assert not Token.objects.filter(user=bob).exists()
     bob.refresh_from_db()
     assert not bob.is_active and bob.email == f"{bob.pk}@deleted"
-    from django.contrib.auth import authenticate
-
     assert authenticate(username="bob", password="tulip-river-91") is None
 
 

@@ -1,6 +1,7 @@
 from io import StringIO
 
 import pytest
+import redis
 from django.conf import settings
 from django.core.cache import cache
 from django.core.management import call_command
@@ -20,8 +21,6 @@ def test_cache_flush_clears_the_cache():
 
 @pytest.mark.redis
 def test_on_redis_only_the_caches_keys_go():
-    import redis
-
     client = redis.Redis.from_url(settings.REDIS_URL)
     try:
         cache.set("greeting", "hello")

@@ -9,6 +9,7 @@ from django_celery_beat.models import PeriodicTask
 
 from apps.jobs import services
 from apps.jobs.models import DefaultSchedule
+from apps.jobs.registry import REGISTRY
 
 
 def schedules() -> dict[str, tuple[str, bool]]:
@@ -141,8 +142,6 @@ def test_none_installs_no_backup_and_a_bad_setting_is_loud(default_jobs, setting
 
 @pytest.mark.django_db
 def test_jobs_that_do_not_exist_get_no_schedule(settings):
-    from apps.jobs.registry import REGISTRY
-
     never_installed()
     services.install_default_schedules()
     installed = {row["job"] for row in services.scheduled()}

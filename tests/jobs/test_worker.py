@@ -8,6 +8,7 @@ import uuid
 from io import StringIO
 
 import pytest
+import redis
 from celery import Celery
 from django.conf import settings
 from django.core.management import CommandError, call_command
@@ -24,8 +25,6 @@ def worker(*args: str) -> str:
 @pytest.fixture
 def redis_queue():
     """A fresh queue on the Redis broker (REDIS_URL's database), deleted afterwards."""
-    import redis
-
     name = f"test-{uuid.uuid4().hex[:8]}"
     client = redis.Redis.from_url(settings.REDIS_URL)
     app = Celery("queue-filler", broker=settings.REDIS_URL, set_as_current=False)

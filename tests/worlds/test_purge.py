@@ -5,13 +5,22 @@ from io import StringIO
 from pathlib import Path
 
 import pytest
+from django.contrib.admin.models import ADDITION, LogEntry
+from django.contrib.auth.models import Group, Permission
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
 from django.core.management import CommandError, call_command
+from django.db import connection, models
+from django.db.models.signals import post_delete
 from django.utils import timezone
+from rest_framework.authtoken.models import Token
 
 from apps.accounts.models import Terms, TermsAcceptance, User
 from apps.connections.models import ChatMessage
 from apps.core import deletion
 from apps.jobs.models import JobRun
+from apps.search import services as search
+from apps.search.models import Generation
 from apps.worlds import services
 from apps.worlds.models import Room, World
 
@@ -147,8 +156,7 @@ def test_purge_removes_the_soft_deleted_and_keeps_what_others_see(data):
 
 
 def test_a_purged_attendees_token_stays_refused(data):
-    from apps.worlds import services as worlds
-
+    worlds = services
     live = data["live"]
     live.config = {
         "JWT_secrets": [{"issuer": "any", "audience": "stagehand", "secret": "s" * 40}]
@@ -263,11 +271,6 @@ def test_every_relation_to_a_purged_model_is_known_and_set_based():
 def erin_everywhere(data):
     """Erin, an attendee of the soft-deleted world, with a row in every table that
     points at users, and bob (alive) with the same, which must all stay."""
-    from django.contrib.admin.models import ADDITION, LogEntry
-    from django.contrib.auth.models import Group, Permission
-    from django.core.files.base import ContentFile
-    from rest_framework.authtoken.models import Token
-
     erin = User.objects.get(world_id="gone", token_id="erin")
     bob = data["bob"]
     crew = Group.objects.create(name="crew")
@@ -289,10 +292,6 @@ def erin_everywhere(data):
 def test_every_dependant_of_a_purged_attendee_is_handled(
     erin_everywhere, django_capture_on_commit_callbacks
 ):
-    from django.contrib.admin.models import LogEntry
-    from django.core.files.storage import default_storage
-    from rest_framework.authtoken.models import Token
-
     erin, bob = erin_everywhere["erin"], erin_everywhere["bob"]
     erin_avatar, bob_avatar = erin.avatar.name, bob.avatar.name
     through = {
@@ -326,9 +325,6 @@ def test_every_dependant_of_a_purged_attendee_is_handled(
 def test_a_file_that_cannot_be_deleted_is_logged_and_the_others_go(
     erin_everywhere, django_capture_on_commit_callbacks, caplog
 ):
-    from django.core.files.base import ContentFile
-    from django.core.files.storage import default_storage
-
     erin, frank = erin_everywhere["erin"], erin_everywhere["frank"]
     frank.avatar.save("frank.png", ContentFile(b"png"), save=True)
     # erin's avatar is a folder with a file in it: the storage cannot delete it.
@@ -347,10 +343,6 @@ def test_a_file_that_cannot_be_deleted_is_logged_and_the_others_go(
 
 def documents(model: str) -> int:
     """How many documents the active index generation of ``model`` holds."""
-    from django.db import connection
-
-    from apps.search.models import Generation
-
     table = Generation.objects.get(model=model, state="active").table
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT count(*) FROM {connection.ops.quote_name(table)}")
@@ -358,8 +350,6 @@ def documents(model: str) -> int:
 
 
 def test_purged_rows_leave_the_search_index(data, django_capture_on_commit_callbacks):
-    from apps.search import services as search
-
     def found(text: str) -> list[str]:
         return [hit.model for hit in search.query(text)]
 
@@ -381,8 +371,6 @@ def test_purged_rows_leave_the_search_index(data, django_capture_on_commit_callb
 def test_a_dependant_with_its_own_delete_receiver_goes_through_the_collector(
     erin_everywhere,
 ):
-    from django.db.models.signals import post_delete
-
     seen = []
 
     def receiver(sender, instance, **kwargs):
@@ -401,8 +389,6 @@ def test_a_dependant_with_its_own_delete_receiver_goes_through_the_collector(
 
 
 def test_on_delete_values_are_read_from_the_foreign_key():
-    from django.db import models
-
     def fk(on_delete, **kwargs):
         return models.ForeignKey(User, on_delete=on_delete, **kwargs)
 

@@ -11,7 +11,7 @@ import typing
 from collections.abc import Iterable
 from typing import Any
 
-from ..registry import Job, all_jobs, get_job
+from ..catalog import Job, all_jobs, get_job
 from .errors import InvalidParams, UnknownJob
 
 

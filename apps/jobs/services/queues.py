@@ -12,7 +12,7 @@ from django.conf import settings
 
 from config.celery_app import app as celery_app
 
-from ..registry import all_jobs
+from ..catalog import all_jobs
 from .errors import JobError
 from .runs import require_broker
 

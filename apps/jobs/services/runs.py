@@ -18,8 +18,8 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from ..catalog import all_jobs
 from ..models import JobRun
-from ..registry import all_jobs
 from .errors import JobError, NoBroker
 from .params import call_label, lookup
 

@@ -14,8 +14,8 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
+from ..catalog import TASK_PREFIX, FromSetting, Job, all_jobs
 from ..models import DefaultSchedule
-from ..registry import TASK_PREFIX, FromSetting, Job, all_jobs
 from .errors import InvalidCron, JobError
 from .params import call_label, check_params, lookup, params_problem
 
