@@ -298,7 +298,10 @@ def main() -> None:
             "  time per model: "
             + ", ".join(f"{m} {t:.2f} s" for m, t in result["per_model"].items())
         )
-        print(f"ratio purge / raw SQL: {ratio:.2f}x (target <= 2x)")
+        load = " / ".join(f"{x:.2f}" for x in os.getloadavg())
+        print(
+            f"ratio purge / raw SQL: {ratio:.2f}x (target <= 2x), load average {load}"
+        )
         print(f"peak memory: {peak_mb:.0f} MB (target < 200 MB)")
     finally:
         if not os.environ.get("BENCH_KEEP"):  # keep the scratch databases to dig in
