@@ -76,3 +76,27 @@ def test_a_lazy_view_never_imports_for_private_names():
         view.__wrapped__  # noqa: B018  (functools.wraps probes for it)
     with pytest.raises(ImportError):
         view.cls  # noqa: B018
+
+
+def test_the_benchmark_measures_every_command_against_both_anchors():
+    """bench/startup.py as docs/benchmarks.md runs it, with one round."""
+    done = subprocess.run(
+        [sys.executable, "bench/startup.py", "--runs", "1", "--json"],
+        cwd=settings.BASE_DIR,
+        env={k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    figures = json.loads(done.stdout)
+    assert figures["runs"] == 1 and figures["load"]["min"] >= 0
+    rows = {row["command"]: row for row in figures["results"]}
+    assert list(rows) == ["check", "help", "list_worlds"]
+    assert rows["list_worlds"]["anchor_command"] == "check"
+    for row in rows.values():
+        # Stagehand loads more than either anchor, whatever the machine's load.
+        assert row["cpu_s"] > row["empty_cpu_s"] > 0
+        assert row["rss_mib"] > row["libraries_rss_mib"] > row["empty_rss_mib"] > 0
+        ratio = row["cpu_s"] / row["empty_cpu_s"]
+        assert row["cpu_ratio_empty"] == pytest.approx(ratio, abs=0.01)
