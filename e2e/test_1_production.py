@@ -349,6 +349,10 @@ def test_the_image_holds_no_secret_no_dev_file_and_runs_as_a_user(
     ).stdout
     for name in (".venv", ".git", "var", "tests", "bench", ".envs", "e2e", "docs"):
         assert name not in listing.split(), listing
+    # Compiled at build time: at run time nothing writes bytecode (the Dockerfile).
+    cache = "/app/apps/worlds/__pycache__"
+    compiled = sh("docker", "run", "--rm", "--entrypoint", "ls", image, cache).stdout
+    assert "services.cpython-311.pyc" in compiled.split(), compiled
     # The planted secret is in every production env file of the build context.
     container = sh("docker", "create", image).stdout.strip()
     try:

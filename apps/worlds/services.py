@@ -20,7 +20,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import jwt
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -1004,6 +1003,10 @@ def generate_token(
     }
     if problem := claims_problem(claims):
         raise WorldError(f"{problem} No token was issued.")
+    # PyJWT (with the cryptography it loads) is ~30 ms of CPU that every manage.py
+    # command would pay through the admin's import of this module (bench/startup.py).
+    import jwt  # noqa: PLC0415
+
     token = jwt.encode(claims, entry["secret"], algorithm=TOKEN_ALGORITHM)
     if len(token) > TOKEN_MAX_LENGTH:
         raise WorldError(
@@ -1038,6 +1041,9 @@ def verify_token(world: World, token: str | None) -> dict[str, Any]:
             f"{TOKEN_MAX_LENGTH} characters, its JSON nested at most "
             f"{TOKEN_MAX_DEPTH} deep.",
         )
+    # Imported here for start-up's sake, as in generate_token.
+    import jwt  # noqa: PLC0415
+
     expired = False
     for entry in (world.config or {}).get("JWT_secrets") or []:
         try:

@@ -1,0 +1,102 @@
+"""Start-up: what every `manage.py` command loads (bench/startup.py measures its cost).
+
+Heavy libraries load only where they are used; these tests keep them out of a plain
+`manage.py check`, which every command runs first, and prove that what loads them
+later still works.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from django.conf import settings
+from django.urls import resolve
+from drf_spectacular.generators import SchemaGenerator
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from apps.core.urls import LazyView
+
+# Imported by nothing a `check` needs; each one costs tens of milliseconds of CPU.
+LAZY = ["drf_spectacular.views", "jwt"]
+
+CHECK_THEN_LIST_MODULES = """
+import json, os, sys
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
+from django.core.management import execute_from_command_line
+execute_from_command_line(["manage.py", "check"])
+print(json.dumps(sorted(sys.modules)))
+"""
+
+
+@pytest.fixture(scope="module")
+def loaded_by_check(tmp_path_factory) -> set[str]:
+    """The modules a `manage.py check` child process has loaded when it is done."""
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    env["STAGEHAND_VAR_DIR"] = str(tmp_path_factory.mktemp("var"))
+    done = subprocess.run(
+        [sys.executable, "-c", CHECK_THEN_LIST_MODULES],
+        cwd=settings.BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return set(json.loads(done.stdout.splitlines()[-1]))
+
+
+def test_check_runs_without_loading_the_heavy_modules(loaded_by_check):
+    assert "apps.worlds.models" in loaded_by_check  # the child did load Stagehand
+    assert [module for module in LAZY if module in loaded_by_check] == []
+
+
+def test_the_schema_views_are_built_on_first_use():
+    view = resolve("/api/schema/").func
+    assert isinstance(view, LazyView)
+    # What DRF's and drf-spectacular's generators read is the real view's.
+    assert view.cls is SpectacularAPIView
+    assert view.csrf_exempt is True
+    assert resolve("/api/docs/").func.initkwargs == {"url_name": "api-schema"}
+    assert resolve("/api/docs/").func.cls is SpectacularSwaggerView
+
+
+def test_the_schema_still_lists_the_schema_endpoint():
+    paths = SchemaGenerator().get_schema(request=None, public=True)["paths"]
+    assert "/api/schema/" in paths
+    assert "/api/v1/worlds/" in paths
+
+
+def test_a_lazy_view_never_imports_for_private_names():
+    view = LazyView("no.such.module.View")
+    with pytest.raises(AttributeError):
+        view.__wrapped__  # noqa: B018  (functools.wraps probes for it)
+    with pytest.raises(ImportError):
+        view.cls  # noqa: B018
+
+
+def test_the_benchmark_measures_every_command_against_both_anchors():
+    """bench/startup.py as docs/benchmarks.md runs it, with one round."""
+    done = subprocess.run(
+        [sys.executable, "bench/startup.py", "--runs", "1", "--json"],
+        cwd=settings.BASE_DIR,
+        env={k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    figures = json.loads(done.stdout)
+    assert figures["runs"] == 1 and figures["load"]["min"] >= 0
+    rows = {row["command"]: row for row in figures["results"]}
+    assert list(rows) == ["check", "help", "list_worlds"]
+    assert rows["list_worlds"]["anchor_command"] == "check"
+    for row in rows.values():
+        # Stagehand loads more than either anchor, whatever the machine's load.
+        assert row["cpu_s"] > row["empty_cpu_s"] > 0
+        assert row["rss_mib"] > row["libraries_rss_mib"] > row["empty_rss_mib"] > 0
+        ratio = row["cpu_s"] / row["empty_cpu_s"]
+        assert row["cpu_ratio_empty"] == pytest.approx(ratio, abs=0.01)
