@@ -3,7 +3,13 @@ import re
 from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path, re_path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import (
+    SpectacularAPIView,
+    SpectacularRedocView,
+    SpectacularSwaggerView,
+)
+
+from apps.core.api import not_found
 
 # DJANGO_ADMIN_URL is literal text, not a route: a template's <placeholder> left in it
 # must reach `check --deploy` (apps/ops/checks.py) instead of crashing URL loading.
@@ -20,4 +26,13 @@ urlpatterns = [
         SpectacularSwaggerView.as_view(url_name="api-schema"),
         name="api-docs",
     ),
+    path(
+        "api/redoc/",
+        SpectacularRedocView.as_view(url_name="api-schema"),
+        name="api-redoc",
+    ),
+    # Last: any other URL under /api/ is a JSON 404, never Django's HTML page.
+    re_path(r"^api/", not_found),
 ]
+
+handler500 = "apps.core.api.server_error"

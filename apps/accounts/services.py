@@ -364,17 +364,6 @@ class PurgeReport:
         ]
         return ", ".join(parts) or "nothing besides the account"
 
-    def as_dict(self) -> dict:
-        return {
-            "user": self.user_id,
-            "label": self.label,
-            "dry_run": self.dry_run,
-            "items": [
-                {"what": what, "count": count, "action": action}
-                for what, count, action in self.items
-            ],
-        }
-
 
 def describe_user(user: User) -> str:
     parts = [user.username]

@@ -24,6 +24,7 @@ from typing import Any
 from celery.schedules import crontab_parser
 from django.conf import settings
 from django.db import transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from apps.core.output import counted
@@ -399,33 +400,21 @@ def send(
     return run
 
 
-def history(name: str | None = None, limit: int = 20) -> list[JobRun]:
-    """Return the latest runs, newest first, of one job or of all."""
+def runs_of(name: str | None = None) -> QuerySet[JobRun]:
+    """Return the runs, newest first, of one job or of all (UnknownJob, with
+    suggestions, for a name neither registered nor ever run)."""
     if name is not None and name not in {j.name for j in all_jobs()}:
         if not JobRun.objects.filter(job=name).exists():
             lookup(name)  # raises with suggestions
     runs = JobRun.objects.all()
     if name:
         runs = runs.filter(job=name)
-    return list(runs.order_by("-id")[:limit])
+    return runs.order_by("-id")
 
 
-def run_as_dict(run: JobRun) -> dict[str, Any]:
-    return {
-        "id": run.pk,
-        "job": run.job,
-        "label": call_label(run.job, run.args, run.kwargs),
-        "args": run.args,
-        "kwargs": run.kwargs,
-        "trigger": run.trigger,
-        "outcome": run.outcome,
-        "queued_at": run.queued_at.isoformat() if run.queued_at else None,
-        "started_at": run.started_at.isoformat() if run.started_at else None,
-        "duration": run.duration,
-        "result": run.result,
-        "error": run.error,
-        "task_id": run.task_id,
-    }
+def history(name: str | None = None, limit: int = 20) -> list[JobRun]:
+    """Return the latest ``limit`` runs, newest first, of one job or of all."""
+    return list(runs_of(name)[:limit])
 
 
 # Schedules

@@ -86,7 +86,7 @@ def no_server_error(ctx, response, case) -> None:
     deliberate = (
         response.status_code == 503
         and isinstance(body, dict)
-        and set(body) == {"error", "detail"}
+        and set(body) == {"error", "detail", "problems"}
         and body["error"] not in {"error", "server_error"}
     )
     if not deliberate:
