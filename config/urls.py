@@ -35,4 +35,7 @@ urlpatterns = [
     re_path(r"^api/", not_found),
 ]
 
+# Django's own error answers are JSON under /api/ too (its HTML pages elsewhere).
+handler400 = "apps.core.api.bad_request"
+handler403 = "apps.core.api.permission_denied"
 handler500 = "apps.core.api.server_error"

@@ -11,15 +11,16 @@ or no view was found::
 (empty when the error is not about the body). Every JSON body passes the rules of
 :mod:`apps.core.validation` before a view sees it (:mod:`apps.core.parsers`); lists
 are paged by :func:`paginated`; mutating calls are throttled by
-:class:`MutationThrottle`.
+:class:`apps.core.throttling.MutationThrottle`.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, JsonResponse
 from django.urls import Resolver404, resolve
 from django.views import defaults
@@ -27,16 +28,12 @@ from django.views.decorators.csrf import csrf_exempt
 from rest_framework import serializers, status
 from rest_framework.exceptions import APIException, ValidationError
 from rest_framework.pagination import LimitOffsetPagination
-from rest_framework.permissions import SAFE_METHODS
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
-from rest_framework.throttling import UserRateThrottle
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from .validation import json_path
-
-logger = logging.getLogger(__name__)
 
 Problems = Sequence[tuple[str, str]]
 
@@ -77,6 +74,13 @@ def joined(problems: Problems) -> str:
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, RequestDataTooBig):
+        exc = ApiError(
+            "too_large",
+            f"The request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} "
+            "bytes, the most the API reads; send less at once.",
+            status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+        )
     response = drf_exception_handler(exc, context)
     if response is None:
         return None  # not an API exception: server_error() answers it
@@ -158,6 +162,24 @@ def server_error(request: HttpRequest) -> Any:
     return defaults.server_error(request)
 
 
+def bad_request(request: HttpRequest, exception: Exception) -> Any:
+    """handler400 (a request Django itself refused): JSON under /api/."""
+    if request.path.startswith(API_PREFIX):
+        return JsonResponse(
+            error_body("bad_request", "The request could not be read."), status=400
+        )
+    return defaults.bad_request(request, exception)
+
+
+def permission_denied(request: HttpRequest, exception: Exception) -> Any:
+    """handler403 (Django's, not DRF's): JSON under /api/."""
+    if request.path.startswith(API_PREFIX):
+        return JsonResponse(
+            error_body("permission_denied", "You may not do this."), status=403
+        )
+    return defaults.permission_denied(request, exception)
+
+
 # Paging
 # ------------------------------------------------------------------------------
 
@@ -213,30 +235,3 @@ def paginated(
     if extra:
         response.data = {**extra, **response.data}
     return response
-
-
-# Throttling
-# ------------------------------------------------------------------------------
-
-
-class MutationThrottle(UserRateThrottle):
-    """At most ``REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]["mutations"]`` calls that
-    change something (POST, PUT, PATCH, DELETE) per user; reading is never throttled.
-
-    Reads the rate when a request comes, not at import, so that a changed setting
-    (and a test's override) takes effect.
-    """
-
-    scope = "mutations"
-
-    def get_rate(self) -> str | None:
-        return api_settings.DEFAULT_THROTTLE_RATES.get(self.scope)
-
-    def allow_request(self, request: Request, view: Any) -> bool:
-        if request.method in SAFE_METHODS:
-            return True
-        try:
-            return super().allow_request(request, view)
-        except Exception:  # noqa: BLE001 - the cache is down: the API stays up
-            logger.warning("API throttle skipped: the cache is unavailable")
-            return True

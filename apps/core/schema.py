@@ -57,6 +57,7 @@ class AutoSchema(openapi.AutoSchema):
             "503": "a service this call needs is unavailable",
         }
         if self.method in MUTATING:
+            errors["413"] = "the body is larger than the API reads"
             errors["429"] = "too many changes; retry after the Retry-After header"
         for code, description in errors.items():
             if code not in responses:

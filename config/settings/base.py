@@ -320,7 +320,7 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "apps.core.schema.AutoSchema",
     "EXCEPTION_HANDLER": "apps.core.api.exception_handler",
     # Calls that change something, per user; reading is not throttled (429 beyond).
-    "DEFAULT_THROTTLE_CLASSES": ["apps.core.api.MutationThrottle"],
+    "DEFAULT_THROTTLE_CLASSES": ["apps.core.throttling.MutationThrottle"],
     "DEFAULT_THROTTLE_RATES": {
         "mutations": env("API_THROTTLE_MUTATIONS", default="120/minute")
     },

@@ -1,5 +1,10 @@
+import json
+
 import pytest
+from django.test import RequestFactory
 from rest_framework.test import APIClient
+
+from apps.core.api import server_error
 
 
 @pytest.mark.django_db
@@ -121,3 +126,31 @@ def test_body_values_no_database_can_store_are_problems(staff):
     body = response.json()
     assert body["error"] == "parse_error"
     assert [p["path"] for p in body["problems"]] == ["$.args[0]"]
+
+
+@pytest.mark.django_db
+def test_a_body_too_large_is_a_json_413(staff, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    response = staff.post(
+        "/api/v1/worlds/import/", {"world": {"title": "x" * 2000}}, format="json"
+    )
+    assert response.status_code == 413
+    body = response.json()
+    assert is_error_shape(body) and body["error"] == "too_large"
+    assert "1000 bytes" in body["detail"]
+
+
+@pytest.mark.django_db
+def test_what_django_refuses_itself_is_json_under_api_only(client):
+    refused = client.get("/api/v1/stats/", HTTP_HOST="elsewhere.example")
+    assert refused.status_code == 400
+    assert is_error_shape(refused.json()) and refused.json()["error"] == "bad_request"
+    page = client.get("/admin/", HTTP_HOST="elsewhere.example")
+    assert page.status_code == 400 and "json" not in page["Content-Type"]
+
+
+def test_a_server_error_under_api_is_json():
+    response = server_error(RequestFactory().get("/api/v1/stats/"))
+    assert response.status_code == 500
+    assert json.loads(response.content)["error"] == "server_error"
+    assert "json" not in server_error(RequestFactory().get("/"))["Content-Type"]
