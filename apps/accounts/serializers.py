@@ -1,34 +1,32 @@
-"""The shape of a purge report: what ``/api/v1/users/purge/`` answers and what the
-OpenAPI schema documents, defined once."""
+"""The shapes of a purge report (what ``/api/v1/users/purge/`` answers and the
+OpenAPI schema documents) and of an API token's holder (``api_token … --json``),
+defined once."""
 
 from __future__ import annotations
 
 from rest_framework import serializers
 
-from .services import PurgeReport
-
 
 class PurgeItemSerializer(serializers.Serializer):
+    """One line of a report, from the report's ``(what, count, action)``."""
+
     what = serializers.CharField()
     count = serializers.IntegerField()
     action = serializers.CharField()
+
+    def to_representation(self, item: tuple[str, int, str]) -> dict:
+        what, count, action = item
+        return super().to_representation(
+            {"what": what, "count": count, "action": action}
+        )
 
 
 class PurgeReportSerializer(serializers.Serializer):
     user = serializers.IntegerField(source="user_id")
     label = serializers.CharField()
     dry_run = serializers.BooleanField()
-    items = serializers.SerializerMethodField()
+    items = PurgeItemSerializer(many=True)
     summary = serializers.CharField()
-
-    def get_items(self, report: PurgeReport) -> list[dict]:
-        return PurgeItemSerializer(
-            [
-                {"what": what, "count": count, "action": action}
-                for what, count, action in report.items
-            ],
-            many=True,
-        ).data
 
 
 class ApiTokenSerializer(serializers.Serializer):

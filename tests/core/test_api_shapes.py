@@ -41,9 +41,10 @@ def test_worlds(staff):
     deleted = worlds.create_world("gone", "Gone", "gone.example.org")
     worlds.delete_world(deleted)
     assert command_json("list_worlds") == results(staff, "/api/v1/worlds/")
-    assert command_json("list_worlds", "--all") == staff.get(
-        "/api/v1/worlds/", {"all": 1}
-    ).json()["results"]
+    assert (
+        command_json("list_worlds", "--all")
+        == staff.get("/api/v1/worlds/", {"all": 1}).json()["results"]
+    )
 
 
 @pytest.mark.django_db(transaction=True)
