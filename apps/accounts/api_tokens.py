@@ -6,6 +6,8 @@ from __future__ import annotations
 from django.db import IntegrityError, transaction
 from rest_framework.authtoken.models import Token
 
+from apps.core.validation import text_problem
+
 from .models import User
 from .services import AccountError, find_user
 
@@ -19,7 +21,7 @@ def create_token(identifier: str) -> Token:
 
     A user has at most one token: a second one is refused, with how to replace it.
     """
-    user = find_user(identifier)
+    user = _find(identifier)
     if not user.is_active or not user.is_staff:
         raise TokenError(
             f"{_who(user)} is not an active staff user, and the API serves only "
@@ -37,7 +39,7 @@ def create_token(identifier: str) -> Token:
 
 def revoke_token(identifier: str) -> User:
     """Delete the API token of ``identifier``; calls with it answer 401 from now on."""
-    user = find_user(identifier)
+    user = _find(identifier)
     deleted, _ = Token.objects.filter(user=user).delete()
     if not deleted:
         raise TokenError(
@@ -50,8 +52,16 @@ def list_tokens(identifier: str | None = None) -> list[Token]:
     """Return the API tokens (of one user, or of all), oldest first."""
     tokens = Token.objects.select_related("user").order_by("created", "user__pk")
     if identifier:
-        tokens = tokens.filter(user=find_user(identifier))
+        tokens = tokens.filter(user=_find(identifier))
     return list(tokens)
+
+
+def _find(identifier: str) -> User:
+    # PostgreSQL refuses NUL in a query's text: a DataError otherwise.
+    problem = text_problem(identifier)
+    if problem:
+        raise TokenError(f"The email or username {problem}.")
+    return find_user(identifier)
 
 
 def _who(user: User) -> str:

@@ -73,11 +73,30 @@ def test_revoke(alice):
         api_token("revoke", "alice@example.org")
     assert json.loads(api_token("list", "--json")[0]) == []
     assert api_token("list")[0].rstrip().endswith("0 tokens.")
+    api_token("create", "alice")
+    assert json.loads(api_token("revoke", "alice", "--json")[0]) == {
+        "email": "alice@example.org",
+        "revoked": True,
+    }
+    assert not Token.objects.exists()
 
 
-def test_unknown_users_and_missing_arguments_are_errors(db):
-    with pytest.raises(CommandError, match="No user with username or email"):
-        api_token("create", "nobody@example.org")
+@pytest.mark.parametrize("action", ["create", "revoke", "list"])
+@pytest.mark.parametrize(
+    ("identifier", "message"),
+    [
+        ("nobody@example.org", "No user with username or email"),
+        ("a" * 255 + "@example.org", "No user with username or email"),
+        ("alice\x00@example.org", "contains a NUL character"),
+        ("alice\ud800@example.org", "contains a lone surrogate"),
+    ],
+)
+def test_unknown_or_hostile_users_are_errors(alice, action, identifier, message):
+    with pytest.raises(CommandError, match=message):
+        api_token(action, identifier)
+
+
+def test_a_missing_email_is_an_error(db):
     with pytest.raises(CommandError):
         api_token("revoke")
 
