@@ -465,16 +465,6 @@ def purge_user(user: User, *, dry_run: bool = False) -> PurgeReport:
     return report
 
 
-def purge_report_as_dict(user: User, report: PurgeReport) -> dict:
-    """Return ``purge_user``'s report as the API shows it."""
-    return {
-        "user": user.pk,
-        "label": report.label,
-        "dry_run": report.dry_run,
-        "items": report.items_as_dicts(),
-    }
-
-
 def _refuse_if_purged(user: User) -> None:
     if is_purged(user):
         raise AccountError(

@@ -10,24 +10,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.core.api import ApiError
+from apps.core.api import ApiError, Pagination, paginated
 
 from . import services
-
-
-class BackupSerializer(serializers.Serializer):
-    name = serializers.CharField()
-    engine = serializers.CharField()
-    size = serializers.IntegerField()
-    created = serializers.DateTimeField()
-    compressed = serializers.BooleanField(
-        allow_null=True, help_text="null: a dump whose metadata is unreadable"
-    )
-    state = serializers.ChoiceField(
-        choices=[services.COMPLETE, services.INCOMPLETE, services.DAMAGED],
-        help_text="only a complete backup restores (and counts for retention)",
-    )
-    problem = serializers.CharField(help_text="why it is not complete, or empty")
+from .serializers import BackupSerializer, RestoreResultSerializer
 
 
 class CreateSerializer(serializers.Serializer):
@@ -46,14 +32,6 @@ class RestoreSerializer(serializers.Serializer):
     dry_run = serializers.BooleanField(default=False)
 
 
-class RestoreResultSerializer(serializers.Serializer):
-    backup = BackupSerializer()
-    database = serializers.CharField()
-    previous = serializers.CharField()
-    drop_hint = serializers.CharField()
-    dry_run = serializers.BooleanField()
-
-
 def _fail(exc: services.BackupError) -> ApiError:
     if isinstance(exc, services.StorageUnavailable):
         return ApiError(
@@ -70,13 +48,15 @@ def _fail(exc: services.BackupError) -> ApiError:
 class BackupListView(APIView):
     """List the backups (newest first), or take one now (POST)."""
 
+    pagination_class = Pagination
+
     @extend_schema(responses=BackupSerializer(many=True))
     def get(self, request: Request) -> Response:
         try:
             backups = services.list_backups()
         except services.BackupError as exc:
             raise _fail(exc) from None
-        return Response([b.as_dict() for b in backups])
+        return paginated(request, self, backups, BackupSerializer)
 
     @extend_schema(request=CreateSerializer, responses={201: BackupSerializer})
     def post(self, request: Request) -> Response:
@@ -89,7 +69,7 @@ class BackupListView(APIView):
             )
         except services.BackupError as exc:
             raise _fail(exc) from None
-        return Response(result.as_dict(), status=status.HTTP_201_CREATED)
+        return Response(BackupSerializer(result).data, status=status.HTTP_201_CREATED)
 
 
 @method_decorator(transaction.non_atomic_requests, name="dispatch")
@@ -119,12 +99,4 @@ class RestoreView(APIView):
                 result = services.restore(item.name, data["database"])
         except services.BackupError as exc:
             raise _fail(exc) from None
-        return Response(
-            {
-                "backup": result.backup.as_dict(),
-                "database": result.database,
-                "previous": result.previous,
-                "drop_hint": result.drop_hint,
-                "dry_run": result.dry_run,
-            }
-        )
+        return Response(RestoreResultSerializer(result).data)

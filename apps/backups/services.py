@@ -134,17 +134,6 @@ class BackupInfo:
     def complete(self) -> bool:
         return self.state == COMPLETE
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "engine": self.engine,
-            "size": self.size,
-            "created": self.created.isoformat(),
-            "compressed": self.compressed,
-            "state": self.state,
-            "problem": self.problem,
-        }
-
 
 def backup_name(engine: str, created: dt.datetime, ext: str) -> str:
     """Return a name that sorts by time and never collides, even within a second."""

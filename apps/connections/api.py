@@ -11,18 +11,14 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.core.api import ApiError
+from apps.core.api import ApiError, Pagination, paginated
 from apps.jobs import services as jobs
-from apps.jobs.api import JobRunSerializer, api_error
+from apps.jobs.api import api_error
 from apps.jobs.models import JobRun
+from apps.jobs.serializers import JobRunSerializer
 
 from . import services
-
-
-class LabelSerializer(serializers.Serializer):
-    label = serializers.CharField()
-    connections = serializers.IntegerField()
-
+from .serializers import LabelSerializer, SendResultSerializer
 
 # A minute between two connections is already a very slow drop.
 MAX_INTERVAL_MS = 60_000
@@ -44,13 +40,6 @@ class SendSerializer(serializers.Serializer):
     )
 
 
-class SendResultSerializer(serializers.Serializer):
-    count = serializers.IntegerField()
-    labels = serializers.ListField(child=serializers.CharField())
-    unreachable = serializers.IntegerField()
-    dry_run = serializers.BooleanField()
-
-
 def _needs_redis(exc: services.LayerUnavailable) -> ApiError:
     return ApiError(
         "connections.needs_redis", str(exc), status.HTTP_503_SERVICE_UNAVAILABLE
@@ -58,6 +47,8 @@ def _needs_redis(exc: services.LayerUnavailable) -> ApiError:
 
 
 class ConnectionListView(APIView):
+    pagination_class = Pagination
+
     @extend_schema(responses=LabelSerializer(many=True))
     def get(self, request: Request) -> Response:
         """Labels and their estimated number of connections, biggest first."""
@@ -65,7 +56,7 @@ class ConnectionListView(APIView):
             labels = services.list_labels()
         except services.LayerUnavailable as exc:
             raise _needs_redis(exc) from exc
-        return Response([item.as_dict() for item in labels])
+        return paginated(request, self, labels, LabelSerializer)
 
 
 # Outside the request's transaction, as jobs/run: a queued job's message leaves as
@@ -102,12 +93,14 @@ class SendView(APIView):
         except services.LayerUnavailable as exc:
             raise _needs_redis(exc) from exc
         return Response(
-            {
-                "count": result.count,
-                "labels": result.labels,
-                "unreachable": result.unreachable,
-                "dry_run": data["dry_run"],
-            }
+            SendResultSerializer(
+                {
+                    "count": result.count,
+                    "labels": result.labels,
+                    "unreachable": result.unreachable,
+                    "dry_run": data["dry_run"],
+                }
+            ).data
         )
 
     def delay(self, labels: list[str], interval_ms: int) -> Response:
@@ -118,7 +111,7 @@ class SendView(APIView):
             )
         except jobs.JobError as exc:
             raise api_error(exc) from exc
-        return Response(jobs.run_as_dict(run), status=status.HTTP_202_ACCEPTED)
+        return Response(JobRunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
 
 
 class DropView(SendView):

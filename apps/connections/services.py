@@ -125,9 +125,6 @@ class LabelCount:
     label: str
     connections: int
 
-    def as_dict(self) -> dict:
-        return {"label": self.label, "connections": self.connections}
-
 
 def list_labels() -> list[LabelCount]:
     """Return the live labels with their connection counts, biggest first."""

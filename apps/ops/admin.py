@@ -56,18 +56,23 @@ def _labels() -> dict:
 
 def _recent_runs() -> list[dict]:
     from apps.jobs import services as jobs
+    from apps.jobs.serializers import JobRunSerializer
 
-    return [jobs.run_as_dict(run) for run in jobs.history(limit=RECENT_RUNS)]
+    return JobRunSerializer(jobs.history(limit=RECENT_RUNS), many=True).data
 
 
 def _latest_backups() -> dict:
     from apps.backups import services as backups
+    from apps.backups.serializers import BackupSerializer
 
     try:
         found = backups.list_backups()[:LATEST_BACKUPS]
     except Exception as exc:  # noqa: BLE001 - the page shows why storage is unreadable
         return {"backups": [], "backups_unavailable": f"{type(exc).__name__}: {exc}"}
-    return {"backups": [b.as_dict() for b in found], "backups_unavailable": ""}
+    return {
+        "backups": BackupSerializer(found, many=True).data,
+        "backups_unavailable": "",
+    }
 
 
 def _connections_action(request: HttpRequest) -> None:

@@ -40,9 +40,6 @@ class ComponentStatus:
     def as_dict(self) -> dict:
         return {**asdict(self), "status": self.status}
 
-    def as_stats_dict(self) -> dict:
-        return {**asdict(self), "status": self.health}
-
 
 def _timed(name: str, backend: str, probe: Callable[[], str]) -> ComponentStatus:
     started = time.monotonic()

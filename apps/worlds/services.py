@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from apps.accounts import services as accounts
@@ -187,24 +188,17 @@ def is_possible_world_id(world_id: Any) -> bool:
     )
 
 
-def list_worlds(include_deleted: bool = False) -> list[World]:
-    """Return the worlds ordered by id, soft-deleted ones only when asked."""
+def list_worlds(include_deleted: bool = False, search: str = "") -> list[World]:
+    """Return the worlds ordered by id, soft-deleted ones only when asked; with
+    ``search``, only those whose id, title or domain contains it (case ignored)."""
     qs = World.objects.all() if include_deleted else World.objects.alive()
+    if search:
+        qs = qs.filter(
+            Q(id__icontains=search)
+            | Q(title__icontains=search)
+            | Q(domain__icontains=search)
+        )
     return list(qs.order_by("id"))
-
-
-def world_summary(world: World) -> dict[str, Any]:
-    """Return a world as plain data without secrets (for listings and the API)."""
-    return {
-        "id": world.id,
-        "title": world.title,
-        "domain": world.domain,
-        "url": world.url,
-        "locale": world.locale,
-        "timezone": world.timezone,
-        "created_at": world.created_at.isoformat() if world.created_at else None,
-        "deleted_at": world.deleted_at.isoformat() if world.deleted_at else None,
-    }
 
 
 # Validation of single values

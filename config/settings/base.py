@@ -74,6 +74,8 @@ THIRD_PARTY_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    # Swagger UI and Redoc served from our own static files, not a CDN.
+    "drf_spectacular_sidecar",
     "django_celery_beat",
 ]
 LOCAL_APPS = [
@@ -317,13 +319,29 @@ REST_FRAMEWORK = {
         "rest_framework.parsers.FormParser",
         "rest_framework.parsers.MultiPartParser",
     ],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "apps.core.schema.AutoSchema",
     "EXCEPTION_HANDLER": "apps.core.api.exception_handler",
+    # Calls that change something, per user; reading is not throttled (429 beyond).
+    "DEFAULT_THROTTLE_CLASSES": ["apps.core.throttling.MutationThrottle"],
+    "DEFAULT_THROTTLE_RATES": {
+        "mutations": env("API_THROTTLE_MUTATIONS", default="120/minute")
+    },
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Stagehand management API",
+    "DESCRIPTION": (
+        "The operator's API: the same services as the management commands. Staff "
+        "only; authenticate with `Authorization: Token <key>` "
+        "(`manage.py api_token create EMAIL`). Lists are paged with `limit` and "
+        "`offset`; every error is `{error, detail, problems}`."
+    ),
     "VERSION": "1",
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAdminUser"],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    # No online validator badge: the page talks to no other site.
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # SECURITY

@@ -13,3 +13,9 @@ LOGGING["root"]["level"] = "WARNING"  # noqa: F405
 # No collectstatic before the tests: WhiteNoise looks static files up per request
 # instead of indexing a STATIC_ROOT that does not exist (and warning about it).
 WHITENOISE_AUTOREFRESH = True
+# The suite makes hundreds of API changes a minute as one user; the throttle's own
+# test (tests/core/test_api_throttle.py) sets a low rate.
+REST_FRAMEWORK = {  # noqa: F405
+    **REST_FRAMEWORK,  # noqa: F405
+    "DEFAULT_THROTTLE_RATES": {"mutations": "100000/minute"},
+}

@@ -285,7 +285,8 @@ def test_an_uncompressed_dump_is_listed_as_uncompressed(live, s3, client, alice)
     listed = {b["name"]: b["compressed"] for b in json.loads(run("backups", "--json"))}
     assert listed == {plain: False, packed: True}
     client.force_login(alice)
-    api = {b["name"]: b["compressed"] for b in client.get("/api/v1/backups/").json()}
+    page = client.get("/api/v1/backups/").json()["results"]
+    api = {b["name"]: b["compressed"] for b in page}
     assert api == listed
 
 

@@ -38,7 +38,7 @@ def test_needs_staff_token(db, world):
 def test_list_and_detail_never_contain_secrets(api, world, harbor):
     response = api.get("/api/v1/worlds/")
     assert response.status_code == 200
-    assert [w["id"] for w in response.json()] == ["harborconf", "sample"]
+    assert [w["id"] for w in response.json()["results"]] == ["harborconf", "sample"]
     detail = api.get("/api/v1/worlds/harborconf/")
     assert detail.status_code == 200
     body = detail.json()
@@ -60,11 +60,13 @@ def test_unknown_and_deleted_worlds(api, world):
     assert response.json() == {
         "error": "world.unknown_world",
         "detail": "No world 'nope'.",
+        "problems": [],
     }
     services.delete_world(world)
     assert api.get("/api/v1/worlds/sample/").status_code == 404
-    assert api.get("/api/v1/worlds/").json() == []
-    assert [w["id"] for w in api.get("/api/v1/worlds/?all=1").json()] == ["sample"]
+    assert api.get("/api/v1/worlds/").json()["results"] == []
+    every = api.get("/api/v1/worlds/?all=1").json()["results"]
+    assert [w["id"] for w in every] == ["sample"]
 
 
 def test_create(api):

@@ -43,7 +43,7 @@ from .runs import (
     recorded,
     require_broker,
     run,
-    run_as_dict,
+    runs_of,
     send,
     trigger_of,
 )
@@ -107,7 +107,7 @@ __all__ = [
     "release_beat_lock",
     "require_broker",
     "run",
-    "run_as_dict",
+    "runs_of",
     "schedule",
     "schedule_notes",
     "scheduled",

@@ -15,7 +15,7 @@ from typing import Any
 from celery.utils import uuid
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from ..catalog import all_jobs
@@ -294,9 +294,10 @@ def send(
     return run
 
 
-def history(name: str | None = None, limit: int = 20) -> list[JobRun]:
-    """Return the latest runs, newest first, of one job or of all; runs whose
-    process died are marked lost first (``mark_lost_runs``)."""
+def runs_of(name: str | None = None) -> QuerySet[JobRun]:
+    """Return the runs, newest first, of one job or of all (UnknownJob, with
+    suggestions, for a name neither registered nor ever run); runs whose process
+    died are marked lost first (``mark_lost_runs``)."""
     mark_lost_runs()
     if name is not None and name not in {j.name for j in all_jobs()}:
         if not JobRun.objects.filter(job=name).exists():
@@ -304,22 +305,9 @@ def history(name: str | None = None, limit: int = 20) -> list[JobRun]:
     runs = JobRun.objects.all()
     if name:
         runs = runs.filter(job=name)
-    return list(runs.order_by("-id")[:limit])
+    return runs.order_by("-id")
 
 
-def run_as_dict(run: JobRun) -> dict[str, Any]:
-    return {
-        "id": run.pk,
-        "job": run.job,
-        "label": call_label(run.job, run.args, run.kwargs),
-        "args": run.args,
-        "kwargs": run.kwargs,
-        "trigger": run.trigger,
-        "outcome": run.outcome,
-        "queued_at": run.queued_at.isoformat() if run.queued_at else None,
-        "started_at": run.started_at.isoformat() if run.started_at else None,
-        "duration": run.duration,
-        "result": run.result,
-        "error": run.error,
-        "task_id": run.task_id,
-    }
+def history(name: str | None = None, limit: int = 20) -> list[JobRun]:
+    """Return the latest ``limit`` runs, newest first, of one job or of all."""
+    return list(runs_of(name)[:limit])

@@ -2,6 +2,7 @@ import datetime as dt
 
 from django.core.management.base import BaseCommand, CommandError
 
+from apps.backups.serializers import BackupSerializer
 from apps.backups.services import BackupError, list_backups
 from apps.core.output import (
     counted,
@@ -29,7 +30,7 @@ class Command(BaseCommand):
         except BackupError as exc:
             raise CommandError(str(exc)) from exc
         if json:
-            write_json(self.stdout, [b.as_dict() for b in backups])
+            write_json(self.stdout, BackupSerializer(backups, many=True).data)
             return
         now = dt.datetime.now(dt.UTC)
         write_table(

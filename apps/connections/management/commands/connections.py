@@ -7,6 +7,7 @@ import argparse
 from django.core.management.base import BaseCommand, CommandError
 
 from apps.connections import services
+from apps.connections.serializers import LabelSerializer
 from apps.core.output import Progress, counted, write_json, write_table
 from apps.core.subcommands import add_subcommands
 
@@ -74,7 +75,7 @@ class Command(BaseCommand):
     def show_list(self, *, as_json: bool) -> None:
         labels = services.list_labels()
         if as_json:
-            write_json(self.stdout, [item.as_dict() for item in labels])
+            write_json(self.stdout, LabelSerializer(labels, many=True).data)
             return
         write_table(
             self.stdout,

@@ -11,6 +11,11 @@ from apps.core.output import human_duration, write_json, write_table
 from apps.core.subcommands import add_subcommands
 from apps.jobs import services
 from apps.jobs.registry import all_jobs
+from apps.jobs.serializers import (
+    JobRunSerializer,
+    JobSerializer,
+    ScheduledJobSerializer,
+)
 
 
 class Command(BaseCommand):
@@ -63,13 +68,7 @@ class Command(BaseCommand):
     def do_list(self, *, json: bool, **_: Any) -> None:
         jobs = all_jobs()
         if json:
-            write_json(
-                self.stdout,
-                [
-                    {"name": j.name, "description": j.description, "task": j.task_name}
-                    for j in jobs
-                ],
-            )
+            write_json(self.stdout, JobSerializer(jobs, many=True).data)
             return
         write_table(
             self.stdout, ["job", "description"], [(j.name, j.description) for j in jobs]
@@ -136,7 +135,7 @@ class Command(BaseCommand):
         rows = services.scheduled()
         notes = services.schedule_notes()
         if json:
-            write_json(self.stdout, rows)
+            write_json(self.stdout, ScheduledJobSerializer(rows, many=True).data)
             # Beside the JSON, not in it: the document stays a list of schedules.
             for note in notes:
                 self.stderr.write(f"note: {note}")
@@ -155,7 +154,7 @@ class Command(BaseCommand):
             raise CommandError("--limit must be at least 1.")
         runs = services.history(name, limit=limit)
         if json:
-            write_json(self.stdout, [services.run_as_dict(r) for r in runs])
+            write_json(self.stdout, JobRunSerializer(runs, many=True).data)
             return
         if not runs:
             self.stdout.write(

@@ -1,6 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from apps.core.output import write_json, write_table
+from apps.ops.serializers import ComponentSerializer
 from apps.ops.services import collect_stats
 
 
@@ -19,7 +20,7 @@ class Command(BaseCommand):
     def handle(self, *, json: bool, **options) -> None:
         components = collect_stats()
         if json:
-            write_json(self.stdout, [c.as_stats_dict() for c in components])
+            write_json(self.stdout, ComponentSerializer(components, many=True).data)
         else:
             write_table(
                 self.stdout,

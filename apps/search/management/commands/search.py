@@ -5,6 +5,7 @@ from django.core.management.base import BaseCommand, CommandError
 from apps.core.output import counted, human_duration, write_json, write_table
 from apps.core.subcommands import add_subcommands
 from apps.search import services
+from apps.search.serializers import HitSerializer
 
 
 class Command(BaseCommand):
@@ -128,7 +129,7 @@ class Command(BaseCommand):
         except services.IndexNotBuilt as exc:
             raise CommandError(str(exc)) from None
         if json:
-            write_json(self.stdout, [h.as_dict() for h in hits])
+            write_json(self.stdout, HitSerializer(hits, many=True).data)
             return
         if hits:
             write_table(

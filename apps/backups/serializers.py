@@ -1,0 +1,35 @@
+"""The shapes of backups and restores: what the API answers, what ``backups --json``
+prints and what the OpenAPI schema documents, defined once."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from . import services
+
+
+class BackupSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    engine = serializers.CharField()
+    size = serializers.IntegerField(help_text="bytes")
+    created = serializers.DateTimeField()
+    compressed = serializers.BooleanField(
+        allow_null=True, help_text="null: a dump whose metadata is unreadable"
+    )
+    state = serializers.ChoiceField(
+        choices=[services.COMPLETE, services.INCOMPLETE, services.DAMAGED],
+        help_text="only a complete backup restores (and counts for retention)",
+    )
+    problem = serializers.CharField(
+        allow_blank=True, help_text="why it is not complete, or empty"
+    )
+
+
+class RestoreResultSerializer(serializers.Serializer):
+    backup = BackupSerializer()
+    database = serializers.CharField()
+    previous = serializers.CharField(
+        allow_blank=True, help_text="where the database live before is kept"
+    )
+    drop_hint = serializers.CharField(allow_blank=True)
+    dry_run = serializers.BooleanField()
