@@ -17,7 +17,7 @@ import typing
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -670,6 +670,20 @@ def scheduled() -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def next_run_at(task: Any, now: datetime | None = None) -> datetime | None:
+    """Return when Beat next sends the PeriodicTask ``task``: ``now`` when it is
+    overdue, None when it is disabled.
+
+    Beat counts from the task's last run, or from its own start when the task never
+    ran; ``now`` stands in for the latter.
+    """
+    if not task.enabled:
+        return None
+    now = now or timezone.now()
+    remaining = task.schedule.remaining_estimate(task.last_run_at or now)
+    return now + max(remaining, timedelta(0))
 
 
 @transaction.atomic

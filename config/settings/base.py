@@ -67,7 +67,8 @@ DJANGO_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
-    "django.contrib.admin",
+    # Django's admin on Stagehand's site: the operations page is in its app list.
+    "apps.ops.apps.AdminConfig",
 ]
 THIRD_PARTY_APPS = [
     "channels",
