@@ -28,7 +28,7 @@ from django.utils import timezone
 
 from apps.core.output import counted
 
-from .models import DefaultSchedule, JobRun
+from .models import BeatLock, DefaultSchedule, JobRun
 from .registry import Job, all_jobs, get_job
 
 logger = logging.getLogger(__name__)
@@ -786,6 +786,15 @@ def beat_lock_holder() -> dict[str, Any] | None:
     if lock.expires_at < timezone.now():
         return None
     return {"holder": lock.holder, "expires_at": lock.expires_at}
+
+
+def beat_last_tick() -> datetime | None:
+    """Return when a beat last renewed its lease (its last tick), expired or not;
+    None when no beat holds it or one gave it up."""
+    lock = BeatLock.objects.filter(name=BEAT_LOCK).first()
+    if lock is None or lock.expires_at is None:
+        return None
+    return lock.expires_at - timedelta(seconds=float(settings.BEAT_LOCK_TTL))
 
 
 # Workers and queues

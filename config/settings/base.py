@@ -333,6 +333,12 @@ X_FRAME_OPTIONS = "DENY"
 # Error pages and reports list the settings: URLs in them are masked (secrets.py).
 DEFAULT_EXCEPTION_REPORTER_FILTER = "apps.core.secrets.ExceptionReporterFilter"
 
+# METRICS
+# ------------------------------------------------------------------------------
+# /metrics answers a request with "Authorization: Bearer <METRICS_TOKEN>", or a
+# logged-in staff user; with no token set, only staff (docs/metrics.md).
+METRICS_TOKEN = env("METRICS_TOKEN", default="")
+
 # LOGGING
 # ------------------------------------------------------------------------------
 LOGGING = {
