@@ -2,7 +2,7 @@ from django.apps import AppConfig
 from django.contrib.admin import apps as admin_apps
 from django.core.checks import Tags, register
 
-from .checks import placeholders_left
+from .checks import log_format_check, placeholders_left
 
 
 class OpsConfig(AppConfig):
@@ -11,6 +11,7 @@ class OpsConfig(AppConfig):
 
     def ready(self) -> None:
         register(placeholders_left, Tags.security, deploy=True)
+        register(log_format_check)
 
 
 class AdminConfig(admin_apps.AdminConfig):

@@ -9,6 +9,7 @@ no broker. Each variable is documented in docs/configuration.md.
 from pathlib import Path
 
 from apps.core.environment import RecordingEnv, email_settings, postgres_url
+from apps.core.logs import logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 APPS_DIR = BASE_DIR / "apps"
@@ -341,12 +342,10 @@ METRICS_TOKEN = env("METRICS_TOKEN", default="")
 
 # LOGGING
 # ------------------------------------------------------------------------------
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {
-        "verbose": {"format": "%(levelname)s %(asctime)s %(name)s %(message)s"}
-    },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "verbose"}},
-    "root": {"level": env("DJANGO_LOG_LEVEL", default="INFO"), "handlers": ["console"]},
-}
+# One format for Django, uvicorn and Celery: text, or json (one object per line).
+LOG_FORMAT = env("LOG_FORMAT", default="text")
+LOGGING = logging_config(LOG_FORMAT, env("DJANGO_LOG_LEVEL", default="INFO"))
+
+# `backend start` rotates each process's log file at this size, keeping this many.
+BACKEND_LOG_MAX_BYTES = env.int("BACKEND_LOG_MAX_BYTES", default=10 * 1024 * 1024)
+BACKEND_LOG_BACKUPS = env.int("BACKEND_LOG_BACKUPS", default=5)
