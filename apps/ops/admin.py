@@ -11,14 +11,21 @@ from django.contrib import admin, messages
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import reverse
+from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
+from django_celery_beat.models import PeriodicTask
 
-from apps.core.output import counted
+from apps.core.output import counted, human_duration
+from apps.jobs import services as jobs
+from apps.jobs.models import JobRun
 
 from . import services
 
 RECENT_RUNS = 10
 LATEST_BACKUPS = 5
+# The page reloads its tables in place this often (seconds); 0 in the page's
+# checkbox state turns it off for the operator reading a traceback.
+REFRESH_SECONDS = 15
 
 
 # Outside the request's transaction: a paced send queued for the workers leaves as
@@ -35,7 +42,10 @@ def operations_view(request: HttpRequest) -> HttpResponse:
         "components": services.collect_stats(),
         **_labels(),
         "runs": _recent_runs(),
+        "schedules": _schedules(),
         **_latest_backups(),
+        "refresh_seconds": REFRESH_SECONDS,
+        "now": timezone.now(),
     }
     return TemplateResponse(request, "admin/ops/operations.html", context)
 
@@ -55,10 +65,54 @@ def _labels() -> dict:
 
 
 def _recent_runs() -> list[dict]:
-    from apps.jobs import services as jobs
-    from apps.jobs.serializers import JobRunSerializer
+    return [_run_row(run) for run in jobs.history(limit=RECENT_RUNS)]
 
-    return JobRunSerializer(jobs.history(limit=RECENT_RUNS), many=True).data
+
+def _run_row(run: JobRun) -> dict:
+    """A job run as the page shows it: datetimes for humanizing, the error's last
+    line (a traceback ends with the exception), a link to the run's admin page."""
+    error = run.error.strip()
+    return {
+        "id": run.pk,
+        "label": jobs.call_label(run.job, run.args, run.kwargs),
+        "trigger": run.trigger,
+        "outcome": run.outcome,
+        "queued_at": run.queued_at,
+        "started_at": run.started_at,
+        "duration": human_duration(run.duration) if run.duration is not None else "",
+        "result": run.result,
+        "error": error,
+        "error_line": error.splitlines()[-1] if error else "",
+        "url": reverse("admin:jobs_jobrun_change", args=[run.pk]),
+    }
+
+
+def _schedules() -> list[dict]:
+    """Every periodic task with its next run, as Beat would compute it."""
+    now = timezone.now()
+    rows = []
+    tasks = PeriodicTask.objects.select_related(
+        "crontab", "interval", "solar", "clocked"
+    )
+    by_name = {task.name: task for task in tasks}
+    for row in jobs.scheduled():
+        task = by_name[row["name"]]
+        rows.append(
+            {
+                **row,
+                "last_run_at": task.last_run_at,
+                "next_run_at": jobs.next_run_at(task, now),
+                "url": _change_url("django_celery_beat", "periodictask", task.pk),
+            }
+        )
+    return rows
+
+
+def _change_url(app_label: str, model: str, pk: object) -> str:
+    try:
+        return reverse(f"admin:{app_label}_{model}_change", args=[pk])
+    except NoReverseMatch:
+        return ""
 
 
 def _latest_backups() -> dict:
@@ -69,10 +123,8 @@ def _latest_backups() -> dict:
         found = backups.list_backups()[:LATEST_BACKUPS]
     except Exception as exc:  # noqa: BLE001 - the page shows why storage is unreadable
         return {"backups": [], "backups_unavailable": f"{type(exc).__name__}: {exc}"}
-    return {
-        "backups": BackupSerializer(found, many=True).data,
-        "backups_unavailable": "",
-    }
+    rows = [{**BackupSerializer(b).data, "created": b.created} for b in found]
+    return {"backups": rows, "backups_unavailable": ""}
 
 
 def _connections_action(request: HttpRequest) -> None:
@@ -115,8 +167,6 @@ def _send_to_workers(
     request: HttpRequest, action: str, label: str, interval: int
 ) -> None:
     from apps.connections import services as connections
-    from apps.jobs.models import JobRun
-    from apps.jobs.services import JobError
 
     kind = connections.DROP if action == "drop" else connections.RELOAD
     try:
@@ -126,7 +176,7 @@ def _send_to_workers(
             interval_ms=interval,
             trigger=JobRun.Trigger.ADMIN,
         )
-    except JobError as exc:
+    except jobs.JobError as exc:
         messages.error(request, str(exc))
         return
     what = "Drop" if action == "drop" else "Force reload"

@@ -681,6 +681,70 @@ def jwt_secrets_problems(config: Any) -> list[tuple[str, str]]:
     return [(path.replace("$.world.", "config.", 1), text) for path, text in problems]
 
 
+# What the admin shows in place of a JWT secret. No real secret can look like it:
+# a secret needs MIN_SECRET_LENGTH characters.
+MASKED_SECRET = "********"
+
+
+def mask_secrets(config: Any) -> Any:
+    """Return ``config`` with every JWT secret replaced by MASKED_SECRET."""
+    if not isinstance(config, dict) or not isinstance(config.get("JWT_secrets"), list):
+        return config
+    masked = copy.deepcopy(config)
+    for entry in masked["JWT_secrets"]:
+        if isinstance(entry, dict) and "secret" in entry:
+            entry["secret"] = MASKED_SECRET
+    return masked
+
+
+def restore_secrets(config: Any, stored: Any) -> tuple[Any, list[tuple[str, str]]]:
+    """Return ``config`` with each MASKED_SECRET put back from ``stored``, matched by
+    issuer and audience (so reordering entries never swaps secrets), and the
+    problems of masks with no stored secret to stand for."""
+    if not isinstance(config, dict) or not isinstance(config.get("JWT_secrets"), list):
+        return config, []
+    known = {}
+    for entry in (stored or {}).get("JWT_secrets") or []:
+        if isinstance(entry, dict):
+            known[(entry.get("issuer"), entry.get("audience"))] = entry.get("secret")
+    restored = copy.deepcopy(config)
+    problems = []
+    for i, entry in enumerate(restored["JWT_secrets"]):
+        if not isinstance(entry, dict) or entry.get("secret") != MASKED_SECRET:
+            continue
+        secret = known.get((entry.get("issuer"), entry.get("audience")))
+        if secret is None:
+            problems.append(
+                (
+                    f"$.world.JWT_secrets[{i}].secret",
+                    f"{MASKED_SECRET} keeps a stored secret, and none is stored for "
+                    "this issuer and audience; enter the secret itself",
+                )
+            )
+        else:
+            entry["secret"] = secret
+    return restored, problems
+
+
+def config_document(
+    *,
+    world_id: str,
+    title: str,
+    columns: dict[str, Any],
+    config: Any,
+    roles: Any,
+    trait_grants: Any,
+    extra: Any,
+) -> dict[str, Any]:
+    """Return a stored world's parts as the world-config document import_config
+    reads, so that what validate_config refuses there is refused everywhere."""
+    world = {**config} if isinstance(config, dict) else {}
+    world.update({"id": world_id, "title": title, **columns})
+    document: dict[str, Any] = {**extra} if isinstance(extra, dict) else {}
+    document.update(world=world, roles=roles, trait_grants=trait_grants)
+    return document
+
+
 def _check_room(
     room: Any,
     path: str,

@@ -9,6 +9,7 @@ no broker. Each variable is documented in docs/configuration.md.
 from pathlib import Path
 
 from apps.core.environment import RecordingEnv, email_settings, postgres_url
+from apps.core.logs import logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 APPS_DIR = BASE_DIR / "apps"
@@ -67,7 +68,8 @@ DJANGO_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
-    "django.contrib.admin",
+    # Django's admin on Stagehand's site: the operations page is in its app list.
+    "apps.ops.apps.AdminConfig",
 ]
 THIRD_PARTY_APPS = [
     "channels",
@@ -352,14 +354,18 @@ X_FRAME_OPTIONS = "DENY"
 # Error pages and reports list the settings: URLs in them are masked (secrets.py).
 DEFAULT_EXCEPTION_REPORTER_FILTER = "apps.core.secrets.ExceptionReporterFilter"
 
+# METRICS
+# ------------------------------------------------------------------------------
+# /metrics answers a request with "Authorization: Bearer <METRICS_TOKEN>", or a
+# logged-in staff user; with no token set, only staff (docs/metrics.md).
+METRICS_TOKEN = env("METRICS_TOKEN", default="")
+
 # LOGGING
 # ------------------------------------------------------------------------------
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {
-        "verbose": {"format": "%(levelname)s %(asctime)s %(name)s %(message)s"}
-    },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "verbose"}},
-    "root": {"level": env("DJANGO_LOG_LEVEL", default="INFO"), "handlers": ["console"]},
-}
+# One format for Django, uvicorn and Celery: text, or json (one object per line).
+LOG_FORMAT = env("LOG_FORMAT", default="text")
+LOGGING = logging_config(LOG_FORMAT, env("DJANGO_LOG_LEVEL", default="INFO"))
+
+# `backend start` rotates each process's log file at this size, keeping this many.
+BACKEND_LOG_MAX_BYTES = env.int("BACKEND_LOG_MAX_BYTES", default=10 * 1024 * 1024)
+BACKEND_LOG_BACKUPS = env.int("BACKEND_LOG_BACKUPS", default=5)

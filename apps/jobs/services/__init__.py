@@ -10,7 +10,13 @@ says what to do.
 
 from .cache import flush_cache
 from .errors import InvalidCron, InvalidParams, JobError, NoBroker, UnknownJob
-from .lease import BEAT_LOCK, beat_lock_holder, hold_beat_lock, release_beat_lock
+from .lease import (
+    BEAT_LOCK,
+    beat_last_tick,
+    beat_lock_holder,
+    hold_beat_lock,
+    release_beat_lock,
+)
 from .params import (
     call_label,
     check_params,
@@ -55,6 +61,7 @@ from .schedules import (
     default_expression,
     find_schedule,
     install_default_schedules,
+    next_run_at,
     parse_cron,
     schedule,
     schedule_notes,
@@ -78,6 +85,7 @@ __all__ = [
     "Scheduled",
     "TRIGGER_HEADER",
     "UnknownJob",
+    "beat_last_tick",
     "beat_lock_holder",
     "broker_url",
     "call_label",
@@ -94,6 +102,7 @@ __all__ = [
     "mark_lost_runs",
     "hold_beat_lock",
     "install_default_schedules",
+    "next_run_at",
     "lookup",
     "munin_config",
     "munin_field",

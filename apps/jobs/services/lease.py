@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
@@ -52,3 +53,12 @@ def beat_lock_holder() -> dict[str, Any] | None:
     if lock.expires_at < timezone.now():
         return None
     return {"holder": lock.holder, "expires_at": lock.expires_at}
+
+
+def beat_last_tick() -> datetime | None:
+    """Return when a beat last renewed its lease (its last tick), expired or not;
+    None when no beat holds it or one gave it up."""
+    lock = BeatLock.objects.filter(name=BEAT_LOCK).first()
+    if lock is None or lock.expires_at is None:
+        return None
+    return lock.expires_at - timedelta(seconds=float(settings.BEAT_LOCK_TTL))

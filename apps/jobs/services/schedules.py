@@ -6,12 +6,14 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from celery.schedules import crontab, crontab_parser
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
+from django.utils import timezone
 from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
 from ..catalog import TASK_PREFIX, FromSetting, Job, all_jobs
@@ -259,6 +261,20 @@ def scheduled() -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def next_run_at(task: Any, now: datetime | None = None) -> datetime | None:
+    """Return when Beat next sends the PeriodicTask ``task``: ``now`` when it is
+    overdue, None when it is disabled.
+
+    Beat counts from the task's last run, or from its own start when the task never
+    ran; ``now`` stands in for the latter.
+    """
+    if not task.enabled:
+        return None
+    now = now or timezone.now()
+    remaining = task.schedule.remaining_estimate(task.last_run_at or now)
+    return now + max(remaining, timedelta(0))
 
 
 def default_expression(job: Job) -> str | None:
