@@ -15,7 +15,7 @@ from . import services
 class ComponentSerializer(serializers.Serializer):
     name = serializers.CharField()
     backend = serializers.CharField()
-    status = serializers.ChoiceField(choices=["ok", "unavailable"])
+    status = serializers.ChoiceField(choices=services.STATUSES)
     ok = serializers.BooleanField()
     configured = serializers.BooleanField()
     detail = serializers.CharField(allow_blank=True)
@@ -23,7 +23,7 @@ class ComponentSerializer(serializers.Serializer):
 
 
 class StatsSerializer(serializers.Serializer):
-    status = serializers.ChoiceField(choices=["ok", "unavailable"])
+    status = serializers.ChoiceField(choices=[services.OK, services.UNAVAILABLE])
     components = ComponentSerializer(many=True)
 
 
@@ -39,7 +39,9 @@ class StatsView(APIView):
         components = services.collect_stats()
         return Response(
             {
-                "status": "ok" if all(c.ok for c in components) else "unavailable",
-                "components": [c.as_stats_dict() for c in components],
+                "status": services.OK
+                if all(c.ok for c in components)
+                else services.UNAVAILABLE,
+                "components": [c.as_dict() for c in components],
             }
         )
