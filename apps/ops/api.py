@@ -25,7 +25,9 @@ class StatsView(APIView):
         return Response(
             StatsSerializer(
                 {
-                    "status": "ok" if all(c.ok for c in components) else "unavailable",
+                    "status": services.OK
+                    if all(c.ok for c in components)
+                    else services.UNAVAILABLE,
                     "components": components,
                 }
             ).data

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-HEALTH = ["ok", "unavailable"]
+from .services import OK, STATUSES, UNAVAILABLE
 
 
 class ComponentSerializer(serializers.Serializer):
     name = serializers.CharField()
     backend = serializers.CharField()
-    status = serializers.ChoiceField(choices=HEALTH, source="health")
+    status = serializers.ChoiceField(
+        choices=STATUSES, help_text="a component that is not configured fails nothing"
+    )
     ok = serializers.BooleanField()
     configured = serializers.BooleanField()
     detail = serializers.CharField(allow_blank=True)
@@ -20,6 +22,6 @@ class ComponentSerializer(serializers.Serializer):
 
 class StatsSerializer(serializers.Serializer):
     status = serializers.ChoiceField(
-        choices=HEALTH, help_text="ok when every configured component is"
+        choices=[OK, UNAVAILABLE], help_text="ok when every configured component is"
     )
     components = ComponentSerializer(many=True)

@@ -18,11 +18,20 @@ from django.conf import settings
 from apps.backups import services as backups
 from apps.core.secrets import mask_url
 
+# The one vocabulary of every status Stagehand reports: info, stats, watch, /readyz,
+# /api/v1/stats/, their JSON and the admin's operations page.
+OK = "ok"
+UNAVAILABLE = "unavailable"
+NOT_CONFIGURED = "not configured"
+STATUSES = (OK, UNAVAILABLE, NOT_CONFIGURED)
+
 
 @dataclass
 class ComponentStatus:
     name: str
     backend: str
+    # False only for a configured component that does not answer: one that is not
+    # configured fails nothing.
     ok: bool
     detail: str = ""
     configured: bool = True
@@ -30,12 +39,10 @@ class ComponentStatus:
 
     @property
     def status(self) -> str:
-        return "OK" if self.ok else "FAIL"
-
-    @property
-    def health(self) -> str:
-        """``ok`` or ``unavailable``: the status ``stats`` and ``watch`` report."""
-        return "ok" if self.ok else "unavailable"
+        """``ok``, ``unavailable`` or ``not configured``."""
+        if not self.configured:
+            return NOT_CONFIGURED
+        return OK if self.ok else UNAVAILABLE
 
     def as_dict(self) -> dict:
         return {**asdict(self), "status": self.status}
@@ -74,9 +81,18 @@ def check_database(alias: str = "default") -> ComponentStatus:
     described = database_description(alias)
 
     def probe() -> str:
-        with connections[alias].cursor() as cursor:
-            cursor.execute("SELECT 1")
-            cursor.fetchone()
+        connection = connections[alias]
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT 1")
+                cursor.fetchone()
+        except Exception:
+            # A connection whose session was ended (a restore swaps the database in,
+            # the server restarted) stays broken: drop it so the next check connects
+            # anew. Inside a transaction, closing would only doom that transaction.
+            if not connection.in_atomic_block:
+                connection.close()
+            raise
         return (
             connections[alias].display_name
             + " "
@@ -142,7 +158,7 @@ def check_broker() -> ComponentStatus:
             "none",
             ok=True,
             configured=False,
-            detail="not configured: jobs run in-process",
+            detail="no CELERY_BROKER_URL: jobs run in-process",
         )
     from config.celery_app import app
 
@@ -287,7 +303,7 @@ def _no_broker(name: str) -> ComponentStatus:
         "none",
         ok=True,
         configured=False,
-        detail="not configured: no broker, jobs run in-process",
+        detail="no broker (CELERY_BROKER_URL): jobs run in-process",
     )
 
 

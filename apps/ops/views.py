@@ -29,7 +29,7 @@ def readyz(request: HttpRequest) -> JsonResponse:
     staff = _is_staff(request)
     return JsonResponse(
         {
-            "status": "ok" if ready else "unavailable",
+            "status": services.OK if ready else services.UNAVAILABLE,
             "components": {
                 c.name: {"status": c.status, "detail": c.detail}
                 if staff

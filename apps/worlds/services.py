@@ -826,14 +826,18 @@ class ImportResult:
     rooms_created: int
     rooms_updated: int
     rooms_deleted: int
+    # (config id, name) of each room soft-deleted because the document lacks it.
+    deleted_rooms: list[tuple[str, str]] = field(default_factory=list)
+    dry_run: bool = False
 
 
-def import_config(data: dict[str, Any]) -> ImportResult:
+def import_config(data: dict[str, Any], *, dry_run: bool = False) -> ImportResult:
     """Create or update the world ``data["world"]["id"]`` from a config document.
 
     All in one transaction: on any problem (ConfigError, WorldError) nothing is written.
     Rooms are matched by their config id; rooms missing from the document are
-    soft-deleted, and ones that reappear are restored.
+    soft-deleted, and ones that reappear are restored. ``dry_run`` does all of it,
+    checks included, and rolls it back: the result is what an import would do.
     """
     problems = validate_config(data)
     if problems:
@@ -873,7 +877,7 @@ def import_config(data: dict[str, Any]) -> ImportResult:
         world.save()
 
         existing = {room.import_id: room for room in world.rooms.all()}
-        result = ImportResult(world, created, 0, 0, 0)
+        result = ImportResult(world, created, 0, 0, 0, dry_run=dry_run)
         keep = set()
         for index, room_data in enumerate(data.get("rooms", [])):
             import_id = str(room_data["id"])
@@ -897,6 +901,10 @@ def import_config(data: dict[str, Any]) -> ImportResult:
                 room.deleted_at = timezone.now()
                 room.save(update_fields=["deleted_at", "updated_at"])
                 result.rooms_deleted += 1
+                result.deleted_rooms.append((import_id, room.name))
+        if dry_run:
+            # Nothing is kept, and no on_commit hook (the search index) runs.
+            transaction.set_rollback(True)
     return result
 
 

@@ -79,6 +79,8 @@ THIRD_PARTY_APPS = [
     # Swagger UI and Redoc served from our own static files, not a CDN.
     "drf_spectacular_sidecar",
     "django_celery_beat",
+    # shell_plus: a shell with every model and each app's services imported.
+    "django_extensions",
 ]
 LOCAL_APPS = [
     "apps.core",
@@ -91,6 +93,12 @@ LOCAL_APPS = [
     "apps.ops",
 ]
 INSTALLED_APPS = DJANGO_APPS + THIRD_PARTY_APPS + LOCAL_APPS
+# shell_plus imports every model (as Django's own shell does) and, under its app's
+# name, each app's services: worlds.create_world(...), backups.list_backups().
+SHELL_PLUS_IMPORTS = [
+    f"from apps.{app} import services as {app}"
+    for app in ("accounts", "worlds", "connections", "jobs", "backups", "search", "ops")
+]
 
 # AUTHENTICATION
 # ------------------------------------------------------------------------------

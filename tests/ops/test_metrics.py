@@ -10,17 +10,20 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from channels.layers import get_channel_layer
 from django.core.files.base import ContentFile
 from django.core.files.storage import storages
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import connect as websocket
 
+from apps.connections.registry import get_registry
 from apps.jobs import services as jobs
 from apps.jobs.models import BeatLock, JobRun
+from config.celery_app import app
 from tests.backups.conftest import write_consistent_backup
 from tests.connections.server import Server
-from tests.ops.helpers import manage
+from tests.ops.helpers import connect, manage
 
 pytestmark = pytest.mark.django_db
 
@@ -152,12 +155,6 @@ def test_a_source_that_does_not_answer_is_reported_down(
 def test_connections_per_label_queue_depths_and_the_beat_lease(
     client, token, settings, var_dir, broker_env
 ):
-    from channels.layers import get_channel_layer
-
-    from apps.connections.registry import get_registry
-    from config.celery_app import app
-    from tests.ops.helpers import connect
-
     registry = get_registry()
     registry.clear()
     try:

@@ -1,7 +1,10 @@
 import json
+from io import StringIO
 
 import pytest
+from django.core.management import call_command
 
+from apps.worlds import services
 from apps.worlds.models import World
 
 
@@ -80,8 +83,6 @@ def test_the_change_form_validates_id_and_domain(admin_client):
 def change_data(world: World, **changes) -> dict:
     """The change form of ``world`` as a browser posts it, with ``changes``; the
     config as the form shows it (secrets masked), unless ``config`` is changed."""
-    from apps.worlds import services
-
     data = {
         "title": world.title,
         "domain": world.domain or "",
@@ -154,8 +155,6 @@ def test_what_import_config_refuses_the_form_refuses_by_json_path(admin_client, 
     ) in html
     assert "$.roles.attendee: must be a list of permissions" in html
     # The same problems, at the same paths, as import_config reports them.
-    from apps.worlds import services
-
     document = services.export_config(before)
     document["world"]["JWT_secrets"] = [short]
     document["roles"] = {"attendee": "not-a-list"}
@@ -224,12 +223,6 @@ def test_secrets_are_for_staff_who_may_change_worlds(client, world, django_user_
 
 
 def test_delete_is_soft_with_the_counts_of_delete_world_dry_run(admin_client, harbor):
-    from io import StringIO
-
-    from django.core.management import call_command
-
-    from apps.worlds import services
-
     services.get_or_create_attendee(harbor, {"uid": "bob", "traits": []})
 
     dry_run = StringIO()

@@ -1,3 +1,4 @@
+import json
 from io import StringIO
 
 import pytest
@@ -42,3 +43,22 @@ def test_unknown_or_already_deleted(harbor):
     run("harborconf")
     with pytest.raises(CommandError, match="No world 'harborconf'"):
         run("harborconf")
+
+
+def test_json_for_scripts(harbor):
+    services.get_or_create_attendee(harbor, {"uid": "bob", "traits": []})
+    dry = json.loads(run("harborconf", "--dry-run", "--json"))
+    assert dry == {
+        "world": "harborconf",
+        "title": "Harbor Conference 2027",
+        "dry_run": True,
+        "deleted": False,
+        "rooms": 3,
+        "attendees": 1,
+    }
+    harbor.refresh_from_db()
+    assert harbor.deleted_at is None
+    done = json.loads(run("harborconf", "--json"))
+    assert done == {**dry, "dry_run": False, "deleted": True}
+    harbor.refresh_from_db()
+    assert harbor.deleted_at is not None

@@ -27,9 +27,12 @@ from .params import (
     signature_of,
 )
 from .queues import (
+    MUNIN_CRITICAL,
+    MUNIN_WARNING,
     QueueStatus,
     broker_url,
     default_queues,
+    munin_autoconf,
     munin_config,
     munin_field,
     munin_values,
@@ -71,6 +74,8 @@ from .schedules import (
 )
 
 __all__ = [
+    "MUNIN_CRITICAL",
+    "MUNIN_WARNING",
     "BEAT_HEADER",
     "BEAT_LOCK",
     "CRON_ALIASES",
@@ -104,6 +109,7 @@ __all__ = [
     "install_default_schedules",
     "next_run_at",
     "lookup",
+    "munin_autoconf",
     "munin_config",
     "munin_field",
     "munin_values",

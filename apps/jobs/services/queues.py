@@ -13,8 +13,7 @@ from django.conf import settings
 from config.celery_app import app as celery_app
 
 from ..catalog import all_jobs
-from .errors import JobError
-from .runs import require_broker
+from .errors import JobError, NoBroker
 
 SCAN_CHUNK = 1000
 
@@ -135,30 +134,95 @@ def munin_field(task: str) -> str:
     return field if not field[:1].isdigit() else "_" + field
 
 
-def munin_config(queue: str) -> list[str]:
-    """Return the Munin plugin config for one queue: a total and one line per job."""
+# Munin's defaults for the waiting-task fields; `--warning`/`--critical` change them.
+MUNIN_WARNING = 100
+MUNIN_CRITICAL = 1000
+
+
+def munin_config(
+    queues: list[str] | None = None,
+    warning: int = MUNIN_WARNING,
+    critical: int = MUNIN_CRITICAL,
+) -> list[str]:
+    """Return the Munin plugin config.
+
+    One queue: a graph of its ``total`` and one field per job. Several queues, or none
+    given (every queue the workers consume): one graph with a field per queue.
+    """
+    names = queues or default_queues()
+    limits = [f"{{field}}.warning {warning}", f"{{field}}.critical {critical}"]
+    if len(names) == 1:
+        queue = names[0]
+        lines = [
+            f"graph_title Waiting tasks in queue {queue}",
+            "graph_vlabel tasks",
+            "graph_category celery",
+            "graph_args --lower-limit 0",
+            f"graph_info Tasks waiting in the Celery queue {queue} for a worker, "
+            "in total and per job (per job on Redis brokers only).",
+            "total.label total",
+            "total.info every task waiting in the queue",
+            *(limit.format(field="total") for limit in limits),
+        ]
+        for job in all_jobs():
+            lines.append(f"{munin_field(job.task_name)}.label {job.task_name}")
+        return lines
     lines = [
-        f"graph_title Waiting tasks in queue {queue}",
+        "graph_title Waiting tasks per queue",
         "graph_vlabel tasks",
         "graph_category celery",
         "graph_args --lower-limit 0",
-        "total.label total",
+        "graph_info Tasks waiting for a worker in each Celery queue of Stagehand.",
     ]
-    for job in all_jobs():
-        lines.append(f"{munin_field(job.task_name)}.label {job.task_name}")
+    for queue in names:
+        field = munin_field(queue)
+        lines += [
+            f"{field}.label {queue}",
+            *(limit.format(field=field) for limit in limits),
+        ]
     return lines
 
 
-def munin_values(status: QueueStatus) -> list[str]:
-    """Return Munin values for the fields of ``munin_config``; U when unknown."""
-    lines = [f"total.value {status.waiting}"]
-    for job in all_jobs():
-        value = "U" if status.tasks is None else status.tasks.get(job.task_name, 0)
-        lines.append(f"{munin_field(job.task_name)}.value {value}")
-    return lines
+def munin_values(
+    statuses: list[QueueStatus] | None, queues: list[str] | None = None
+) -> list[str]:
+    """Return Munin values for the fields of ``munin_config(queues)``.
+
+    ``statuses`` None means the broker could not be read: every value is ``U``
+    (unknown), which Munin draws as a gap instead of a misleading zero.
+    """
+    names = queues or default_queues()
+    by_queue = {s.queue: s for s in statuses or []}
+    if len(names) == 1:
+        status = by_queue.get(names[0])
+        lines = [f"total.value {status.waiting if status else 'U'}"]
+        for job in all_jobs():
+            known = status is not None and status.tasks is not None
+            value = status.tasks.get(job.task_name, 0) if known else "U"
+            lines.append(f"{munin_field(job.task_name)}.value {value}")
+        return lines
+    return [
+        f"{munin_field(q)}.value "
+        + (str(by_queue[q].waiting) if q in by_queue else "U")
+        for q in names
+    ]
+
+
+def munin_autoconf(broker: str | None = None) -> str:
+    """Return Munin's autoconf answer: ``yes``, or ``no (why)``."""
+    try:
+        queue_status(broker=broker)
+    except JobError as exc:
+        return f"no ({exc})"
+    return "yes"
 
 
 def start_worker(options: list[str]) -> None:
     """Run a Celery worker for this project in this process, with celery's options."""
-    require_broker()
+    if not settings.STAGEHAND_HAS_BROKER:
+        raise NoBroker(
+            "A worker takes its tasks from a broker, and none is configured: set "
+            "CELERY_BROKER_URL (redis://… or amqp://…) and run `worker start` again. "
+            "Without a broker no worker is needed: `jobs run JOB` runs a job here."
+        )
     _celery_app().worker_main(["worker", *options])

@@ -3,6 +3,7 @@ import time
 from django.core.management.base import BaseCommand, CommandError
 
 from apps.backups.services import BackupError, backup
+from apps.core.databases import database_size
 from apps.core.output import Progress, human_duration, human_size
 
 
@@ -24,7 +25,14 @@ class Command(BaseCommand):
 
     def handle(self, *, database: str, no_compress: bool, **options) -> None:
         started = time.monotonic()
-        bar = Progress(self.stdout, total=None, label="Bytes written")
+        # The database's size: the most a dump writes, so the bar's end and ETA.
+        bar = Progress(
+            self.stdout,
+            database_size(database),
+            label="Dumping",
+            unit="B",
+            summary=False,  # the last line says size and duration
+        )
         with bar:
             try:
                 result = backup(

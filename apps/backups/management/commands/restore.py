@@ -56,7 +56,7 @@ class Command(BaseCommand):
                 stdout=self.stdout,
             ):
                 raise CommandError("Restore cancelled; nothing was changed.")
-            bar = Progress(self.stdout, total=item.size, label="Bytes restored")
+            bar = Progress(self.stdout, item.size, label="Restoring", unit="B")
             with bar:
                 result = restore(
                     item.name,

@@ -9,7 +9,7 @@ class Command(BaseCommand):
     help = (
         "One line per component of the backend: processes, Celery workers, queues, "
         "Beat, connections, database, cache, channel layer, broker, storage; each "
-        "`ok` or `unavailable` with its figures. Exits 2 when one is unavailable."
+        "`ok`, `unavailable` or `not configured`, with its figures. Exits 2 when one is unavailable."
     )
 
     requires_system_checks: list = []
@@ -28,7 +28,7 @@ class Command(BaseCommand):
                 [
                     (
                         c.name,
-                        c.health if c.configured else "-",
+                        c.status,
                         c.backend,
                         c.detail,
                     )

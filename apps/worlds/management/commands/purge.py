@@ -51,14 +51,27 @@ class Command(BaseCommand):
                     self.stdout.write(
                         f"-> Purging {section}" + (" (dry run)" if dry_run else "")
                     )
-                with Progress(self.stdout, None, label="   rows") as progress:
-                    part = services.purge(
-                        **{s: s == section for s in SECTIONS},
-                        dry_run=dry_run,
-                        batch_size=batch_size,
-                        worlds_first="worlds" in chosen,
-                        on_batch=lambda _model, n: progress.advance(n),
+                only = {s: s == section for s in SECTIONS}
+                first = "worlds" in chosen
+                if dry_run:  # counting only: nothing long to show
+                    part = services.purge(**only, dry_run=True, worlds_first=first)
+                else:
+                    # The rows a dry run counts are the bar's total.
+                    counted_part = services.purge(
+                        **only, dry_run=True, worlds_first=first
                     )
+                    total = sum(
+                        n
+                        for what, n in counted_part.counts.get(section, {}).items()
+                        if what.endswith(" deleted")
+                    )
+                    with Progress(self.stdout, total, "   rows") as progress:
+                        part = services.purge(
+                            **only,
+                            batch_size=batch_size,
+                            worlds_first=first,
+                            on_batch=lambda _model, n: progress.advance(n),
+                        )
                 report.merge(part)
                 if not json:
                     self.write_counts(part.counts.get(section, {}))
