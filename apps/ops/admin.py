@@ -13,8 +13,6 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
-from apps.core.output import counted
-
 from . import services
 
 RECENT_RUNS = 10
@@ -73,13 +71,13 @@ def _latest_backups() -> dict:
 def _connections_action(request: HttpRequest) -> None:
     from apps.connections import services as connections
 
-    action = request.POST.get("action")
     label = request.POST.get("label", "")
     try:
+        move = connections.Move.of(request.POST.get("action") or "")
         interval = int(request.POST.get("interval") or 0)
     except ValueError:
-        interval = -1
-    if action not in {"drop", "reload"} or not label or interval < 0:
+        move, interval = None, -1
+    if move is None or not label or interval < 0:
         messages.error(
             request,
             "Choose drop or force reload for a label, with an interval of 0 or more ms.",
@@ -90,33 +88,25 @@ def _connections_action(request: HttpRequest) -> None:
         selection = connections.select([_exact_glob(label)])
         if interval and settings.STAGEHAND_HAS_BROKER:
             # count × interval would hold this page for minutes: a worker paces it.
-            _send_to_workers(request, action, label, interval)
+            _move_later(request, move, label, interval)
             return
-        send = connections.drop if action == "drop" else connections.force_reload
-        result = send(selection, interval_ms=interval)
+        result = connections.move(move, selection, interval_ms=interval)
     except connections.LayerUnavailable as exc:
         messages.error(request, str(exc))
         return
-    done = "Dropped" if action == "drop" else "Force reload sent to"
-    missed = (
-        f" ({result.unreachable} could not be reached)" if result.unreachable else ""
-    )
-    messages.success(
-        request, f"{done} {counted(result.count, 'connection')} of {label}.{missed}"
-    )
+    if result.unreachable:
+        messages.warning(request, result.unreachable_note())
+    messages.success(request, result.summary())
 
 
-def _send_to_workers(
-    request: HttpRequest, action: str, label: str, interval: int
-) -> None:
+def _move_later(request: HttpRequest, move, label: str, interval: int) -> None:
     from apps.connections import services as connections
     from apps.jobs.models import JobRun
     from apps.jobs.services import JobError
 
-    kind = connections.DROP if action == "drop" else connections.RELOAD
     try:
-        run = connections.send_to_workers(
-            kind,
+        run = connections.move_later(
+            move,
             [_exact_glob(label)],
             interval_ms=interval,
             trigger=JobRun.Trigger.ADMIN,
@@ -124,11 +114,11 @@ def _send_to_workers(
     except JobError as exc:
         messages.error(request, str(exc))
         return
-    what = "Drop" if action == "drop" else "Force reload"
     messages.success(
         request,
-        f"{what} of {label}, one connection every {interval} ms, sent to the "
-        f"workers as job run #{run.pk}: its end shows under Recent job runs.",
+        f"{move.title} of {label}, one connection every {interval} ms, "
+        f"sent to the workers as job run #{run.pk}: its end shows under Recent job "
+        "runs.",
     )
 
 
