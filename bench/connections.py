@@ -186,7 +186,7 @@ def drop_child(label: str) -> None:
     print("ready", flush=True)
     sys.stdin.readline()
     started = time.perf_counter()
-    result = services.drop(services.select([label]))
+    result = services.move(services.Move.DROP, services.select([label]))
     print(result.count, time.perf_counter() - started, flush=True)
 
 

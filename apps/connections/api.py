@@ -64,7 +64,7 @@ class ConnectionListView(APIView):
 # instead of failing the request's commit after the view.
 @method_decorator(transaction.non_atomic_requests, name="dispatch")
 class SendView(APIView):
-    kind = ""  # services.DROP or services.RELOAD
+    move: services.Move
 
     @extend_schema(
         request=SendSerializer,
@@ -82,32 +82,24 @@ class SendView(APIView):
             if data["delay"] and not data["dry_run"]:
                 return self.delay(data["labels"], data["interval_ms"])
             if data["dry_run"]:
-                result = services.SendResult(selection.count, selection.labels)
-            else:
-                send = (
-                    services.drop
-                    if self.kind == services.DROP
-                    else services.force_reload
+                result = services.SendResult(
+                    selection.count, selection.labels, move=self.move
                 )
-                result = send(selection, interval_ms=data["interval_ms"])
+            else:
+                result = services.move(
+                    self.move, selection, interval_ms=data["interval_ms"]
+                )
         except services.LayerUnavailable as exc:
             raise _needs_redis(exc) from exc
         return Response(
-            SendResultSerializer(
-                {
-                    "count": result.count,
-                    "labels": result.labels,
-                    "unreachable": result.unreachable,
-                    "dry_run": data["dry_run"],
-                }
-            ).data
+            SendResultSerializer(result.as_dict(dry_run=data["dry_run"])).data
         )
 
     def delay(self, labels: list[str], interval_ms: int) -> Response:
         """Queue the job for the workers; answer 202 with its run, as jobs/run."""
         try:
-            run = services.send_to_workers(
-                self.kind, labels, interval_ms=interval_ms, trigger=JobRun.Trigger.API
+            run = services.move_later(
+                self.move, labels, interval_ms=interval_ms, trigger=JobRun.Trigger.API
             )
         except jobs.JobError as exc:
             raise api_error(exc) from exc
@@ -117,10 +109,10 @@ class SendView(APIView):
 class DropView(SendView):
     """Close every connection whose label matches one of ``labels`` (default all)."""
 
-    kind = services.DROP
+    move = services.Move.DROP
 
 
 class ForceReloadView(SendView):
     """Tell every matching client to reload, then close it after a short grace."""
 
-    kind = services.RELOAD
+    move = services.Move.RELOAD

@@ -44,6 +44,7 @@ from django.conf import settings
 
 from . import services
 from .layer import REDIS_ERRORS, RESTORED, UNAVAILABLE
+from .protocol import DROP, RELOAD, Move
 
 logger = logging.getLogger(__name__)
 
@@ -267,9 +268,9 @@ class Hub:
             work = self.refresh()
         elif not isinstance(label, str):
             work = None
-        elif kind == services.DROP:
+        elif kind == DROP:
             work = self.drop(label)
-        elif kind == services.RELOAD:
+        elif kind == RELOAD:
             work = self.reload(label)
         else:
             work = None
@@ -281,11 +282,18 @@ class Hub:
                 label,
             )
             return False
+        self._run_apart(work)
+        return True
+
+    def start(self, move: Move, label: str, consumers: list) -> None:
+        """Start moving ``consumers`` of ``label`` (a paced drop or reload of one)."""
+        self._run_apart(self.move(move, label, consumers, level=logging.DEBUG))
+
+    def _run_apart(self, work) -> None:
         # A task of its own: a reload's grace must not hold up the next message.
         task = asyncio.ensure_future(work)
         self._work.add(task)
         task.add_done_callback(self._work_done)
-        return True
 
     def _work_done(self, task: asyncio.Task) -> None:
         self._work.discard(task)
@@ -298,16 +306,7 @@ class Hub:
 
     async def drop(self, label: str) -> int:
         """Close this process's connections of ``label`` (1001); return how many."""
-        started = time.monotonic()
-        closed = await self._close(label, self.live(label))
-        logger.info(
-            "connections hub %s: dropped %d connections of %s in %.0f ms",
-            self.channel,
-            closed,
-            label,
-            (time.monotonic() - started) * 1000,
-        )
-        return closed
+        return await self.move(Move.DROP, label, self.live(label))
 
     async def reload(self, label: str) -> int:
         """Tell this process's clients of ``label`` to reload, then close them.
@@ -315,19 +314,41 @@ class Hub:
         They are closed ``CONNECTIONS_RELOAD_GRACE`` seconds after the frame, all
         at once; return how many were told.
         """
-        consumers = self.live(label)
-        with collecting_only_new_objects():
-            for start in range(0, len(consumers), CLOSE_BATCH):
-                batch = consumers[start : start + CLOSE_BATCH]
-                self._log_failures(
-                    "tell to reload",
-                    await asyncio.gather(
-                        *(c.tell_reload() for c in batch), return_exceptions=True
-                    ),
-                )
-        await asyncio.sleep(settings.CONNECTIONS_RELOAD_GRACE)
+        return await self.move(Move.RELOAD, label, self.live(label))
+
+    async def move(
+        self, move: Move, label: str, consumers: list, level: int = logging.INFO
+    ) -> int:
+        """Drop or reload ``consumers`` of ``label``; return how many.
+
+        The one implementation of both, for a whole label (one message to the
+        group) and for one consumer (a paced send to its channel).
+        """
+        started = time.monotonic()
+        if move is Move.RELOAD:
+            with collecting_only_new_objects():
+                for start in range(0, len(consumers), CLOSE_BATCH):
+                    batch = consumers[start : start + CLOSE_BATCH]
+                    self._log_failures(
+                        "tell to reload",
+                        await asyncio.gather(
+                            *(c.tell_reload() for c in batch), return_exceptions=True
+                        ),
+                    )
+            await asyncio.sleep(settings.CONNECTIONS_RELOAD_GRACE)
         closed = await self._close(label, consumers)
-        logger.info(
+        if move is Move.DROP:
+            logger.log(
+                level,
+                "connections hub %s: dropped %d connections of %s in %.0f ms",
+                self.channel,
+                closed,
+                label,
+                (time.monotonic() - started) * 1000,
+            )
+            return closed
+        logger.log(
+            level,
             "connections hub %s: told %d connections of %s to reload, closed %d",
             self.channel,
             len(consumers),

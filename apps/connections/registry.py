@@ -30,6 +30,8 @@ from redis.retry import Retry
 
 PREFIX = "stagehand:connections"
 LABELS_KEY = f"{PREFIX}:labels"
+# Moves whenever a world, room or terms change (snapshots.py).
+GENERATION_KEY = f"{PREFIX}:generation"
 # Attendees' connection sets outlive a crashed process at most this long.
 USER_SET_TTL = 24 * 60 * 60
 
@@ -74,6 +76,35 @@ end
 for i = 1, slots do
     redis.call('ZREM', KEYS[i + 1], ARGV[channels + i])
 end
+"""
+
+
+# KEYS: the attendee's set, then (for the heartbeat) the label's set and the set of
+# labels. ARGV: the channel,
+# its slot's score (when it connected), the attendee set's TTL, the limit (0: none),
+# now, the label key's TTL, "1" if a new claim (which never replaces itself), and
+# the label. The slot claim and the connection's heartbeat in one round trip; it
+# returns the replaced channels, oldest first, already out of the attendee's set.
+_CLAIM = """
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+if #KEYS == 3 then
+    redis.call('ZADD', KEYS[2], ARGV[5], ARGV[1])
+    redis.call('EXPIRE', KEYS[2], ARGV[6])
+    redis.call('ZADD', KEYS[3], ARGV[5], ARGV[8])
+end
+local limit = tonumber(ARGV[4])
+if limit == 0 then return {} end
+local excess = redis.call('ZCARD', KEYS[1]) - limit
+if excess <= 0 then return {} end
+local replaced = {}
+for _, member in ipairs(redis.call('ZRANGE', KEYS[1], 0, excess - 1)) do
+    if not (ARGV[7] == '1' and member == ARGV[1]) then
+        table.insert(replaced, member)
+        redis.call('ZREM', KEYS[1], member)
+    end
+end
+return replaced
 """
 
 
@@ -165,7 +196,13 @@ class RedisRegistry:
         )
 
     async def claim_slot(
-        self, user: Any, channel: str, limit: int | None, since: float | None = None
+        self,
+        user: Any,
+        channel: str,
+        limit: int | None,
+        since: float | None = None,
+        *,
+        label: str | None = None,
     ) -> list[str]:
         """Add ``channel`` to the attendee's connections; return those it replaces.
 
@@ -174,21 +211,31 @@ class RedisRegistry:
         is the oldest, so it goes first, and sending to it is harmless. A new
         connection never replaces itself; one claiming its slot again after a Redis
         restart (``since`` given) may be among the oldest, and is then replaced too.
+        With ``label``, the connection's heartbeat is renewed in the same round trip.
         """
-        key = user_key(user)
-        client = self._aclient()
-        async with client.pipeline(transaction=True) as pipe:
-            pipe.zadd(key, {channel: time.time() if since is None else since})
-            pipe.expire(key, USER_SET_TTL)
-            pipe.zrange(key, 0, -1)
-            _, _, members = await pipe.execute()
-        members = [m.decode() for m in members]
-        if not limit or len(members) <= limit:
-            return []
-        replaced = _replaced(members[: len(members) - limit], channel, since)
-        if replaced:
-            await client.zrem(key, *replaced)
-        return replaced
+        now = time.time()
+        keys = [user_key(user)] + ([label_key(label), LABELS_KEY] if label else [])
+        replaced = await self._aclient().eval(
+            _CLAIM,
+            len(keys),
+            *keys,
+            channel,
+            now if since is None else since,
+            USER_SET_TTL,
+            limit or 0,
+            now,
+            math.ceil(window()) + 1,
+            "1" if since is None else "0",
+            label or "",
+        )
+        return [m.decode() for m in replaced]
+
+    async def generation(self) -> bytes | None:
+        """Return the number that moves whenever a world, room or terms change."""
+        return await self._aclient().get(GENERATION_KEY)
+
+    def bump_generation(self) -> None:
+        self._client().incr(GENERATION_KEY)
 
     # Commands --------------------------------------------------------------------
 
@@ -234,6 +281,7 @@ class MemoryRegistry:
     def __init__(self) -> None:
         self.labels: dict[str, dict[str, float]] = defaultdict(dict)
         self.users: dict[Any, dict[str, float]] = defaultdict(dict)
+        self._generation = 0
 
     async def beat(self, label: str, channel: str) -> None:
         self.labels[label][channel] = time.time()
@@ -247,8 +295,16 @@ class MemoryRegistry:
                     del self.users[user]
 
     async def claim_slot(
-        self, user: Any, channel: str, limit: int | None, since: float | None = None
+        self,
+        user: Any,
+        channel: str,
+        limit: int | None,
+        since: float | None = None,
+        *,
+        label: str | None = None,
     ) -> list[str]:
+        if label:
+            await self.beat(label, channel)
         slots = self.users[user]
         slots[channel] = time.time() if since is None else since
         if not limit or len(slots) <= limit:
@@ -280,6 +336,12 @@ class MemoryRegistry:
     def forget(self, label: str, channels: list[str]) -> None:
         for channel in channels:
             self.labels.get(label, {}).pop(channel, None)
+
+    async def generation(self) -> int:
+        return self._generation
+
+    def bump_generation(self) -> None:
+        self._generation += 1
 
     def clear(self) -> None:
         self.labels.clear()

@@ -27,13 +27,11 @@ from apps.core.output import counted
 from apps.core.secrets import mask_url
 
 from .layer import REDIS_ERRORS
+from .models import ChatMessage
+from .protocol import DROP, RELOAD, REPLACED, Move
 from .registry import get_registry
 
-# Message types a consumer handles (``connections.drop`` -> ``connections_drop``);
-# sent to a label's group they carry ``label`` and go to each process's hub.
-DROP = "connections.drop"
-RELOAD = "connections.reload"
-REPLACED = "connections.replaced"
+__all__ = ["DROP", "RELOAD", "REPLACED", "Move"]  # the message types, re-exported
 
 # All consumers of one server process share one inbox in Redis, bounded by the
 # layer's capacity: while it is full, --interval waits this long (seconds) for the
@@ -83,8 +81,17 @@ def gate() -> asyncio.Semaphore:
     return turnstile
 
 
+# Presence: the consumers' only way to the registry, each call through the gate ----
+
+
 async def register(label: str, channel: str) -> None:
     """Make a new consumer countable under ``label`` (the registry)."""
+    async with gate():
+        await get_registry().beat(label, channel)
+
+
+async def beat(label: str, channel: str) -> None:
+    """Renew a consumer's heartbeat, so that it stays counted."""
     async with gate():
         await get_registry().beat(label, channel)
 
@@ -93,6 +100,40 @@ async def unregister(label: str, connections: list[tuple[str, Any]]) -> None:
     """Forget closed ``(channel, user or None)`` connections of ``label``: count, slots."""
     async with gate():
         await get_registry().remove(label, connections)
+
+
+async def claim_slot(
+    label: str, user: Any, channel: str, limit: int | None, since: float | None = None
+) -> list[str]:
+    """Take a connection_limit slot for ``user`` and renew the connection's
+    heartbeat, in one round trip; return the channels it replaces.
+
+    The caller tells those (``REPLACED``); see ``RedisRegistry.claim_slot``.
+    """
+    async with gate():
+        return await get_registry().claim_slot(
+            user, channel, limit, since=since, label=label
+        )
+
+
+# Chat ------------------------------------------------------------------------------
+
+
+def post_chat_message(room_pk: int, room_id: str, user_id: int, text: str) -> dict:
+    """Store a chat message; return it as ``chat.message`` frames carry it."""
+    message = ChatMessage.objects.create(room_id=room_pk, sender_id=user_id, text=text)
+    return {
+        "id": message.pk,
+        "room": room_id,
+        "sender": user_id,
+        "text": message.text,
+        "created_at": message.created_at.isoformat(),
+    }
+
+
+def withdraw_chat_message(message_id: int) -> None:
+    """Delete a message that could not be delivered."""
+    ChatMessage.objects.filter(pk=message_id).delete()
 
 
 @contextlib.contextmanager
@@ -185,13 +226,22 @@ class SendResult:
     count: int
     labels: list[str]
     unreachable: int = 0
-    kind: str = DROP  # or RELOAD
+    move: Move = Move.DROP
 
     def summary(self) -> str:
         """``Dropped N connections (labels: …)`` or ``Reloaded …``."""
-        verb = "Dropped" if self.kind == DROP else "Reloaded"
         labels = ", ".join(self.labels) if self.labels else "none"
-        return f"{verb} {counted(self.count, 'connection')} (labels: {labels})"
+        return (
+            f"{self.move.verb} {counted(self.count, 'connection')} (labels: {labels})"
+        )
+
+    def as_dict(self, *, dry_run: bool = False) -> dict:
+        return {
+            "count": self.count,
+            "labels": self.labels,
+            "unreachable": self.unreachable,
+            "dry_run": dry_run,
+        }
 
     def unreachable_note(self) -> str:
         """What to say of connections no server read; empty when there were none."""
@@ -205,60 +255,44 @@ class SendResult:
         )
 
 
-def drop(
+def move(
+    move: Move,
     selection: Selection,
     *,
     interval_ms: int = 0,
     advance: Callable[[], None] | None = None,
 ) -> SendResult:
-    """Close every selected connection, one per ``interval_ms`` if given."""
-    return _send_all(selection, DROP, interval_ms, advance)
+    """Drop or reload every selected connection, one per ``interval_ms`` if given.
 
-
-def force_reload(
-    selection: Selection,
-    *,
-    interval_ms: int = 0,
-    advance: Callable[[], None] | None = None,
-) -> SendResult:
-    """Tell every selected client to reload, then close it after a short grace."""
-    return _send_all(selection, RELOAD, interval_ms, advance)
-
-
-def _send_all(
-    selection: Selection,
-    message_type: str,
-    interval_ms: int,
-    advance: Callable[[], None] | None,
-) -> SendResult:
+    A drop closes them (1001); a reload tells each client to reload, then closes it
+    after ``CONNECTIONS_RELOAD_GRACE``. The command, the API, the admin and the jobs
+    all come here.
+    """
     require_shared_layer()
     if interval_ms < 0:
         raise ValueError("interval_ms must be zero or positive")
     with redis_answering():
         sent, unreachable = async_to_sync(_send)(
-            selection, message_type, interval_ms, advance
+            selection, move.message, interval_ms, advance
         )
         registry = get_registry()
         # The consumers remove themselves when they close; forgetting them now makes
         # an immediate `connections list` right, and covers those of a dead process.
         for label, channels in selection.channels.items():
             registry.forget(label, channels)
-    return SendResult(sent, selection.labels, unreachable, kind=message_type)
+    return SendResult(sent, selection.labels, unreachable, move=move)
 
 
-def send_to_workers(
-    kind: str, patterns: Iterable[str], *, interval_ms: int, trigger: str
-):
-    """Queue a drop (``DROP``) or reload (``RELOAD``) as a job; return its JobRun.
+def move_later(move: Move, patterns: Iterable[str], *, interval_ms: int, trigger: str):
+    """Queue a drop or reload as a job (``Move.job``); return its JobRun.
 
     A paced one takes count × interval, longer than a request or a page should
     wait; a worker runs ``connections-drop`` / ``connections-reload`` instead.
     """
     from apps.jobs import services as jobs
 
-    name = "connections-drop" if kind == DROP else "connections-reload"
     return jobs.send(
-        name, list(patterns), {"interval_ms": interval_ms}, trigger=trigger
+        move.job, list(patterns), {"interval_ms": interval_ms}, trigger=trigger
     )
 
 

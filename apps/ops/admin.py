@@ -15,7 +15,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
-from apps.core.output import counted, human_duration
+from apps.core.output import human_duration
 from apps.jobs import services as jobs
 from apps.jobs.models import JobRun
 
@@ -130,13 +130,13 @@ def _latest_backups() -> dict:
 def _connections_action(request: HttpRequest) -> None:
     from apps.connections import services as connections
 
-    action = request.POST.get("action")
     label = request.POST.get("label", "")
     try:
+        move = connections.Move.of(request.POST.get("action") or "")
         interval = int(request.POST.get("interval") or 0)
     except ValueError:
-        interval = -1
-    if action not in {"drop", "reload"} or not label or interval < 0:
+        move, interval = None, -1
+    if move is None or not label or interval < 0:
         messages.error(
             request,
             "Choose drop or force reload for a label, with an interval of 0 or more ms.",
@@ -147,31 +147,23 @@ def _connections_action(request: HttpRequest) -> None:
         selection = connections.select([_exact_glob(label)])
         if interval and settings.STAGEHAND_HAS_BROKER:
             # count × interval would hold this page for minutes: a worker paces it.
-            _send_to_workers(request, action, label, interval)
+            _move_later(request, move, label, interval)
             return
-        send = connections.drop if action == "drop" else connections.force_reload
-        result = send(selection, interval_ms=interval)
+        result = connections.move(move, selection, interval_ms=interval)
     except connections.LayerUnavailable as exc:
         messages.error(request, str(exc))
         return
-    done = "Dropped" if action == "drop" else "Force reload sent to"
-    missed = (
-        f" ({result.unreachable} could not be reached)" if result.unreachable else ""
-    )
-    messages.success(
-        request, f"{done} {counted(result.count, 'connection')} of {label}.{missed}"
-    )
+    if result.unreachable:
+        messages.warning(request, result.unreachable_note())
+    messages.success(request, result.summary())
 
 
-def _send_to_workers(
-    request: HttpRequest, action: str, label: str, interval: int
-) -> None:
+def _move_later(request: HttpRequest, move, label: str, interval: int) -> None:
     from apps.connections import services as connections
 
-    kind = connections.DROP if action == "drop" else connections.RELOAD
     try:
-        run = connections.send_to_workers(
-            kind,
+        run = connections.move_later(
+            move,
             [_exact_glob(label)],
             interval_ms=interval,
             trigger=JobRun.Trigger.ADMIN,
@@ -179,11 +171,11 @@ def _send_to_workers(
     except jobs.JobError as exc:
         messages.error(request, str(exc))
         return
-    what = "Drop" if action == "drop" else "Force reload"
     messages.success(
         request,
-        f"{what} of {label}, one connection every {interval} ms, sent to the "
-        f"workers as job run #{run.pk}: its end shows under Recent job runs.",
+        f"{move.title} of {label}, one connection every {interval} ms, "
+        f"sent to the workers as job run #{run.pk}: its end shows under Recent job "
+        "runs.",
     )
 
 

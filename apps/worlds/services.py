@@ -20,12 +20,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, models, transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from apps.accounts import services as accounts
-from apps.accounts.models import User
+from apps.accounts.models import TermsAcceptance, User
 from apps.core import deletion
 from apps.core.deletion import PurgeReport
 from apps.core.validation import (
@@ -41,6 +41,7 @@ from apps.core.validation import (
 )
 
 from .models import DOMAIN_RE, WORLD_ID_RE, Room, World
+from .signals import world_changed
 
 DEFAULT_ISSUER = "any"
 DEFAULT_AUDIENCE = "stagehand"
@@ -391,6 +392,7 @@ def delete_world(world: World) -> dict[str, int]:
     World.objects.filter(pk=world.pk, deleted_at__isnull=True).update(
         deleted_at=timezone.now(), updated_at=timezone.now()
     )
+    world_changed.send(sender=World, world_id=world.pk)
     world.refresh_from_db()
     return counts
 
@@ -1150,26 +1152,71 @@ def _well_formed(token: str) -> bool:
 
 
 def get_or_create_attendee(world: World, claims: dict[str, Any]):
+    """Return the attendee (the User) of ``world`` with the token's uid, creating it if
+    new, as :func:`find_or_create_attendee` does."""
+    return User.objects.get(pk=find_or_create_attendee(world, claims).pk)
+
+
+@dataclass(frozen=True)
+class Attendee:
+    """Who a token logs in: the user's id, its traits, and which of the terms asked
+    about it has accepted."""
+
+    pk: int
+    traits: list[str]
+    accepted: frozenset[int] = frozenset()
+
+
+def find_or_create_attendee(
+    world: World, claims: dict[str, Any], terms: Iterable[int] = ()
+) -> Attendee:
     """Return the attendee of ``world`` with the token's uid, creating it if new.
 
     The user's traits become the token's traits. A deleted or deactivated
-    attendee's token is refused with TokenError.
+    attendee's token is refused with TokenError. ``terms`` are the ids of terms
+    whose acceptance is looked up along. A returning attendee costs one query on
+    the (world, uid) index, and a write only when its traits changed; a new one is
+    one INSERT, without the signals of a save (``search index -f`` catches it up, and
+    a new attendee's document holds nothing but its generated username anyway).
     """
     uid = str(claims["uid"])
     traits = list(claims.get("traits") or [])
-    user, created = User.objects.get_or_create(
-        world=world,
-        token_id=uid,
-        defaults={
-            "username": f"{world.id}.{uuid.uuid4().hex}",
-            "traits": traits,
-            "password": "!",  # unusable: attendees never sign in with a password
-        },
+    terms = list(terms)
+    accepted = {
+        f"accepted_{pk}": models.Exists(
+            TermsAcceptance.objects.filter(user=models.OuterRef("pk"), terms_id=pk)
+        )
+        for pk in terms
+    }
+    row = (
+        User.objects.filter(world=world, token_id=uid)
+        .annotate(**accepted)
+        .values_list("pk", "traits", "is_active", "deleted_at", *accepted)
+        .first()
     )
-    if user.deleted_at is not None or not user.is_active:
+    if row is None:
+        user = User(
+            world=world,
+            token_id=uid,
+            username=f"{world.id}.{uuid.uuid4().hex}",
+            traits=traits,
+            password="!",  # unusable: attendees never sign in with a password
+        )
+        try:
+            with transaction.atomic():
+                User.objects.bulk_create([user])
+        except IntegrityError:
+            # Another connection of the same new attendee created it meanwhile.
+            if not User.objects.filter(world=world, token_id=uid).exists():
+                raise
+            return find_or_create_attendee(world, claims, terms)
+        return Attendee(user.pk, traits)
+    pk, stored_traits, is_active, deleted_at, *flags = row
+    if deleted_at is not None or not is_active:
         # A purged (or deactivated) attendee's token must not bring the account back.
         raise TokenError("auth.invalid_token", "The account of this token was deleted.")
-    if not created and user.traits != traits:
-        user.traits = traits
-        user.save(update_fields=["traits"])
-    return user
+    if stored_traits != traits:
+        User.objects.filter(pk=pk).update(traits=traits, updated_at=timezone.now())
+    return Attendee(
+        pk, traits, frozenset(t for t, flag in zip(terms, flags, strict=True) if flag)
+    )

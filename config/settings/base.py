@@ -267,6 +267,11 @@ CONNECTIONS_HEARTBEAT_REFRESH = env.float("CONNECTIONS_HEARTBEAT_REFRESH", defau
 CONNECTIONS_RELOAD_GRACE = env.float("CONNECTIONS_RELOAD_GRACE", default=2.0)
 # Largest WebSocket frame the consumer accepts, in bytes.
 CONNECTIONS_MAX_FRAME_BYTES = env.int("CONNECTIONS_MAX_FRAME_BYTES", default=65536)
+# A server process keeps each world, its rooms and the current terms in memory; it
+# checks at most every CHECK seconds whether one changed, and reads each again at
+# least every MAX_AGE seconds (apps/connections/snapshots.py).
+CONNECTIONS_SNAPSHOT_CHECK = env.float("CONNECTIONS_SNAPSHOT_CHECK", default=1.0)
+CONNECTIONS_SNAPSHOT_MAX_AGE = env.float("CONNECTIONS_SNAPSHOT_MAX_AGE", default=60.0)
 
 # CELERY
 # ------------------------------------------------------------------------------

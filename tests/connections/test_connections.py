@@ -256,3 +256,54 @@ def test_no_progress_bar_when_not_a_terminal(registry):
     summary, last = out.splitlines()
     assert re.fullmatch(r"reloading: 3 of 3 in [\d.]+ m?s \([\d,]+/s\)", summary)
     assert last == "Reloaded 3 connections (labels: abc123.production)"
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("spelling", ["--interval-ms", "--interval"])
+def test_interval_ms_is_spelled_out_and_the_old_spelling_still_works(
+    registry, spelling
+):
+    opened = open_channels(registry, {"abc123.production": 2})
+
+    out = run("drop", spelling, "1")
+
+    assert out.splitlines()[-1] == "Dropped 2 connections (labels: abc123.production)"
+    got = inbox(opened["abc123.production"])
+    assert all(messages == [{"type": "connections.drop"}] for messages in got.values())
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("action", ["drop", "force_reload"])
+def test_json_result_for_scripts(registry, processes, action):
+    open_channels(registry, {"abc123.production": 2, "def456.production": 1})
+    processes.join("abc123.production")
+
+    dry = json.loads(run(action, "--json", "--dry-run", "abc*"))
+    done = json.loads(run(action, "--json", "abc*"))
+
+    assert dry == {
+        "count": 2,
+        "labels": ["abc123.production"],
+        "unreachable": 0,
+        "dry_run": True,
+    }
+    assert done == {**dry, "dry_run": False}
+    assert json.loads(run("list", "--json")) == [
+        {"label": "def456.production", "connections": 1}
+    ]
+
+
+@pytest.mark.parametrize("args", [["list"], ["drop"], ["force_reload", "abc*"]])
+def test_redis_unreachable_is_a_command_error_that_says_what_to_do(settings, args):
+    from config.settings.base import redis_channel_layers
+
+    # Nothing listens on port 1.
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    settings.CHANNEL_LAYERS = redis_channel_layers(settings.REDIS_URL)
+
+    with pytest.raises(CommandError) as info:
+        run(*args)
+
+    message = str(info.value)
+    assert message.startswith("Redis at redis://127.0.0.1:1/0 does not answer")
+    assert "nothing was sent" in message and "try again then" in message

@@ -121,7 +121,7 @@ def see_the_page_and_force_reload(page, url: str, label: str) -> None:
     row.locator("button[value=reload]").click()
 
     success = page.locator(".messagelist .success")
-    assert success.inner_text() == f"Force reload sent to 2 connections of {label}."
+    assert success.inner_text() == f"Reloaded 2 connections (labels: {label})"
     assert "No live connections." in page.locator("#ops-connections").inner_text()
 
 

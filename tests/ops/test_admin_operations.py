@@ -81,7 +81,7 @@ def test_force_reload_reaches_exactly_the_label_of_the_row(staff_client, var_dir
             {"action": "reload", "label": "abc*.test", "interval": "0"},
             follow=True,
         )
-        assert "Force reload sent to 1 connection of abc*.test." in (
+        assert "Reloaded 1 connection (labels: abc*.test)" in (
             response.content.decode()
         )
         assert receive(layer, ours)["type"] == "connections.reload"

@@ -7,7 +7,8 @@ import argparse
 from django.core.management.base import BaseCommand, CommandError
 
 from apps.connections import services
-from apps.connections.serializers import LabelSerializer
+from apps.connections.protocol import Move
+from apps.connections.serializers import LabelSerializer, SendResultSerializer
 from apps.core.output import Progress, counted, write_json, write_table
 from apps.core.subcommands import add_subcommands
 
@@ -34,11 +35,11 @@ class Command(BaseCommand):
             "list", help="labels and their estimated number of connections"
         )
         listing.add_argument("--json", action="store_true", help="print JSON")
-        for name, text in (
-            ("drop", "close every matching connection"),
-            ("force_reload", "tell every matching client to reload, then close it"),
+        for move, text in (
+            (Move.DROP, "close every matching connection"),
+            (Move.RELOAD, "tell every matching client to reload, then close it"),
         ):
-            action = sub.add_parser(name, help=text)
+            action = sub.add_parser(move.command, help=text)
             action.add_argument(
                 "labels",
                 nargs="*",
@@ -46,7 +47,9 @@ class Command(BaseCommand):
                 help="fnmatch patterns of labels such as 'abc123.*' (default: '*')",
             )
             action.add_argument(
-                "--interval",
+                "--interval-ms",
+                "--interval",  # the old spelling, kept for scripts
+                dest="interval_ms",
                 type=interval,
                 default=0,
                 metavar="MS",
@@ -57,6 +60,11 @@ class Command(BaseCommand):
                 action="store_true",
                 help="print what would be reached without sending anything",
             )
+            action.add_argument(
+                "--json",
+                action="store_true",
+                help="print the result as JSON: count, labels, unreachable, dry_run",
+            )
 
     def handle(self, *, action: str, **options) -> None:
         try:
@@ -64,10 +72,11 @@ class Command(BaseCommand):
                 self.show_list(as_json=options["json"])
             else:
                 self.send(
-                    action,
+                    Move.of(action),
                     options["labels"],
-                    interval_ms=options["interval"],
+                    interval_ms=options["interval_ms"],
                     dry_run=options["dry_run"],
+                    as_json=options["json"],
                 )
         except services.LayerUnavailable as exc:
             raise CommandError(str(exc)) from exc
@@ -90,7 +99,13 @@ class Command(BaseCommand):
         )
 
     def send(
-        self, action: str, patterns: list[str], *, interval_ms: int, dry_run: bool
+        self,
+        move: Move,
+        patterns: list[str],
+        *,
+        interval_ms: int,
+        dry_run: bool,
+        as_json: bool,
     ) -> None:
         selection = services.select(patterns)
         # Only globs given: with none, every label is meant, and none live is no error.
@@ -104,20 +119,33 @@ class Command(BaseCommand):
                 "with live connections."
             )
         if dry_run:
+            if as_json:
+                result = services.SendResult(
+                    selection.count, selection.labels, move=move
+                )
+                write_json(
+                    self.stdout,
+                    SendResultSerializer(result.as_dict(dry_run=True)).data,
+                )
+                return
             for label in selection.labels:
                 self.stdout.write(f"{label}: {len(selection.channels[label])}")
-            would = "drop" if action == "drop" else "reload"
             self.stdout.write(
                 self.style.SUCCESS(
-                    f"Would {would} {counted(selection.count, 'connection')} "
+                    f"Would {move.word} {counted(selection.count, 'connection')} "
                     f"(labels: {selection.describe_labels()})"
                 )
             )
             return
-        service = services.drop if action == "drop" else services.force_reload
-        doing = "dropping" if action == "drop" else "reloading"
-        with Progress(self.stdout, selection.count, doing) as bar:
-            result = service(selection, interval_ms=interval_ms, advance=bar.advance)
+        # With --json, stdout is for the script: a bar goes to a terminal's stderr.
+        bar_stream = self.stderr if as_json else self.stdout
+        with Progress(bar_stream, selection.count, move.doing) as bar:
+            result = services.move(
+                move, selection, interval_ms=interval_ms, advance=bar.advance
+            )
         if result.unreachable:
             self.stderr.write(result.unreachable_note())
-        self.stdout.write(self.style.SUCCESS(result.summary()))
+        if as_json:
+            write_json(self.stdout, SendResultSerializer(result.as_dict()).data)
+        else:
+            self.stdout.write(self.style.SUCCESS(result.summary()))
