@@ -18,6 +18,7 @@ from django.db import connections
 
 from apps.accounts.models import User
 from apps.backups import services
+from apps.backups.engines import postgresql
 
 from .conftest import SQLITE_ALIAS, add_database, files_under, remove_database
 
@@ -36,7 +37,7 @@ def take_backup(*extra: str) -> str:
 
 
 def maintenance():
-    return services._pg_connect(connections["default"].settings_dict, "postgres")
+    return postgresql.connect(connections["default"].settings_dict, "postgres")
 
 
 def other_databases(live: str) -> list[str]:
@@ -94,7 +95,7 @@ def test_round_trip_restores_the_snapshot_row_for_row(live, backup_root):
     assert snapshot() != before
 
     # Another session on the live database: restore ends it to swap the names.
-    bystander = services._pg_connect(connections["default"].settings_dict, live)
+    bystander = postgresql.connect(connections["default"].settings_dict, live)
     try:
         output = run("restore", "latest", "--noinput")
         with pytest.raises(psycopg.OperationalError):
@@ -108,7 +109,7 @@ def test_round_trip_restores_the_snapshot_row_for_row(live, backup_root):
     assert len(kept) == 1 and kept[0].startswith(f"{live}_before_")
     assert f'DROP DATABASE "{kept[0]}"' in output
     settings_dict = connections["default"].settings_dict
-    with services._pg_connect(settings_dict, kept[0]) as conn:
+    with postgresql.connect(settings_dict, kept[0]) as conn:
         usernames = [r[0] for r in conn.execute("SELECT username FROM accounts_user")]
     assert "dave" in usernames and "bob" not in usernames
 
@@ -131,7 +132,7 @@ def test_backup_taken_while_writes_continue_restores_consistently(live):
     written: list[int] = []
 
     def writer() -> None:
-        with services._pg_connect(settings_dict, live) as conn:
+        with postgresql.connect(settings_dict, live) as conn:
             group = 0
             while not stop.is_set() and group < 1_000_000:
                 group += 1
@@ -184,7 +185,7 @@ def test_pg_dump_gives_up_on_a_held_lock_and_leaves_nothing(
 ):
     settings.BACKUP_LOCK_WAIT_TIMEOUT = 1
     # A migration in another session holds an exclusive lock on a table.
-    with services._pg_connect(connections["default"].settings_dict, live) as other:
+    with postgresql.connect(connections["default"].settings_dict, live) as other:
         other.execute("BEGIN")
         other.execute("LOCK TABLE accounts_user IN ACCESS EXCLUSIVE MODE")
         with pytest.raises(

@@ -125,7 +125,17 @@ def test_listing_is_newest_first_and_json(sqlite_db, backup_root):
     table = run("backups")
     lines = table.splitlines()
     # The State column is new: a dump without metadata (older) is incomplete.
-    assert lines[0].split() == ["Name", "Engine", "Size", "Age", "Created", "State"]
+    # Verified says whether a rehearsal restored it (none has yet).
+    assert lines[0].split() == [
+        "Name",
+        "Engine",
+        "Size",
+        "Age",
+        "Created",
+        "Verified",
+        "State",
+    ]
+    assert lines[1].split()[-3:-1] == ["not", "yet"]
     assert lines[1].startswith(first) and lines[2].startswith(older)
     assert lines[1].split()[-1] == "ok" and lines[2].split()[-1] == "incomplete"
     assert f"{older} is incomplete: it has no metadata file." in table
