@@ -278,6 +278,30 @@ def scan() -> tuple[list[BackupInfo], list[BackupInfo]]:
     return found, orphans
 
 
+def newest_verified() -> BackupInfo | None:
+    """Return the newest backup whose last rehearsal succeeded, or None.
+
+    Reads only verification records, newest first, until one says ok (cheap enough
+    for ``stats`` and the operations page, however many backups there are).
+    """
+    storage = backup_storage()
+    with storage.errors("listing the backups", "run the command again"):
+        files = dict(storage.list_files())
+        candidates = []
+        for name in files:
+            dump = name.removesuffix(VERIFIED_SUFFIX)
+            if dump == name or dump not in files or dump + METADATA_SUFFIX not in files:
+                continue
+            if (item := parse_name(dump, files[dump])) is not None:
+                candidates.append(item)
+        candidates.sort(key=lambda b: (b.created, b.name), reverse=True)
+        for item in candidates:
+            read_verification(storage, item)
+            if item.verified_ok:
+                return item
+    return None
+
+
 def find_latest() -> tuple[BackupInfo, list[BackupInfo]]:
     """Return the newest complete backup and the newer ones skipped (not complete)."""
     backups = list_backups()

@@ -30,6 +30,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.core.management.color import no_style
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.recorder import MigrationRecorder
@@ -37,6 +38,7 @@ from django.db.utils import load_backend
 from django.utils import timezone
 
 from apps.core import __version__
+from apps.jobs import services as jobs
 from apps.jobs.models import JobRun
 
 from . import engines
@@ -57,6 +59,7 @@ from .catalog import (
     list_backups,
     lookup,
     metadata_problem,
+    newest_verified,
     read_metadata,
     with_metadata,
     write_verification,
@@ -98,6 +101,7 @@ __all__ = [
     "BackupInfo",
     "BackupNotFound",
     "PruneDecision",
+    "Rehearsal",
     "StorageUnavailable",
     "apply_retention",
     "backup",
@@ -105,6 +109,7 @@ __all__ = [
     "engine_of",
     "find_latest",
     "list_backups",
+    "newest_verified",
     "plan_prune",
     "prune",
     "rehearse",
@@ -323,7 +328,7 @@ def rehearse(
     database: str = "default",
     *,
     progress: ProgressCallback | None = None,
-    jobs: int | None = None,
+    pg_jobs: int | None = None,
 ) -> Rehearsal:
     """Restore ``name`` into a scratch database, check it, drop it; record the outcome.
 
@@ -344,7 +349,7 @@ def rehearse(
             purpose="verify",
             stamp=stamp,
             progress=progress,
-            jobs=restore_jobs(jobs) if engine.vendor == "postgresql" else 1,
+            jobs=restore_jobs(pg_jobs) if engine.vendor == "postgresql" else 1,
         ) as copy:
             _check_copy(engine, copy.settings_dict, report)
     except BackupDamaged as exc:
@@ -485,11 +490,6 @@ def _on_copy(
     return outcome.get("value"), outcome.get("error")
 
 
-def newest_verified() -> BackupInfo | None:
-    """Return the newest backup whose rehearsal succeeded, or None."""
-    return next((b for b in list_backups() if b.complete and b.verified_ok), None)
-
-
 # Restore ----------------------------------------------------------------------
 
 
@@ -522,7 +522,8 @@ def restore(
     *,
     dry_run: bool = False,
     progress: ProgressCallback | None = None,
-    jobs: int | None = None,
+    pg_jobs: int | None = None,
+    trigger: str = JobRun.Trigger.SHELL,
 ) -> RestoreResult:
     """Replace ``database`` with the backup ``name``; nothing changes on failure.
 
@@ -539,7 +540,9 @@ def restore(
     previous, drop_hint = engine.previous_name(stamp)
     result = RestoreResult(item, database, engine.vendor, previous, drop_hint, dry_run)
     if dry_run:
-        result.rehearsal = rehearse(item.name, database, progress=progress, jobs=jobs)
+        result.rehearsal = rehearse(
+            item.name, database, progress=progress, pg_jobs=pg_jobs
+        )
         return result
     # Logged, since a restore started from the API may outlive its request.
     logger.warning("Restoring database %s from %s.", database, item.name)
@@ -551,11 +554,13 @@ def restore(
             purpose="restore",
             stamp=stamp,
             progress=progress,
-            jobs=restore_jobs(jobs) if engine.vendor == "postgresql" else 1,
+            jobs=restore_jobs(pg_jobs) if engine.vendor == "postgresql" else 1,
         ) as copy:
             if JobRun._meta.db_table in engine.table_names(copy.settings_dict):
                 with _temporary_alias(copy.settings_dict) as alias:
-                    result.interrupted = _carry_run_state(alias, item, started)
+                    result.interrupted = _carry_run_state(
+                        alias, item, database, previous, started, trigger
+                    )
             copy.swap_in(previous)
     except BaseException as exc:
         logger.error(
@@ -571,20 +576,58 @@ def restore(
     return result
 
 
-def _carry_run_state(alias: str, item: BackupInfo, started: dt.datetime) -> int:
-    """Mark the runs left running in the copy as interrupted by this restore.
+def _carry_run_state(
+    alias: str,
+    item: BackupInfo,
+    database: str,
+    previous: str,
+    started: dt.datetime,
+    trigger: str,
+) -> int:
+    """Bring the copy's run history up to this restore; return the runs interrupted.
 
-    Return how many.
+    Runs left ``running`` in the backup (the backup job's own, among them) never
+    finish now: they are marked as interrupted by this restore. The restore's own
+    run is recorded in the copy, so it is in the history of the database that is
+    live afterwards: as a job, its run carries on there (and its job finishes it);
+    from a command, as a successful ``restore`` run.
     """
-    return (
-        JobRun.objects.using(alias)
-        .filter(outcome=JobRun.Outcome.RUNNING)
-        .update(
-            outcome=JobRun.Outcome.FAILURE,
-            error=(
-                f"Interrupted by the restore of {item.name} at "
-                f"{started:%Y-%m-%d %H:%M:%S} UTC: this run was still running when "
-                "the backup was taken."
+    runs = JobRun.objects.using(alias)
+    interrupted = runs.filter(outcome=JobRun.Outcome.RUNNING).update(
+        outcome=JobRun.Outcome.FAILURE,
+        error=(
+            f"Interrupted by the restore of {item.name} at "
+            f"{started:%Y-%m-%d %H:%M:%S} UTC: this run was still running when the "
+            "backup was taken, and never finished in the restored database."
+        ),
+    )
+    own = jobs.current_run()
+    if own is not None and own.pk is not None:
+        fields = {
+            f.attname: getattr(own, f.attname)
+            for f in JobRun._meta.concrete_fields
+            if not f.primary_key
+        }
+        if runs.filter(pk=own.pk).exists():  # another run has its id there
+            own.pk = runs.create(**fields).pk
+        else:
+            runs.create(pk=own.pk, **fields)
+            connection = connections[alias]
+            with connection.cursor() as cursor:
+                for sql in connection.ops.sequence_reset_sql(no_style(), [JobRun]):
+                    cursor.execute(sql)
+    else:
+        runs.create(
+            job="restore",
+            args=[item.name],
+            kwargs={"database": database},
+            trigger=trigger,
+            outcome=JobRun.Outcome.SUCCESS,
+            started_at=started,
+            duration=(timezone.now() - started).total_seconds(),
+            result=(
+                f"Restored {database} from {item.name}; the previous database is "
+                f"kept as {previous}."
             ),
         )
-    )
+    return interrupted

@@ -16,6 +16,7 @@ import types
 import typing
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import partial
@@ -254,6 +255,17 @@ class RunOutcome:
     error: BaseException | None = None
 
 
+_current_run: ContextVar[JobRun | None] = ContextVar("current_run", default=None)
+
+
+def current_run() -> JobRun | None:
+    """Return the run being recorded around the calling code, if any.
+
+    A restore uses it to carry its own run into the database it swaps in.
+    """
+    return _current_run.get()
+
+
 class Recording:
     """The run being recorded by ``recorded``: set ``result`` to keep a summary."""
 
@@ -296,15 +308,18 @@ def recorded(
         )
     recording = Recording(run)
     clock = time.monotonic()
+    token = _current_run.set(run)
     try:
         yield recording
     except BaseException as exc:
+        _current_run.reset(token)
         run.outcome = JobRun.Outcome.FAILURE
         run.error = _short(traceback.format_exc())
         run.duration = time.monotonic() - clock
         run.save(update_fields=["outcome", "error", "duration"])
         logger.error("Job %s failed: %r", call_label(name, args, kwargs), exc)
         raise
+    _current_run.reset(token)
     run.outcome = JobRun.Outcome.SUCCESS
     result = recording.result
     run.result = "" if result is None else _short(str(result))

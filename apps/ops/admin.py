@@ -12,8 +12,9 @@ from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils import timezone
 
-from apps.core.output import counted
+from apps.core.output import counted, human_duration
 
 from . import services
 
@@ -67,7 +68,19 @@ def _latest_backups() -> dict:
         found = backups.list_backups()[:LATEST_BACKUPS]
     except Exception as exc:  # noqa: BLE001 - the page shows why storage is unreadable
         return {"backups": [], "backups_unavailable": f"{type(exc).__name__}: {exc}"}
-    return {"backups": [b.as_dict() for b in found], "backups_unavailable": ""}
+    verified = next((b for b in found if b.complete and b.verified_ok), None)
+    if verified is None:
+        verified = backups.newest_verified()
+    return {
+        "backups": [b.as_dict() for b in found],
+        "backups_unavailable": "",
+        "newest_verified": verified.as_dict() if verified else None,
+        "newest_verified_age": (
+            human_duration((timezone.now() - verified.created).total_seconds())
+            if verified
+            else ""
+        ),
+    }
 
 
 def _connections_action(request: HttpRequest) -> None:

@@ -7,63 +7,28 @@ test database still exists (with the restored data) when pytest-django tears it 
 from __future__ import annotations
 
 import json
-import re
 import threading
-from io import StringIO
 
 import psycopg
 import pytest
-from django.core.management import CommandError, call_command
+from django.core.management import CommandError
 from django.db import connections
 
 from apps.accounts.models import User
 from apps.backups import services
 from apps.backups.engines import postgresql
 
-from .conftest import SQLITE_ALIAS, add_database, files_under, remove_database
+from .conftest import (
+    SQLITE_ALIAS,
+    add_database,
+    files_under,
+    other_databases,
+    remove_database,
+    run,
+    take_backup,
+)
 
 pytestmark = pytest.mark.postgres
-
-
-def run(*args: str) -> str:
-    out = StringIO()
-    call_command(*args, stdout=out)
-    return out.getvalue()
-
-
-def take_backup(*extra: str) -> str:
-    output = run("backup", *extra)
-    return output.split(" to ", 1)[1].split(" ", 1)[0]
-
-
-def maintenance():
-    return postgresql.connect(connections["default"].settings_dict, "postgres")
-
-
-def other_databases(live: str) -> list[str]:
-    """Databases a restore made beside the live one (new or kept)."""
-    with maintenance() as conn:
-        rows = conn.execute(
-            "SELECT datname FROM pg_database WHERE datname ~ %s ORDER BY 1",
-            ["^" + re.escape(live) + "_(before|restore)_[0-9]{14}$"],
-        ).fetchall()
-    return [r[0] for r in rows]
-
-
-@pytest.fixture
-def live(transactional_db):
-    """The live database's name; afterwards, drop what the tests made beside it."""
-    name = connections["default"].settings_dict["NAME"]
-    yield name
-    connections["default"].close()
-    with maintenance() as conn:
-        for other in other_databases(name):
-            conn.execute(f'DROP DATABASE "{other}" WITH (FORCE)')
-    with connections["default"].cursor() as cursor:
-        cursor.execute(
-            "DROP TABLE IF EXISTS backup_pair, backup_probe, backup_probe_limits;"
-            "DROP FUNCTION IF EXISTS backup_probe_ok(int);"
-        )
 
 
 def snapshot() -> list[tuple]:

@@ -3,7 +3,7 @@ import time
 from django.core.management.base import BaseCommand, CommandError
 
 from apps.backups.services import BackupError, backup
-from apps.core.output import Progress, human_duration, human_size
+from apps.core.output import Progress, human_duration, human_size, write_json
 
 
 class Command(BaseCommand):
@@ -21,10 +21,21 @@ class Command(BaseCommand):
             action="store_true",
             help="store the dump uncompressed (faster, larger)",
         )
+        parser.add_argument(
+            "--json",
+            action="store_true",
+            help="print the new backup as JSON (name, size, …) for scripts",
+        )
 
-    def handle(self, *, database: str, no_compress: bool, **options) -> None:
+    def handle(
+        self, *, database: str, no_compress: bool, json: bool, **options
+    ) -> None:
         started = time.monotonic()
-        bar = Progress(self.stdout, total=None, label="Bytes written")
+        # With --json, standard output holds only the JSON; a terminal still sees
+        # the progress on standard error.
+        bar = Progress(
+            self.stderr if json else self.stdout, total=None, label="Bytes written"
+        )
         with bar:
             try:
                 result = backup(
@@ -34,6 +45,12 @@ class Command(BaseCommand):
                 )
             except BackupError as exc:
                 raise CommandError(f"Backup failed: {exc}") from exc
+        if json:
+            write_json(
+                self.stdout,
+                {**result.as_dict(), "duration": time.monotonic() - started},
+            )
+            return
         self.stdout.write(
             self.style.SUCCESS(
                 f"Backed up {database} to {result.name} "

@@ -79,12 +79,12 @@ class Command(BaseCommand):
                     )
                 name = item.name
             if verify and not dry_run:
-                report = rehearse(name, database, jobs=jobs)
+                report = rehearse(name, database, pg_jobs=jobs)
                 self._report(report, verbose)
                 self._end_rehearsal(report, f"{report.backup.name} restores")
                 return
             if dry_run:
-                plan = restore(name, database, dry_run=True, jobs=jobs)
+                plan = restore(name, database, dry_run=True, pg_jobs=jobs)
                 self._describe(plan)
                 self._report(plan.rehearsal, verbose)
                 self._end_rehearsal(
@@ -106,7 +106,7 @@ class Command(BaseCommand):
                     item.name,
                     database,
                     progress=lambda done: bar.advance(done - bar.done),
-                    jobs=jobs,
+                    pg_jobs=jobs,
                 )
         except BackupError as exc:
             raise CommandError(f"Restore failed: {exc}") from exc
