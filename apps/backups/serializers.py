@@ -23,6 +23,14 @@ class BackupSerializer(serializers.Serializer):
     problem = serializers.CharField(
         allow_blank=True, help_text="why it is not complete, or empty"
     )
+    verified = serializers.ChoiceField(
+        choices=[services.VERIFIED_OK, services.VERIFIED_FAILED, services.NOT_VERIFIED],
+        help_text="the outcome of its last rehearsal (restore --verify)",
+    )
+    verified_at = serializers.DateTimeField(allow_null=True)
+    verify_problem = serializers.CharField(
+        allow_blank=True, help_text="why its rehearsal failed, or empty"
+    )
 
 
 class RestoreResultSerializer(serializers.Serializer):

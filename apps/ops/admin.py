@@ -124,7 +124,19 @@ def _latest_backups() -> dict:
     except Exception as exc:  # noqa: BLE001 - the page shows why storage is unreadable
         return {"backups": [], "backups_unavailable": f"{type(exc).__name__}: {exc}"}
     rows = [{**BackupSerializer(b).data, "created": b.created} for b in found]
-    return {"backups": rows, "backups_unavailable": ""}
+    verified = next((b for b in found if b.complete and b.verified_ok), None)
+    if verified is None:
+        verified = backups.newest_verified()
+    return {
+        "backups": rows,
+        "backups_unavailable": "",
+        "newest_verified": BackupSerializer(verified).data if verified else None,
+        "newest_verified_age": (
+            human_duration((timezone.now() - verified.created).total_seconds())
+            if verified
+            else ""
+        ),
+    }
 
 
 def _connections_action(request: HttpRequest) -> None:

@@ -222,3 +222,11 @@ def check_integrity() -> list[Finding]:
         unrunnable_periodic_tasks(),
     ]
     return findings
+
+
+def rehearsal_problems(sender: object, **kwargs: Any) -> list[str]:
+    """``rehearsal_checks`` receiver: the findings of ``check_integrity`` on a
+    backup restored into a scratch database (the default connection there)."""
+    return [
+        f"{f.kind}: {f.count} {f.description}" for f in check_integrity() if f.count
+    ]

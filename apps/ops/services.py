@@ -14,8 +14,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 from django.conf import settings
+from django.utils import timezone
 
 from apps.backups import services as backups
+from apps.core.output import human_duration
 from apps.core.secrets import mask_url
 
 # The one vocabulary of every status Stagehand reports: info, stats, watch, /readyz,
@@ -180,10 +182,13 @@ def check_storage() -> ComponentStatus:
     storage = storages["default"]
     backend = type(storage).__name__
 
+    figures: dict = {}
+
     def probe() -> str:
         media = media_probe()
         # Bounded in time: a backup storage that hangs makes this fail, not wait.
-        return f"{media}; backups: {backups.probe_storage()}"
+        where = backups.probe_storage()
+        return f"{media}; backups: {where}; {verified_backup(figures)}"
 
     def media_probe() -> str:
         if hasattr(storage, "bucket"):
@@ -199,7 +204,18 @@ def check_storage() -> ComponentStatus:
         probe_file.unlink()
         return str(root)
 
-    return _timed("storage", backend, probe)
+    return _with_figures(_timed("storage", backend, probe), figures)
+
+
+def verified_backup(figures: dict) -> str:
+    """Say how old the newest verified backup is (and put it in ``figures``)."""
+    item = backups.newest_verified()
+    if item is None:
+        figures.update(newest_verified_backup=None, newest_verified_age_s=None)
+        return "no verified backup yet (restore --verify NAME verifies one)"
+    age = max((timezone.now() - item.created).total_seconds(), 0)
+    figures.update(newest_verified_backup=item.name, newest_verified_age_s=round(age))
+    return f"newest verified backup {human_duration(age)} old ({item.name})"
 
 
 def readiness_checks() -> list[ComponentStatus]:

@@ -8,7 +8,12 @@ no broker. Each variable is documented in docs/configuration.md.
 
 from pathlib import Path
 
-from apps.core.environment import RecordingEnv, email_settings, postgres_url
+from apps.core.environment import (
+    RecordingEnv,
+    email_settings,
+    postgres_url,
+    s3_encryption_parameters,
+)
 from apps.core.logs import logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
@@ -150,13 +155,25 @@ if AWS_STORAGE_BUCKET_NAME:
     AWS_QUERYSTRING_AUTH = env.bool("AWS_QUERYSTRING_AUTH", default=True)
     AWS_DEFAULT_ACL = None
     AWS_S3_FILE_OVERWRITE = False
+    # Encryption at rest (backups hold attendees' personal data): AES256 (keys held
+    # by S3) or aws:kms (with AWS_S3_SSE_KMS_KEY_ID, or the bucket's default KMS key).
+    AWS_S3_SSE = env("AWS_S3_SSE", default="")
+    AWS_S3_SSE_KMS_KEY_ID = env("AWS_S3_SSE_KMS_KEY_ID", default="")
+    _sse = s3_encryption_parameters(AWS_S3_SSE, AWS_S3_SSE_KMS_KEY_ID)
     _s3 = "storages.backends.s3.S3Storage"
     STORAGES = {
-        "default": {"BACKEND": _s3, "OPTIONS": {"location": "media"}},
+        "default": {
+            "BACKEND": _s3,
+            "OPTIONS": {"location": "media", "object_parameters": _sse},
+        },
         # Backups live under backup/ in the same bucket (see apps.backups).
         "backups": {
             "BACKEND": _s3,
-            "OPTIONS": {"location": "", "file_overwrite": True},
+            "OPTIONS": {
+                "location": "",
+                "file_overwrite": True,
+                "object_parameters": _sse,
+            },
         },
         "staticfiles": {
             "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
@@ -314,6 +331,14 @@ BACKUP_LOCK_WAIT_TIMEOUT = env.int("BACKUP_LOCK_WAIT_TIMEOUT", default=60)
 BACKUP_S3_CONNECT_TIMEOUT = env.float("BACKUP_S3_CONNECT_TIMEOUT", default=5)
 BACKUP_S3_READ_TIMEOUT = env.float("BACKUP_S3_READ_TIMEOUT", default=30)
 BACKUP_S3_ATTEMPTS = env.int("BACKUP_S3_ATTEMPTS", default=3)
+# After each scheduled backup, the verify-backup job restores the newest backup into
+# a scratch database and checks it (`restore --verify`); false turns that off.
+BACKUP_VERIFY = env.bool("BACKUP_VERIFY", default=True)
+# pg_restore --jobs for restores and verifications; 0: the number of cores. More than
+# one job restores from a local copy of the dump spooled to BACKUP_SPOOL_DIR (default:
+# the system's temporary folder), which needs the dump's size free.
+BACKUP_RESTORE_JOBS = env.int("BACKUP_RESTORE_JOBS", default=0)
+BACKUP_SPOOL_DIR = env("BACKUP_SPOOL_DIR", default="")
 
 # SEARCH
 # ------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import time
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -144,6 +145,17 @@ class RunOutcome:
     error: BaseException | None = None
 
 
+_current_run: ContextVar[JobRun | None] = ContextVar("current_run", default=None)
+
+
+def current_run() -> JobRun | None:
+    """Return the run being recorded around the calling code, if any.
+
+    A restore uses it to carry its own run into the database it swaps in.
+    """
+    return _current_run.get()
+
+
 class Recording:
     """The run being recorded by ``recorded``: set ``result`` to keep a summary."""
 
@@ -191,9 +203,11 @@ def recorded(
     clock = time.monotonic()
     heartbeat = Heartbeat(run.pk, heartbeat_interval())
     heartbeat.start()
+    token = _current_run.set(run)
     try:
         yield recording
     except BaseException as exc:
+        _current_run.reset(token)
         heartbeat.stop()
         run.outcome = JobRun.Outcome.FAILURE
         run.error = _short(traceback.format_exc())
@@ -201,6 +215,7 @@ def recorded(
         run.save(update_fields=["outcome", "error", "duration"])
         logger.error("Job %s failed: %r", call_label(name, args, kwargs), exc)
         raise
+    _current_run.reset(token)
     heartbeat.stop()
     run.outcome = JobRun.Outcome.SUCCESS
     result = recording.result
