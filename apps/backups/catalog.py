@@ -99,6 +99,13 @@ class BackupInfo:
             return f"failed: {self.verification.get('reason') or 'no reason recorded'}"
         return self.verified
 
+    @property
+    def verify_problem(self) -> str:
+        """Why its last rehearsal failed; empty when it did not fail."""
+        if self.verified != VERIFIED_FAILED:
+            return ""
+        return str(self.verification.get("reason") or "")
+
     def as_dict(self) -> dict[str, Any]:
         verified_at = self.verified_at
         return {
@@ -111,11 +118,7 @@ class BackupInfo:
             "problem": self.problem,
             "verified": self.verified,
             "verified_at": verified_at.isoformat() if verified_at else None,
-            "verify_problem": (
-                str(self.verification.get("reason") or "")
-                if self.verified == VERIFIED_FAILED
-                else ""
-            ),
+            "verify_problem": self.verify_problem,
         }
 
 

@@ -100,6 +100,7 @@ class CountsSerializer(serializers.Serializer):
 
     worlds = serializers.IntegerField()
     rooms = serializers.IntegerField()
+    messages = serializers.IntegerField()
     attendees = serializers.IntegerField()
     dry_run = serializers.BooleanField()
 
