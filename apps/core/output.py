@@ -155,7 +155,7 @@ class Progress:
             self.stream.write(self.summary_line() + "\n")
 
     def summary_line(self) -> str:
-        """``Bytes restored: 83.3 KiB of 83.3 KiB in 12 ms (6.8 MiB/s)``."""
+        """``Restoring: 83.3 KiB of 83.3 KiB in 12 ms (6.8 MiB/s)``."""
         elapsed = time.monotonic() - self.started
 
         def amount(n: int | float) -> str:

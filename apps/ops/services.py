@@ -46,8 +46,14 @@ class ComponentStatus:
             return NOT_CONFIGURED
         return OK if self.ok else UNAVAILABLE
 
+    # The name stats used for its two words; the same status now, kept for callers
+    # (serializers with source="health") written before there was one vocabulary.
+    health = status
+
     def as_dict(self) -> dict:
         return {**asdict(self), "status": self.status}
+
+    as_stats_dict = as_dict
 
 
 def _timed(name: str, backend: str, probe: Callable[[], str]) -> ComponentStatus:
