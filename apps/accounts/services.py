@@ -391,7 +391,7 @@ def anonymise_user(user: User, now: datetime | None = None) -> None:
     user.traits = []
     user.profile = {}
     user.avatar = ""
-    user.deleted_at = user.deleted_at or now
+    user.deleted_at = now
     user.purged_at = now
     user.save()
     user.groups.clear()

@@ -10,6 +10,9 @@ from django_celery_beat.models import PeriodicTask
 from apps.jobs import services
 from apps.jobs.models import DefaultSchedule
 from apps.jobs.registry import REGISTRY
+from tests.conftest import database_url
+
+from .conftest import manage
 
 
 def schedules() -> dict[str, tuple[str, bool]]:
@@ -180,3 +183,33 @@ def test_a_job_scheduled_before_counts_as_installed(default_jobs, settings):
     services.unschedule("purge")
     assert services.install_default_schedules() == []
     assert "purge()" not in schedules()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_an_operators_schedules_survive_a_restart(default_jobs, base_env):
+    # A restart is a new process that runs migrate (the container's start script).
+    env = {
+        **base_env,
+        "DJANGO_SETTINGS_MODULE": "config.settings.test",
+        "DATABASE_URL": database_url(),
+        "BACKUP_SCHEDULE": "@daily",
+    }
+    never_installed()
+    started = manage(env, "migrate", "--noinput")
+    assert started.returncode == 0, started.stderr
+    assert schedules()["backup()"] == ("0 0 * * *", True)
+    services.schedule("0 5 * * 6", "purge")
+    services.unschedule("backup")
+
+    restarted = manage({**env, "BACKUP_SCHEDULE": "15 2 * * *"}, "migrate", "--noinput")
+    assert restarted.returncode == 0, restarted.stderr
+    assert schedules() == {
+        "purge()": ("0 5 * * 6", True),
+        "search-index()": ("30 1 * * *", True),
+    }
+    listed = manage({**env, "BACKUP_SCHEDULE": "15 2 * * *"}, "jobs", "scheduled")
+    assert (
+        "note: BACKUP_SCHEDULE is 15 2 * * * but backup() is not scheduled; "
+        'run `jobs schedule "15 2 * * *" backup` to apply it.'
+    ) in listed.stdout

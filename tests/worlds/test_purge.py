@@ -238,6 +238,16 @@ def test_json_and_the_purge_job(data):
         purge("--batch-size", "0")
 
 
+def test_delete_world_counts_what_purge_dry_run_counts(data):
+    # delete_world --dry-run and the API's dry_run count messages as the purge does.
+    gone = World.objects.get(pk="gone")
+    dry = json.loads(purge("--dry-run", "--json", "--worlds"))["counts"]["worlds"]
+    assert services.deletion_counts(gone) == {
+        what.removesuffix(" deleted"): count for what, count in dry.items()
+    }
+    assert services.deletion_counts(gone)["messages"] == 11
+
+
 # Set-based batches: every table that points at a purged row
 # ------------------------------------------------------------------------------
 
