@@ -23,8 +23,8 @@ from . import services
 
 RECENT_RUNS = 10
 LATEST_BACKUPS = 5
-# The page reloads its tables in place this often (seconds); 0 in the page's
-# checkbox state turns it off for the operator reading a traceback.
+# The page reloads its tables in place this often (seconds); its Refresh checkbox
+# turns that off.
 REFRESH_SECONDS = 15
 
 

@@ -1,3 +1,5 @@
+import json
+
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
@@ -43,6 +45,22 @@ def field_of(path: str) -> str:
     return "extra"
 
 
+class JSONField(forms.JSONField):
+    """Django's JSON form field, which shows a lone surrogate (``"\\ud800"`` in the
+    JSON typed) escaped: unescaped, it cannot be encoded into the page."""
+
+    def prepare_value(self, value):
+        text = super().prepare_value(value)
+        if isinstance(text, str) and not isinstance(
+            value, forms.fields.InvalidJSONInput
+        ):
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                return json.dumps(value, cls=self.encoder)
+        return text
+
+
 class WorldForm(forms.ModelForm):
     """A world, checked by the validator of ``import_config``, with its JWT secrets
     masked: the config shows MASKED_SECRET, which keeps the stored secret on save."""
@@ -61,6 +79,9 @@ class WorldForm(forms.ModelForm):
             "extra",
             "deleted_at",
         )
+        field_classes = {
+            name: JSONField for name in ("config", "roles", "trait_grants", "extra")
+        }
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -706,7 +706,8 @@ def restore_secrets(config: Any, stored: Any) -> tuple[Any, list[tuple[str, str]
     if not isinstance(config, dict) or not isinstance(config.get("JWT_secrets"), list):
         return config, []
     known = {}
-    for entry in (stored or {}).get("JWT_secrets") or []:
+    stored = stored if isinstance(stored, dict) else {}
+    for entry in stored.get("JWT_secrets") or []:
         if isinstance(entry, dict):
             known[(entry.get("issuer"), entry.get("audience"))] = entry.get("secret")
     restored = copy.deepcopy(config)

@@ -74,9 +74,10 @@ def started(child_env):
 def test_the_server_logs_uvicorn_and_django_in_one_text_format(started):
     env, port = started(DJANGO_LOG_LEVEL="INFO")
     assert get(f"http://127.0.0.1:{port}/nowhere") == 404
+    # The access line is written once the response went out, after Django's.
     text = wait_for(
-        lambda: "Not Found: /nowhere" in (t := log_text(env, "server")) and t,
-        "django.request's warning in the server's log",
+        lambda: '"GET /nowhere HTTP/1.1" 404' in (t := log_text(env, "server")) and t,
+        "the request's access line in the server's log",
     )
     lines = text.splitlines()
     assert all(TEXT_LINE.match(line) for line in lines), text

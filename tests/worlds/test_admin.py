@@ -241,3 +241,37 @@ def test_delete_is_soft_with_the_counts_of_delete_world_dry_run(admin_client, ha
     harbor.refresh_from_db()
     assert harbor.deleted_at is not None
     assert harbor.rooms.count() == rooms and harbor.attendees.count() == 1
+
+
+@pytest.mark.parametrize(
+    ("field", "text", "says"),
+    [
+        (
+            "config",
+            '{"connection_limit": 9223372036854775808}',
+            "$.world.connection_limit",
+        ),
+        ("config", '{"profile_fields": ["\\ud800"]}', "$.world.profile_fields[0]"),
+        ("config", '{"x\\u0000": 1}', "$.world"),
+        ("roles", "[" * 200 + "]" * 200, "$.roles"),
+        ("extra", '{"polls": ' + "[" * 200 + "]" * 200 + "}", "$.polls"),
+        ("title", "T\x00itle", "Null characters are not allowed."),
+    ],
+)
+def test_hostile_values_are_problems_on_the_form_never_a_500(
+    admin_client, world, field, text, says
+):
+    before = World.objects.get(pk=world.pk)
+    response = change(admin_client, world, **{field: text})
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert any(
+        says in message for messages in errors.values() for message in messages
+    ), errors
+    world.refresh_from_db()
+    assert (world.title, world.config, world.roles, world.extra) == (
+        before.title,
+        before.config,
+        before.roles,
+        before.extra,
+    )
