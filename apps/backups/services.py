@@ -297,7 +297,7 @@ def rehearse(
     report.duration = time.monotonic() - started
     write_verification(storage, item, report.as_dict())
     log = logger.info if report.ok else logger.error
-    log("Verified %s: %s.", item.name, "ok" if report.ok else report.reason)
+    log("Verified %s: %s.", item.name, "ok" if report.ok else report.reason.rstrip("."))
     return report
 
 
