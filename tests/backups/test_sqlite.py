@@ -352,3 +352,11 @@ def test_verify_rehearses_a_sqlite_backup_and_compares_row_counts(
         run("restore", name, "--dry-run", "--database", SQLITE_ALIAS)
     entry = json.loads(run("backups", "--json"))[0]
     assert entry["verified"] == "failed" and "note 3" in entry["verify_problem"]
+
+
+@pytest.mark.django_db
+def test_jobs_run_verify_backup_rehearses_the_newest_backup(sqlite_db, backup_root):
+    name = take_backup()
+    output = run("jobs", "run", "verify-backup", f"database={SQLITE_ALIAS}")
+    assert f"{name} restores: 3 rows in 1 table as dumped" in output
+    assert json.loads(run("backups", "--json"))[0]["verified"] == "ok"
