@@ -21,6 +21,10 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 
+from apps.connections.registry import get_registry
+from apps.worlds import services as worlds
+from tests.connections.helpers import open_channels
+
 ROOT = Path(__file__).resolve().parent.parent
 GUIDE = ROOT / "docs/coming-from.md"
 WORLD_JSON = ROOT / "tests/worlds/world-config-example.json"
@@ -143,8 +147,6 @@ def test_the_commands_run_here(tmp_path, monkeypatch):
 
 
 def attendee_cleo() -> None:
-    from apps.worlds import services as worlds
-
     world = worlds.get_world("harborconf")
     worlds.get_or_create_attendee(world, {"uid": "cleo", "traits": []})
 
@@ -174,9 +176,6 @@ def test_the_commands_run_in_a_child(base_env, tmp_path):
 
 @pytest.fixture
 def live_label():
-    from apps.connections.registry import get_registry
-    from tests.connections.helpers import open_channels
-
     registry = get_registry()
     registry.clear()
     yield lambda n: open_channels(registry, {"411b261.production": n})

@@ -41,3 +41,15 @@ class RestoreResultSerializer(serializers.Serializer):
     )
     drop_hint = serializers.CharField(allow_blank=True)
     dry_run = serializers.BooleanField()
+    rehearsal = serializers.DictField(
+        allow_null=True, help_text="with dry_run: what the rehearsal showed"
+    )
+    interrupted = serializers.IntegerField(
+        help_text="runs left running in the backup, marked as interrupted"
+    )
+
+    def to_representation(self, result) -> dict:
+        data = super().to_representation(result)
+        if result.rehearsal is not None:
+            data["rehearsal"] = result.rehearsal.as_dict()
+        return data

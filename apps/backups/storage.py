@@ -151,6 +151,10 @@ class Storage:
         """Return how objects are encrypted at rest by the storage, or ''."""
         return ""
 
+    def local_path(self, name: str) -> Path | None:
+        """Return the file holding ``name`` when it is on this machine's disk."""
+        return None
+
 
 class Sink:
     """Bytes on their way to a name: ``write``…, ``finish``, then ``commit`` or ``abort``."""
@@ -226,6 +230,9 @@ class Folder(Storage):
 
     def open_sink(self, name: str) -> Sink:
         return _FolderSink(Path(self.django.path(name)))
+
+    def local_path(self, name: str) -> Path | None:
+        return Path(self.django.path(name))
 
 
 class _FolderSink(Sink):

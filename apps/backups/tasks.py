@@ -15,8 +15,8 @@ from apps.jobs.registry import FromSetting, job
     "the newest backup (BACKUP_VERIFY).",
     default_schedule=FromSetting("BACKUP_SCHEDULE"),
 )
-def backup_job(database: str = "default") -> str:
-    result = services.backup(database)
+def backup_job(database: str = "default", compress: bool = True) -> str:
+    result = services.backup(database, compress=compress)
     pruned = services.apply_retention()
     summary = f"{result.name} ({result.size} bytes); pruned {len(pruned)}"
     if not settings.BACKUP_VERIFY:
@@ -46,4 +46,17 @@ def verify_backup_job(database: str = "default", name: str = "latest") -> str:
     return (
         f"{report.backup.name} restores: {counted(rows, 'row')} in "
         f"{counted(len(report.tables), 'table')} as dumped, in {report.duration:.1f} s"
+    )
+
+
+@job(
+    "restore",
+    "Replace the database with a backup (as `restore NAME --noinput`); the API "
+    "queues it once the backup's name was confirmed.",
+)
+def restore_job(name: str, database: str = "default") -> str:
+    result = services.restore(name, database)
+    return (
+        f"Restored {database} from {result.backup.name}; the previous database is "
+        f"kept as {result.previous} ({result.drop_hint})"
     )

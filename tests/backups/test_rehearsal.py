@@ -12,6 +12,8 @@ import json
 import re
 
 import pytest
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
 from django.core.management import CommandError
 from django.db import connections
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
@@ -175,3 +177,13 @@ def test_stats_show_the_age_of_the_newest_verified_backup(live, backup_root):
         rf"newest verified backup [0-9.]+ m?s old \({re.escape(name)}\)",
         storage["detail"],
     )
+
+
+def test_files_uploaded_after_the_backup_do_not_fail_it(live, backup_root):
+    name = take_backup()
+    stored = default_storage.save("uploaded-later.txt", ContentFile(b"new"))
+    try:
+        output = run("restore", "--verify", name)
+    finally:
+        default_storage.delete(stored)
+    assert "Integrity checks: no problems." in output

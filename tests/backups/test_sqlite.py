@@ -177,6 +177,9 @@ def test_backup_job_applies_backup_keep(sqlite_db, backup_root, settings):
         name = f"sqlite-backup-2020010100000{i}.sqlite3.gz"
         write_consistent_backup(folder, name, b"x")
     settings.BACKUP_KEEP = 2
+    # The job now also verifies the new backup (a recorded run of its own); that
+    # part is tested in test_rehearsal.py.
+    settings.BACKUP_VERIFY = False
     job = get_job("backup")
     summary = job.func(database=SQLITE_ALIAS)
     assert "pruned 2" in summary
@@ -349,3 +352,11 @@ def test_verify_rehearses_a_sqlite_backup_and_compares_row_counts(
         run("restore", name, "--dry-run", "--database", SQLITE_ALIAS)
     entry = json.loads(run("backups", "--json"))[0]
     assert entry["verified"] == "failed" and "note 3" in entry["verify_problem"]
+
+
+@pytest.mark.django_db
+def test_jobs_run_verify_backup_rehearses_the_newest_backup(sqlite_db, backup_root):
+    name = take_backup()
+    output = run("jobs", "run", "verify-backup", f"database={SQLITE_ALIAS}")
+    assert f"{name} restores: 3 rows in 1 table as dumped" in output
+    assert json.loads(run("backups", "--json"))[0]["verified"] == "ok"

@@ -379,51 +379,91 @@ class PostgreSQL(Engine):
         progress: ProgressCallback | None,
         jobs: int,
     ) -> None:
-        """Several jobs, from a local copy whose checksum is verified first."""
-        spool_dir = settings.BACKUP_SPOOL_DIR or tempfile.gettempdir()
+        """Several jobs, from a seekable local file.
+
+        A dump in a local folder is such a file already and is read in place (a
+        prune deleting it meanwhile makes pg_restore fail, never the restore half
+        succeed); one from S3 is spooled to BACKUP_SPOOL_DIR first, after a
+        free-space check. Either way the SHA-256 is checked before the copy can be
+        swapped in; for the local file while pg_restore already reads it.
+        """
+        local = storage.local_path(item.path)
+        if local is not None:
+            self._restore_file(item, local, target, jobs, progress)
+            return
+        with tempfile.TemporaryDirectory(
+            prefix="stagehand-restore-", dir=settings.BACKUP_SPOOL_DIR or None
+        ) as folder:
+            spooled = self._spool(item, storage, Path(folder), progress)
+            self._restore_file(item, spooled, target, jobs, None, verified=True)
+
+    def _spool(
+        self,
+        item: BackupInfo,
+        storage: Storage,
+        folder: Path,
+        progress: ProgressCallback | None,
+    ) -> Path:
         needed = item.size + SPOOL_MARGIN
         try:
-            free = shutil.disk_usage(spool_dir).free
+            free = shutil.disk_usage(folder).free
         except OSError as exc:
             raise BackupError(
-                f"the spool folder {spool_dir} for a parallel restore is not usable "
+                f"the spool folder {folder} for a parallel restore is not usable "
                 f"({describe(exc)}); set BACKUP_SPOOL_DIR to a folder with room, or "
                 "restore with --jobs 1 (streamed, no local copy)."
             ) from exc
         if free < needed:
             raise BackupError(
-                f"a parallel restore needs {_mib(needed)} free in {spool_dir} for a "
+                f"a parallel restore needs {_mib(needed)} free in {folder} for a "
                 f"local copy of {item.name}, and only {_mib(free)} is free; free "
                 "some space, set BACKUP_SPOOL_DIR to a folder with room, or restore "
                 "with --jobs 1 (streamed, no local copy). The live database was not "
                 "changed."
             )
-        with tempfile.TemporaryDirectory(
-            prefix="stagehand-restore-", dir=spool_dir
-        ) as tmp:
-            spooled = Path(tmp) / item.name
-            with open(spooled, "xb") as fh:
-                digest = Digest(fh, progress)
-                try:
-                    for chunk in storage.read_chunks(item.path):
-                        digest.write(chunk)
-                except OSError as exc:
-                    raise BackupError(
-                        f"spooling {item.name} to {spool_dir} failed "
-                        f"({describe(exc)}); the live database was not changed."
-                    ) from exc
-            check_checksum(item, digest)
-            with tempfile.TemporaryFile() as errors:
-                process = self._start_pg_restore(
-                    [*self._pg_restore_args(target, jobs), str(spooled)], errors
-                )
-                try:
-                    returncode = process.wait()
-                except BaseException:
-                    process.kill()
-                    process.wait()
-                    raise
-                self._check_exit(returncode, errors)
+        spooled = folder / item.name
+        with open(spooled, "xb") as fh:
+            digest = Digest(fh, progress)
+            try:
+                for chunk in storage.read_chunks(item.path):
+                    digest.write(chunk)
+            except OSError as exc:
+                raise BackupError(
+                    f"spooling {item.name} to {folder} failed ({describe(exc)}); "
+                    "the live database was not changed."
+                ) from exc
+        check_checksum(item, digest)
+        return spooled
+
+    def _restore_file(
+        self,
+        item: BackupInfo,
+        path: Path,
+        target: str,
+        jobs: int,
+        progress: ProgressCallback | None,
+        *,
+        verified: bool = False,
+    ) -> None:
+        """pg_restore --jobs from ``path``; check its SHA-256 meanwhile unless
+        ``verified``. A mismatch stops pg_restore: the copy is never swapped in."""
+        with tempfile.TemporaryFile() as errors:
+            process = self._start_pg_restore(
+                [*self._pg_restore_args(target, jobs), str(path)], errors
+            )
+            try:
+                if not verified:
+                    digest = Digest(Null(), progress)
+                    with open(path, "rb") as fh:
+                        while chunk := fh.read(CHUNK):
+                            digest.write(chunk)
+                    check_checksum(item, digest)
+                returncode = process.wait()
+            except BaseException:
+                process.kill()
+                process.wait()
+                raise
+            self._check_exit(returncode, errors)
 
 
 def _mib(size: int) -> str:
