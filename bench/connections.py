@@ -368,8 +368,8 @@ def main() -> None:
     n = args.n
     steady = not args.skip_steady and args.processes == 1
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard < 2 * n + 200:
-        raise SystemExit(f"raise the open-files limit (ulimit -n) above {2 * n + 200}")
+    if hard < n + 200:
+        raise SystemExit(f"raise the open-files limit (ulimit -n) above {n + 200}")
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
     import django

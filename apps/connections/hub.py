@@ -14,8 +14,14 @@ of the label at once, and forgets them in the registry in one Redis round trip.
 the process's shared inbox, which channels-redis reads one round trip at a time, and
 each closing consumer then made two more Redis calls; 10,000 connections took 36 s.)
 ``force_reload`` without interval sends each the reload frame, waits the grace, and
-closes them the same way. With ``--interval`` the commands still address consumers
-one by one by their channel names, which does not involve the hub.
+closes them the same way. With ``--interval-ms`` the commands address consumers one
+by one by their channel names; each consumer hands its own drop or reload to the
+hub, so both are implemented once (``Hub.move``). With a spread, each client is told
+a random ``reconnect_after_ms`` within it first.
+
+The hub also records its channel in the registry's set of processes, and answers a
+command's ``connections.ping`` at once: a command asks the hubs of the processes it
+is about to reach, and counts the connections of a silent one (killed) unreachable.
 
 channels-redis forgets group members after its ``group_expiry`` (a day by default),
 and a Redis restart forgets them at once, so the hub renews its memberships every

@@ -121,10 +121,26 @@ async def beat(label: str, channel: str) -> None:
         await get_registry().beat(label, channel)
 
 
-async def unregister(label: str, connections: list[tuple[str, Any]]) -> None:
-    """Forget closed ``(channel, user or None)`` connections of ``label``: count, slots."""
+async def _unregister_many(calls: list[tuple[str, list]]) -> list[None]:
+    by_label: dict[str, list] = {}
+    for label, connections in calls:
+        by_label.setdefault(label, []).extend(connections)
     async with gate():
-        await get_registry().remove(label, connections)
+        for label, connections in by_label.items():
+            await get_registry().remove(label, connections)
+    return [None] * len(calls)
+
+
+_unregistrations = PerLoop(_unregister_many)
+
+
+async def unregister(label: str, connections: list[tuple[str, Any]]) -> None:
+    """Forget closed ``(channel, user or None)`` connections of ``label``: count, slots.
+
+    Thousands of clients leave at once too (the page closed at the end of a
+    talk): those meanwhile are forgotten with one script per label.
+    """
+    await _unregistrations(label, connections)
 
 
 async def claim_slot(
