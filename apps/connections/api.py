@@ -22,6 +22,7 @@ from .serializers import LabelSerializer, SendResultSerializer
 
 # A minute between two connections is already a very slow drop.
 MAX_INTERVAL_MS = 60_000
+MAX_SPREAD_MS = 3_600_000
 
 
 class SendSerializer(serializers.Serializer):
@@ -30,6 +31,15 @@ class SendSerializer(serializers.Serializer):
     )
     interval_ms = serializers.IntegerField(
         required=False, default=0, min_value=0, max_value=MAX_INTERVAL_MS
+    )
+    spread_ms = serializers.IntegerField(
+        required=False,
+        default=None,
+        allow_null=True,
+        min_value=0,
+        max_value=MAX_SPREAD_MS,
+        help_text="clients come back at random within this many ms (default: "
+        "count / CONNECTIONS_RECONNECT_RATE seconds; none when paced)",
     )
     dry_run = serializers.BooleanField(required=False, default=False)
     delay = serializers.BooleanField(
@@ -87,7 +97,10 @@ class SendView(APIView):
                 )
             else:
                 result = services.move(
-                    self.move, selection, interval_ms=data["interval_ms"]
+                    self.move,
+                    selection,
+                    interval_ms=data["interval_ms"],
+                    spread_ms=data["spread_ms"],
                 )
         except services.LayerUnavailable as exc:
             raise _needs_redis(exc) from exc

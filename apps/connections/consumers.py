@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import time
 from typing import Any
 
@@ -40,7 +41,9 @@ from .protocol import (
     CLOSE_REPLACED,
     CLOSE_SERVER_ERROR,
     CLOSE_TOO_LARGE,
+    CLOSE_TRY_AGAIN_LATER,
     CLOSE_UNKNOWN_WORLD,
+    SERVER_BUSY,
     SERVER_ERROR,
     SERVICE_UNAVAILABLE,
     UNAUTHENTICATED,
@@ -51,6 +54,9 @@ from .protocol import (
 from .snapshots import snapshots
 
 logger = logging.getLogger(__name__)
+
+# Handshakes of this process not authenticated yet (CONNECTIONS_MAX_PENDING).
+_pending = 0
 
 # The actions of an authenticated client, each answered with ["success", id, reply].
 ROUTES = {
@@ -81,6 +87,7 @@ class WorldConsumer(AsyncWebsocketConsumer):
     close_when_accepted = False
     last_beat = 0.0
     moving = False  # a drop or reload of this connection alone has started
+    pending = False  # counted in _pending: connected, not authenticated yet
     label = None
     entered: dict[str, int] = {}  # replaced per connection, never changed in place
 
@@ -139,6 +146,12 @@ class WorldConsumer(AsyncWebsocketConsumer):
             await self._close(CLOSE_SERVER_ERROR)
 
     async def _connect(self) -> None:
+        global _pending
+        if 0 < settings.CONNECTIONS_MAX_PENDING <= _pending:
+            await self._busy()
+            return
+        _pending += 1
+        self.pending = True
         self.label = services.current_label()
         self.entered: dict[str, int] = {}
         self.chat_groups: set[str] = set()  # the entered rooms' groups it is in
@@ -164,11 +177,36 @@ class WorldConsumer(AsyncWebsocketConsumer):
         if self.close_when_accepted:
             await self._close(CLOSE_DROPPED)
 
+    async def _busy(self) -> None:
+        """Refuse a handshake of an overloaded process: 1013 with a hint."""
+        later = services.default_spread_ms(_pending) or 1000
+        await self._accept()
+        await self.send_frame(
+            [
+                "error",
+                {
+                    "code": SERVER_BUSY,
+                    "message": "This server is busy; reconnect after "
+                    "reconnect_after_ms milliseconds.",
+                    "reconnect_after_ms": random.randint(later // 2, later),
+                },
+            ]
+        )
+        await self._close(CLOSE_TRY_AGAIN_LATER)
+
+    def authenticated(self) -> None:
+        """The handshake is over: it no longer counts as pending."""
+        global _pending
+        if self.pending:
+            self.pending = False
+            _pending -= 1
+
     async def disconnect(self, code: int) -> None:
         await self._leave()
 
     async def _leave(self) -> None:
         """Leave the hub, the registry and the rooms' groups; again does nothing."""
+        self.authenticated()  # (or never will be)
         if self.hub is not None:
             self.hub.discard(self)
         registered, self.registered = self.registered, False
@@ -245,10 +283,10 @@ class WorldConsumer(AsyncWebsocketConsumer):
 
     async def connections_drop(self, event: dict) -> None:
         # Sent to this consumer alone (a paced drop): the hub moves it as one of all.
-        await self._move(Move.DROP)
+        self._move(Move.DROP, event.get("reconnect_after_ms"))
 
     async def connections_reload(self, event: dict) -> None:
-        await self._move(Move.RELOAD)
+        self._move(Move.RELOAD, event.get("reconnect_after_ms"))
 
     async def connections_replaced(self, event: dict) -> None:
         await self.send_frame(["connection.replaced", {}])
@@ -261,11 +299,12 @@ class WorldConsumer(AsyncWebsocketConsumer):
         if await outage.restore(self):
             await self.send_frame(["connection.restored", {}])
 
-    async def _move(self, move: Move) -> None:
+    def _move(self, move: Move, hint_ms: Any) -> None:
         # Once: a second reload must not restart the grace.
         if self.hub is not None and not self.moving:
             self.moving = True
-            self.hub.start(move, self.label, [self])
+            hint = hint_ms if isinstance(hint_ms, int) and hint_ms >= 0 else None
+            self.hub.start(move, self, hint)
 
     # Called by this process's hub (a drop or reload) --------------------------------
 
@@ -286,8 +325,11 @@ class WorldConsumer(AsyncWebsocketConsumer):
             # Dropped while connecting: close as soon as the socket is open.
             self.close_when_accepted = True
 
-    async def tell_reload(self) -> None:
-        await self.send_frame(["connection.reload", {}])
+    async def tell_reload(self, hint_ms: int | None = None) -> None:
+        await self.send_frame(["connection.reload", _hint(hint_ms)])
+
+    async def tell_drop(self, hint_ms: int) -> None:
+        await self.send_frame(["connection.drop", _hint(hint_ms)])
 
     # Helpers ---------------------------------------------------------------------
 
@@ -315,3 +357,8 @@ class WorldConsumer(AsyncWebsocketConsumer):
         await self.send_frame(
             ["error", body] if frame_id is None else ["error", frame_id, body]
         )
+
+
+def _hint(hint_ms: int | None) -> dict:
+    """The payload of a drop or reload frame: when to come back, if said."""
+    return {} if hint_ms is None else {"reconnect_after_ms": hint_ms}

@@ -32,6 +32,8 @@ PREFIX = "stagehand:connections"
 LABELS_KEY = f"{PREFIX}:labels"
 # Moves whenever a world, room or terms change (snapshots.py).
 GENERATION_KEY = f"{PREFIX}:generation"
+# Each server process's hub channel, scored by its last heartbeat.
+PROCESSES_KEY = f"{PREFIX}:processes"
 # Attendees' connection sets outlive a crashed process at most this long.
 USER_SET_TTL = 24 * 60 * 60
 
@@ -133,6 +135,7 @@ class RedisRegistry:
         # redis.asyncio clients belong to the event loop they first ran on.
         self._async_clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self._sync_client = None
+        self._claim = None  # the claim script, registered on first use
 
     def _aclient(self):
         import redis.asyncio
@@ -170,6 +173,20 @@ class RedisRegistry:
             pipe.zadd(label_key(label), {channel: now})
             pipe.expire(label_key(label), ttl)
             pipe.zadd(LABELS_KEY, {label: now})
+            await pipe.execute()
+
+    async def beat_many(self, beats: list[tuple[str, str]]) -> None:
+        """Record that each ``(label, channel)`` is alive now, in one round trip."""
+        now = time.time()
+        ttl = math.ceil(window()) + 1
+        by_label: dict[str, dict[str, float]] = defaultdict(dict)
+        for label, channel in beats:
+            by_label[label][channel] = now
+        async with self._aclient().pipeline(transaction=False) as pipe:
+            for label, channels in by_label.items():
+                pipe.zadd(label_key(label), channels)
+                pipe.expire(label_key(label), ttl)
+            pipe.zadd(LABELS_KEY, dict.fromkeys(by_label, now))
             await pipe.execute()
 
     async def remove(self, label: str, connections: list[tuple[str, Any]]) -> None:
@@ -213,22 +230,55 @@ class RedisRegistry:
         restart (``since`` given) may be among the oldest, and is then replaced too.
         With ``label``, the connection's heartbeat is renewed in the same round trip.
         """
+        (replaced,) = await self.claim_many([(user, channel, limit, since, label)])
+        return replaced
+
+    async def claim_many(self, claims: list[tuple]) -> list[list[str]]:
+        """Claim each ``(user, channel, limit, since, label)`` as claim_slot does, in
+        one round trip; return what each replaces."""
         now = time.time()
-        keys = [user_key(user)] + ([label_key(label), LABELS_KEY] if label else [])
-        replaced = await self._aclient().eval(
-            _CLAIM,
-            len(keys),
-            *keys,
-            channel,
-            now if since is None else since,
-            USER_SET_TTL,
-            limit or 0,
-            now,
-            math.ceil(window()) + 1,
-            "1" if since is None else "0",
-            label or "",
-        )
-        return [m.decode() for m in replaced]
+        client = self._aclient()
+        if self._claim is None:
+            self._claim = client.register_script(_CLAIM)
+        async with client.pipeline(transaction=False) as pipe:
+            for user, channel, limit, since, label in claims:
+                keys = [user_key(user)]
+                if label:
+                    keys += [label_key(label), LABELS_KEY]
+                await self._claim(
+                    keys=keys,
+                    args=[
+                        channel,
+                        now if since is None else since,
+                        USER_SET_TTL,
+                        limit or 0,
+                        now,
+                        math.ceil(window()) + 1,
+                        "1" if since is None else "0",
+                        label or "",
+                    ],
+                    client=pipe,
+                )
+            replies = await pipe.execute()
+        return [[m.decode() for m in replaced] for replaced in replies]
+
+    async def process_beat(self, hub_channel: str) -> None:
+        """Record that the server process whose hub is ``hub_channel`` is alive."""
+        await self._aclient().zadd(PROCESSES_KEY, {hub_channel: time.time()})
+
+    async def process_left(self, hub_channel: str) -> None:
+        await self._aclient().zrem(PROCESSES_KEY, hub_channel)
+
+    def processes(self) -> list[str]:
+        """Return the hub channels of the server processes seen within the window."""
+        client = self._client()
+        cutoff = time.time() - window()
+        client.zremrangebyscore(PROCESSES_KEY, "-inf", f"({cutoff}")
+        return client.zrange(PROCESSES_KEY, 0, -1)
+
+    def forget_processes(self, hub_channels: list[str]) -> None:
+        if hub_channels:
+            self._client().zrem(PROCESSES_KEY, *hub_channels)
 
     async def generation(self) -> bytes | None:
         """Return the number that moves whenever a world, room or terms change."""
@@ -282,9 +332,20 @@ class MemoryRegistry:
         self.labels: dict[str, dict[str, float]] = defaultdict(dict)
         self.users: dict[Any, dict[str, float]] = defaultdict(dict)
         self._generation = 0
+        self.hubs: dict[str, float] = {}
 
     async def beat(self, label: str, channel: str) -> None:
         self.labels[label][channel] = time.time()
+
+    async def beat_many(self, beats: list[tuple[str, str]]) -> None:
+        for label, channel in beats:
+            await self.beat(label, channel)
+
+    async def claim_many(self, claims: list[tuple]) -> list[list[str]]:
+        return [
+            await self.claim_slot(user, channel, limit, since, label=label)
+            for user, channel, limit, since, label in claims
+        ]
 
     async def remove(self, label: str, connections: list[tuple[str, Any]]) -> None:
         for channel, user in connections:
@@ -337,6 +398,20 @@ class MemoryRegistry:
         for channel in channels:
             self.labels.get(label, {}).pop(channel, None)
 
+    async def process_beat(self, hub_channel: str) -> None:
+        self.hubs[hub_channel] = time.time()
+
+    async def process_left(self, hub_channel: str) -> None:
+        self.hubs.pop(hub_channel, None)
+
+    def processes(self) -> list[str]:
+        cutoff = time.time() - window()
+        return [h for h, seen in self.hubs.items() if seen >= cutoff]
+
+    def forget_processes(self, hub_channels: list[str]) -> None:
+        for hub in hub_channels:
+            self.hubs.pop(hub, None)
+
     async def generation(self) -> int:
         return self._generation
 
@@ -346,6 +421,7 @@ class MemoryRegistry:
     def clear(self) -> None:
         self.labels.clear()
         self.users.clear()
+        self.hubs.clear()
 
 
 _registries: dict[str, RedisRegistry | MemoryRegistry] = {}

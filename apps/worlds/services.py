@@ -1173,51 +1173,79 @@ def find_or_create_attendee(
 ) -> Attendee:
     """Return the attendee of ``world`` with the token's uid, creating it if new.
 
-    The user's traits become the token's traits. A deleted or deactivated
-    attendee's token is refused with TokenError. ``terms`` are the ids of terms
-    whose acceptance is looked up along. A returning attendee costs one query on
-    the (world, uid) index, and a write only when its traits changed; a new one is
-    one INSERT, without the signals of a save (``search index -f`` catches it up, and
-    a new attendee's document holds nothing but its generated username anyway).
+    As :func:`find_or_create_attendees` does for one token; raises its TokenError.
     """
-    uid = str(claims["uid"])
-    traits = list(claims.get("traits") or [])
+    (found,) = find_or_create_attendees(world, [claims], terms)
+    if isinstance(found, TokenError):
+        raise found
+    return found
+
+
+def find_or_create_attendees(
+    world: World, claims: list[dict[str, Any]], terms: Iterable[int] = ()
+) -> list[Attendee | TokenError]:
+    """Return the attendee of ``world`` for each token's claims, creating new ones.
+
+    The users' traits become the tokens' traits. A deleted or deactivated
+    attendee's token gets a TokenError in its place. ``terms`` are the ids of terms
+    whose acceptance is looked up along. However many tokens, returning attendees
+    cost one query on the (world, uid) index, and a write only for those whose
+    traits changed; new ones one INSERT in one transaction, without the signals of a
+    save (``search index -f`` catches them up; a new attendee's document holds only
+    its generated username anyway). Several tokens of the same uid get the same
+    attendee, with the last one's traits.
+    """
     terms = list(terms)
+    wanted = {str(c["uid"]): list(c.get("traits") or []) for c in claims}
     accepted = {
         f"accepted_{pk}": models.Exists(
             TermsAcceptance.objects.filter(user=models.OuterRef("pk"), terms_id=pk)
         )
         for pk in terms
     }
-    row = (
-        User.objects.filter(world=world, token_id=uid)
+    rows = (
+        User.objects.filter(world=world, token_id__in=list(wanted))
         .annotate(**accepted)
-        .values_list("pk", "traits", "is_active", "deleted_at", *accepted)
-        .first()
+        .values_list("token_id", "pk", "traits", "is_active", "deleted_at", *accepted)
     )
-    if row is None:
-        user = User(
+    found: dict[str, Attendee | TokenError] = {}
+    for uid, pk, stored_traits, is_active, deleted_at, *flags in rows:
+        if deleted_at is not None or not is_active:
+            # A purged (or deactivated) attendee's token must not bring it back.
+            found[uid] = TokenError(
+                "auth.invalid_token", "The account of this token was deleted."
+            )
+            continue
+        if stored_traits != wanted[uid]:
+            User.objects.filter(pk=pk).update(
+                traits=wanted[uid], updated_at=timezone.now()
+            )
+        found[uid] = Attendee(
+            pk,
+            wanted[uid],
+            frozenset(t for t, flag in zip(terms, flags, strict=True) if flag),
+        )
+    new = [
+        User(
             world=world,
             token_id=uid,
             username=f"{world.id}.{uuid.uuid4().hex}",
             traits=traits,
             password="!",  # unusable: attendees never sign in with a password
         )
+        for uid, traits in wanted.items()
+        if uid not in found
+    ]
+    if new:
         try:
             with transaction.atomic():
-                User.objects.bulk_create([user])
+                User.objects.bulk_create(new)
         except IntegrityError:
-            # Another connection of the same new attendee created it meanwhile.
-            if not User.objects.filter(world=world, token_id=uid).exists():
+            # Another connection created one of them meanwhile: look again, once
+            # they are there (anything else was a real error).
+            uids = [user.token_id for user in new]
+            if not User.objects.filter(world=world, token_id__in=uids).exists():
                 raise
-            return find_or_create_attendee(world, claims, terms)
-        return Attendee(user.pk, traits)
-    pk, stored_traits, is_active, deleted_at, *flags = row
-    if deleted_at is not None or not is_active:
-        # A purged (or deactivated) attendee's token must not bring the account back.
-        raise TokenError("auth.invalid_token", "The account of this token was deleted.")
-    if stored_traits != traits:
-        User.objects.filter(pk=pk).update(traits=traits, updated_at=timezone.now())
-    return Attendee(
-        pk, traits, frozenset(t for t, flag in zip(terms, flags, strict=True) if flag)
-    )
+            return find_or_create_attendees(world, claims, terms)
+        found.update((user.token_id, Attendee(user.pk, user.traits)) for user in new)
+    return [found[str(c["uid"])] for c in claims]

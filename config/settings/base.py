@@ -289,6 +289,12 @@ CONNECTIONS_MAX_FRAME_BYTES = env.int("CONNECTIONS_MAX_FRAME_BYTES", default=655
 # least every MAX_AGE seconds (apps/connections/snapshots.py).
 CONNECTIONS_SNAPSHOT_CHECK = env.float("CONNECTIONS_SNAPSHOT_CHECK", default=1.0)
 CONNECTIONS_SNAPSHOT_MAX_AGE = env.float("CONNECTIONS_SNAPSHOT_MAX_AGE", default=60.0)
+# Dropped and reloaded clients are told to come back spread over count / RATE
+# seconds (connections drop --spread overrides it).
+CONNECTIONS_RECONNECT_RATE = env.float("CONNECTIONS_RECONNECT_RATE", default=1000.0)
+# A server process with this many handshakes not yet authenticated answers new ones
+# with close code 1013 and a reconnect_after_ms hint (0: never).
+CONNECTIONS_MAX_PENDING = env.int("CONNECTIONS_MAX_PENDING", default=2000)
 
 # CELERY
 # ------------------------------------------------------------------------------

@@ -17,19 +17,37 @@ from apps.accounts.services import TermsError, accept_terms_for
 from apps.worlds.services import (
     Attendee,
     TokenError,
-    find_or_create_attendee,
+    find_or_create_attendees,
     verify_token,
 )
 
 from .. import outage
+from ..batching import PerLoop
 from ..frames import FrameError
 from ..snapshots import snapshots
 
 if TYPE_CHECKING:
     from ..consumers import WorldConsumer
 
+
+@database_sync_to_async
+def _load_attendees(calls: list[tuple]) -> list[Attendee | TokenError]:
+    """Find or create the attendees of a batch of tokens, grouped by world and
+    terms: one query (and one INSERT for the new ones) per group."""
+    groups: dict[tuple, list[int]] = {}
+    for index, (world, _, terms) in enumerate(calls):
+        groups.setdefault((world.pk, tuple(terms)), []).append(index)
+    results: list = [None] * len(calls)
+    for (_, terms), indexes in groups.items():
+        world = calls[indexes[0]][0]
+        found = find_or_create_attendees(world, [calls[i][1] for i in indexes], terms)
+        for index, attendee in zip(indexes, found, strict=True):
+            results[index] = attendee
+    return results
+
+
 # Looked up through the module, so that a test can make them fail.
-load_attendee = database_sync_to_async(find_or_create_attendee)
+load_attendee = PerLoop(_load_attendees)  # (world, claims, terms ids) -> Attendee
 record_acceptance = database_sync_to_async(accept_terms_for)
 
 
@@ -72,6 +90,7 @@ async def accept_terms(consumer: WorldConsumer, payload: dict) -> None:
 async def _authenticated(consumer: WorldConsumer, attendee: Attendee) -> None:
     welcome, limit = consumer.world.welcome(attendee.pk, attendee.traits)
     consumer.user_id, consumer.traits = attendee.pk, attendee.traits
+    consumer.authenticated()
     await consumer.send_frame(["authenticated", welcome])
     consumer.slot_user, consumer.slot_limit = attendee.pk, limit
     consumer.slot_since = time.time()

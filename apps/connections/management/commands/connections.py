@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -20,6 +21,24 @@ def interval(value: str) -> int:
         raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
     if ms < 0:
         raise argparse.ArgumentTypeError("must be zero or more milliseconds")
+    return ms
+
+
+SPREAD = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m)?")
+SPREAD_UNITS = {"ms": 1, "s": 1000, "m": 60_000, None: 1000}
+MAX_SPREAD_MS = 3_600_000
+
+
+def spread(value: str) -> int:
+    """``30s``, ``500ms``, ``2m`` or seconds (``30``) as milliseconds."""
+    match = SPREAD.fullmatch(value.strip())
+    if not match:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a duration such as 30s, 500ms or 2m"
+        )
+    ms = round(float(match[1]) * SPREAD_UNITS[match[2]])
+    if ms > MAX_SPREAD_MS:
+        raise argparse.ArgumentTypeError("must be at most an hour (60m)")
     return ms
 
 
@@ -56,6 +75,15 @@ class Command(BaseCommand):
                 help="one connection every MS milliseconds instead of all at once",
             )
             action.add_argument(
+                "--spread",
+                type=spread,
+                default=None,
+                metavar="DURATION",
+                help="tell the clients to come back at random within this window "
+                "(30s, 500ms, 2m; 0 for at once); default: the count divided by "
+                "CONNECTIONS_RECONNECT_RATE per second",
+            )
+            action.add_argument(
                 "--dry-run",
                 action="store_true",
                 help="print what would be reached without sending anything",
@@ -75,6 +103,7 @@ class Command(BaseCommand):
                     Move.of(action),
                     options["labels"],
                     interval_ms=options["interval_ms"],
+                    spread_ms=options["spread"],
                     dry_run=options["dry_run"],
                     as_json=options["json"],
                 )
@@ -104,6 +133,7 @@ class Command(BaseCommand):
         patterns: list[str],
         *,
         interval_ms: int,
+        spread_ms: int | None,
         dry_run: bool,
         as_json: bool,
     ) -> None:
@@ -141,7 +171,11 @@ class Command(BaseCommand):
         bar_stream = self.stderr if as_json else self.stdout
         with Progress(bar_stream, selection.count, move.doing) as bar:
             result = services.move(
-                move, selection, interval_ms=interval_ms, advance=bar.advance
+                move,
+                selection,
+                interval_ms=interval_ms,
+                spread_ms=spread_ms,
+                advance=bar.advance,
             )
         if result.unreachable:
             self.stderr.write(result.unreachable_note())
