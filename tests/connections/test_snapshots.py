@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from channels.db import database_sync_to_async
 
 from apps.connections import snapshots
 from apps.worlds import services as worlds
@@ -65,8 +66,6 @@ def test_a_room_added_after_connecting_can_be_entered(harbor, harbor_config, tok
 
 
 async def worlds_import(config: dict) -> None:
-    from channels.db import database_sync_to_async
-
     await database_sync_to_async(worlds.import_config)(config)
 
 
