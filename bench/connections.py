@@ -399,7 +399,7 @@ def main() -> None:
         "benchconnections", "Benchmark", f"{commit}.bench.example.org"
     )
     print(
-        f"N = {n} connections, {counted(args.processes, 'server process')}, "
+        f"N = {n} connections, {counted(args.processes, 'server process', 'server processes')}, "
         f"label {label}, {load()}",
         flush=True,
     )
@@ -499,6 +499,11 @@ def main() -> None:
             drop_all_s = time.perf_counter() - t0
             if dropped != n:
                 raise SystemExit(f"dropped {dropped}, expected {n}")
+            # The hub logs once it has also unregistered them: after the closes.
+            for _ in range(100):
+                if HUB_LINE.search(ours.output()):
+                    break
+                await asyncio.sleep(0.1)
             got_s, closed_s, server_n = server_drop(ours.output(), label, when)
             report(
                 "memory per connection",
