@@ -251,7 +251,7 @@ def test_an_upgrade_backs_up_before_migrating_and_moves_browsers(production: Sta
     assert last.strip() == f"[X] {applied[-1]}", last
     production.manage("connections", "list")
     production.manage(
-        "connections", "force_reload", "--interval", "50", "e2e0001.*", check=False
+        "connections", "force_reload", "--interval-ms", "50", "e2e0001.*", check=False
     )
 
 
