@@ -17,6 +17,10 @@ from urllib.parse import urlsplit
 
 import pytest
 from django.conf import settings
+from django.core.cache import cache
+from django.db import connection
+
+from apps.accounts.models import User
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
@@ -79,8 +83,6 @@ def _isolated_storage(settings, tmp_path_factory) -> None:
 
 @pytest.fixture(autouse=True)
 def _clear_cache() -> None:
-    from django.core.cache import cache
-
     yield
     cache.clear()
 
@@ -88,8 +90,6 @@ def _clear_cache() -> None:
 @pytest.fixture
 def alice(db):
     """Alice, the operator: staff and superuser."""
-    from apps.accounts.models import User
-
     return User.objects.create_superuser(
         "alice", "alice@example.org", "correct horse battery"
     )
@@ -105,8 +105,6 @@ def base_env() -> dict:
 
 def database_url() -> str:
     """The URL of the database this test runs on (the test database), for a child."""
-    from django.db import connection
-
     db = connection.settings_dict
     user = db.get("USER") or ""
     password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""

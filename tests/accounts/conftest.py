@@ -4,6 +4,11 @@ import io
 
 import pytest
 
+from apps.accounts.models import User
+from apps.connections.models import ChatMessage
+from apps.worlds import services as worlds
+from apps.worlds.models import Room
+
 
 class TerminalInput(io.StringIO):
     """Standard input that says it is a terminal, answering with the given lines."""
@@ -20,8 +25,6 @@ def terminal():
 @pytest.fixture
 def bob(db):
     """Bob, an operator without admin rights."""
-    from apps.accounts.models import User
-
     return User.objects.create_user("bob", "bob@example.org", "tulip-river-91")
 
 
@@ -35,10 +38,6 @@ def media(settings, tmp_path):
 @pytest.fixture
 def expo(db):
     """A world with a chat room, where attendee Cleo and attendee Dan have talked."""
-    from apps.connections.models import ChatMessage
-    from apps.worlds import services as worlds
-    from apps.worlds.models import Room
-
     world = worlds.create_world("expo", "Expo", "expo.example.org")
     room = Room.objects.create(
         world=world,

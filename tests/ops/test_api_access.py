@@ -11,8 +11,11 @@ import re
 import pytest
 from django.db import transaction
 from django.urls import URLPattern, URLResolver, get_resolver
+from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 from rest_framework.views import APIView
+
+from apps.accounts.models import User
 
 API_PREFIX = "api/v1/"
 METHODS = ("get", "post", "put", "patch", "delete")
@@ -66,10 +69,6 @@ def test_the_walk_finds_the_api():
 @pytest.fixture
 def bob(db):
     """Bob, an attendee with a login and a token: not staff."""
-    from rest_framework.authtoken.models import Token
-
-    from apps.accounts.models import User
-
     user = User.objects.create_user("bob", "bob@example.org", "bob's password")
     return user, Token.objects.create(user=user).key
 
@@ -106,8 +105,6 @@ def test_non_staff_callers_are_refused_with_a_token_or_a_session(bob, path, meth
 
 
 def test_staff_callers_get_through(alice):
-    from rest_framework.authtoken.models import Token
-
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=alice)}")
     assert client.get("/api/v1/stats/").status_code == 200

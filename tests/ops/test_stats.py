@@ -9,9 +9,11 @@ import sys
 from io import StringIO
 
 import pytest
+from channels.layers import get_channel_layer
 from django.conf import settings
 from django.core.management import CommandError, call_command
 
+from apps.connections.registry import get_registry
 from apps.ops import backend
 from tests.ops.helpers import SLEEPER, connect, free_port, manage, wait_for
 
@@ -158,10 +160,6 @@ def test_stats_reads_rabbitmq_queues_without_a_worker(child_env):
 @pytest.mark.redis
 @pytest.mark.django_db
 def test_stats_counts_live_connections_per_label(var_dir):
-    from channels.layers import get_channel_layer
-
-    from apps.connections.registry import get_registry
-
     layer = get_channel_layer()
     registry = get_registry()
     registry.clear()

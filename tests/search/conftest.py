@@ -6,6 +6,10 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 
+from apps.accounts.models import User
+from apps.search import services
+from apps.worlds.models import Room, World
+
 
 def run(*args: str) -> str:
     out = StringIO()
@@ -21,17 +25,12 @@ def run_printed(command: str) -> str:
 
 
 def found(text: str, **kwargs) -> list[tuple[str, str]]:
-    from apps.search import services
-
     return [(h.model, h.id) for h in services.query(text, **kwargs)]
 
 
 @pytest.fixture
 def harbor(db):
     """A world with two rooms (one a markdown page) and two attendees."""
-    from apps.accounts.models import User
-    from apps.worlds.models import Room, World
-
     world = World.objects.create(
         id="harborconf",
         title="Harbor Conference",

@@ -3,6 +3,8 @@ from pathlib import Path
 
 import pytest
 
+from apps.worlds import services
+
 # A copy of /work/shared/fixtures/world-config-example.json, so CI needs nothing else.
 FIXTURE = Path(__file__).parent / "world-config-example.json"
 
@@ -16,14 +18,10 @@ def example_config() -> dict:
 @pytest.fixture
 def world(db):
     """A fresh world made the way create_world makes it."""
-    from apps.worlds import services
-
     return services.create_world("sample", "Sample World", "sample.example.org")
 
 
 @pytest.fixture
 def harbor(db, example_config):
     """The example config imported."""
-    from apps.worlds import services
-
     return services.import_config(example_config).world
