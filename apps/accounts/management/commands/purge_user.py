@@ -4,7 +4,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from apps.accounts import services
 from apps.accounts.serializers import PurgeReportSerializer
-from apps.core.output import add_noinput_argument, confirm, write_json, write_table
+from apps.core.output import add_noinput_argument, confirm, format_table, write_json
 
 
 class Command(BaseCommand):
@@ -57,11 +57,13 @@ class Command(BaseCommand):
                 self.stdout, PurgeReportSerializer(plan, context={"user": target}).data
             )
             return
-        # With --json the plan is still shown before the question, on stderr.
+        # With --json the plan is still shown before the question, on stderr (not in
+        # red: style_func=str).
         shown = self.stderr if json else self.stdout
         if interactive or not json:
             shown.write(f"User {plan.label}:", style_func=str)
-            write_table(shown, ["What", "Count", "Action"], plan.items)
+            table = format_table(["What", "Count", "Action"], plan.items)
+            shown.write(table, style_func=str)
         if dry_run:
             self.stdout.write(
                 self.style.SUCCESS(
