@@ -1,5 +1,6 @@
 """The shapes of a purge report (what ``/api/v1/users/purge/`` answers and the
-OpenAPI schema documents) and of an API token's holder (``api_token … --json``),
+OpenAPI schema documents), of an API token's holder (``api_token … --json``), of a
+user (``create_user``/``set_admin --json``) and of terms (``import_terms --json``),
 defined once."""
 
 from __future__ import annotations
@@ -43,3 +44,27 @@ class ApiTokenSerializer(serializers.Serializer):
     username = serializers.CharField(source="user.username")
     staff = serializers.BooleanField(source="user.is_staff")
     created = serializers.DateTimeField()
+
+
+class UserSerializer(serializers.Serializer):
+    """A user, as ``create_user --json`` and ``set_admin --json`` print it (never the
+    password hash); ``world`` and ``uid`` are set for an attendee."""
+
+    id = serializers.IntegerField(source="pk")
+    email = serializers.CharField()
+    username = serializers.CharField()
+    staff = serializers.BooleanField(source="is_staff")
+    superuser = serializers.BooleanField(source="is_superuser")
+    world = serializers.CharField(source="world_id", allow_null=True)
+    uid = serializers.CharField(source="token_id", allow_blank=True)
+
+
+class TermsSerializer(serializers.Serializer):
+    """One version of terms, as ``import_terms --json`` prints it (without the text)."""
+
+    id = serializers.IntegerField(source="pk")
+    slug = serializers.CharField()
+    version = serializers.CharField()
+    name = serializers.CharField()
+    required = serializers.BooleanField()
+    active_from = serializers.DateTimeField()

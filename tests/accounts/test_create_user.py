@@ -6,6 +6,7 @@ from django.core.management import CommandError, call_command
 
 from apps.accounts.models import User
 from apps.worlds import services as worlds
+from tests.scripting import documented, run_json
 
 GOOD = "lantern-orbit-73"
 
@@ -255,3 +256,68 @@ def test_a_bad_email_option_is_refused_before_the_password(monkeypatch, terminal
     assert output.count("Email: ") == 1
     assert asked == ["Password: ", "Password (again): "]
     assert User.objects.filter(email="erin@example.org").exists()
+
+
+@pytest.mark.django_db
+def test_json_prints_the_new_user_and_nothing_else():
+    args = documented(
+        "docs/accounts.md",
+        "create_user --email ops@example.org --password-stdin --json",
+    )
+    data, err = run_json(*args, stdin=GOOD + "\n")
+    assert err == ""
+    user = User.objects.get(email="ops@example.org")
+    assert data == {
+        "id": user.pk,
+        "email": "ops@example.org",
+        "username": user.username,
+        "staff": False,
+        "superuser": False,
+        "world": None,
+        "uid": "",
+    }
+    assert GOOD not in str(data)
+
+
+@pytest.mark.django_db
+def test_json_attendee_has_world_and_uid_and_the_hint_goes_to_stderr():
+    worlds.create_world("expo", "Expo", "expo.example.org")
+    data, err = run_json(
+        "create_user",
+        "--email",
+        "jo@example.org",
+        "--world",
+        "expo",
+        "--admin",
+        "--password-stdin",
+        "--json",
+        stdin=GOOD,
+    )
+    user = User.objects.get(email="jo@example.org")
+    assert (data["world"], data["uid"]) == ("expo", user.token_id)
+    assert data["staff"] and data["superuser"]
+    assert f"generate_token expo --uid {user.token_id}" in err
+
+
+@pytest.mark.django_db
+def test_json_asks_on_stderr_at_a_terminal(monkeypatch, terminal):
+    monkeypatch.setattr("getpass.getpass", lambda prompt="Password: ": GOOD)
+    data, err = run_json(
+        "create_user", "--json", stdin=terminal("not-an-email\nfay@example.org\n")
+    )
+    assert data["email"] == "fay@example.org"
+    assert err.count("Email: ") == 2
+    assert User.objects.filter(email="fay@example.org").exists()
+
+
+@pytest.mark.django_db
+def test_json_errors_stay_command_errors(bob):
+    with pytest.raises(CommandError, match="already exists"):
+        run_json(
+            "create_user",
+            "--email",
+            "bob@example.org",
+            "--password-stdin",
+            "--json",
+            stdin=GOOD,
+        )

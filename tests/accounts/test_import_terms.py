@@ -4,9 +4,11 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from apps.accounts import services
 from apps.accounts.models import Terms, TermsAcceptance
+from tests.scripting import documented, run_json
 
 TOS = """Some preamble without a heading.
 
@@ -130,3 +132,24 @@ def test_accept_terms_refuses_unknown_and_outdated_versions(bob):
     services.accept_terms(bob, [v2.pk])
     services.accept_terms(bob, [v2.pk])  # accepting twice records it once
     assert TermsAcceptance.objects.filter(user=bob).count() == 1
+
+
+@pytest.mark.django_db
+def test_import_terms_json_prints_the_terms(tmp_path, monkeypatch):
+    (tmp_path / "terms-v3.md").write_text(TOS, encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    args = documented("docs/accounts.md", "import_terms tos 3 terms-v3.md --json")
+    data, err = run_json(*args)
+    assert err == ""
+    terms = Terms.objects.get(slug="tos", version="3")
+    assert data == {
+        "id": terms.pk,
+        "slug": "tos",
+        "version": "3",
+        "name": "Terms of Service",
+        "required": True,
+        "active_from": data["active_from"],
+    }
+    assert parse_datetime(data["active_from"]) == terms.active_from
+    with pytest.raises(CommandError, match="no such file"):
+        run_json("import_terms", "tos", "4", "missing.md", "--json")

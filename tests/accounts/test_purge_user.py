@@ -8,12 +8,14 @@ from django.core.files.base import ContentFile
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
 
 from apps.accounts import services
 from apps.accounts.models import Terms, TermsAcceptance, User
 from apps.connections.models import ChatMessage
 from apps.search import services as search
 from apps.worlds import services as worlds
+from tests.scripting import documented, run_json
 
 
 def purge(*args, answer: str = "") -> str:
@@ -174,3 +176,63 @@ def test_a_purge_racing_another_is_refused_not_repeated(expo):
     with pytest.raises(services.AccountError, match="already purged"):
         services.purge_user(stale)
     assert User.objects.get(pk=expo.cleo.pk).deleted_at == purged_at
+
+
+@pytest.fixture
+def cleo_by_email(expo):
+    expo.cleo.email = "cleo@example.org"
+    expo.cleo.save()
+    return expo
+
+
+@pytest.mark.django_db
+def test_json_dry_run_is_the_apis_report(alice, cleo_by_email):
+    before = snapshot()
+    args = documented(
+        "docs/accounts.md", "purge_user cleo@example.org --dry-run --json"
+    )
+    data, err = run_json(*args)
+    assert err == ""
+    assert snapshot() == before
+    api = APIClient()
+    api.force_authenticate(alice)
+    answer = api.post(
+        "/api/v1/users/purge/",
+        {"user": "cleo@example.org", "dry_run": True},
+        format="json",
+    )
+    assert data == answer.json()
+    assert data["user"] == cleo_by_email.cleo.pk and data["dry_run"] is True
+    items = {i["what"]: i["count"] for i in data["items"]}
+    assert items["messages anonymised"] == 3
+
+
+@pytest.mark.django_db
+def test_json_purge_noinput(cleo_by_email):
+    args = documented(
+        "docs/accounts.md", "purge_user cleo@example.org --noinput --json"
+    )
+    data, err = run_json(*args)
+    assert err == ""
+    assert data["dry_run"] is False and data["user"] == cleo_by_email.cleo.pk
+    assert User.objects.get(pk=cleo_by_email.cleo.pk).deleted_at is not None
+
+
+@pytest.mark.django_db
+def test_json_asks_on_stderr(expo):
+    before = snapshot()
+    with pytest.raises(CommandError, match="Not confirmed"):
+        run_json(
+            "purge_user", "--world", "expo", "--uid", "cleo-uid", "--json", stdin="n\n"
+        )
+    assert snapshot() == before
+    data, err = run_json(
+        "purge_user", "--world", "expo", "--uid", "cleo-uid", "--json", stdin="y\n"
+    )
+    assert "Purge this user? This cannot be undone. [y/N]" in err
+    assert "messages" in err  # the plan, before the question
+    assert data["summary"].startswith("3 messages anonymised")
+    with pytest.raises(CommandError, match="already purged"):
+        run_json(
+            "purge_user", "--world", "expo", "--uid", "cleo-uid", "--json", "--noinput"
+        )

@@ -3,6 +3,9 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
+from apps.accounts.models import User
+from tests.scripting import documented, run_json
+
 
 def set_admin(*args) -> str:
     out = StringIO()
@@ -34,3 +37,25 @@ def test_set_admin_refuses_to_revoke_the_last_admin(alice):
         set_admin("alice@example.org", "--revoke")
     alice.refresh_from_db()
     assert alice.is_superuser
+
+
+@pytest.mark.django_db
+def test_set_admin_json_prints_the_user(alice):
+    ops = User.objects.create_user("ops@example.org", "ops@example.org", "x-91-tulip")
+    data, err = run_json(
+        *documented("docs/accounts.md", "set_admin ops@example.org --json")
+    )
+    assert err == ""
+    assert data == {
+        "id": ops.pk,
+        "email": "ops@example.org",
+        "username": "ops@example.org",
+        "staff": True,
+        "superuser": True,
+        "world": None,
+        "uid": "",
+    }
+    data, _ = run_json("set_admin", "ops@example.org", "--revoke", "--json")
+    assert (data["staff"], data["superuser"]) == (False, False)
+    with pytest.raises(CommandError, match="last active admin"):
+        run_json("set_admin", "alice@example.org", "--revoke", "--json")

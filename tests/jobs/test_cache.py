@@ -3,8 +3,11 @@ from io import StringIO
 import pytest
 import redis
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import cache, caches
+from django.core.cache.backends.redis import RedisCache
 from django.core.management import CommandError, call_command
+
+from tests.scripting import documented, run_json
 
 
 def flush() -> str:
@@ -47,3 +50,25 @@ def test_an_unreachable_redis_is_an_error_that_says_what_to_do(settings):
     with pytest.raises(CommandError, match="The cache's Redis does not answer") as err:
         flush()
     assert "check REDIS_URL with `info`, start Redis" in str(err.value)
+
+
+def test_cache_flush_json_where_the_cache_cannot_count(settings):
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    }
+    documented("docs/jobs.md", "cache flush [-v 2] [--json]")
+    cache.set("greeting", "hello")
+    data, err = run_json("cache", "flush", "--json")
+    assert (data, err) == ({"flushed": True, "deleted": None}, "")
+    assert cache.get("greeting") is None
+
+
+@pytest.mark.redis
+def test_cache_flush_json_on_redis_counts_the_keys():
+    assert isinstance(caches["default"], RedisCache)
+    cache.set("greeting", "hello")
+    cache.set("other", "x", version=7)
+    data, err = run_json("cache", "flush", "-v", "2", "--json")
+    assert (data, err) == ({"flushed": True, "deleted": 2}, "")
+    data, _ = run_json("cache", "flush", "--json")
+    assert data == {"flushed": True, "deleted": 0}

@@ -1,11 +1,14 @@
+import json
 from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
+from rest_framework.test import APIClient
 
 from apps.accounts.models import User
 from apps.worlds import services
 from apps.worlds.models import World
+from tests.scripting import documented, run_json
 
 
 def run(*args, stdin: str | None = None) -> str:
@@ -155,3 +158,51 @@ def test_taken_id_and_domain(world, harbor):
             "sample.example.org",
         )
     assert World.objects.count() == 2
+
+
+def test_json_is_the_apis_world_without_secrets(alice, harbor):
+    services.clone_world(harbor, "harbor", "Harbor", "harbor.example.org")
+    args = documented(
+        "docs/worlds.md",
+        'clone_world harbor --noinput --id harborcopy --title "Harbor copy" '
+        "--domain copy.example.org --json",
+    )
+    data, err = run_json(*args)
+    assert err == ""
+    api = APIClient()
+    api.force_authenticate(alice)
+    assert data == api.get("/api/v1/worlds/harborcopy/").json()
+    assert data["title"] == "Harbor copy" and data["rooms"]
+    clone = World.objects.get(pk="harborcopy")
+    for entry in clone.config["JWT_secrets"]:
+        assert entry["secret"] not in str(data)
+
+
+def test_json_new_secrets_prints_no_secret(harbor):
+    data, _ = run_json(
+        "clone_world",
+        "harborconf",
+        "--new-secrets",
+        "--json",
+        stdin="h6\nHarbor Six\nh6.example.org\n",
+    )
+    assert data["id"] == "h6"
+    [entry] = World.objects.get(pk="h6").config["JWT_secrets"]
+    assert entry["secret"] not in str(data)
+    assert "JWT_secrets" not in data
+
+
+def test_json_asks_on_stderr_and_errors_stay_command_errors(harbor):
+    out, err = StringIO(), StringIO()
+    call_command(
+        "clone_world",
+        "harborconf",
+        "--json",
+        stdin=StringIO("h7\nHarbor Seven\nh7.example.org\n"),
+        stdout=out,
+        stderr=err,
+    )
+    assert "Internal ID for the new world" in err.getvalue()
+    assert json.loads(out.getvalue())["id"] == "h7"
+    with pytest.raises(CommandError, match="No world 'nope'"):
+        run_json("clone_world", "nope", "--json", "--noinput")

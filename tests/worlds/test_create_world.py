@@ -4,9 +4,11 @@ from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
+from rest_framework.test import APIClient
 
 from apps.worlds import services
 from apps.worlds.models import World
+from tests.scripting import documented, run_json
 
 
 def run(*args, stdin: str | None = None) -> tuple[str, str]:
@@ -118,3 +120,58 @@ def test_a_title_over_the_column_is_a_command_error_on_every_database():
     with pytest.raises(CommandError, match="longer than 300 characters"):
         run("--noinput", "--id", "longt", "--title", title, "--domain", "l.example")
     assert not World.objects.exists()
+
+
+@pytest.mark.django_db
+def test_json_is_the_apis_world_with_the_secret_printed_today(alice):
+    args = documented(
+        "docs/worlds.md",
+        'create_world --noinput --id harbor --title "Harbor 2027" '
+        "--domain events.example.org --json",
+    )
+    data, err = run_json(*args)
+    assert err == ""
+    world = World.objects.get(pk="harbor")
+    secrets = data.pop("JWT_secrets")
+    assert secrets == world.config["JWT_secrets"]
+    assert re.fullmatch(r"[A-Za-z0-9]{64}", secrets[0]["secret"])
+    api = APIClient()
+    api.force_authenticate(alice)
+    assert data == api.get("/api/v1/worlds/harbor/").json()
+    assert (data["id"], data["title"], data["url"]) == (
+        "harbor",
+        "Harbor 2027",
+        "https://events.example.org",
+    )
+    # The detail itself has the secret's issuer and audience only.
+    assert secrets[0]["secret"] not in str(data)
+
+
+@pytest.mark.django_db
+def test_json_asks_its_questions_on_stderr():
+    data, err = run_json(
+        "create_world", "--json", stdin="Bad-ID\nh1\nHarbor One\nh1.example.org\n"
+    )
+    assert data["id"] == "h1" and data["domain"] == "h1.example.org"
+    assert "Internal ID for the new world (alphanumeric): " in err
+    assert err.index("Internal ID") < err.index("Title") < err.index("Domain")
+
+
+@pytest.mark.django_db
+def test_json_errors_stay_command_errors(world):
+    with pytest.raises(CommandError, match="--noinput needs --title"):
+        run_json(
+            "create_world", "--noinput", "--id", "x", "--domain", "x.org", "--json"
+        )
+    with pytest.raises(CommandError):
+        run_json(
+            "create_world",
+            "--noinput",
+            "--json",
+            "--id",
+            "sample",
+            "--title",
+            "T",
+            "--domain",
+            "t.example.org",
+        )

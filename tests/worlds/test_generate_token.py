@@ -3,8 +3,10 @@ from io import StringIO
 import jwt
 import pytest
 from django.core.management import CommandError, call_command
+from rest_framework.test import APIClient
 
 from apps.worlds import services
+from tests.scripting import documented, run_json
 
 
 def run(*args) -> str:
@@ -85,3 +87,32 @@ def test_a_token_that_could_not_log_in_is_never_printed(world):
         run("sample", "--trait", "\ud800")
     token = run("sample", "--raw", "--days", "3650", "--uid", "u" * 200)
     assert services.verify_token(world, token)["uid"] == "u" * 200
+
+
+def test_json_prints_token_and_url_as_the_api_does(alice):
+    world = services.create_world("harbor", "Harbor", "harbor.example.org")
+    args = documented("docs/worlds.md", "generate_token harbor --trait speaker --json")
+    data, err = run_json(*args)
+    assert err == ""
+    assert set(data) == {"token", "url"}
+    assert data["url"] == services.token_url(world, data["token"])
+    assert decode(world, data["token"])["traits"] == ["speaker"]
+    api = APIClient()
+    api.force_authenticate(alice)
+    answer = api.post("/api/v1/worlds/harbor/token/", {}, format="json").json()
+    assert set(answer) == set(data)
+
+
+def test_json_without_a_domain_gives_a_null_url(world):
+    world.domain = ""
+    world.save()
+    data, _ = run_json("generate_token", "sample", "--json", "--uid", "u1")
+    assert data["url"] is None
+    assert decode(world, data["token"])["uid"] == "u1"
+
+
+def test_json_and_raw_exclude_each_other_and_errors_stay(world):
+    with pytest.raises(CommandError, match="not allowed with argument"):
+        run_json("generate_token", "sample", "--json", "--raw")
+    with pytest.raises(CommandError, match="No world 'nope'"):
+        run_json("generate_token", "nope", "--json")

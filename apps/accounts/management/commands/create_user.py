@@ -4,6 +4,8 @@ import sys
 from django.core.management.base import BaseCommand, CommandError
 
 from apps.accounts import services
+from apps.accounts.serializers import UserSerializer
+from apps.core.output import write_json
 
 PASSWORD_ATTEMPTS = 3
 EMAIL_ATTEMPTS = 3
@@ -29,6 +31,11 @@ class Command(BaseCommand):
         parser.add_argument(
             "--world", help="make the user an attendee of this world (its id)"
         )
+        parser.add_argument(
+            "--json",
+            action="store_true",
+            help="print the new user as JSON; questions and notes go to stderr",
+        )
 
     def execute(self, *args, **options):
         self.stdin = options.get("stdin", sys.stdin)
@@ -41,8 +48,12 @@ class Command(BaseCommand):
         password_stdin: bool,
         admin: bool,
         world: str | None,
+        json: bool,
         **options,
     ) -> None:
+        # With --json stdout carries the JSON only; the questions move to stderr
+        # (getpass asks on the terminal itself).
+        self.prompts = self.stderr if json else self.stdout
         interactive = bool(getattr(self.stdin, "isatty", lambda: False)())
         world_obj = self._world(world) if world else None
         if email:
@@ -71,12 +82,16 @@ class Command(BaseCommand):
                 "No password given and standard input is not a terminal; "
                 "pipe it in with --password-stdin."
             )
-        kind = "Admin" if admin else "User"
         if user.world_id:
-            self.stdout.write(
+            self.prompts.write(
                 f"Attendee of {user.world_id} with uid {user.token_id}; give them a "
-                f"token with: generate_token {user.world_id} --uid {user.token_id}"
+                f"token with: generate_token {user.world_id} --uid {user.token_id}",
+                style_func=str,
             )
+        if json:
+            write_json(self.stdout, UserSerializer(user).data)
+            return
+        kind = "Admin" if admin else "User"
         self.stdout.write(
             self.style.SUCCESS(f"{kind} {user.email} created (id {user.pk}).")
         )
@@ -88,8 +103,9 @@ class Command(BaseCommand):
             raise CommandError(f"{exc}") from exc
 
     def _ask(self, prompt: str) -> str:
-        self.stdout.write(prompt, ending="")
-        self.stdout.flush()
+        # style_func=str: a question on stderr is not an error, so not in red.
+        self.prompts.write(prompt, style_func=str, ending="")
+        self.prompts.flush()
         answer = self.stdin.readline()
         if not answer:
             raise CommandError("No answer (end of input); nothing was created.")

@@ -6,6 +6,8 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
 from apps.accounts import services
+from apps.accounts.serializers import TermsSerializer
+from apps.core.output import write_json
 
 
 def parse_when(value: str) -> datetime:
@@ -49,6 +51,9 @@ class Command(BaseCommand):
             action="store_true",
             help="attendees are not required to accept it",
         )
+        parser.add_argument(
+            "--json", action="store_true", help="print the imported terms as JSON"
+        )
 
     def handle(
         self,
@@ -59,6 +64,7 @@ class Command(BaseCommand):
         active_from: str | None,
         name: str | None,
         optional: bool,
+        json: bool,
         **options,
     ) -> None:
         path = Path(file)
@@ -80,6 +86,9 @@ class Command(BaseCommand):
             )
         except services.AccountError as exc:
             raise CommandError(str(exc)) from exc
+        if json:
+            write_json(self.stdout, TermsSerializer(terms).data)
+            return
         local = timezone.localtime(terms.active_from)
         self.stdout.write(
             self.style.SUCCESS(

@@ -1,6 +1,8 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from apps.accounts import services
+from apps.accounts.serializers import UserSerializer
+from apps.core.output import write_json
 
 
 class Command(BaseCommand):
@@ -11,12 +13,18 @@ class Command(BaseCommand):
         parser.add_argument(
             "--revoke", action="store_true", help="remove the rights instead"
         )
+        parser.add_argument(
+            "--json", action="store_true", help="print the user as JSON for scripts"
+        )
 
-    def handle(self, *, email: str, revoke: bool, **options) -> None:
+    def handle(self, *, email: str, revoke: bool, json: bool, **options) -> None:
         try:
             user = services.set_admin(email, revoke=revoke)
         except services.AccountError as exc:
             raise CommandError(str(exc)) from exc
+        if json:
+            write_json(self.stdout, UserSerializer(user).data)
+            return
         who = user.email or user.username
         if revoke:
             message = f"{who} is no longer an admin."

@@ -40,11 +40,20 @@ def add_world_options(parser: Any) -> None:
     add_noinput_argument(
         parser, help="ask nothing; --id, --title and --domain are then required"
     )
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print the new world as JSON (as the API answers); questions go to stderr",
+    )
 
 
-def world_values(command: BaseCommand, options: dict[str, Any]) -> dict[str, str]:
+def world_values(
+    command: BaseCommand, options: dict[str, Any], *, json: bool = False
+) -> dict[str, str]:
     """Return id, title and domain from the options, asking for missing ones unless
-    --noinput. A bad answer is explained and asked again."""
+    --noinput. A bad answer is explained and asked again.
+
+    With --json the questions go to stderr, so that stdout carries only the JSON."""
     values = {key: (options.get(key) or "").strip() for key, _, _ in PROMPTS}
     if not options["interactive"]:
         missing = [
@@ -57,23 +66,29 @@ def world_values(command: BaseCommand, options: dict[str, Any]) -> dict[str, str
             )
         return values
     stdin = options.get("stdin") or sys.stdin
+    prompts = command.stderr if json else command.stdout
     for key, question, check in PROMPTS:
         if values[key]:
             continue
-        values[key] = _ask(command, stdin, question, check)
+        values[key] = _ask(command, stdin, prompts, question, check)
     return values
 
 
 def _ask(
-    command: BaseCommand, stdin: Any, question: str, check: Callable[[str], Any]
+    command: BaseCommand,
+    stdin: Any,
+    prompts: Any,
+    question: str,
+    check: Callable[[str], Any],
 ) -> str:
     while True:
-        command.stdout.write(question, ending="")
-        command.stdout.flush()
+        # style_func=str: a question on stderr is not an error, so not in red.
+        prompts.write(question, style_func=str, ending="")
+        prompts.flush()
         line = stdin.readline()
         if not getattr(stdin, "isatty", lambda: False)():
             # Piped answers are not echoed; end the prompt's line ourselves.
-            command.stdout.write("")
+            prompts.write("", style_func=str)
         if not line:
             raise CommandError(
                 "No answer (end of input); run with --noinput --id ID --title TITLE "

@@ -2,7 +2,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
+from apps.core.output import write_json
 from apps.worlds import services
+from apps.worlds.serializers import WorldDetailSerializer
 
 from ._world_options import add_world_options, world_values
 
@@ -23,16 +25,18 @@ class Command(BaseCommand):
             help="give the clone a fresh JWT secret instead of SOURCE's secrets",
         )
 
-    def handle(self, *, source: str, new_secrets: bool, **options: Any) -> None:
+    def handle(
+        self, *, source: str, new_secrets: bool, json: bool, **options: Any
+    ) -> None:
         try:
             source_world = services.get_world(source)
         except services.WorldNotFound as exc:
             raise CommandError(
                 f"No world {source!r}; list_worlds shows the IDs you can clone."
             ) from exc
-        values = world_values(self, options)
+        values = world_values(self, options, json=json)
         try:
-            services.clone_world(
+            clone = services.clone_world(
                 source_world,
                 values["world_id"],
                 values["title"],
@@ -41,4 +45,8 @@ class Command(BaseCommand):
             )
         except services.WorldError as exc:
             raise CommandError(str(exc)) from exc
+        if json:
+            # As the API's clone answers: no secret (none is printed without --json).
+            write_json(self.stdout, WorldDetailSerializer(clone).data)
+            return
         self.stdout.write(self.style.SUCCESS("World cloned."))

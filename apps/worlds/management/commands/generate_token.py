@@ -3,7 +3,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
+from apps.core.output import write_json
 from apps.worlds import services
+from apps.worlds.serializers import TokenSerializer
 
 
 def days(value: str) -> int:
@@ -38,7 +40,13 @@ class Command(BaseCommand):
             "--days", type=days, default=90, help="days of validity (90, at most 3650)"
         )
         parser.add_argument("--uid", help="the attendee's id (a new UUID if not given)")
-        parser.add_argument("--raw", action="store_true", help="print only the token")
+        output = parser.add_mutually_exclusive_group()
+        output.add_argument("--raw", action="store_true", help="print only the token")
+        output.add_argument(
+            "--json",
+            action="store_true",
+            help='print {"token", "url"} as the API answers (url null without a domain)',
+        )
 
     def handle(
         self,
@@ -48,6 +56,7 @@ class Command(BaseCommand):
         days: int,
         uid: str | None,
         raw: bool,
+        json: bool,
         **options: Any,
     ) -> None:
         try:
@@ -56,7 +65,7 @@ class Command(BaseCommand):
             raise CommandError(
                 f"No world {world!r}; list_worlds shows the IDs you can use."
             ) from exc
-        if not raw and not target.domain:
+        if not (raw or json) and not target.domain:
             raise CommandError(
                 f"World {world!r} has no domain, so there is no link to print; "
                 "use --raw for the token alone, or set world.domain with import_config."
@@ -65,4 +74,8 @@ class Command(BaseCommand):
             token = services.generate_token(target, traits, days=days, uid=uid)
         except services.WorldError as exc:
             raise CommandError(str(exc)) from exc
+        if json:
+            url = services.token_url(target, token) if target.domain else None
+            write_json(self.stdout, TokenSerializer({"token": token, "url": url}).data)
+            return
         self.stdout.write(token if raw else services.token_url(target, token))
