@@ -316,6 +316,9 @@ class S3(Storage):
                 verify=self.django.verify,
             )
             _clients[self.django] = client
+            # Close its pooled connections with the storage, not whenever the
+            # garbage collector gets to the sockets (a ResourceWarning each).
+            weakref.finalize(self.django, client.close)
         return client
 
     def describe(self) -> str:
