@@ -249,7 +249,7 @@ def measure_memory(server: Server, url: str, frames: list[str | None]) -> tuple:
 
 
 HUB_LINE = re.compile(
-    r"^INFO (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) apps\.connections\.hub "
+    r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}) INFO \[\d+\] apps\.connections\.hub: "
     r"connections hub \S+: dropped (\d+) connections of (\S+) in ([\d.]+) ms$",
     re.MULTILINE,
 )
@@ -263,7 +263,7 @@ def server_drop(log: str, label: str, go: float) -> tuple[float, float, int]:
     """
     for stamp, count, line_label, took_ms in HUB_LINE.findall(log):
         if line_label == label:
-            done = datetime.datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f")
+            done = datetime.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%f")
             closed_s = done.timestamp() - go
             return closed_s - float(took_ms) / 1000, closed_s, int(count)
     raise SystemExit(f"the server did not log its drop:\n{log[-2000:]}")
