@@ -44,6 +44,12 @@ import time
 import urllib.request
 from pathlib import Path
 
+import django
+from django.conf import settings
+from django.core.management import call_command
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
@@ -172,9 +178,6 @@ class Failures:
 
 async def open_one(url: str, frame: str | None, failures: Failures):
     """Connect, send ``frame`` and wait for its reply; None (counted) on failure."""
-    from websockets.asyncio.client import connect
-    from websockets.exceptions import ConnectionClosed
-
     try:
         while True:
             ws = await connect(
@@ -246,7 +249,7 @@ def measure_memory(server: Server, url: str, frames: list[str | None]) -> tuple:
 
 
 HUB_LINE = re.compile(
-    r"^INFO (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) apps\.connections\.hub "
+    r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}) INFO \[\d+\] apps\.connections\.hub: "
     r"connections hub \S+: dropped (\d+) connections of (\S+) in ([\d.]+) ms$",
     re.MULTILINE,
 )
@@ -260,7 +263,7 @@ def server_drop(log: str, label: str, go: float) -> tuple[float, float, int]:
     """
     for stamp, count, line_label, took_ms in HUB_LINE.findall(log):
         if line_label == label:
-            done = datetime.datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f")
+            done = datetime.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%f")
             closed_s = done.timestamp() - go
             return closed_s - float(took_ms) / 1000, closed_s, int(count)
     raise SystemExit(f"the server did not log its drop:\n{log[-2000:]}")
@@ -268,10 +271,10 @@ def server_drop(log: str, label: str, go: float) -> tuple[float, float, int]:
 
 def drop_child(label: str) -> None:
     """Set up, say ready, and on "go" drop ``label``: print count and seconds."""
-    import django
-
     django.setup()
-    from apps.connections import services
+    # Django's app-registry rule: the project's modules load models, so they are
+    # imported once django.setup() has run, in the environment the parent gave.
+    from apps.connections import services  # noqa: PLC0415
 
     print("ready", flush=True)
     sys.stdin.readline()
@@ -372,19 +375,16 @@ def main() -> None:
         raise SystemExit(f"raise the open-files limit (ulimit -n) above {n + 200}")
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
-    import django
-
     django.setup()
-    from django.conf import settings
-    from django.core.management import call_command
-
     if not settings.REDIS_URL:
         raise SystemExit("set REDIS_URL: the benchmark measures the Redis registry")
-    from apps.connections import services
-    from apps.connections.registry import get_registry, label_key
-    from apps.core.output import counted
-    from apps.worlds import services as worlds
-    from apps.worlds.models import World
+    # Django's app-registry rule: the project's modules load models, so they are
+    # imported once django.setup() has run, with the environment set above.
+    from apps.connections import services  # noqa: PLC0415
+    from apps.connections.registry import get_registry, label_key  # noqa: PLC0415
+    from apps.core.output import counted  # noqa: PLC0415
+    from apps.worlds import services as worlds  # noqa: PLC0415
+    from apps.worlds.models import World  # noqa: PLC0415
 
     commit = "bench" + secrets.token_hex(3)
     label = f"{commit}.bench"

@@ -23,6 +23,8 @@ import weakref
 from collections import defaultdict
 from typing import Any
 
+import redis
+import redis.asyncio
 from django.conf import settings
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
@@ -138,8 +140,6 @@ class RedisRegistry:
         self._claim = None  # the claim script, registered on first use
 
     def _aclient(self):
-        import redis.asyncio
-
         loop = asyncio.get_running_loop()
         client = self._async_clients.get(loop)
         if client is None:
@@ -154,8 +154,6 @@ class RedisRegistry:
         return client
 
     def _client(self):
-        import redis
-
         if self._sync_client is None:
             self._sync_client = redis.Redis.from_url(
                 self.url, decode_responses=True, retry=_retry()

@@ -27,6 +27,7 @@ from django.conf import settings
 
 from apps.core.output import counted
 from apps.core.secrets import mask_url
+from apps.jobs import services as jobs
 
 from .batching import PerLoop
 from .layer import REDIS_ERRORS
@@ -343,8 +344,6 @@ def move_later(move: Move, patterns: Iterable[str], *, interval_ms: int, trigger
     A paced one takes count × interval, longer than a request or a page should
     wait; a worker runs ``connections-drop`` / ``connections-reload`` instead.
     """
-    from apps.jobs import services as jobs
-
     return jobs.send(
         move.job, list(patterns), {"interval_ms": interval_ms}, trigger=trigger
     )

@@ -7,9 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from apps.connections.registry import get_registry
+from apps.worlds import services
 from config.settings.base import redis_channel_layers
 from tests.conftest import service_missing
 
+from .helpers import Processes
 from .server import PrivateRedis
 
 
@@ -27,8 +30,6 @@ def _own_channel_layer(settings):
 @pytest.fixture
 def registry():
     """The configured registry, empty before and after the test."""
-    from apps.connections.registry import get_registry
-
     registry = get_registry()
     registry.clear()
     yield registry
@@ -38,8 +39,6 @@ def registry():
 @pytest.fixture
 def processes():
     """Stand-ins for server processes in labels' groups; they leave them at the end."""
-    from .helpers import Processes
-
     joined = Processes()
     yield joined
     joined.leave_all()
@@ -77,15 +76,12 @@ def harbor_config() -> dict:
 @pytest.fixture
 def harbor(transactional_db, harbor_config):
     """World 'harborconf' imported (committed, so consumers in any thread see it)."""
-    from apps.worlds import services
-
     return services.import_config(harbor_config).world
 
 
 @pytest.fixture
 def token(harbor):
     """Make a token for ``harbor``: token(traits, uid=None)."""
-    from apps.worlds import services
 
     def make(traits=("ticket",), uid=None) -> str:
         return services.generate_token(harbor, list(traits), uid=uid)

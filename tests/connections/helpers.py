@@ -6,10 +6,10 @@ from __future__ import annotations
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
+from apps.connections.services import label_group, register
+
 
 async def _open(labels: dict[str, int]) -> dict[str, list[str]]:
-    from apps.connections.services import register
-
     layer = get_channel_layer()
     opened: dict[str, list[str]] = {}
     for label, n in labels.items():
@@ -30,8 +30,6 @@ def open_channels(registry, labels: dict[str, int]) -> dict[str, list[str]]:
 
 
 async def _join(label: str) -> str:
-    from apps.connections.services import label_group
-
     layer = get_channel_layer()
     channel = await layer.new_channel()
     await layer.group_add(label_group(label), channel)
@@ -39,8 +37,6 @@ async def _join(label: str) -> str:
 
 
 async def _leave(label: str, channel: str) -> None:
-    from apps.connections.services import label_group
-
     await get_channel_layer().group_discard(label_group(label), channel)
 
 

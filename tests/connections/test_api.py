@@ -6,6 +6,8 @@ import pytest
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from apps.jobs.models import JobRun
+
 from .helpers import inbox, open_channels
 
 
@@ -95,8 +97,6 @@ def test_in_memory_layer_is_refused(api, in_memory_layer):
 @pytest.mark.redis
 @pytest.mark.django_db(transaction=True)  # DRF marks a test's transaction for rollback
 def test_delay_needs_a_broker(api, registry, settings):
-    from apps.jobs.models import JobRun
-
     settings.STAGEHAND_HAS_BROKER = False
     response = api.post(
         "/api/v1/connections/force_reload/",

@@ -3,13 +3,12 @@ from __future__ import annotations
 import pytest
 
 from apps.connections.models import ChatMessage
+from apps.worlds.models import Room
+from apps.worlds.services import create_world
 
 
 @pytest.fixture
 def room(db):
-    from apps.worlds.models import Room
-    from apps.worlds.services import create_world
-
     world = create_world("harborconf", "Harbor Conference", "harbor.example.org")
     return Room.objects.create(world=world, import_id="hallway", name="Hallway")
 

@@ -15,6 +15,10 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
+from apps.connections import services
+from apps.connections.registry import label_key
+from config.settings.base import redis_channel_layers
+
 from .helpers import inbox, open_channels
 
 
@@ -57,8 +61,6 @@ def test_list_json(registry):
 
 @pytest.mark.redis
 def test_stale_members_age_out_and_are_trimmed(registry, settings):
-    from apps.connections.registry import label_key
-
     opened = open_channels(registry, {"abc123.production": 2})
     stale = opened["abc123.production"][0]
     # A heartbeat older than the window, as a crashed process leaves behind.
@@ -206,8 +208,6 @@ def test_without_interval_each_process_gets_one_message(registry, processes):
 def test_connections_of_a_process_that_does_not_read_are_unreachable(
     registry, monkeypatch, settings
 ):
-    from apps.connections import services
-
     monkeypatch.setattr(services, "FULL_PATIENCE", 0.1)
     layers = copy.deepcopy(settings.CHANNEL_LAYERS)
     layers["default"]["CONFIG"]["channel_capacity"] = {"specific.*": 100}
@@ -295,8 +295,6 @@ def test_json_result_for_scripts(registry, processes, action):
 
 @pytest.mark.parametrize("args", [["list"], ["drop"], ["force_reload", "abc*"]])
 def test_redis_unreachable_is_a_command_error_that_says_what_to_do(settings, args):
-    from config.settings.base import redis_channel_layers
-
     # Nothing listens on port 1.
     settings.REDIS_URL = "redis://127.0.0.1:1/0"
     settings.CHANNEL_LAYERS = redis_channel_layers(settings.REDIS_URL)

@@ -9,7 +9,10 @@ import pytest
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 
+from apps.accounts.models import User
 from apps.connections.models import ChatMessage
+from apps.connections.services import current_label
+from apps.worlds.services import create_world, generate_token
 from config.asgi import application
 
 from .communicators import TIMEOUT, ask, attendee, connect, scenario
@@ -49,7 +52,6 @@ def test_authenticate_answers_world_and_the_rooms_the_traits_allow(harbor, token
         await comm.disconnect()
 
     scenario(body)
-    from apps.accounts.models import User
 
     assert set(
         User.objects.filter(world=harbor).values_list("token_id", flat=True)
@@ -117,8 +119,6 @@ def test_refused_tokens_leave_the_connection_usable(harbor, token, payload, code
 
 
 def test_a_token_of_another_world_is_invalid(harbor, token):
-    from apps.worlds.services import create_world, generate_token
-
     other = create_world("other", "Other", "other.example.org")
     foreign = generate_token(other, ["ticket"])
 
@@ -332,15 +332,11 @@ def test_unlimited_permission_ignores_the_limit(harbor, token, registry):
 
 
 def only_channel(registry) -> str:
-    from apps.connections.services import current_label
-
     (channel,) = registry.members(current_label())
     return channel
 
 
 def test_registered_while_connected(harbor, registry):
-    from apps.connections.services import current_label
-
     async def body():
         comm = await connect()
         assert registry.counts() == {current_label(): 1}
@@ -406,8 +402,6 @@ def test_origin_check(harbor, origin, accepted):
 
 
 def test_origin_of_another_worlds_domain_is_refused(harbor):
-    from apps.worlds.services import create_world
-
     create_world("other", "Other", "other.example.org")
 
     async def body():

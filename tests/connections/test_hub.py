@@ -12,11 +12,15 @@ import logging
 
 import pytest
 from channels.layers import get_channel_layer
+from channels.testing import WebsocketCommunicator
 from channels_redis.core import RedisChannelLayer
 
+from apps.connections import services
+from apps.connections.consumers import WorldConsumer
 from apps.connections.hub import _hubs, collecting_only_new_objects, hub_for
-from apps.connections.registry import user_key
+from apps.connections.registry import get_registry, user_key
 from apps.connections.services import DROP, RELOAD, current_label, label_group
+from config.asgi import application
 
 from .communicators import TIMEOUT, ask, attendee, connect, scenario
 from .helpers import read_inbox
@@ -222,8 +226,6 @@ def test_a_stopping_hub_leaves_its_group(harbor, token, registry):
 
 
 def test_the_hub_works_on_the_in_memory_layer(in_memory_layer, harbor, token):
-    from apps.connections.registry import get_registry
-
     get_registry().clear()
 
     async def body():
@@ -258,8 +260,6 @@ def test_a_drop_keeps_the_collector_off_the_objects_it_found(
 ):
     # At 10,000 sockets, full collections scanning every live object were half of
     # a drop (docs/benchmarks.md): the closes run with the heap frozen.
-    from apps.connections.consumers import WorldConsumer
-
     frozen_while_closing = []
     close = WorldConsumer.close_from_hub
 
@@ -307,12 +307,6 @@ def test_a_freeze_made_by_someone_else_is_left_alone():
 def test_a_socket_dropped_while_connecting_is_closed_once_open(
     in_memory_layer, harbor, monkeypatch
 ):
-    from channels.testing import WebsocketCommunicator
-
-    from apps.connections import services
-    from apps.connections.registry import get_registry
-    from config.asgi import application
-
     get_registry().clear()
     register = services.register
     registering = asyncio.Event()

@@ -11,10 +11,17 @@ from io import StringIO
 
 import pytest
 from django.core.management import call_command
-from django.db import connections
+from django.db import connection, connections
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
+from apps.accounts.services import import_terms
+from apps.connections.registry import user_key
+from apps.connections.services import process_of
+from apps.jobs.models import JobRun
+from apps.worlds.services import generate_token, import_config
 from tests.conftest import database_url
 
 from .server import Server, server_env
@@ -297,8 +304,6 @@ def test_force_reload_without_interval_tells_every_client_then_closes(servers, t
 
 
 def test_a_drop_of_many_clients_of_one_process(servers, token, registry):
-    from apps.connections.registry import user_key
-
     (server,) = servers("aaa111")
     many = 300
 
@@ -345,10 +350,6 @@ def test_a_paced_reload_from_the_api_runs_on_a_worker(
     # What an operator does when a paced reload of thousands would outlast any HTTP
     # request: the API (of a real server process, on the Redis broker) answers 202
     # at once, and a real worker paces the clients.
-    from rest_framework.authtoken.models import Token
-
-    from apps.jobs.models import JobRun
-
     old, new = servers("aaa111", "bbb222", CELERY_BROKER_URL=settings.REDIS_URL)
     key = Token.objects.create(user=alice).key
 
@@ -367,8 +368,6 @@ def test_a_paced_reload_from_the_api_runs_on_a_worker(
             return response.status, json.loads(response.read())
 
     def finished(run_id: int) -> JobRun | None:
-        from django.db import connection
-
         try:
             return JobRun.objects.filter(
                 pk=run_id, outcome__in=["success", "failure"]
@@ -440,9 +439,6 @@ def test_a_changed_secret_and_new_terms_reach_a_server_that_had_them_cached(
     # The server keeps the world and the terms in memory (snapshots.py) and reads
     # them again only when told they changed: here, by this process's import_config
     # and import_terms. Well before CONNECTIONS_SNAPSHOT_MAX_AGE (60 s).
-    from apps.accounts.services import import_terms
-    from apps.worlds.services import generate_token, import_config
-
     (server,) = servers("aaa111")
     old_token = token(uid="ada")
 
@@ -468,9 +464,6 @@ def test_a_changed_secret_and_new_terms_reach_a_server_that_had_them_cached(
 def test_a_drop_counts_a_killed_servers_connections_unreachable(
     servers, token, alice, via
 ):
-    from rest_framework.authtoken.models import Token
-    from rest_framework.test import APIClient
-
     doomed, survivor = servers("aaa111", "bbb222")
     api = APIClient()
     api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=alice).key}")
@@ -528,8 +521,6 @@ def test_several_worker_processes_on_one_redis_are_listed_and_moved_exactly(
     servers, token, registry
 ):
     # As production runs them: WEB_CONCURRENCY uvicorn workers on one socket.
-    from apps.connections.services import process_of
-
     (server,) = servers("aaa111", extra_args=("--workers", "2"))
 
     async def body():
