@@ -18,14 +18,6 @@ def terminal():
 
 
 @pytest.fixture
-def bob(db):
-    """Bob, an operator without admin rights."""
-    from apps.accounts.models import User
-
-    return User.objects.create_user("bob", "bob@example.org", "tulip-river-91")
-
-
-@pytest.fixture
 def media(settings, tmp_path):
     """An empty MEDIA_ROOT of this test's own."""
     settings.MEDIA_ROOT = str(tmp_path / "media")

@@ -1,10 +1,9 @@
 import os
 from datetime import timedelta
-from io import StringIO
 
 import pytest
 from django.core.files.base import ContentFile
-from django.core.management import CommandError, call_command
+from django.core.management import CommandError
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
@@ -13,12 +12,11 @@ from apps.accounts.models import Terms, TermsAcceptance, User
 from apps.connections.models import ChatMessage
 from apps.search import services as search
 from apps.worlds import services as worlds
+from tests.helpers import call
 
 
 def purge(*args, answer: str = "") -> str:
-    out = StringIO()
-    call_command("purge_user", *args, stdin=StringIO(answer), stdout=out)
-    return out.getvalue()
+    return call("purge_user", *args, stdin=answer)
 
 
 def snapshot():

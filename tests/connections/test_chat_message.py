@@ -6,12 +6,9 @@ from apps.connections.models import ChatMessage
 
 
 @pytest.fixture
-def room(db):
-    from apps.worlds.models import Room
-    from apps.worlds.services import create_world
-
-    world = create_world("harborconf", "Harbor Conference", "harbor.example.org")
-    return Room.objects.create(world=world, import_id="hallway", name="Hallway")
+def room(harbor):
+    """Harbor's Hallway Track, a chat room."""
+    return harbor.rooms.get(import_id="hallway")
 
 
 def test_a_deleted_sender_leaves_the_message_unsigned(room, django_user_model):

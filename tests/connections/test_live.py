@@ -7,14 +7,13 @@ import asyncio
 import json
 import time
 import urllib.request
-from io import StringIO
 
 import pytest
-from django.core.management import call_command
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from tests.conftest import database_url
+from tests.helpers import call
 
 from .server import Server, server_env
 
@@ -24,15 +23,9 @@ WINDOW = 3.0  # seconds; short, so a killed server's connections age out quickly
 TIMEOUT = 20
 
 
-def command(*args: str) -> str:
-    out = StringIO()
-    call_command("connections", *args, stdout=out)
-    return out.getvalue()
-
-
 async def in_thread(*args: str) -> str:
     # call_command runs its own event loop (async_to_sync): not on this one.
-    return await asyncio.to_thread(command, *args)
+    return await asyncio.to_thread(call, "connections", *args)
 
 
 async def counts() -> dict[str, int]:
@@ -41,7 +34,7 @@ async def counts() -> dict[str, int]:
 
 
 @pytest.fixture
-def servers(harbor, registry, base_env, settings):
+def servers(harbor_live, registry, base_env, settings):
     """Start servers by commit: servers("aaa111", "bbb222"); all stopped at the end.
 
     Keyword arguments are more environment for them, e.g. a CELERY_BROKER_URL, or

@@ -1,20 +1,13 @@
-from io import StringIO
-
 import pytest
 from django.conf import settings
 from django.core.cache import cache
-from django.core.management import call_command
 
-
-def flush() -> str:
-    out = StringIO()
-    call_command("cache", "flush", stdout=out)
-    return out.getvalue()
+from tests.helpers import call
 
 
 def test_cache_flush_clears_the_cache():
     cache.set("greeting", "hello")
-    assert flush().strip() == "✔ Cache flushed"
+    assert call("cache", "flush").strip() == "✔ Cache flushed"
     assert cache.get("greeting") is None
 
 
@@ -28,7 +21,7 @@ def test_on_redis_only_the_caches_keys_go():
         cache.set("other", "x", version=7)
         client.set("stagehand:group:room-1", "channel layer state")
         client.set("unrelated", "broker or anything else")
-        flush()
+        call("cache", "flush")
         assert cache.get("greeting") is None and cache.get("other", version=7) is None
         assert client.get("stagehand:group:room-1") == b"channel layer state"
         assert client.get("unrelated") == b"broker or anything else"

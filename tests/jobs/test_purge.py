@@ -13,14 +13,9 @@ from apps.connections.models import ChatMessage
 from apps.jobs import services
 from apps.jobs.models import JobRun
 from apps.worlds.models import Room, World
+from tests.helpers import call
 
 NOW = timezone.now()
-
-
-def purge(*args: str) -> str:
-    out = StringIO()
-    call_command("purge", *args, stdout=out, stderr=StringIO())
-    return out.getvalue()
 
 
 def make_room(world: World, key: str, deleted: bool = False) -> Room:
@@ -90,7 +85,7 @@ def snapshot() -> dict:
 
 def test_dry_run_counts_and_changes_nothing(data):
     before = snapshot()
-    output = purge("--dry-run")
+    output = call("purge", "--dry-run")
     assert snapshot() == before
     assert output.splitlines() == [
         "-> Purging worlds (dry run)",
@@ -111,7 +106,7 @@ def test_dry_run_counts_and_changes_nothing(data):
 
 
 def test_purge_removes_the_soft_deleted_and_keeps_what_others_see(data):
-    output = purge()
+    output = call("purge")
     assert "-> Purging worlds" in output and "-> Purging users" in output
     assert output.splitlines()[-1] == (
         "✔ Purged: 1 world deleted, 3 rooms deleted, 15 messages deleted, "
@@ -140,7 +135,7 @@ def test_purge_removes_the_soft_deleted_and_keeps_what_others_see(data):
 
     # Nothing left: a rerun changes nothing.
     after = snapshot()
-    again = purge()
+    again = call("purge")
     assert snapshot() == after
     assert again.count("   nothing to purge") == 3
 
@@ -154,7 +149,7 @@ def test_a_purged_attendees_token_stays_refused(data):
     }
     live.save()
     token = worlds.generate_token(live, traits=[], uid="dave")
-    purge()
+    call("purge")
     claims = worlds.verify_token(data["live"], token)
     with pytest.raises(worlds.TokenError, match="deleted"):
         worlds.get_or_create_attendee(data["live"], claims)
@@ -162,18 +157,18 @@ def test_a_purged_attendees_token_stays_refused(data):
 
 
 def test_flags_choose_what_is_purged(data):
-    output = purge("--rooms")
+    output = call("purge", "--rooms")
     assert output.splitlines()[0] == "-> Purging rooms"
     assert "-> Purging worlds" not in output
     assert World.objects.filter(pk="gone").exists()
     # Only soft-deleted rooms went: the gone world's lobby and the live annex.
     assert sorted(Room.objects.values_list("import_id", flat=True)) == ["hall", "stage"]
-    purge("--users", "--worlds")
+    call("purge", "--users", "--worlds")
     assert not World.objects.filter(pk="gone").exists()
 
 
 def test_tiny_batches_give_the_same_result(data):
-    purge("--batch-size", "1")
+    call("purge", "--batch-size", "1")
     assert ChatMessage.objects.count() == 6
     assert list(World.objects.values_list("pk", flat=True)) == ["live"]
 
@@ -205,7 +200,7 @@ def test_an_interrupted_purge_leaves_consistent_data_and_a_rerun_finishes(data):
 
 
 def test_json_and_the_purge_job(data):
-    data_out = json.loads(purge("--dry-run", "--json", "--worlds"))
+    data_out = json.loads(call("purge", "--dry-run", "--json", "--worlds"))
     assert data_out["dry_run"] is True
     assert data_out["counts"] == {
         "worlds": {
@@ -220,7 +215,7 @@ def test_json_and_the_purge_job(data):
     assert "1 world deleted" in out.getvalue()
     assert User.objects.filter(pk=data["dave"].pk).exists()  # users=false
     with pytest.raises(CommandError, match="--batch-size"):
-        purge("--batch-size", "0")
+        call("purge", "--batch-size", "0")
 
 
 # Set-based batches: every table that points at a purged row
@@ -309,7 +304,7 @@ def test_every_dependant_of_a_purged_attendee_is_handled(
         assert rows.filter(**{fk[label]: bob}).exists(), label
 
     with django_capture_on_commit_callbacks(execute=True):
-        purge("--worlds")
+        call("purge", "--worlds")
 
     assert not User.objects.filter(pk=erin.pk).exists()
     for label, rows in through.items():
@@ -337,7 +332,7 @@ def test_a_file_that_cannot_be_deleted_is_logged_and_the_others_go(
     (stuck / "inside").write_bytes(b"x")
 
     with django_capture_on_commit_callbacks(execute=True):
-        purge("--worlds")
+        call("purge", "--worlds")
 
     assert not User.objects.filter(pk__in=[erin.pk, frank.pk]).exists()
     assert not default_storage.exists(frank.avatar.name)
@@ -370,7 +365,7 @@ def test_purged_rows_leave_the_search_index(data, django_capture_on_commit_callb
     assert (documents("attendees"), documents("rooms")) == (3, 2)
 
     with django_capture_on_commit_callbacks(execute=True):
-        purge("--worlds")
+        call("purge", "--worlds")
     # With the world gone, a document left behind could be found again.
     assert found("erin") == found("frank") == found("gonestage") == []
     assert found("bob") == ["attendee"]
@@ -391,7 +386,7 @@ def test_a_dependant_with_its_own_delete_receiver_goes_through_the_collector(
     try:
         with pytest.raises(services.NeedsCollector, match="TermsAcceptance"):
             services.deletion_plan(User)
-        purge("--worlds")
+        call("purge", "--worlds")
     finally:
         post_delete.disconnect(sender=TermsAcceptance, dispatch_uid="test-purge")
     assert seen == [erin_everywhere["erin"].pk]  # the receiver was not skipped

@@ -11,6 +11,7 @@ import re
 import pytest
 from django.db import transaction
 from django.urls import URLPattern, URLResolver, get_resolver
+from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 from rest_framework.views import APIView
 
@@ -63,17 +64,6 @@ def test_the_walk_finds_the_api():
     assert len({p.split("/")[3] for p in paths}) >= 2
 
 
-@pytest.fixture
-def bob(db):
-    """Bob, an attendee with a login and a token: not staff."""
-    from rest_framework.authtoken.models import Token
-
-    from apps.accounts.models import User
-
-    user = User.objects.create_user("bob", "bob@example.org", "bob's password")
-    return user, Token.objects.create(user=user).key
-
-
 def call(client: APIClient, method: str, path: str):
     """One request in a savepoint of its own: DRF marks the innermost atomic block for
     rollback when a view that opted out of ATOMIC_REQUESTS answers an error, which
@@ -92,7 +82,7 @@ def test_anonymous_callers_are_refused(path, method):
 
 @pytest.mark.parametrize(("path", "method"), ENDPOINTS)
 def test_non_staff_callers_are_refused_with_a_token_or_a_session(bob, path, method):
-    user, key = bob
+    user, key = bob, Token.objects.create(user=bob).key
     with_token = APIClient()
     with_token.credentials(HTTP_AUTHORIZATION=f"Token {key}")
     response = call(with_token, method, path)

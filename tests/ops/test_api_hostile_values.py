@@ -21,8 +21,6 @@ from drf_spectacular.generators import SchemaGenerator
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from apps.worlds import services as worlds
-
 from .test_api_access import api_endpoints
 
 DEEP = "__deep__"  # replaced by nesting no recursive parser survives
@@ -155,12 +153,12 @@ def staff(alice) -> APIClient:
 
 
 @pytest.fixture
-def sample(db):
-    """A world for the paths with an id, and a search index built over it, so that
-    each value reaches the code behind the checks (search answers 503 without one)."""
-    world = worlds.create_world("sample", "Sample", "sample.example.org")
+def indexed_sample(sample):
+    """The sample world for the paths with an id, and a search index built over it,
+    so that each value reaches the code behind the checks (search answers 503
+    without one)."""
     call_command("search", "index", stdout=StringIO())
-    return world
+    return sample
 
 
 def call(client: APIClient, method: str, url: str, body: object = None):
@@ -250,7 +248,7 @@ def test_every_endpoint_is_in_the_schema():
 
 @pytest.mark.parametrize(("path", "method", "operation"), OPERATIONS, ids=IDS)
 def test_no_hostile_number_length_or_nesting_is_a_server_error(
-    staff, sample, path, method, operation
+    staff, indexed_sample, path, method, operation
 ):
     baseline = BASELINES.get((path, method), {})
     bodies = hostile_bodies(operation, baseline, {**NUMBERS, **NESTING})
@@ -265,7 +263,7 @@ def test_no_hostile_number_length_or_nesting_is_a_server_error(
 @pytest.mark.postgres
 @pytest.mark.parametrize(("path", "method", "operation"), OPERATIONS, ids=IDS)
 def test_no_nul_or_lone_surrogate_is_a_server_error_on_postgresql(
-    staff, sample, path, method, operation
+    staff, indexed_sample, path, method, operation
 ):
     baseline = BASELINES.get((path, method), {})
     bodies = hostile_bodies(operation, baseline, TEXTS) + long_bodies(

@@ -12,7 +12,8 @@ from django.core.management import CommandError, call_command
 
 from apps.ops import backend
 from apps.ops.management.commands.watch import Command as Watch
-from tests.ops.helpers import SLEEPER, wait_for
+from tests.helpers import wait_for
+from tests.ops.helpers import SLEEPER
 
 
 @pytest.mark.django_db

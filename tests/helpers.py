@@ -1,0 +1,109 @@
+"""What tests of every app share: running commands, here and in a child, and waiting.
+
+One copy of each, for the whole suite; the personas (alice, bob, harbor, …) are in
+tests/personas.py.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from io import StringIO
+from pathlib import Path
+from typing import Any, NamedTuple, TextIO, TypeVar
+from urllib.parse import urlsplit
+
+import pytest
+from django.core.management import CommandError, call_command
+
+ROOT = Path(__file__).resolve().parent.parent
+
+T = TypeVar("T")
+
+
+class Printed(NamedTuple):
+    """What a command wrote on its standard output and on its standard error."""
+
+    out: str
+    err: str
+
+    @property
+    def both(self) -> str:
+        """Both, as one text (the order between the two is not kept)."""
+        return self.out + self.err
+
+
+def printed(*args: str, stdin: str | TextIO | None = None, **options: Any) -> Printed:
+    """Run the management command ``args`` in this process; return what it printed.
+
+    ``stdin`` is a string to read from or a stream (a terminal stand-in). When the
+    command fails, the CommandError raised carries ``printed``: the output so far.
+    """
+    out, err = StringIO(), StringIO()
+    if stdin is not None:
+        options["stdin"] = StringIO(stdin) if isinstance(stdin, str) else stdin
+    try:
+        call_command(*args, stdout=out, stderr=err, **options)
+    except CommandError as exc:
+        exc.printed = Printed(out.getvalue(), err.getvalue())
+        raise
+    return Printed(out.getvalue(), err.getvalue())
+
+
+def call(*args: str, stdin: str | TextIO | None = None, **options: Any) -> str:
+    """Run the management command ``args`` in this process; return its standard output."""
+    return printed(*args, stdin=stdin, **options).out
+
+
+def manage(
+    env: dict, *args: str, timeout: float = 120, check: bool = False
+) -> subprocess.CompletedProcess:
+    """Run ``manage.py ARGS`` in a child process with ``env``, as an operator would.
+
+    ``check``: fail the test, showing the child's output, unless it exits with 0.
+    """
+    done = subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if check:
+        assert done.returncode == 0, done.stdout + done.stderr
+    return done
+
+
+def wait_for(predicate: Callable[[], T], what: str, timeout: float = 90) -> T:
+    """Poll until ``predicate()`` is truthy and return it; fail naming ``what`` never
+    happened after ``timeout`` seconds (never hang)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def port_open(url: str, default_port: int) -> bool:
+    """Whether something accepts connections at ``url``'s host and port."""
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection(
+            (parts.hostname or "127.0.0.1", parts.port or default_port), timeout=2
+        ):
+            return True
+    except OSError:
+        return False
