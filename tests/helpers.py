@@ -18,6 +18,8 @@ from urllib.parse import urlsplit
 
 import pytest
 from django.core.management import CommandError, call_command
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -56,6 +58,16 @@ def printed(*args: str, stdin: str | TextIO | None = None, **options: Any) -> Pr
 def call(*args: str, stdin: str | TextIO | None = None, **options: Any) -> str:
     """Run the management command ``args`` in this process; return its standard output."""
     return printed(*args, stdin=stdin, **options).out
+
+
+def api_client(user: Any, **options: Any) -> APIClient:
+    """An API client that authenticates as ``user`` with a token of its own, as a
+    script does (``Authorization: Token …``)."""
+    client = APIClient(**options)
+    client.credentials(
+        HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}"
+    )
+    return client
 
 
 def manage(

@@ -4,6 +4,7 @@ A persona's name means the same people or world in every test that asks for it;
 tests/conftest.py loads these fixtures for the whole suite.
 
 - ``alice``: the operator, staff and superuser.
+- ``api``: alice's API client (token authentication).
 - ``bob``: a user with a login who is not staff.
 - ``sample``: a fresh world, made the way ``create_world`` makes it.
 - ``harbor``: the venueless-format example config (tests/worlds/world-config-
@@ -26,6 +27,7 @@ import pytest
 from apps.accounts.models import User
 from apps.worlds import services
 from apps.worlds.models import Room, World
+from tests.helpers import api_client
 
 # A copy of /work/shared/fixtures/world-config-example.json, so CI needs nothing else.
 EXAMPLE_CONFIG = Path(__file__).parent / "worlds" / "world-config-example.json"
@@ -65,6 +67,12 @@ def example_config_fixture() -> dict:
 def alice(db):
     """Alice, the operator: staff and superuser."""
     return User.objects.create_superuser("alice", "alice@example.org", ALICE_PASSWORD)
+
+
+@pytest.fixture
+def api(alice):
+    """Alice's API client, with a token of her own."""
+    return api_client(alice)
 
 
 @pytest.fixture

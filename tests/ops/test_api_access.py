@@ -11,9 +11,10 @@ import re
 import pytest
 from django.db import transaction
 from django.urls import URLPattern, URLResolver, get_resolver
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 from rest_framework.views import APIView
+
+from tests.helpers import api_client
 
 API_PREFIX = "api/v1/"
 METHODS = ("get", "post", "put", "patch", "delete")
@@ -82,22 +83,15 @@ def test_anonymous_callers_are_refused(path, method):
 
 @pytest.mark.parametrize(("path", "method"), ENDPOINTS)
 def test_non_staff_callers_are_refused_with_a_token_or_a_session(bob, path, method):
-    user, key = bob, Token.objects.create(user=bob).key
-    with_token = APIClient()
-    with_token.credentials(HTTP_AUTHORIZATION=f"Token {key}")
-    response = call(with_token, method, path)
+    response = call(api_client(bob), method, path)
     assert response.status_code == 403, (path, method, response.content)
     assert response.json()["error"] == "permission_denied"
 
     with_session = APIClient(enforce_csrf_checks=True)
-    with_session.force_login(user)
+    with_session.force_login(bob)
     response = call(with_session, method, path)
     assert response.status_code == 403, (path, method, response.content)
 
 
-def test_staff_callers_get_through(alice):
-    from rest_framework.authtoken.models import Token
-
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=alice)}")
-    assert client.get("/api/v1/stats/").status_code == 200
+def test_staff_callers_get_through(api):
+    assert api.get("/api/v1/stats/").status_code == 200

@@ -18,8 +18,9 @@ import pytest
 from django.core.management import call_command
 from django.db import transaction
 from drf_spectacular.generators import SchemaGenerator
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
+
+from tests.helpers import api_client
 
 from .test_api_access import api_endpoints
 
@@ -147,9 +148,7 @@ def concrete(path: str, value: str = "sample") -> str:
 @pytest.fixture
 def staff(alice) -> APIClient:
     # A view's exception comes back as the 500 a browser would see, not raised here.
-    client = APIClient(raise_request_exception=False)
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=alice)}")
-    return client
+    return api_client(alice, raise_request_exception=False)
 
 
 @pytest.fixture

@@ -5,13 +5,6 @@ from apps.accounts.models import User
 from tests.helpers import call
 
 
-@pytest.fixture
-def api(alice):
-    client = APIClient()
-    client.force_authenticate(alice)
-    return client
-
-
 def test_staff_search_over_the_api(harbor_search, api):
     call("search", "index")
     response = api.get("/api/v1/search/", {"q": "grace", "model": "attendees"})
