@@ -35,8 +35,9 @@ test-compose: install
 	compose/test/build-standins
 	$(BIN)/python -m pytest -c e2e/pytest.ini e2e $(PYTEST_ARGS)
 
+# ruff, then the direction of dependencies between apps (pyproject's [tool.importlinter]).
 lint: install
-	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/lint-imports --no-cache
 
 format: install
 	$(BIN)/ruff format . && $(BIN)/ruff check --fix .

@@ -1,18 +1,25 @@
-"""Benchmark: N live connections on one server process, against a bare echo consumer.
+"""Benchmark: N live connections, against a bare echo consumer served the same way.
 
     DATABASE_URL=postgres://... REDIS_URL=redis://... \
-        .venv/bin/python bench/connections.py [N]          # N defaults to 2000
+        .venv/bin/python bench/connections.py [N] [--processes 1|2] [--skip-steady]
 
-It serves, one after the other and the same way (uvicorn, one process, the Redis
-channel layer), a bare Channels echo consumer and Stagehand's world consumer, connects
-N WebSocket clients to each (authenticated with generate_token for Stagehand), and
-prints:
+It serves, the same way (uvicorn, the Redis channel layer, one process or two on one
+listening socket), a bare Channels echo consumer and Stagehand's world consumer,
+both up for the whole run, and measures them alternately, so that the machine's load
+weighs on both sides. It prints, each with the load average beside it:
 
-- memory per connection (growth of the server's RSS / N) and its ratio to the echo
-  consumer's: the anchor, measured in the same run on the same machine;
-- how long ``connections list`` takes with N live connections;
-- how long ``connections drop`` takes to send, when the server has closed all N
-  sockets (its hub's log line), and until the last client has seen its close.
+- the connect rate: N clients connecting (``BATCH`` at a time) and getting the first
+  reply: the echo of a ping (the anchor), ``authenticated`` for N new attendees and
+  again for the same N returning; the ratios to the anchor, failures and timeouts;
+- the storm: N connected attendees, an unpaced ``connections drop``, every client
+  reconnecting at once as browsers do; the time until all N are authenticated again,
+  failures, the servers' peak RSS; against the echo consumer's storm (N clients
+  connecting at once);
+- unless ``--skip-steady``: memory per connection (growth of the server's RSS / N)
+  against the echo consumer's; how long ``connections list`` takes with N live
+  connections; how long ``connections drop`` takes to send, when the server has
+  closed all N sockets (its hub's log line), and until the last client has seen its
+  close (one process only).
 
 It needs a migrated database (it creates a world ``benchconnections`` and its N
 attendees, and deletes them at the end) and Redis; it touches only its own label.
@@ -23,6 +30,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime
+import json
 import os
 import re
 import resource
@@ -48,13 +56,20 @@ os.environ["CONNECTIONS_HEARTBEAT_WINDOW"] = "3600"
 TARGET_MEMORY_RATIO = 1.3
 TARGET_LIST_S = 0.1  # at 10,000
 TARGET_DROP_S = 3.0  # at 10,000
-BATCH = 200  # clients connecting at once
+TARGET_CONNECT_RATIO = 0.5  # of the echo consumer's connect rate
+BATCH = 200  # clients connecting at once, except in the storm
+TIMEOUT = 120  # seconds a client waits for its handshake and its first reply
+
+
+def load() -> str:
+    return f"load {os.getloadavg()[0]:.2f}"
 
 
 class Server:
-    """uvicorn serving ``app`` on a socket bound to a free port, handed over by fd."""
+    """uvicorn serving ``app`` in ``processes`` processes on one listening socket
+    bound to a free port, handed over by fd (the kernel spreads the connections)."""
 
-    def __init__(self, app: str, env: dict[str, str]):
+    def __init__(self, app: str, env: dict[str, str], processes: int = 1):
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
@@ -62,18 +77,25 @@ class Server:
         self.port = self.sock.getsockname()[1]
         self.log = tempfile.TemporaryFile()
         fd = self.sock.fileno()
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", app, "--fd", str(fd)]
-            + ["--log-level", "warning", "--backlog", "4096"],
-            cwd=ROOT,
-            env=env,
-            pass_fds=[fd],
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
+        self.processes = [
+            subprocess.Popen(
+                [sys.executable, "-m", "uvicorn", app, "--fd", str(fd)]
+                + ["--log-level", "warning", "--backlog", "4096"],
+                cwd=ROOT,
+                env=env,
+                pass_fds=[fd],
+                stdout=self.log,
+                stderr=subprocess.STDOUT,
+            )
+            for _ in range(processes)
+        ]
+        self.process = self.processes[0]
         deadline = time.monotonic() + 60
         while True:
-            if self.process.poll() is not None or time.monotonic() > deadline:
+            if (
+                any(p.poll() is not None for p in self.processes)
+                or time.monotonic() > deadline
+            ):
                 self.log.seek(0)
                 raise SystemExit(f"server did not start:\n{self.log.read().decode()}")
             try:
@@ -86,12 +108,21 @@ class Server:
             except OSError:
                 time.sleep(0.2)
 
+    def _status(self, field: str) -> int:
+        total = 0
+        for process in self.processes:
+            for line in Path(f"/proc/{process.pid}/status").read_text().splitlines():
+                if line.startswith(field + ":"):
+                    total += int(line.split()[1]) * 1024
+        return total
+
     def rss(self) -> int:
-        """Return the server's resident memory in bytes."""
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-        raise RuntimeError("no VmRSS")
+        """Return the servers' resident memory in bytes."""
+        return self._status("VmRSS")
+
+    def peak_rss(self) -> int:
+        """Return the sum of the server processes' peak resident memory in bytes."""
+        return self._status("VmHWM")
 
     def output(self) -> str:
         """Return the server's log so far (without moving the server's write offset)."""
@@ -103,54 +134,113 @@ class Server:
         return "\n".join(self.log.read().decode(errors="replace").splitlines()[-lines:])
 
     def stop(self) -> None:
-        if self.process.returncode is None and sys.exc_info()[0] is not None:
+        if sys.exc_info()[0] is not None:
             print(f"server log:\n{self.log_tail()}", file=sys.stderr)
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        for process in self.processes:
+            process.terminate()
+        for process in self.processes:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
         self.sock.close()
         self.log.close()
 
 
-async def open_clients(url: str, frames: list[str | None]) -> list:
-    """Connect one client per frame; send it and wait for one reply (if not None)."""
+class Failures:
+    """Handshakes and first replies that failed or timed out, by kind; and how many
+    were told to come back later (1013, then retried as told)."""
+
+    def __init__(self) -> None:
+        self.kinds: dict[str, int] = {}
+        self.busy = 0
+
+    def add(self, exc: BaseException) -> None:
+        kind = "timeout" if isinstance(exc, TimeoutError) else type(exc).__name__
+        self.kinds[kind] = self.kinds.get(kind, 0) + 1
+
+    @property
+    def count(self) -> int:
+        return sum(self.kinds.values())
+
+    def __str__(self) -> str:
+        text = ", ".join(f"{n} {kind}" for kind, n in sorted(self.kinds.items()))
+        busy = f", {self.busy} told to retry (1013)" if self.busy else ""
+        return (text or "0 failed") + busy
+
+
+async def open_one(url: str, frame: str | None, failures: Failures):
+    """Connect, send ``frame`` and wait for its reply; None (counted) on failure."""
     from websockets.asyncio.client import connect
+    from websockets.exceptions import ConnectionClosed
 
-    async def one(frame: str | None):
-        ws = await connect(url, open_timeout=120, ping_interval=None, max_queue=4)
-        if frame is not None:
-            await ws.send(frame)
-            reply = await asyncio.wait_for(ws.recv(), 120)
-            if not reply.startswith('["authenticated"') and not reply == frame:
-                raise SystemExit(f"unexpected reply: {reply[:200]}")
-        return ws
+    try:
+        while True:
+            ws = await connect(
+                url, open_timeout=TIMEOUT, ping_interval=None, max_queue=4
+            )
+            if frame is None:
+                return ws
+            try:
+                await ws.send(frame)
+            except ConnectionClosed:
+                pass  # refused at once (1013): its reason is waiting to be read
+            reply = await asyncio.wait_for(ws.recv(), TIMEOUT)
+            if reply.startswith('["authenticated"') or reply == frame:
+                return ws
+            if '"server.busy"' not in reply:
+                raise RuntimeError(f"unexpected reply: {reply[:200]}")
+            # Overloaded: come back when told, as a browser should.
+            failures.busy += 1
+            await ws.close()
+            await asyncio.sleep(json.loads(reply)[1]["reconnect_after_ms"] / 1000)
+    except Exception as exc:
+        failures.add(exc)
+        return None
 
+
+async def open_clients(
+    url: str, frames: list[str | None], at_once: int = BATCH
+) -> tuple[list, Failures]:
+    """Connect one client per frame, ``at_once`` at a time; return them, failures."""
+    failures = Failures()
     clients = []
-    for start in range(0, len(frames), BATCH):
-        clients += await asyncio.gather(
-            *(one(f) for f in frames[start : start + BATCH])
+    for start in range(0, len(frames), at_once):
+        opened = await asyncio.gather(
+            *(open_one(url, f, failures) for f in frames[start : start + at_once])
         )
-    return clients
+        clients += [ws for ws in opened if ws is not None]
+    return clients, failures
 
 
 async def close_all(clients: list) -> None:
     await asyncio.gather(*(ws.close() for ws in clients), return_exceptions=True)
 
 
+async def timed_connect(url: str, frames: list[str | None]) -> tuple[float, Failures]:
+    """Return (seconds to connect all, failures); the clients are closed after."""
+    started = time.monotonic()
+    clients, failures = await open_clients(url, frames)
+    took = time.monotonic() - started
+    await close_all(clients)
+    await asyncio.sleep(1.0)  # let the server forget them before the next round
+    return took, failures
+
+
 def measure_memory(server: Server, url: str, frames: list[str | None]) -> tuple:
-    """Return (bytes per connection, clients) after connecting len(frames) clients."""
+    """Return (bytes per connection, clients, seconds to connect them all) after
+    connecting len(frames) clients."""
 
     async def run():
-        # Warm up: the first connection loads code and opens pools.
-        await close_all(await open_clients(url, frames[:1]))
-        await asyncio.sleep(0.5)
         before = server.rss()
-        clients = await open_clients(url, frames)
+        started = time.monotonic()
+        clients, failures = await open_clients(url, frames)
+        took = time.monotonic() - started
+        if failures.count:
+            raise SystemExit(f"memory phase: {failures}")
         await asyncio.sleep(1.0)
-        return (server.rss() - before) / len(frames), clients
+        return (server.rss() - before) / len(frames), clients, took
 
     return run
 
@@ -186,19 +276,97 @@ def drop_child(label: str) -> None:
     print("ready", flush=True)
     sys.stdin.readline()
     started = time.perf_counter()
-    result = services.drop(services.select([label]))
-    print(result.count, time.perf_counter() - started, flush=True)
+    result = services.move(services.Move.DROP, services.select([label]))
+    print(result.count, result.unreachable, time.perf_counter() - started, flush=True)
+
+
+async def start_drop(label: str, env: dict) -> asyncio.subprocess.Process:
+    """Start a drop in its own process, as `connections drop` runs, set up before
+    the clock starts so that Django's start-up is not timed; ``go`` starts it."""
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        __file__,
+        "--drop-child",
+        label,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        env=env,
+    )
+    assert (await child.stdout.readline()).strip() == b"ready"
+    return child
+
+
+async def go(child) -> tuple[int, int, float]:
+    child.stdin.write(b"go\n")
+    await child.stdin.drain()
+    reply = (await child.stdout.readline()).split()
+    await child.wait()
+    return int(reply[0]), int(reply[1]), float(reply[2])
+
+
+async def echo_storm(url: str, n: int) -> tuple[float, Failures]:
+    """N echo clients connecting at once: the stack's own storm."""
+    frames = [json.dumps(["ping", i]) for i in range(n)]
+    started = time.monotonic()
+    clients, failures = await open_clients(url, frames, at_once=n)
+    took = time.monotonic() - started
+    await close_all(clients)
+    await asyncio.sleep(1.0)
+    return took, failures
+
+
+async def our_storm(
+    url: str, tokens: list[str], label: str, env: dict
+) -> tuple[float, float, int, Failures]:
+    """N attendees; an unpaced drop; all reconnect at once as soon as they see it.
+
+    Return (s from the drop's start until all are authenticated again, s until the
+    last client saw its close, how many the drop reached, failures of the
+    reconnects).
+    """
+    clients, failures = await open_clients(url, tokens)
+    if failures.count:
+        raise SystemExit(f"storm set-up: {failures}")
+    child = await start_drop(label, env)
+    again = Failures()
+
+    async def come_back(ws, frame):
+        await ws.wait_closed()
+        seen = time.monotonic()
+        return seen, await open_one(url, frame, again)
+
+    returns = [
+        asyncio.ensure_future(come_back(ws, frame))
+        for ws, frame in zip(clients, tokens, strict=True)
+    ]
+    started = time.monotonic()
+    dropped, _, _ = await go(child)
+    results = await asyncio.gather(*returns)
+    took = time.monotonic() - started
+    closes_seen = max(seen for seen, _ in results) - started
+    await close_all([ws for _, ws in results if ws is not None])
+    await asyncio.sleep(1.0)
+    return took, closes_seen, dropped, again
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("n", nargs="?", type=int, default=2000, help="connections")
+    parser.add_argument(
+        "--processes", type=int, default=1, help="server processes (1 or 2)"
+    )
+    parser.add_argument(
+        "--skip-steady",
+        action="store_true",
+        help="only the connect rates and the storm (not memory, list, drop)",
+    )
     parser.add_argument("--drop-child", metavar="LABEL", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.drop_child:
         drop_child(args.drop_child)
         return
     n = args.n
+    steady = not args.skip_steady and args.processes == 1
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard < n + 200:
         raise SystemExit(f"raise the open-files limit (ulimit -n) above {n + 200}")
@@ -214,6 +382,7 @@ def main() -> None:
         raise SystemExit("set REDIS_URL: the benchmark measures the Redis registry")
     from apps.connections import services
     from apps.connections.registry import get_registry, label_key
+    from apps.core.output import counted
     from apps.worlds import services as worlds
     from apps.worlds.models import World
 
@@ -229,125 +398,138 @@ def main() -> None:
     world = worlds.create_world(
         "benchconnections", "Benchmark", f"{commit}.bench.example.org"
     )
-    print(f"N = {n} connections, label {label}", flush=True)
-    import json
+    print(
+        f"N = {n} connections, {counted(args.processes, 'server process', 'server processes')}, "
+        f"label {label}, {load()}",
+        flush=True,
+    )
+    started = time.monotonic()
+    tokens = [
+        json.dumps(
+            ["authenticate", {"token": worlds.generate_token(world, [], uid=f"b{i}")}]
+        )
+        for i in range(n)
+    ]
+    pings = [json.dumps(["ping", i]) for i in range(n)]
+    warm = [
+        json.dumps(
+            ["authenticate", {"token": worlds.generate_token(world, [], uid=f"w{i}")}]
+        )
+        for i in range(4 * args.processes)
+    ]
+    print(
+        f"tokens generated             {time.monotonic() - started:.1f} s", flush=True
+    )
+    figures: dict = {}
 
+    def report(name: str, text: str) -> None:
+        figures[name] = text
+        print(f"{name:<32} {text}  ({load()})", flush=True)
+
+    echo = Server("bench.echo_asgi:application", env, args.processes)
+    ours = Server("config.asgi:application", env, args.processes)
+    echo_url = f"ws://127.0.0.1:{echo.port}/ws/echo/"
+    url = f"ws://127.0.0.1:{ours.port}/ws/world/benchconnections/"
     try:
-        # Anchor: the bare echo consumer.
-        echo = Server("bench.echo_asgi:application", env)
-        try:
-            echo_url = f"ws://127.0.0.1:{echo.port}/ws/echo/"
-            run = measure_memory(
-                echo, echo_url, [json.dumps(["ping", i]) for i in range(n)]
+
+        async def run() -> None:
+            # Warm up: the first connections load code and open pools.
+            await timed_connect(echo_url, pings[: 4 * args.processes])
+            await timed_connect(url, warm)
+            if steady:
+                # Memory first, while the servers have not held N connections yet.
+                await steady_phase()
+                echo_s, echo_f = figures["_echo"]
+                new_s, new_f = figures["_new"]
+            else:
+                echo_s, echo_f = await timed_connect(echo_url, pings)
+                new_s, new_f = await timed_connect(url, tokens)
+            report("echo: connect + ping (anchor)", f"{echo_s:.2f} s, {echo_f}")
+            report(
+                "new attendees: connect + auth",
+                f"{new_s:.2f} s, {new_f}, {echo_s / new_s:.2f}x the echo rate "
+                f"(target >= {TARGET_CONNECT_RATIO}x)",
+            )
+            echo2_s, echo2_f = await timed_connect(echo_url, pings)
+            report("echo again (anchor)", f"{echo2_s:.2f} s, {echo2_f}")
+            back_s, back_f = await timed_connect(url, tokens)
+            report(
+                "returning attendees",
+                f"{back_s:.2f} s, {back_f}, {echo2_s / back_s:.2f}x the echo rate "
+                f"(target >= {TARGET_CONNECT_RATIO}x)",
+            )
+            storm_echo_s, storm_echo_f = await echo_storm(echo_url, n)
+            report(
+                "echo storm: N at once (anchor)",
+                f"{storm_echo_s:.2f} s, {storm_echo_f}, peak RSS "
+                f"{echo.peak_rss() / 2**20:.0f} MiB",
+            )
+            took, seen, dropped, again = await our_storm(url, tokens, label, env)
+            report(
+                "storm: drop, all reconnect",
+                f"{took:.2f} s until all {n} authenticated again ({dropped} "
+                f"dropped, last close seen at {seen:.2f} s), {again}, peak RSS "
+                f"{ours.peak_rss() / 2**20:.0f} MiB, {storm_echo_s / took:.2f}x the "
+                "echo storm's rate",
             )
 
-            async def echo_phase():
-                per_conn, clients = await run()
-                await close_all(clients)
-                return per_conn
-
-            echo_per_conn = asyncio.run(echo_phase())
-            print(f"echo: {echo_per_conn / 1024:.1f} KiB per connection", flush=True)
-        finally:
-            echo.stop()
-
-        started = time.monotonic()
-        tokens = [
-            json.dumps(
-                [
-                    "authenticate",
-                    {"token": worlds.generate_token(world, [], uid=f"b{i}")},
-                ]
-            )
-            for i in range(n)
-        ]
-        token_s = time.monotonic() - started
-
-        ours = Server("config.asgi:application", env)
-        try:
-            url = f"ws://127.0.0.1:{ours.port}/ws/world/benchconnections/"
-            run = measure_memory(ours, url, tokens)
-
-            async def our_phase():
-                started = time.monotonic()
-                per_conn, clients = await run()
-                connect_s = time.monotonic() - started
-                count = services.list_labels()
-                found = {c.label: c.connections for c in count}.get(label)
-                if found != n:
-                    raise SystemExit(f"connections list shows {found}, expected {n}")
-                list_times = []
-                for _ in range(7):
-                    t0 = time.perf_counter()
-                    await asyncio.to_thread(
-                        call_command,
-                        "connections",
-                        "list",
-                        stdout=open(os.devnull, "w"),
-                    )
-                    list_times.append(time.perf_counter() - t0)
-                # The drop runs in its own process, as `connections drop` does,
-                # set up before the clock starts so Django's start-up is not timed.
-                child = await asyncio.create_subprocess_exec(
-                    sys.executable,
-                    __file__,
-                    "--drop-child",
-                    label,
-                    stdin=asyncio.subprocess.PIPE,
-                    stdout=asyncio.subprocess.PIPE,
-                    env=env,
-                )
-                assert (await child.stdout.readline()).strip() == b"ready"
-                go = time.time()
+        async def steady_phase() -> None:
+            per_echo, clients, took = await measure_memory(echo, echo_url, pings)()
+            figures["_echo"] = (took, Failures())
+            await close_all(clients)
+            await asyncio.sleep(1.0)
+            per_conn, clients, took = await measure_memory(ours, url, tokens)()
+            figures["_new"] = (took, Failures())
+            found = {c.label: c.connections for c in services.list_labels()}.get(label)
+            if found != n:
+                raise SystemExit(f"connections list shows {found}, expected {n}")
+            list_times = []
+            for _ in range(7):
                 t0 = time.perf_counter()
-                child.stdin.write(b"go\n")
-                await child.stdin.drain()
-                reply = (await child.stdout.readline()).split()
-                await asyncio.gather(*(ws.wait_closed() for ws in clients))
-                drop_all_s = time.perf_counter() - t0
-                await child.wait()
-                dropped, drop_cmd_s = int(reply[0]), float(reply[1])
-                if dropped != n:
-                    raise SystemExit(f"dropped {dropped}, expected {n}")
-                server = server_drop(ours.output(), label, go)
-                return per_conn, connect_s, list_times, drop_cmd_s, drop_all_s, server
-
-            per_conn, connect_s, list_times, drop_cmd_s, drop_all_s, server = (
-                asyncio.run(our_phase())
+                await asyncio.to_thread(
+                    call_command, "connections", "list", stdout=open(os.devnull, "w")
+                )
+                list_times.append(time.perf_counter() - t0)
+            child = await start_drop(label, env)
+            when = time.time()
+            t0 = time.perf_counter()
+            waiting = asyncio.gather(*(ws.wait_closed() for ws in clients))
+            dropped, _, drop_cmd_s = await go(child)
+            await waiting
+            drop_all_s = time.perf_counter() - t0
+            if dropped != n:
+                raise SystemExit(f"dropped {dropped}, expected {n}")
+            # The hub logs once it has also unregistered them: after the closes.
+            for _ in range(100):
+                if HUB_LINE.search(ours.output()):
+                    break
+                await asyncio.sleep(0.1)
+            got_s, closed_s, server_n = server_drop(ours.output(), label, when)
+            report(
+                "memory per connection",
+                f"{per_conn / 1024:.1f} KiB, echo {per_echo / 1024:.1f} KiB: "
+                f"{per_conn / per_echo:.2f}x (target <= {TARGET_MEMORY_RATIO}x)",
             )
-        finally:
-            ours.stop()
+            report(
+                "connections list",
+                f"{statistics.median(list_times) * 1000:.1f} ms median of 7 "
+                f"(target < {TARGET_LIST_S * 1000:.0f} ms at 10,000)",
+            )
+            report(
+                "connections drop",
+                f"sent in {drop_cmd_s * 1000:.0f} ms; hub got it at "
+                f"{got_s * 1000:.0f} ms, closed {server_n} by {closed_s * 1000:.0f} "
+                f"ms (target < {TARGET_DROP_S:.0f} s at 10,000); last client saw it "
+                f"at {drop_all_s * 1000:.0f} ms",
+            )
+            await asyncio.sleep(1.0)
+
+        asyncio.run(run())
     finally:
+        echo.stop()
+        ours.stop()
         World.objects.filter(pk="benchconnections").delete()
         get_registry()._client().delete(label_key(label))
-
-    ratio = per_conn / echo_per_conn
-    list_s = statistics.median(list_times)
-    print(f"tokens generated             {token_s:.1f} s")
-    print(f"connect + authenticate all   {connect_s:.1f} s")
-    print(f"echo consumer memory/conn    {echo_per_conn / 1024:.1f} KiB  (anchor)")
-    print(f"world consumer memory/conn   {per_conn / 1024:.1f} KiB")
-    print(
-        f"memory ratio                 {ratio:.2f}x the echo consumer "
-        f"(target <= {TARGET_MEMORY_RATIO}x)"
-    )
-    print(
-        f"connections list             {list_s * 1000:.1f} ms median of 7 "
-        f"(target < {TARGET_LIST_S * 1000:.0f} ms at 10,000)"
-    )
-    print(
-        f"connections drop (sent all)  {drop_cmd_s * 1000:.0f} ms (in its own process)"
-    )
-    got_s, closed_s, server_n = server
-    print(
-        f"server: hub got the message  {got_s * 1000:.0f} ms after the start; closed "
-        f"{server_n} in {(closed_s - got_s) * 1000:.0f} ms"
-    )
-    print(
-        f"drop, server closed all      {closed_s * 1000:.0f} ms "
-        f"(target < {TARGET_DROP_S:.0f} s at 10,000)"
-    )
-    print(f"drop until all {n} clients saw it   {drop_all_s * 1000:.0f} ms")
 
 
 if __name__ == "__main__":

@@ -15,8 +15,10 @@ Prints the ratio purge / raw SQL (target ≤ 2×) and the peak memory (target < 
 
 from __future__ import annotations
 
+import cProfile
 import json
 import os
+import pstats
 import resource
 import subprocess
 import sys
@@ -25,7 +27,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import django
 import psycopg
+from django.db import connection
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 SCRATCH = "stagehand_bench_purge"
@@ -168,11 +172,10 @@ def raw_delete(url: str) -> float:
 
 def child_purge(batch_size: int) -> None:
     """In the child: run purge --worlds and print its time and counts as JSON."""
-    import django
-
     sys.path.insert(0, str(BASE_DIR))
     django.setup()
-    from apps.jobs import services
+    # The project's modules can be imported only once Django is set up, here.
+    from apps.worlds import services  # noqa: PLC0415
 
     per_model: dict[str, float] = {}
     clock = [time.perf_counter()]
@@ -204,15 +207,10 @@ def child_purge(batch_size: int) -> None:
             entry[1] += time.perf_counter() - began
 
     if os.environ.get("BENCH_SQL"):  # the slowest statements, on stderr
-        from django.db import connection
-
         connection.execute_wrappers.append(timed)
 
     started = clock[0] = time.perf_counter()
     if os.environ.get("BENCH_PROFILE"):  # where the time goes, on stderr
-        import cProfile
-        import pstats
-
         profile = cProfile.Profile()
         report = profile.runcall(run)
         pstats.Stats(profile, stream=sys.stderr).sort_stats(
@@ -300,7 +298,10 @@ def main() -> None:
             "  time per model: "
             + ", ".join(f"{m} {t:.2f} s" for m, t in result["per_model"].items())
         )
-        print(f"ratio purge / raw SQL: {ratio:.2f}x (target <= 2x)")
+        load = " / ".join(f"{x:.2f}" for x in os.getloadavg())
+        print(
+            f"ratio purge / raw SQL: {ratio:.2f}x (target <= 2x), load average {load}"
+        )
         print(f"peak memory: {peak_mb:.0f} MB (target < 200 MB)")
     finally:
         if not os.environ.get("BENCH_KEEP"):  # keep the scratch databases to dig in

@@ -13,12 +13,16 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from apps.connections.routing import websocket_urlpatterns  # noqa: E402
 from apps.connections.security import WorldOriginValidator  # noqa: E402
+from apps.ops.metrics import CountingMiddleware  # noqa: E402
 
-application = ProtocolTypeRouter(
-    {
-        # Static files are WhiteNoise's, in the middleware (config/settings/base.py).
-        "http": django_asgi_app,
-        # Browsers may open a world's socket only from an allowed host or its domain.
-        "websocket": WorldOriginValidator(URLRouter(websocket_urlpatterns)),
-    }
+# Counts this process's HTTP requests and WebSockets for /metrics.
+application = CountingMiddleware(
+    ProtocolTypeRouter(
+        {
+            # Static files are WhiteNoise's, in the middleware (config/settings/base.py).
+            "http": django_asgi_app,
+            # Browsers may open a world's socket only from an allowed host or its domain.
+            "websocket": WorldOriginValidator(URLRouter(websocket_urlpatterns)),
+        }
+    )
 )

@@ -4,6 +4,7 @@ from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path, re_path
 
+from apps.core.api import not_found
 from apps.core.urls import LazyView
 
 # DJANGO_ADMIN_URL is literal text, not a route: a template's <placeholder> left in it
@@ -26,4 +27,16 @@ urlpatterns = [
         LazyView("drf_spectacular.views.SpectacularSwaggerView", url_name="api-schema"),
         name="api-docs",
     ),
+    path(
+        "api/redoc/",
+        LazyView("drf_spectacular.views.SpectacularRedocView", url_name="api-schema"),
+        name="api-redoc",
+    ),
+    # Last: any other URL under /api/ is a JSON 404, never Django's HTML page.
+    re_path(r"^api/", not_found),
 ]
+
+# Django's own error answers are JSON under /api/ too (its HTML pages elsewhere).
+handler400 = "apps.core.api.bad_request"
+handler403 = "apps.core.api.permission_denied"
+handler500 = "apps.core.api.server_error"

@@ -63,6 +63,12 @@ def example_config_fixture() -> dict:
     return example_config()
 
 
+@pytest.fixture(name="harbor_live_config")
+def live_config_fixture() -> dict:
+    """harbor_live's config as data (a test may change its copy and import it)."""
+    return live_config()
+
+
 @pytest.fixture
 def alice(db):
     """Alice, the operator: staff and superuser."""

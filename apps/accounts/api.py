@@ -6,8 +6,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.core.api import ApiError
+from apps.core.schema import error
 
 from . import services
+from .serializers import PurgeReportSerializer
 
 
 class PurgeRequestSerializer(serializers.Serializer):
@@ -21,24 +23,16 @@ class PurgeRequestSerializer(serializers.Serializer):
     )
 
 
-class PurgeItemSerializer(serializers.Serializer):
-    what = serializers.CharField()
-    count = serializers.IntegerField()
-    action = serializers.CharField()
-
-
-class PurgeReportSerializer(serializers.Serializer):
-    user = serializers.IntegerField()
-    label = serializers.CharField()
-    dry_run = serializers.BooleanField()
-    items = PurgeItemSerializer(many=True)
-    summary = serializers.CharField()
-
-
 class PurgeUserView(APIView):
     """Forget a user (right to be forgotten), or with ``dry_run`` list what would go."""
 
-    @extend_schema(request=PurgeRequestSerializer, responses=PurgeReportSerializer)
+    @extend_schema(
+        request=PurgeRequestSerializer,
+        responses={
+            200: PurgeReportSerializer,
+            409: error("the user cannot be purged (the last superuser, say)"),
+        },
+    )
     def post(self, request):
         params = PurgeRequestSerializer(data=request.data)
         params.is_valid(raise_exception=True)
@@ -56,5 +50,6 @@ class PurgeUserView(APIView):
         except services.AccountError as exc:
             raise ApiError("accounts.purge_refused", str(exc), 409) from exc
         return Response(
-            {**report.as_dict(), "summary": report.summary()}, status=status.HTTP_200_OK
+            PurgeReportSerializer(report, context={"user": user}).data,
+            status=status.HTTP_200_OK,
         )

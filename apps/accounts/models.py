@@ -48,6 +48,9 @@ class User(AbstractUser):
     traits = models.JSONField(default=list, blank=True)
     profile = models.JSONField(default=dict, blank=True)
     deleted_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    # Set once, when a purge anonymised the account: the row is a tombstone from then
+    # on (it refuses the attendee's token) and no purge touches it again.
+    purged_at = models.DateTimeField(null=True, blank=True)
     # Attendees belong to one world and are known by the ``uid`` of their token;
     # operators have no world.
     world = models.ForeignKey(

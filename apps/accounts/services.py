@@ -9,17 +9,18 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
-from django.db import IntegrityError, models, transaction
-from django.db.models import Q
+from django.db import IntegrityError, transaction
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
-from apps.core.output import counted
+from apps.core import deletion
+from apps.core.deletion import PurgeReport
+from apps.core.validation import text_problem
 
 from .models import Terms, TermsAcceptance, User, email_taken_message
 
@@ -74,6 +75,22 @@ def find_attendee(world_id: str, uid: str) -> User:
             f"No attendee with uid {uid!r} in world {world_id!r}; "
             "check both (the admin's user list filters by world)."
         ) from exc
+
+
+def find_world(world_id: str):
+    """Return the live world ``world_id`` that attendees can join; UserNotFound if
+    unknown or soft-deleted.
+
+    The world is reached through ``User.world``: accounts sit below worlds and
+    import nothing of theirs (docs/architecture.md).
+    """
+    world_model = User._meta.get_field("world").related_model
+    max_length = world_model._meta.pk.max_length
+    if world_id and text_problem(world_id, max_length) is None:
+        world = world_model.objects.filter(pk=world_id, deleted_at__isnull=True).first()
+        if world is not None:
+            return world
+    raise UserNotFound(f"No world {world_id!r}.")
 
 
 def find_purge_target(
@@ -346,36 +363,6 @@ SINGULAR |= {
 }
 
 
-@dataclass
-class PurgeReport:
-    user_id: int
-    label: str
-    # (what, count, action), in the order they are shown.
-    items: list[tuple[str, int, str]] = field(default_factory=list)
-    dry_run: bool = False
-    # what ↦ the same in the singular, for a count of 1 ("1 account anonymised")
-    singular: dict[str, str] = field(default_factory=lambda: dict(SINGULAR))
-
-    def summary(self) -> str:
-        parts = [
-            counted(count, self.singular.get(what, what), what)
-            for what, count, _ in self.items
-            if count
-        ]
-        return ", ".join(parts) or "nothing besides the account"
-
-    def as_dict(self) -> dict:
-        return {
-            "user": self.user_id,
-            "label": self.label,
-            "dry_run": self.dry_run,
-            "items": [
-                {"what": what, "count": count, "action": action}
-                for what, count, action in self.items
-            ],
-        }
-
-
 def describe_user(user: User) -> str:
     parts = [user.username]
     if user.email and user.email != user.username:
@@ -383,15 +370,6 @@ def describe_user(user: User) -> str:
     if user.world_id:
         parts.append(f"(world {user.world_id}, uid {user.token_id})")
     return f"{user.pk} " + " ".join(parts)
-
-
-def _user_relations(user: User):
-    """Yield (relation, queryset) for every row of another model that points at ``user``."""
-    for relation in User._meta.related_objects:
-        if relation.many_to_many:
-            continue
-        model = relation.related_model
-        yield relation, model._default_manager.filter(**{relation.field.name: user})
 
 
 def anonymise_user(user: User, now: datetime | None = None) -> None:
@@ -414,6 +392,7 @@ def anonymise_user(user: User, now: datetime | None = None) -> None:
     user.profile = {}
     user.avatar = ""
     user.deleted_at = now
+    user.purged_at = now
     user.save()
     user.groups.clear()
     user.user_permissions.clear()
@@ -422,6 +401,10 @@ def anonymise_user(user: User, now: datetime | None = None) -> None:
 def purge_user(user: User, *, dry_run: bool = False) -> PurgeReport:
     """Forget ``user``: delete their private data, anonymise what others still see and
     the account itself. One transaction; with ``dry_run`` only count.
+
+    What happens to each kind of row pointing at the user is what its foreign key's
+    ``on_delete`` says (read by ``apps.core.deletion``), as if the user were deleted,
+    except that the account stays as a tombstone and keeps the audit trail.
     """
     _refuse_if_purged(user)
     if user.is_superuser and user.is_active and not _other_active_superusers(user):
@@ -429,50 +412,53 @@ def purge_user(user: User, *, dry_run: bool = False) -> PurgeReport:
             f"{user.username} is the last active admin; "
             "make another one first (set_admin OTHER_EMAIL)."
         )
-    report = PurgeReport(user_id=user.pk, label=describe_user(user), dry_run=dry_run)
+    report = PurgeReport(
+        dry_run=dry_run,
+        label=describe_user(user),
+        singular=dict(SINGULAR),
+        empty="nothing besides the account",
+    )
     with transaction.atomic():
         user = User.objects.select_for_update().get(pk=user.pk)
         _refuse_if_purged(user)  # a concurrent purge may have won the lock
-        deletions, unlinks = [], []
-        for relation, rows in _user_relations(user):
+        lines, deletions, unlinks = [], [], []
+        for relation, action in deletion.dependants(User):
+            if relation.hidden:  # many-to-many links: anonymise_user clears them
+                continue
             model = relation.related_model
+            field_name = relation.field.name
+            rows = model._default_manager.filter(**{field_name: user})
             label = model._meta.label_lower
             plural = str(model._meta.verbose_name_plural).lower()
             singular = str(model._meta.verbose_name).lower()
-            report.singular[f"{plural} deleted"] = f"{singular} deleted"
-            report.singular[f"{plural} anonymised"] = f"{singular} anonymised"
-            report.singular[f"{plural} kept"] = f"{singular} kept"
+            for verb in ("deleted", "anonymised", "kept"):
+                report.singular[f"{plural} {verb}"] = f"{singular} {verb}"
             count = rows.count()
             if label in KEPT_UNDER_ACCOUNT:
-                report.items.append(
-                    (
-                        KEPT_UNDER_ACCOUNT[label],
-                        count,
-                        "kept, under the anonymised account",
-                    )
-                )
-            elif relation.on_delete is models.SET_NULL:
+                kept = (KEPT_UNDER_ACCOUNT[label], count)
+                lines.append((*kept, "kept, under the anonymised account"))
+            elif action.kind == deletion.SET:
                 what = SHARED_CONTENT.get(label, f"{plural} anonymised")
-                report.items.append((what, count, "kept, author removed"))
-                unlinks.append((rows, relation.field.name))
-            elif relation.on_delete is models.CASCADE:
-                report.items.append((f"{plural} deleted", count, "deleted"))
+                lines.append((what, count, "kept, author removed"))
+                unlinks.append((rows, field_name, action.value))
+            elif action.kind == deletion.CASCADE:
+                lines.append((f"{plural} deleted", count, "deleted"))
                 deletions.append(rows)
             else:
-                report.items.append(
+                lines.append(
                     (f"{plural} kept", count, "kept, under the anonymised account")
                 )
-        report.items.append(
-            ("avatar files deleted", 1 if user.avatar else 0, "deleted")
-        )
-        report.items.append(("accounts anonymised", 1, "anonymised"))
+        lines.append(("avatar files deleted", 1 if user.avatar else 0, "deleted"))
+        lines.append(("accounts anonymised", 1, "anonymised"))
         # Shared content first: it is what the person asking will look for.
         shared = set(SHARED_CONTENT.values())
-        report.items.sort(key=lambda item: item[0] not in shared)
+        lines.sort(key=lambda line: line[0] not in shared)
+        for what, count, action_text in lines:
+            report.add("user", what, count, action_text)
         if dry_run:
             return report
-        for rows, field_name in unlinks:
-            rows.update(**{field_name: None})
+        for rows, field_name, value in unlinks:
+            rows.update(**{field_name: value() if callable(value) else value})
         for rows in deletions:
             rows.delete()
         anonymise_user(user)
@@ -482,10 +468,67 @@ def purge_user(user: User, *, dry_run: bool = False) -> PurgeReport:
 def _refuse_if_purged(user: User) -> None:
     if is_purged(user):
         raise AccountError(
-            f"User {user.pk} was already purged on {user.deleted_at:%Y-%m-%d %H:%M}."
+            f"User {user.pk} was already purged on {user.purged_at:%Y-%m-%d %H:%M}."
         )
 
 
 def is_purged(user: User) -> bool:
     """Whether ``user`` was anonymised by a purge (soft deletion alone is not enough)."""
-    return user.deleted_at is not None and user.email == f"{user.pk}@deleted"
+    return user.purged_at is not None
+
+
+def purge_users(
+    report: PurgeReport,
+    *,
+    dry_run: bool,
+    batch_size: int,
+    on_batch: deletion.OnBatch | None = None,
+    skip_deleted_worlds: bool = False,
+) -> None:
+    """Purge the soft-deleted users into ``report``'s ``users`` section.
+
+    An attendee's row is what refuses its token (world + uid): deleting it would let
+    the same token create a fresh account, so attendees always become tombstones
+    (``purge_user``); so do users with content others still see (rows pointing at
+    them with SET_NULL, such as chat messages). Only other operators are deleted
+    outright, in batches. Accounts purged before are final and left alone.
+    ``skip_deleted_worlds`` leaves attendees of soft-deleted worlds to the purge of
+    their world.
+    """
+    soft_deleted = User.objects.filter(deleted_at__isnull=False, purged_at__isnull=True)
+    if skip_deleted_worlds:
+        soft_deleted = soft_deleted.exclude(world__deleted_at__isnull=False)
+    has_content = Q()
+    for relation, action in deletion.dependants(User):
+        if action.kind == deletion.SET and not relation.hidden:
+            rows = relation.related_model._base_manager.filter(
+                **{relation.field.name: OuterRef("pk")}
+            )
+            has_content |= Q(Exists(rows))
+    deletable = soft_deleted.filter(world__isnull=True)
+    if has_content:
+        deletable = deletable.exclude(has_content)
+    to_anonymise = soft_deleted.exclude(pk__in=deletable.values("pk"))
+    if dry_run:
+        report.add("users", "users deleted", deletable.count())
+        report.add("users", "users anonymised", to_anonymise.count())
+        return
+    done = deletion.delete_in_batches(deletable, batch_size, on_batch)
+    report.add("users", "users deleted", done.get(User._meta.label, 0))
+    anonymised = 0
+    skipped: set[int] = set()
+    while True:
+        users = list(to_anonymise.exclude(pk__in=skipped).order_by("pk")[:batch_size])
+        if not users:
+            break
+        for user in users:
+            try:
+                purge_user(user)
+            except AccountError as exc:
+                skipped.add(user.pk)
+                report.skipped.append(f"user {user.pk}: {exc}")
+            else:
+                anonymised += 1
+        if on_batch:
+            on_batch(User._meta.label, len(users))
+    report.add("users", "users anonymised", anonymised)

@@ -2,32 +2,23 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import transaction
 from django.utils.decorators import method_decorator
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.core.api import ApiError
+from apps.core.api import ApiError, Pagination, paginated
+from apps.jobs import services as jobs
+from apps.jobs.api import api_error
+from apps.jobs.models import JobRun
+from apps.jobs.serializers import JobRunSerializer
 
 from . import services
-
-
-class BackupSerializer(serializers.Serializer):
-    name = serializers.CharField()
-    engine = serializers.CharField()
-    size = serializers.IntegerField()
-    created = serializers.DateTimeField()
-    compressed = serializers.BooleanField(
-        allow_null=True, help_text="null: a dump whose metadata is unreadable"
-    )
-    state = serializers.ChoiceField(
-        choices=[services.COMPLETE, services.INCOMPLETE, services.DAMAGED],
-        help_text="only a complete backup restores (and counts for retention)",
-    )
-    problem = serializers.CharField(help_text="why it is not complete, or empty")
+from .serializers import BackupSerializer, RestoreResultSerializer
 
 
 class CreateSerializer(serializers.Serializer):
@@ -46,12 +37,13 @@ class RestoreSerializer(serializers.Serializer):
     dry_run = serializers.BooleanField(default=False)
 
 
-class RestoreResultSerializer(serializers.Serializer):
-    backup = BackupSerializer()
-    database = serializers.CharField()
-    previous = serializers.CharField()
-    drop_hint = serializers.CharField()
-    dry_run = serializers.BooleanField()
+def _queue(name: str, kwargs: dict) -> Response:
+    """Send the job to the workers; answer 202 with its run (as jobs/run does)."""
+    try:
+        run = jobs.send(name, kwargs=kwargs, trigger=JobRun.Trigger.API)
+    except jobs.JobError as exc:
+        raise api_error(exc) from exc
+    return Response(JobRunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
 
 
 def _fail(exc: services.BackupError) -> ApiError:
@@ -70,18 +62,34 @@ def _fail(exc: services.BackupError) -> ApiError:
 class BackupListView(APIView):
     """List the backups (newest first), or take one now (POST)."""
 
+    pagination_class = Pagination
+
     @extend_schema(responses=BackupSerializer(many=True))
     def get(self, request: Request) -> Response:
         try:
             backups = services.list_backups()
         except services.BackupError as exc:
             raise _fail(exc) from None
-        return Response([b.as_dict() for b in backups])
+        return paginated(request, self, backups, BackupSerializer)
 
-    @extend_schema(request=CreateSerializer, responses={201: BackupSerializer})
+    @extend_schema(
+        request=CreateSerializer,
+        responses={
+            201: OpenApiResponse(BackupSerializer, description="without a broker"),
+            202: OpenApiResponse(JobRunSerializer, description="queued: the run"),
+        },
+    )
     def post(self, request: Request) -> Response:
+        """With a broker, queue the backup job (which also applies BACKUP_KEEP and
+        verifies) and answer 202 with its run; without one, back up here (201)."""
         params = CreateSerializer(data=request.data)
         params.is_valid(raise_exception=True)
+        if settings.STAGEHAND_HAS_BROKER:
+            try:
+                services.engine_of(params.validated_data["database"])
+            except services.BackupError as exc:
+                raise _fail(exc) from None
+            return _queue("backup", dict(params.validated_data))
         try:
             result = services.backup(
                 params.validated_data["database"],
@@ -89,7 +97,7 @@ class BackupListView(APIView):
             )
         except services.BackupError as exc:
             raise _fail(exc) from None
-        return Response(result.as_dict(), status=status.HTTP_201_CREATED)
+        return Response(BackupSerializer(result).data, status=status.HTTP_201_CREATED)
 
 
 @method_decorator(transaction.non_atomic_requests, name="dispatch")
@@ -97,17 +105,28 @@ class RestoreView(APIView):
     """Replace a database with a backup; ``confirm`` must repeat the backup's name.
 
     Without the confirmation (or with ``dry_run``) nothing changes, and the answer says
-    which backup would be restored.
+    which backup would be restored. With a broker, the restore (or the rehearsal of a
+    dry run) is queued as a job and the answer is 202 with its run.
     """
 
-    @extend_schema(request=RestoreSerializer, responses=RestoreResultSerializer)
+    @extend_schema(
+        request=RestoreSerializer,
+        responses={
+            200: OpenApiResponse(RestoreResultSerializer, description="no broker"),
+            202: OpenApiResponse(JobRunSerializer, description="queued: the run"),
+        },
+    )
     def post(self, request: Request) -> Response:
         params = RestoreSerializer(data=request.data)
         params.is_valid(raise_exception=True)
         data = params.validated_data
+        queue = settings.STAGEHAND_HAS_BROKER
         try:
             item = services.verify(data["name"], data["database"])
+            target = {"name": item.name, "database": data["database"]}
             if data["dry_run"]:
+                if queue:
+                    return _queue("verify-backup", target)
                 result = services.restore(item.name, data["database"], dry_run=True)
             elif data["confirm"] != item.name:
                 raise ApiError(
@@ -115,16 +134,12 @@ class RestoreView(APIView):
                     f"Restoring replaces database {data['database']!r} with "
                     f"{item.name}; send confirm={item.name!r} to go ahead.",
                 )
+            elif queue:
+                return _queue("restore", target)
             else:
-                result = services.restore(item.name, data["database"])
+                result = services.restore(
+                    item.name, data["database"], trigger=JobRun.Trigger.API
+                )
         except services.BackupError as exc:
             raise _fail(exc) from None
-        return Response(
-            {
-                "backup": result.backup.as_dict(),
-                "database": result.database,
-                "previous": result.previous,
-                "drop_hint": result.drop_hint,
-                "dry_run": result.dry_run,
-            }
-        )
+        return Response(RestoreResultSerializer(result).data)

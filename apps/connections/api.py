@@ -11,21 +11,18 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.core.api import ApiError
+from apps.core.api import ApiError, Pagination, paginated
 from apps.jobs import services as jobs
-from apps.jobs.api import JobRunSerializer, api_error
+from apps.jobs.api import api_error
 from apps.jobs.models import JobRun
+from apps.jobs.serializers import JobRunSerializer
 
 from . import services
-
-
-class LabelSerializer(serializers.Serializer):
-    label = serializers.CharField()
-    connections = serializers.IntegerField()
-
+from .serializers import LabelSerializer, SendResultSerializer
 
 # A minute between two connections is already a very slow drop.
 MAX_INTERVAL_MS = 60_000
+MAX_SPREAD_MS = 3_600_000
 
 
 class SendSerializer(serializers.Serializer):
@@ -34,6 +31,15 @@ class SendSerializer(serializers.Serializer):
     )
     interval_ms = serializers.IntegerField(
         required=False, default=0, min_value=0, max_value=MAX_INTERVAL_MS
+    )
+    spread_ms = serializers.IntegerField(
+        required=False,
+        default=None,
+        allow_null=True,
+        min_value=0,
+        max_value=MAX_SPREAD_MS,
+        help_text="clients come back at random within this many ms (default: "
+        "count / CONNECTIONS_RECONNECT_RATE seconds; none when paced)",
     )
     dry_run = serializers.BooleanField(required=False, default=False)
     delay = serializers.BooleanField(
@@ -44,13 +50,6 @@ class SendSerializer(serializers.Serializer):
     )
 
 
-class SendResultSerializer(serializers.Serializer):
-    count = serializers.IntegerField()
-    labels = serializers.ListField(child=serializers.CharField())
-    unreachable = serializers.IntegerField()
-    dry_run = serializers.BooleanField()
-
-
 def _needs_redis(exc: services.LayerUnavailable) -> ApiError:
     return ApiError(
         "connections.needs_redis", str(exc), status.HTTP_503_SERVICE_UNAVAILABLE
@@ -58,6 +57,8 @@ def _needs_redis(exc: services.LayerUnavailable) -> ApiError:
 
 
 class ConnectionListView(APIView):
+    pagination_class = Pagination
+
     @extend_schema(responses=LabelSerializer(many=True))
     def get(self, request: Request) -> Response:
         """Labels and their estimated number of connections, biggest first."""
@@ -65,7 +66,7 @@ class ConnectionListView(APIView):
             labels = services.list_labels()
         except services.LayerUnavailable as exc:
             raise _needs_redis(exc) from exc
-        return Response([item.as_dict() for item in labels])
+        return paginated(request, self, labels, LabelSerializer)
 
 
 # Outside the request's transaction, as jobs/run: a queued job's message leaves as
@@ -73,7 +74,7 @@ class ConnectionListView(APIView):
 # instead of failing the request's commit after the view.
 @method_decorator(transaction.non_atomic_requests, name="dispatch")
 class SendView(APIView):
-    kind = ""  # services.DROP or services.RELOAD
+    move: services.Move
 
     @extend_schema(
         request=SendSerializer,
@@ -91,43 +92,40 @@ class SendView(APIView):
             if data["delay"] and not data["dry_run"]:
                 return self.delay(data["labels"], data["interval_ms"])
             if data["dry_run"]:
-                result = services.SendResult(selection.count, selection.labels)
-            else:
-                send = (
-                    services.drop
-                    if self.kind == services.DROP
-                    else services.force_reload
+                result = services.SendResult(
+                    selection.count, selection.labels, move=self.move
                 )
-                result = send(selection, interval_ms=data["interval_ms"])
+            else:
+                result = services.move(
+                    self.move,
+                    selection,
+                    interval_ms=data["interval_ms"],
+                    spread_ms=data["spread_ms"],
+                )
         except services.LayerUnavailable as exc:
             raise _needs_redis(exc) from exc
         return Response(
-            {
-                "count": result.count,
-                "labels": result.labels,
-                "unreachable": result.unreachable,
-                "dry_run": data["dry_run"],
-            }
+            SendResultSerializer(result.as_dict(dry_run=data["dry_run"])).data
         )
 
     def delay(self, labels: list[str], interval_ms: int) -> Response:
         """Queue the job for the workers; answer 202 with its run, as jobs/run."""
         try:
-            run = services.send_to_workers(
-                self.kind, labels, interval_ms=interval_ms, trigger=JobRun.Trigger.API
+            run = services.move_later(
+                self.move, labels, interval_ms=interval_ms, trigger=JobRun.Trigger.API
             )
         except jobs.JobError as exc:
             raise api_error(exc) from exc
-        return Response(jobs.run_as_dict(run), status=status.HTTP_202_ACCEPTED)
+        return Response(JobRunSerializer(run).data, status=status.HTTP_202_ACCEPTED)
 
 
 class DropView(SendView):
     """Close every connection whose label matches one of ``labels`` (default all)."""
 
-    kind = services.DROP
+    move = services.Move.DROP
 
 
 class ForceReloadView(SendView):
     """Tell every matching client to reload, then close it after a short grace."""
 
-    kind = services.RELOAD
+    move = services.Move.RELOAD

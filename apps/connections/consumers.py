@@ -18,43 +18,64 @@ gets ``authenticated``.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
+import random
 import time
 from typing import Any
 
 from channels.consumer import get_handler_name
-from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+
+from apps.worlds.services import WorldNotFound
 
 from . import frames, outage, services
 from .frames import Frame, FrameError
 from .hub import hub_for
 from .layer import REDIS_ERRORS
-from .models import ChatMessage
-from .registry import get_registry
+from .modules import auth, chat, rooms
+from .protocol import (
+    CLOSE_DROPPED,
+    CLOSE_REPLACED,
+    CLOSE_SERVER_ERROR,
+    CLOSE_TOO_LARGE,
+    CLOSE_TRY_AGAIN_LATER,
+    CLOSE_UNKNOWN_WORLD,
+    SERVER_BUSY,
+    SERVER_ERROR,
+    SERVICE_UNAVAILABLE,
+    UNAUTHENTICATED,
+    UNKNOWN_ACTION,
+    UNKNOWN_WORLD,
+    Move,
+)
+from .snapshots import snapshots
 
 logger = logging.getLogger(__name__)
 
-CLOSE_DROPPED = 1001  # going away: the client should reconnect (to any server)
-CLOSE_TOO_LARGE = 1009
-CLOSE_SERVER_ERROR = 1011  # the connection could not be opened: reconnect later
-CLOSE_REPLACED = 4001  # connection_limit: the client should not reconnect by itself
-CLOSE_UNKNOWN_WORLD = 4004
+# Handshakes of this process not authenticated yet (CONNECTIONS_MAX_PENDING).
+_pending = 0
 
-CHAT_MODULE = "chat.native"
-SERVER_ERROR = "server.error"
+# The actions of an authenticated client, each answered with ["success", id, reply].
+ROUTES = {
+    "room.enter": rooms.enter,
+    "room.leave": rooms.leave,
+    "chat.send": chat.send,
+}
+# Those that come before authentication, without an id; they answer themselves.
+BEFORE_AUTH = {
+    "authenticate": auth.authenticate,
+    "auth.accept_terms": auth.accept_terms,
+}
 
 
 class WorldConsumer(AsyncWebsocketConsumer):
     # Set here, not in __init__, so a connection costs no more than it must.
-    world = None
+    world = None  # the world's Snapshot, as of the handshake
     user_id = None
-    # (user_id, traits, welcome, limit) of a token whose terms await acceptance.
-    pending_auth = None
+    pending_auth = None  # the Attendee of a token whose terms await acceptance
     traits: list[str] = []
     registered = False  # counted under its label in the registry
     slot_user = None  # the attendee whose connection_limit slot this holds
@@ -65,7 +86,8 @@ class WorldConsumer(AsyncWebsocketConsumer):
     closing = False
     close_when_accepted = False
     last_beat = 0.0
-    reload_task = None
+    moving = False  # a drop or reload of this connection alone has started
+    pending = False  # counted in _pending: connected, not authenticated yet
     label = None
     entered: dict[str, int] = {}  # replaced per connection, never changed in place
 
@@ -124,18 +146,22 @@ class WorldConsumer(AsyncWebsocketConsumer):
             await self._close(CLOSE_SERVER_ERROR)
 
     async def _connect(self) -> None:
-        from apps.worlds.services import WorldNotFound
-
+        global _pending
+        if 0 < settings.CONNECTIONS_MAX_PENDING <= _pending:
+            await self._busy()
+            return
+        _pending += 1
+        self.pending = True
         self.label = services.current_label()
         self.entered: dict[str, int] = {}
         self.chat_groups: set[str] = set()  # the entered rooms' groups it is in
         world_id = self.scope["url_route"]["kwargs"]["world_id"]
         try:
-            self.world = await _get_world(world_id)
+            self.world = await snapshots().world(world_id)
         except WorldNotFound:
             # Accept, so that the client can be told why it is closed.
             await self._accept()
-            await self._error(None, "world.unknown_world", f"No world {world_id!r}.")
+            await self._error(None, UNKNOWN_WORLD, f"No world {world_id!r}.")
             await self._close(CLOSE_UNKNOWN_WORLD)
             return
         # Reachable (through this process's hub) and counted before accepting: an
@@ -151,13 +177,36 @@ class WorldConsumer(AsyncWebsocketConsumer):
         if self.close_when_accepted:
             await self._close(CLOSE_DROPPED)
 
+    async def _busy(self) -> None:
+        """Refuse a handshake of an overloaded process: 1013 with a hint."""
+        later = services.default_spread_ms(_pending) or 1000
+        await self._accept()
+        await self.send_frame(
+            [
+                "error",
+                {
+                    "code": SERVER_BUSY,
+                    "message": "This server is busy; reconnect after "
+                    "reconnect_after_ms milliseconds.",
+                    "reconnect_after_ms": random.randint(later // 2, later),
+                },
+            ]
+        )
+        await self._close(CLOSE_TRY_AGAIN_LATER)
+
+    def authenticated(self) -> None:
+        """The handshake is over: it no longer counts as pending."""
+        global _pending
+        if self.pending:
+            self.pending = False
+            _pending -= 1
+
     async def disconnect(self, code: int) -> None:
         await self._leave()
 
     async def _leave(self) -> None:
         """Leave the hub, the registry and the rooms' groups; again does nothing."""
-        if self.reload_task is not None:
-            self.reload_task.cancel()
+        self.authenticated()  # (or never will be)
         if self.hub is not None:
             self.hub.discard(self)
         registered, self.registered = self.registered, False
@@ -172,7 +221,7 @@ class WorldConsumer(AsyncWebsocketConsumer):
             async with services.gate(), outage.tolerated("leave its rooms"):
                 for room_pk in entered.values():
                     await self.channel_layer.group_discard(
-                        _room_group(room_pk), self.channel_name
+                        rooms.group(room_pk), self.channel_name
                     )
 
     # Frames from the client ------------------------------------------------------
@@ -192,7 +241,7 @@ class WorldConsumer(AsyncWebsocketConsumer):
             )
             if frame.action != "ping":
                 frame_id = frame.id
-            await self._handle(frame)
+            await self._route(frame)
         except FrameError as exc:
             if exc.frame_id is not None:
                 frame_id = exc.frame_id
@@ -200,7 +249,7 @@ class WorldConsumer(AsyncWebsocketConsumer):
             if exc.code == frames.TOO_LARGE:
                 await self._close(CLOSE_TOO_LARGE)
         except REDIS_ERRORS:
-            await self._error(frame_id, "service.unavailable", outage.UNAVAILABLE)
+            await self._error(frame_id, SERVICE_UNAVAILABLE, outage.UNAVAILABLE)
         except Exception:
             # A bug or a failing service must not end the connection.
             logger.exception("A frame failed on connection %s", self.channel_name)
@@ -211,125 +260,53 @@ class WorldConsumer(AsyncWebsocketConsumer):
                 "the connection is still usable.",
             )
 
-    async def _handle(self, frame: Frame) -> None:
+    async def _route(self, frame: Frame) -> None:
         if frame.action == "ping":
-            await self._send(["pong", frame.id])
+            await self.send_frame(["pong", frame.id])
             return
-        if frame.action == "authenticate":
-            await self.authenticate(frame.payload)
-            return
-        if frame.action == "auth.accept_terms":
-            await self.accept_terms(frame.payload)
+        before_auth = BEFORE_AUTH.get(frame.action)
+        if before_auth is not None:
+            await before_auth(self, frame.payload)
             return
         if self.user_id is None:
-            raise FrameError(
-                "protocol.unauthenticated", "Send authenticate before anything else."
-            )
-        handler = HANDLERS.get(frame.action)
+            raise FrameError(UNAUTHENTICATED, "Send authenticate before anything else.")
+        handler = ROUTES.get(frame.action)
         if handler is None:
-            raise FrameError(
-                "protocol.unknown_action", f"Unknown action {frame.action!r}."
-            )
+            raise FrameError(UNKNOWN_ACTION, f"Unknown action {frame.action!r}.")
         reply = await handler(self, frame.payload)
-        await self._send(["success", frame.id, reply])
-
-    async def authenticate(self, payload: dict) -> None:
-        from apps.worlds.services import TokenError
-
-        if self.user_id is not None:
-            raise FrameError("protocol.already_authenticated", "Already authenticated.")
-        try:
-            user_id, traits, welcome, limit = await _authenticate(
-                self.world, payload.get("token")
-            )
-        except TokenError as exc:
-            raise FrameError(exc.code, exc.message) from None
-        pending = await _pending_terms(user_id)
-        if pending:
-            # Not authenticated until the current terms are accepted (accept_terms).
-            self.pending_auth = (user_id, traits, welcome, limit)
-            await self._send(["auth.terms_required", {"terms": pending}])
-            return
-        await self._authenticated(user_id, traits, welcome, limit)
-
-    async def accept_terms(self, payload: dict) -> None:
-        from apps.accounts.services import TermsError
-
-        if self.pending_auth is None:
-            raise FrameError(
-                "auth.no_terms_pending", "There are no terms waiting to be accepted."
-            )
-        try:
-            pending = await _accept_terms(self.pending_auth[0], payload["terms"])
-        except TermsError as exc:
-            raise FrameError("auth.invalid_terms", str(exc)) from None
-        if pending:
-            await self._send(["auth.terms_required", {"terms": pending}])
-            return
-        user_id, traits, welcome, limit = self.pending_auth
-        self.pending_auth = None
-        await self._authenticated(user_id, traits, welcome, limit)
-
-    async def _authenticated(self, user_id, traits, welcome, limit) -> None:
-        self.user_id, self.traits = user_id, traits
-        await self._send(["authenticated", welcome])
-        self.slot_user, self.slot_limit, self.slot_since = user_id, limit, time.time()
-        async with outage.tolerated("claim a connection_limit slot"):
-            await outage.claim_slot(self)
-
-    async def room_enter(self, payload: dict) -> dict:
-        room = await _find_room(self.world, self.traits, payload["room"])
-        if "room:chat.read" in room["permissions"]:
-            group = _room_group(room["pk"])
-            self.chat_groups.add(group)
-            # With Redis away, the chat is joined when it is back (layer_restored).
-            async with outage.tolerated("join a room's chat"):
-                await self.channel_layer.group_add(group, self.channel_name)
-        self.entered[room["id"]] = room["pk"]
-        return {"room": room["id"]}
-
-    async def room_leave(self, payload: dict) -> dict:
-        room_id = payload["room"]
-        room_pk = self.entered.get(room_id)
-        if room_pk is None:
-            raise FrameError("room.not_entered", f"You are not in room {room_id!r}.")
-        # Left only once Redis has it: with Redis away the room stays entered.
-        await self.channel_layer.group_discard(_room_group(room_pk), self.channel_name)
-        del self.entered[room_id]
-        self.chat_groups.discard(_room_group(room_pk))
-        return {"room": room_id}
-
-    async def chat_send(self, payload: dict) -> dict:
-        room_id, text = payload["room"], payload["text"]
-        if room_id not in self.entered:
-            raise FrameError("room.not_entered", f"Enter room {room_id!r} first.")
-        message = await _post_chat(self.world, self.user_id, self.traits, room_id, text)
-        try:
-            await self.channel_layer.group_send(
-                _room_group(self.entered[room_id]),
-                {"type": "chat.message", "message": message},
-            )
-        except REDIS_ERRORS:
-            await _withdraw_chat(message["id"])  # not delivered, so not kept either
-            raise
-        return {"message": message}
+        await self.send_frame(["success", frame.id, reply])
 
     # Messages from the channel layer ---------------------------------------------
 
     async def chat_message(self, event: dict) -> None:
-        await self._send(["chat.message", event["message"]])
+        await chat.deliver(self, event)
 
     async def connections_drop(self, event: dict) -> None:
-        await self._close(CLOSE_DROPPED)
+        # Sent to this consumer alone (a paced drop): the hub moves it as one of all.
+        self._move(Move.DROP, event.get("reconnect_after_ms"))
+
+    async def connections_reload(self, event: dict) -> None:
+        self._move(Move.RELOAD, event.get("reconnect_after_ms"))
+
+    async def connections_replaced(self, event: dict) -> None:
+        await self.send_frame(["connection.replaced", {}])
+        await self._close(CLOSE_REPLACED)
 
     async def layer_unavailable(self, event: dict) -> None:
-        await self._send(["connection.degraded", outage.DEGRADED])
+        await self.send_frame(["connection.degraded", outage.DEGRADED])
 
     async def layer_restored(self, event: dict) -> None:
         if await outage.restore(self):
-            await self._send(["connection.restored", {}])
+            await self.send_frame(["connection.restored", {}])
 
-    # Called by this process's hub (a drop or reload of the whole label) ----------
+    def _move(self, move: Move, hint_ms: Any) -> None:
+        # Once: a second reload must not restart the grace.
+        if self.hub is not None and not self.moving:
+            self.moving = True
+            hint = hint_ms if isinstance(hint_ms, int) and hint_ms >= 0 else None
+            self.hub.start(move, self, hint)
+
+    # Called by this process's hub (a drop or reload) --------------------------------
 
     def detach(self) -> tuple[str, Any]:
         """Return this connection's registry entry, which the hub now removes.
@@ -348,23 +325,13 @@ class WorldConsumer(AsyncWebsocketConsumer):
             # Dropped while connecting: close as soon as the socket is open.
             self.close_when_accepted = True
 
-    async def tell_reload(self) -> None:
-        await self._send(["connection.reload", {}])
+    async def tell_reload(self, hint_ms: int | None = None) -> None:
+        await self.send_frame(["connection.reload", _hint(hint_ms)])
 
-    async def connections_reload(self, event: dict) -> None:
-        await self._send(["connection.reload", {}])
-        if self.reload_task is None:
-            self.reload_task = asyncio.ensure_future(self._close_later())
-
-    async def connections_replaced(self, event: dict) -> None:
-        await self._send(["connection.replaced", {}])
-        await self._close(CLOSE_REPLACED)
+    async def tell_drop(self, hint_ms: int) -> None:
+        await self.send_frame(["connection.drop", _hint(hint_ms)])
 
     # Helpers ---------------------------------------------------------------------
-
-    async def _close_later(self) -> None:
-        await asyncio.sleep(settings.CONNECTIONS_RELOAD_GRACE)
-        await self._close(CLOSE_DROPPED)
 
     async def _accept(self) -> None:
         await self.accept()
@@ -378,133 +345,20 @@ class WorldConsumer(AsyncWebsocketConsumer):
     async def _beat(self) -> None:
         self.last_beat = time.monotonic()
         async with outage.tolerated("renew its heartbeat"):
-            await get_registry().beat(self.label, self.channel_name)
+            await services.beat(self.label, self.channel_name)
 
-    async def _send(self, frame: list) -> None:
+    async def send_frame(self, frame: list) -> None:
+        """Send ``frame`` to the client, unless the socket is not open (any more)."""
         if self.accepted and not self.closing:
             await self.send(text_data=json.dumps(frame, default=str))
 
     async def _error(self, frame_id: Any, code: str, message: str) -> None:
         body = {"code": code, "message": message}
-        await self._send(
+        await self.send_frame(
             ["error", body] if frame_id is None else ["error", frame_id, body]
         )
 
 
-HANDLERS = {
-    "room.enter": WorldConsumer.room_enter,
-    "room.leave": WorldConsumer.room_leave,
-    "chat.send": WorldConsumer.chat_send,
-}
-
-
-def _room_group(room_pk: int) -> str:
-    return f"room.{room_pk}"
-
-
-# Database work, each in one sync call -------------------------------------------
-
-
-@database_sync_to_async
-def _get_world(world_id: str):
-    from apps.worlds.services import get_world
-
-    return get_world(world_id)
-
-
-@database_sync_to_async
-def _pending_terms(user_id: int) -> list[dict]:
-    from apps.accounts.services import pending_terms_for
-
-    return pending_terms_for(user_id)
-
-
-@database_sync_to_async
-def _accept_terms(user_id: int, ids: list[int]) -> list[dict]:
-    from apps.accounts.services import accept_terms_for
-
-    return accept_terms_for(user_id, ids)
-
-
-@database_sync_to_async
-def _authenticate(world, token: Any) -> tuple[int, list[str], dict, int | None]:
-    """Verify ``token``; return the attendee's id, traits, welcome payload and limit."""
-    from apps.worlds import services as worlds
-
-    claims = worlds.verify_token(world, token)
-    user = worlds.get_or_create_attendee(world, claims)
-    traits = list(user.traits)
-    permissions = worlds.permissions_for(world, traits)
-    rooms = [
-        {
-            "id": room.import_id,
-            "name": room.name,
-            "description": room.description,
-            "modules": [
-                {"type": m.get("type"), "config": m.get("config", {})}
-                for m in room.modules
-                if isinstance(m, dict)
-            ],
-        }
-        for room in worlds.visible_rooms(world, traits)
-    ]
-    limit = (world.config or {}).get("connection_limit") or None
-    if "world:connections.unlimited" in permissions:
-        limit = None
-    welcome = {
-        "world": {"id": world.id, "title": world.title},
-        "user": {"id": user.pk, "traits": traits},
-        "permissions": sorted(permissions),
-        "rooms": rooms,
-    }
-    return user.pk, traits, welcome, limit
-
-
-@database_sync_to_async
-def _withdraw_chat(message_id: int) -> None:
-    ChatMessage.objects.filter(pk=message_id).delete()
-
-
-@database_sync_to_async
-def _find_room(world, traits: list[str], room_id: Any) -> dict:
-    from apps.worlds import services as worlds
-
-    room = _room_or_error(world, traits, room_id)
-    return {
-        "pk": room.pk,
-        "id": room.import_id,
-        "permissions": worlds.permissions_for(world, traits, room),
-    }
-
-
-def _room_or_error(world, traits: list[str], room_id: Any):
-    from apps.worlds import services as worlds
-
-    if isinstance(room_id, str):
-        for room in worlds.visible_rooms(world, traits):
-            if room.import_id == room_id:
-                return room
-    raise FrameError("room.unknown_room", f"No room {room_id!r} you may enter.")
-
-
-@database_sync_to_async
-def _post_chat(world, user_id: int, traits: list[str], room_id: str, text: str) -> dict:
-    from apps.worlds import services as worlds
-
-    from .models import ChatMessage
-
-    room = _room_or_error(world, traits, room_id)
-    if not any(
-        isinstance(m, dict) and m.get("type") == CHAT_MODULE for m in room.modules
-    ):
-        raise FrameError("chat.unavailable", f"Room {room_id!r} has no chat.")
-    if "room:chat.send" not in worlds.permissions_for(world, traits, room):
-        raise FrameError("chat.denied", f"You may not write in room {room_id!r}.")
-    message = ChatMessage.objects.create(room=room, sender_id=user_id, text=text)
-    return {
-        "id": message.pk,
-        "room": room.import_id,
-        "sender": user_id,
-        "text": message.text,
-        "created_at": message.created_at.isoformat(),
-    }
+def _hint(hint_ms: int | None) -> dict:
+    """The payload of a drop or reload frame: when to come back, if said."""
+    return {} if hint_ms is None else {"reconnect_after_ms": hint_ms}

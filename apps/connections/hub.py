@@ -14,8 +14,14 @@ of the label at once, and forgets them in the registry in one Redis round trip.
 the process's shared inbox, which channels-redis reads one round trip at a time, and
 each closing consumer then made two more Redis calls; 10,000 connections took 36 s.)
 ``force_reload`` without interval sends each the reload frame, waits the grace, and
-closes them the same way. With ``--interval`` the commands still address consumers
-one by one by their channel names, which does not involve the hub.
+closes them the same way. With ``--interval-ms`` the commands address consumers one
+by one by their channel names; each consumer hands its own drop or reload to the
+hub, so both are implemented once (``Hub.move``). With a spread, each client is told
+a random ``reconnect_after_ms`` within it first.
+
+The hub also records its channel in the registry's set of processes, and answers a
+command's ``connections.ping`` at once: a command asks the hubs of the processes it
+is about to reach, and counts the connections of a silent one (killed) unreachable.
 
 channels-redis forgets group members after its ``group_expiry`` (a day by default),
 and a Redis restart forgets them at once, so the hub renews its memberships every
@@ -34,6 +40,7 @@ import contextlib
 import functools
 import gc
 import logging
+import random
 import threading
 import time
 import weakref
@@ -44,6 +51,7 @@ from django.conf import settings
 
 from . import services
 from .layer import REDIS_ERRORS, RESTORED, UNAVAILABLE
+from .protocol import DROP, PING, PONG, RELOAD, Move
 
 logger = logging.getLogger(__name__)
 
@@ -168,6 +176,7 @@ class Hub:
     async def _group_add(self, label: str) -> None:
         await self.layer.group_add(services.label_group(label), self.channel)
         self.joined.add(label)
+        await services.process_alive(self.channel)
 
     def _joined(self, label: str, joining: asyncio.Future) -> None:
         del self._joining[label]
@@ -217,6 +226,15 @@ class Hub:
         """
         waiting = {label for label, consumers in self.consumers.items() if consumers}
         labels = sorted(self.joined | waiting)
+        if labels:
+            try:
+                await services.process_alive(self.channel)
+            except REDIS_ERRORS as exc:
+                logger.warning(
+                    "connections hub %s: could not renew its heartbeat (%s)",
+                    self.channel,
+                    exc,
+                )
         for label in labels:
             try:
                 await self.layer.group_add(services.label_group(label), self.channel)
@@ -246,6 +264,8 @@ class Hub:
                 await self.layer.group_discard(
                     services.label_group(label), self.channel
                 )
+            if labels:
+                await services.process_left(self.channel)
 
         try:
             await asyncio.wait_for(leave(), LEAVE_TIMEOUT)
@@ -262,15 +282,20 @@ class Hub:
         kind, label = message.get("type"), message.get("label")
         if kind == UNAVAILABLE:
             return True  # the consumers tell their clients; nothing to close
-        if kind == RESTORED:
+        if kind == PING:
+            # A command asks whether this process is alive before counting its
+            # connections as reached (services.move).
+            reply_to = message.get("reply_to")
+            work = self.pong(reply_to) if isinstance(reply_to, str) else None
+        elif kind == RESTORED:
             # A Redis restarted empty has forgotten this hub's memberships.
             work = self.refresh()
         elif not isinstance(label, str):
             work = None
-        elif kind == services.DROP:
-            work = self.drop(label)
-        elif kind == services.RELOAD:
-            work = self.reload(label)
+        elif kind in (DROP, RELOAD):
+            spread = message.get("spread_ms")
+            spread = spread if isinstance(spread, int) and spread > 0 else 0
+            work = self.move(Move.of(kind), label, self.live(label), spread_ms=spread)
         else:
             work = None
         if work is None:
@@ -281,11 +306,25 @@ class Hub:
                 label,
             )
             return False
+        self._run_apart(work)
+        return True
+
+    async def pong(self, reply_to: str) -> None:
+        await self.layer.send(reply_to, {"type": PONG, "hub": self.channel})
+
+    def start(self, move: Move, consumer, hint_ms: int | None) -> None:
+        """Start moving one consumer (a paced drop or reload), with its hint."""
+        self._run_apart(
+            self.move(
+                move, consumer.label, [consumer], hint_ms=hint_ms, level=logging.DEBUG
+            )
+        )
+
+    def _run_apart(self, work) -> None:
         # A task of its own: a reload's grace must not hold up the next message.
         task = asyncio.ensure_future(work)
         self._work.add(task)
         task.add_done_callback(self._work_done)
-        return True
 
     def _work_done(self, task: asyncio.Task) -> None:
         self._work.discard(task)
@@ -298,16 +337,7 @@ class Hub:
 
     async def drop(self, label: str) -> int:
         """Close this process's connections of ``label`` (1001); return how many."""
-        started = time.monotonic()
-        closed = await self._close(label, self.live(label))
-        logger.info(
-            "connections hub %s: dropped %d connections of %s in %.0f ms",
-            self.channel,
-            closed,
-            label,
-            (time.monotonic() - started) * 1000,
-        )
-        return closed
+        return await self.move(Move.DROP, label, self.live(label))
 
     async def reload(self, label: str) -> int:
         """Tell this process's clients of ``label`` to reload, then close them.
@@ -315,19 +345,58 @@ class Hub:
         They are closed ``CONNECTIONS_RELOAD_GRACE`` seconds after the frame, all
         at once; return how many were told.
         """
-        consumers = self.live(label)
-        with collecting_only_new_objects():
-            for start in range(0, len(consumers), CLOSE_BATCH):
-                batch = consumers[start : start + CLOSE_BATCH]
-                self._log_failures(
-                    "tell to reload",
-                    await asyncio.gather(
-                        *(c.tell_reload() for c in batch), return_exceptions=True
-                    ),
-                )
-        await asyncio.sleep(settings.CONNECTIONS_RELOAD_GRACE)
-        closed = await self._close(label, consumers)
-        logger.info(
+        return await self.move(Move.RELOAD, label, self.live(label))
+
+    async def move(
+        self,
+        move: Move,
+        label: str,
+        consumers: list,
+        *,
+        spread_ms: int = 0,
+        hint_ms: int | None = None,
+        level: int = logging.INFO,
+    ) -> int:
+        """Drop or reload ``consumers`` of ``label``; return how many.
+
+        The one implementation of both, for a whole label (one message to the
+        group) and for one consumer (a paced send to its channel). Each client is
+        told when to come back: ``hint_ms``, or a random time within ``spread_ms``;
+        with neither, nothing (a drop then only closes).
+        """
+        started = time.monotonic()
+        if hint_ms is not None:
+            hints = [hint_ms] * len(consumers)
+        elif spread_ms:
+            hints = [random.randint(0, spread_ms) for _ in consumers]
+        else:
+            hints = [None] * len(consumers)
+        if move is Move.RELOAD:
+            with collecting_only_new_objects():
+                for start in range(0, len(consumers), CLOSE_BATCH):
+                    batch = range(start, min(start + CLOSE_BATCH, len(consumers)))
+                    self._log_failures(
+                        "tell to reload",
+                        await asyncio.gather(
+                            *(consumers[i].tell_reload(hints[i]) for i in batch),
+                            return_exceptions=True,
+                        ),
+                    )
+            await asyncio.sleep(settings.CONNECTIONS_RELOAD_GRACE)
+            hints = [None] * len(consumers)  # told already
+        closed = await self._close(label, consumers, hints)
+        if move is Move.DROP:
+            logger.log(
+                level,
+                "connections hub %s: dropped %d connections of %s in %.0f ms",
+                self.channel,
+                closed,
+                label,
+                (time.monotonic() - started) * 1000,
+            )
+            return closed
+        logger.log(
+            level,
             "connections hub %s: told %d connections of %s to reload, closed %d",
             self.channel,
             len(consumers),
@@ -336,25 +405,32 @@ class Hub:
         )
         return len(consumers)
 
-    async def _close(self, label: str, consumers: list) -> int:
+    async def _close(self, label: str, consumers: list, hints: list) -> int:
         # From the first allocation on: a full collection can start anywhere here.
         with collecting_only_new_objects():
-            return await self._close_all(label, consumers)
+            return await self._close_all(label, consumers, hints)
 
-    async def _close_all(self, label: str, consumers: list) -> int:
+    async def _close_all(self, label: str, consumers: list, hints: list) -> int:
         # Those that closed or went away meanwhile are no longer in the set.
         here = self.consumers.get(label, ())
-        consumers = [c for c in consumers if c in here and not c.closing]
+        kept = [
+            (c, hint)
+            for c, hint in zip(consumers, hints, strict=True)
+            if c in here and not c.closing
+        ]
+        consumers = [c for c, _ in kept]
         # The consumers leave their registry entries to us: one round trip for all.
         forget = asyncio.ensure_future(
             services.unregister(label, [c.detach() for c in consumers])
         )
         failures = []
-        for index, consumer in enumerate(consumers):
+        for index, (consumer, hint) in enumerate(kept):
             if index and not index % CLOSE_BATCH:
                 await asyncio.sleep(0)  # let the loop serve the others meanwhile
             # One after the other, not a task each: a close only writes a frame.
             try:
+                if hint is not None:
+                    await consumer.tell_drop(hint)
                 await consumer.close_from_hub()
             except Exception as exc:
                 failures.append(exc)

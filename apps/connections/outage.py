@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator
 
 from . import services
 from .layer import REDIS_ERRORS
-from .registry import get_registry
+from .protocol import REPLACED
 
 logger = logging.getLogger(__name__)
 
@@ -55,14 +55,16 @@ async def claim_slot(consumer, *, again: bool = False) -> None:
     ``again``: after a Redis restart, as of when it was first claimed; the consumer
     may then be among those replaced itself.
     """
-    replaced = await get_registry().claim_slot(
+    replaced = await services.claim_slot(
+        consumer.label,
         consumer.slot_user,
         consumer.channel_name,
         consumer.slot_limit,
         since=consumer.slot_since if again else None,
     )
+    consumer.last_beat = time.monotonic()
     for channel in replaced:
-        await consumer.channel_layer.send(channel, {"type": services.REPLACED})
+        await consumer.channel_layer.send(channel, {"type": REPLACED})
 
 
 async def restore(consumer) -> bool:
@@ -75,14 +77,14 @@ async def restore(consumer) -> bool:
     if consumer.closing:
         return False
     try:
+        if consumer.registered:
+            await services.beat(consumer.label, consumer.channel_name)
+            consumer.last_beat = time.monotonic()
         async with services.gate():
-            if consumer.registered:
-                await get_registry().beat(consumer.label, consumer.channel_name)
-                consumer.last_beat = time.monotonic()
             for group in sorted(consumer.chat_groups):
                 await consumer.channel_layer.group_add(group, consumer.channel_name)
-            if consumer.slot_user is not None:
-                await claim_slot(consumer, again=True)
+        if consumer.slot_user is not None:
+            await claim_slot(consumer, again=True)
     except REDIS_ERRORS as exc:
         # Away again: the layer reports that outage, and its end, once more.
         logger.warning(

@@ -30,6 +30,10 @@ from redis.retry import Retry
 
 PREFIX = "stagehand:connections"
 LABELS_KEY = f"{PREFIX}:labels"
+# Moves whenever a world, room or terms change (snapshots.py).
+GENERATION_KEY = f"{PREFIX}:generation"
+# Each server process's hub channel, scored by its last heartbeat.
+PROCESSES_KEY = f"{PREFIX}:processes"
 # Attendees' connection sets outlive a crashed process at most this long.
 USER_SET_TTL = 24 * 60 * 60
 
@@ -77,6 +81,35 @@ end
 """
 
 
+# KEYS: the attendee's set, then (for the heartbeat) the label's set and the set of
+# labels. ARGV: the channel,
+# its slot's score (when it connected), the attendee set's TTL, the limit (0: none),
+# now, the label key's TTL, "1" if a new claim (which never replaces itself), and
+# the label. The slot claim and the connection's heartbeat in one round trip; it
+# returns the replaced channels, oldest first, already out of the attendee's set.
+_CLAIM = """
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+if #KEYS == 3 then
+    redis.call('ZADD', KEYS[2], ARGV[5], ARGV[1])
+    redis.call('EXPIRE', KEYS[2], ARGV[6])
+    redis.call('ZADD', KEYS[3], ARGV[5], ARGV[8])
+end
+local limit = tonumber(ARGV[4])
+if limit == 0 then return {} end
+local excess = redis.call('ZCARD', KEYS[1]) - limit
+if excess <= 0 then return {} end
+local replaced = {}
+for _, member in ipairs(redis.call('ZRANGE', KEYS[1], 0, excess - 1)) do
+    if not (ARGV[7] == '1' and member == ARGV[1]) then
+        table.insert(replaced, member)
+        redis.call('ZREM', KEYS[1], member)
+    end
+end
+return replaced
+"""
+
+
 # After a Redis restart every idle pooled connection is stale, and the first command
 # on each fails ("Connection closed by server"): a new consumer's registration then
 # crashed its handshake (HTTP 500). Every command here is idempotent (ZADD, EXPIRE,
@@ -102,6 +135,7 @@ class RedisRegistry:
         # redis.asyncio clients belong to the event loop they first ran on.
         self._async_clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self._sync_client = None
+        self._claim = None  # the claim script, registered on first use
 
     def _aclient(self):
         import redis.asyncio
@@ -141,6 +175,20 @@ class RedisRegistry:
             pipe.zadd(LABELS_KEY, {label: now})
             await pipe.execute()
 
+    async def beat_many(self, beats: list[tuple[str, str]]) -> None:
+        """Record that each ``(label, channel)`` is alive now, in one round trip."""
+        now = time.time()
+        ttl = math.ceil(window()) + 1
+        by_label: dict[str, dict[str, float]] = defaultdict(dict)
+        for label, channel in beats:
+            by_label[label][channel] = now
+        async with self._aclient().pipeline(transaction=False) as pipe:
+            for label, channels in by_label.items():
+                pipe.zadd(label_key(label), channels)
+                pipe.expire(label_key(label), ttl)
+            pipe.zadd(LABELS_KEY, dict.fromkeys(by_label, now))
+            await pipe.execute()
+
     async def remove(self, label: str, connections: list[tuple[str, Any]]) -> None:
         """Forget ``(channel, user or None)`` connections of ``label``, in one round trip.
 
@@ -165,7 +213,13 @@ class RedisRegistry:
         )
 
     async def claim_slot(
-        self, user: Any, channel: str, limit: int | None, since: float | None = None
+        self,
+        user: Any,
+        channel: str,
+        limit: int | None,
+        since: float | None = None,
+        *,
+        label: str | None = None,
     ) -> list[str]:
         """Add ``channel`` to the attendee's connections; return those it replaces.
 
@@ -174,21 +228,64 @@ class RedisRegistry:
         is the oldest, so it goes first, and sending to it is harmless. A new
         connection never replaces itself; one claiming its slot again after a Redis
         restart (``since`` given) may be among the oldest, and is then replaced too.
+        With ``label``, the connection's heartbeat is renewed in the same round trip.
         """
-        key = user_key(user)
-        client = self._aclient()
-        async with client.pipeline(transaction=True) as pipe:
-            pipe.zadd(key, {channel: time.time() if since is None else since})
-            pipe.expire(key, USER_SET_TTL)
-            pipe.zrange(key, 0, -1)
-            _, _, members = await pipe.execute()
-        members = [m.decode() for m in members]
-        if not limit or len(members) <= limit:
-            return []
-        replaced = _replaced(members[: len(members) - limit], channel, since)
-        if replaced:
-            await client.zrem(key, *replaced)
+        (replaced,) = await self.claim_many([(user, channel, limit, since, label)])
         return replaced
+
+    async def claim_many(self, claims: list[tuple]) -> list[list[str]]:
+        """Claim each ``(user, channel, limit, since, label)`` as claim_slot does, in
+        one round trip; return what each replaces."""
+        now = time.time()
+        client = self._aclient()
+        if self._claim is None:
+            self._claim = client.register_script(_CLAIM)
+        async with client.pipeline(transaction=False) as pipe:
+            for user, channel, limit, since, label in claims:
+                keys = [user_key(user)]
+                if label:
+                    keys += [label_key(label), LABELS_KEY]
+                await self._claim(
+                    keys=keys,
+                    args=[
+                        channel,
+                        now if since is None else since,
+                        USER_SET_TTL,
+                        limit or 0,
+                        now,
+                        math.ceil(window()) + 1,
+                        "1" if since is None else "0",
+                        label or "",
+                    ],
+                    client=pipe,
+                )
+            replies = await pipe.execute()
+        return [[m.decode() for m in replaced] for replaced in replies]
+
+    async def process_beat(self, hub_channel: str) -> None:
+        """Record that the server process whose hub is ``hub_channel`` is alive."""
+        await self._aclient().zadd(PROCESSES_KEY, {hub_channel: time.time()})
+
+    async def process_left(self, hub_channel: str) -> None:
+        await self._aclient().zrem(PROCESSES_KEY, hub_channel)
+
+    def processes(self) -> list[str]:
+        """Return the hub channels of the server processes seen within the window."""
+        client = self._client()
+        cutoff = time.time() - window()
+        client.zremrangebyscore(PROCESSES_KEY, "-inf", f"({cutoff}")
+        return client.zrange(PROCESSES_KEY, 0, -1)
+
+    def forget_processes(self, hub_channels: list[str]) -> None:
+        if hub_channels:
+            self._client().zrem(PROCESSES_KEY, *hub_channels)
+
+    async def generation(self) -> bytes | None:
+        """Return the number that moves whenever a world, room or terms change."""
+        return await self._aclient().get(GENERATION_KEY)
+
+    def bump_generation(self) -> None:
+        self._client().incr(GENERATION_KEY)
 
     # Commands --------------------------------------------------------------------
 
@@ -234,9 +331,21 @@ class MemoryRegistry:
     def __init__(self) -> None:
         self.labels: dict[str, dict[str, float]] = defaultdict(dict)
         self.users: dict[Any, dict[str, float]] = defaultdict(dict)
+        self._generation = 0
+        self.hubs: dict[str, float] = {}
 
     async def beat(self, label: str, channel: str) -> None:
         self.labels[label][channel] = time.time()
+
+    async def beat_many(self, beats: list[tuple[str, str]]) -> None:
+        for label, channel in beats:
+            await self.beat(label, channel)
+
+    async def claim_many(self, claims: list[tuple]) -> list[list[str]]:
+        return [
+            await self.claim_slot(user, channel, limit, since, label=label)
+            for user, channel, limit, since, label in claims
+        ]
 
     async def remove(self, label: str, connections: list[tuple[str, Any]]) -> None:
         for channel, user in connections:
@@ -247,8 +356,16 @@ class MemoryRegistry:
                     del self.users[user]
 
     async def claim_slot(
-        self, user: Any, channel: str, limit: int | None, since: float | None = None
+        self,
+        user: Any,
+        channel: str,
+        limit: int | None,
+        since: float | None = None,
+        *,
+        label: str | None = None,
     ) -> list[str]:
+        if label:
+            await self.beat(label, channel)
         slots = self.users[user]
         slots[channel] = time.time() if since is None else since
         if not limit or len(slots) <= limit:
@@ -281,9 +398,30 @@ class MemoryRegistry:
         for channel in channels:
             self.labels.get(label, {}).pop(channel, None)
 
+    async def process_beat(self, hub_channel: str) -> None:
+        self.hubs[hub_channel] = time.time()
+
+    async def process_left(self, hub_channel: str) -> None:
+        self.hubs.pop(hub_channel, None)
+
+    def processes(self) -> list[str]:
+        cutoff = time.time() - window()
+        return [h for h, seen in self.hubs.items() if seen >= cutoff]
+
+    def forget_processes(self, hub_channels: list[str]) -> None:
+        for hub in hub_channels:
+            self.hubs.pop(hub, None)
+
+    async def generation(self) -> int:
+        return self._generation
+
+    def bump_generation(self) -> None:
+        self._generation += 1
+
     def clear(self) -> None:
         self.labels.clear()
         self.users.clear()
+        self.hubs.clear()
 
 
 _registries: dict[str, RedisRegistry | MemoryRegistry] = {}

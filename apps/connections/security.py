@@ -15,12 +15,13 @@ import re
 from typing import Any
 from urllib.parse import urlsplit
 
-from channels.db import database_sync_to_async
 from channels.security.websocket import WebsocketDenier
 from django.conf import settings
 from django.http.request import is_same_domain
 
-from apps.worlds.services import is_possible_world_id
+from apps.worlds.services import WorldNotFound, is_possible_world_id
+
+from .snapshots import snapshots
 
 logger = logging.getLogger(__name__)
 
@@ -75,12 +76,11 @@ def _origin(scope: dict) -> str | None:
     return None
 
 
-@database_sync_to_async
-def _world_domain(world_id: str) -> str | None:
-    from apps.worlds.models import World
-
-    domain = World.objects.filter(pk=world_id, deleted_at__isnull=True).values_list(
-        "domain", flat=True
-    )
-    found = domain.first()
-    return found.lower() if found else None
+async def _world_domain(world_id: str) -> str | None:
+    # From the process's snapshot of the world, which the consumer reads next anyway.
+    try:
+        snapshot = await snapshots().world(world_id)
+    except WorldNotFound:
+        return None
+    domain = snapshot.world.domain
+    return domain.lower() if domain else None

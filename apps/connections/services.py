@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import random
+import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -26,20 +28,26 @@ from django.conf import settings
 from apps.core.output import counted
 from apps.core.secrets import mask_url
 
+from .batching import PerLoop
 from .layer import REDIS_ERRORS
+from .models import ChatMessage
+from .protocol import DROP, PING, RELOAD, REPLACED, Move
 from .registry import get_registry
 
-# Message types a consumer handles (``connections.drop`` -> ``connections_drop``);
-# sent to a label's group they carry ``label`` and go to each process's hub.
-DROP = "connections.drop"
-RELOAD = "connections.reload"
-REPLACED = "connections.replaced"
+__all__ = ["DROP", "RELOAD", "REPLACED", "Move"]  # the message types, re-exported
 
 # All consumers of one server process share one inbox in Redis, bounded by the
 # layer's capacity: while it is full, --interval waits this long (seconds) for the
 # server to read before counting a connection unreachable (its server is stuck or
 # gone). Without --interval, group_send drops what does not fit, as it always does.
 FULL_PATIENCE = 5.0
+# How long a command waits for the server processes to answer that they are alive
+# before counting their connections unreachable (seconds), and how often a long
+# paced send asks again.
+PING_PATIENCE = 2.0
+PING_EVERY = 5.0
+# A spread shorter than this is no spread: clients come back at once.
+MIN_SPREAD_MS = 1000
 
 
 class LayerUnavailable(Exception):
@@ -83,16 +91,87 @@ def gate() -> asyncio.Semaphore:
     return turnstile
 
 
+# Presence: the consumers' only way to the registry, each call through the gate ----
+
+
+async def _register_many(calls: list[tuple[str, str]]) -> list[None]:
+    async with gate():
+        await get_registry().beat_many(calls)
+    return [None] * len(calls)
+
+
+async def _claim_many(calls: list[tuple]) -> list[list[str]]:
+    async with gate():
+        return await get_registry().claim_many(calls)
+
+
+# Handshakes come in crowds: those made meanwhile share one round trip (batching.py).
+_registrations = PerLoop(_register_many)
+_claims = PerLoop(_claim_many)
+
+
 async def register(label: str, channel: str) -> None:
     """Make a new consumer countable under ``label`` (the registry)."""
+    await _registrations(label, channel)
+
+
+async def beat(label: str, channel: str) -> None:
+    """Renew a consumer's heartbeat, so that it stays counted."""
     async with gate():
         await get_registry().beat(label, channel)
 
 
-async def unregister(label: str, connections: list[tuple[str, Any]]) -> None:
-    """Forget closed ``(channel, user or None)`` connections of ``label``: count, slots."""
+async def _unregister_many(calls: list[tuple[str, list]]) -> list[None]:
+    by_label: dict[str, list] = {}
+    for label, connections in calls:
+        by_label.setdefault(label, []).extend(connections)
     async with gate():
-        await get_registry().remove(label, connections)
+        for label, connections in by_label.items():
+            await get_registry().remove(label, connections)
+    return [None] * len(calls)
+
+
+_unregistrations = PerLoop(_unregister_many)
+
+
+async def unregister(label: str, connections: list[tuple[str, Any]]) -> None:
+    """Forget closed ``(channel, user or None)`` connections of ``label``: count, slots.
+
+    Thousands of clients leave at once too (the page closed at the end of a
+    talk): those meanwhile are forgotten with one script per label.
+    """
+    await _unregistrations(label, connections)
+
+
+async def claim_slot(
+    label: str, user: Any, channel: str, limit: int | None, since: float | None = None
+) -> list[str]:
+    """Take a connection_limit slot for ``user`` and renew the connection's
+    heartbeat, in one round trip; return the channels it replaces.
+
+    The caller tells those (``REPLACED``); see ``RedisRegistry.claim_slot``.
+    """
+    return await _claims(user, channel, limit, since, label)
+
+
+# Chat ------------------------------------------------------------------------------
+
+
+def post_chat_message(room_pk: int, room_id: str, user_id: int, text: str) -> dict:
+    """Store a chat message; return it as ``chat.message`` frames carry it."""
+    message = ChatMessage.objects.create(room_id=room_pk, sender_id=user_id, text=text)
+    return {
+        "id": message.pk,
+        "room": room_id,
+        "sender": user_id,
+        "text": message.text,
+        "created_at": message.created_at.isoformat(),
+    }
+
+
+def withdraw_chat_message(message_id: int) -> None:
+    """Delete a message that could not be delivered."""
+    ChatMessage.objects.filter(pk=message_id).delete()
 
 
 @contextlib.contextmanager
@@ -124,9 +203,6 @@ def require_shared_layer() -> None:
 class LabelCount:
     label: str
     connections: int
-
-    def as_dict(self) -> dict:
-        return {"label": self.label, "connections": self.connections}
 
 
 def list_labels() -> list[LabelCount]:
@@ -188,13 +264,22 @@ class SendResult:
     count: int
     labels: list[str]
     unreachable: int = 0
-    kind: str = DROP  # or RELOAD
+    move: Move = Move.DROP
 
     def summary(self) -> str:
         """``Dropped N connections (labels: …)`` or ``Reloaded …``."""
-        verb = "Dropped" if self.kind == DROP else "Reloaded"
         labels = ", ".join(self.labels) if self.labels else "none"
-        return f"{verb} {counted(self.count, 'connection')} (labels: {labels})"
+        return (
+            f"{self.move.verb} {counted(self.count, 'connection')} (labels: {labels})"
+        )
+
+    def as_dict(self, *, dry_run: bool = False) -> dict:
+        return {
+            "count": self.count,
+            "labels": self.labels,
+            "unreachable": self.unreachable,
+            "dry_run": dry_run,
+        }
 
     def unreachable_note(self) -> str:
         """What to say of connections no server read; empty when there were none."""
@@ -202,104 +287,169 @@ class SendResult:
             return ""
         return (
             f"{counted(self.unreachable, 'connection')} could not be reached: their "
-            "server is "
-            "not reading its messages (stuck or gone); they age out of the count by "
-            "themselves."
+            "server process did not answer (killed, stuck or gone); they were "
+            "removed from the count."
         )
 
 
-def drop(
+def default_spread_ms(count: int) -> int:
+    """Return the window over which ``count`` dropped clients should come back: at
+    ``CONNECTIONS_RECONNECT_RATE`` per second, none below one second's worth."""
+    spread = round(count / settings.CONNECTIONS_RECONNECT_RATE * 1000)
+    return spread if spread >= MIN_SPREAD_MS else 0
+
+
+def move(
+    move: Move,
     selection: Selection,
     *,
     interval_ms: int = 0,
+    spread_ms: int | None = None,
     advance: Callable[[], None] | None = None,
 ) -> SendResult:
-    """Close every selected connection, one per ``interval_ms`` if given."""
-    return _send_all(selection, DROP, interval_ms, advance)
+    """Drop or reload every selected connection, one per ``interval_ms`` if given.
 
-
-def force_reload(
-    selection: Selection,
-    *,
-    interval_ms: int = 0,
-    advance: Callable[[], None] | None = None,
-) -> SendResult:
-    """Tell every selected client to reload, then close it after a short grace."""
-    return _send_all(selection, RELOAD, interval_ms, advance)
-
-
-def _send_all(
-    selection: Selection,
-    message_type: str,
-    interval_ms: int,
-    advance: Callable[[], None] | None,
-) -> SendResult:
+    A drop closes them (1001); a reload tells each client to reload, then closes it
+    after ``CONNECTIONS_RELOAD_GRACE``. Each client is told to come back after a
+    random ``reconnect_after_ms`` within ``spread_ms`` (default: sized from the
+    count, see default_spread_ms; none for a paced one). Connections whose server
+    process does not answer (killed, stuck) are not sent to and count as
+    unreachable. The command, the API, the admin and the jobs all come here.
+    """
     require_shared_layer()
     if interval_ms < 0:
         raise ValueError("interval_ms must be zero or positive")
+    if spread_ms is None:
+        spread_ms = 0 if interval_ms else default_spread_ms(selection.count)
+    if spread_ms < 0:
+        raise ValueError("spread_ms must be zero or positive")
     with redis_answering():
-        sent, unreachable = async_to_sync(_send)(
-            selection, message_type, interval_ms, advance
-        )
         registry = get_registry()
+        hubs = registry.processes()
+        sent, unreachable, gone = async_to_sync(_send)(
+            selection, move.message, interval_ms, spread_ms, hubs, advance
+        )
+        registry.forget_processes(gone)
         # The consumers remove themselves when they close; forgetting them now makes
         # an immediate `connections list` right, and covers those of a dead process.
         for label, channels in selection.channels.items():
             registry.forget(label, channels)
-    return SendResult(sent, selection.labels, unreachable, kind=message_type)
+    return SendResult(sent, selection.labels, unreachable, move=move)
 
 
-def send_to_workers(
-    kind: str, patterns: Iterable[str], *, interval_ms: int, trigger: str
-):
-    """Queue a drop (``DROP``) or reload (``RELOAD``) as a job; return its JobRun.
+def move_later(move: Move, patterns: Iterable[str], *, interval_ms: int, trigger: str):
+    """Queue a drop or reload as a job (``Move.job``); return its JobRun.
 
     A paced one takes count × interval, longer than a request or a page should
     wait; a worker runs ``connections-drop`` / ``connections-reload`` instead.
     """
     from apps.jobs import services as jobs
 
-    name = "connections-drop" if kind == DROP else "connections-reload"
     return jobs.send(
-        name, list(patterns), {"interval_ms": interval_ms}, trigger=trigger
+        move.job, list(patterns), {"interval_ms": interval_ms}, trigger=trigger
     )
+
+
+def process_of(channel: str) -> str:
+    """Return the part of a channel name that names its server process.
+
+    The channel-layer specification's process-specific names: everything up to and
+    including the ``!``; a consumer's channel and its process's hub share it.
+    """
+    head, bang, _ = channel.partition("!")
+    return head + bang
+
+
+async def process_alive(hub_channel: str) -> None:
+    """Record that the hub's server process is alive (its hub calls this)."""
+    async with gate():
+        await get_registry().process_beat(hub_channel)
+
+
+async def process_left(hub_channel: str) -> None:
+    """Forget a hub whose server process stops."""
+    async with gate():
+        await get_registry().process_left(hub_channel)
+
+
+async def _gone(layer, hubs: list[str], channels: Iterable[str]) -> list[str]:
+    """Ping the hubs of the processes serving ``channels``; return those silent.
+
+    A process without a hub in the registry (none seen) is not asked.
+    """
+    serving = {process_of(c) for c in channels}
+    asked = {hub for hub in hubs if process_of(hub) in serving}
+    if not asked:
+        return []
+    reply_to = await layer.new_channel()
+    for hub in sorted(asked):
+        try:
+            await layer.send(hub, {"type": PING, "reply_to": reply_to})
+        except ChannelFull:
+            pass  # its inbox is full: it is not reading, so it will not answer
+    silent = set(asked)
+    try:
+        async with asyncio.timeout(PING_PATIENCE):
+            while silent:
+                silent.discard((await layer.receive(reply_to)).get("hub"))
+    except TimeoutError:
+        pass
+    return sorted(silent)
 
 
 async def _send(
     selection: Selection,
     message_type: str,
     interval_ms: int,
+    spread_ms: int,
+    hubs: list[str],
     advance: Callable[[], None] | None,
-) -> tuple[int, int]:
-    """Send to every selected connection; return (reached, unreachable)."""
+) -> tuple[int, int, list[str]]:
+    """Send to every selected connection; return (reached, unreachable, the hub
+    channels of the processes found gone)."""
     layer = get_channel_layer()
+    channels = [c for label in selection.labels for c in selection.channels[label]]
+    gone = await _gone(layer, hubs, channels)
+    dead = {process_of(hub) for hub in gone}
+    unreachable = sum(process_of(c) in dead for c in channels)
     if not interval_ms:
         # One group_send per label, whose members are the server processes' hubs:
         # each process gets one message and closes its matching sockets locally.
+        message = {"type": message_type}
+        if spread_ms:
+            message["spread_ms"] = spread_ms
         for label in selection.labels:
-            await layer.group_send(
-                label_group(label), {"type": message_type, "label": label}
-            )
+            await layer.group_send(label_group(label), {**message, "label": label})
             if advance:
                 for _ in selection.channels[label]:
                     advance()
-        return selection.count, 0
-    channels = [c for label in selection.labels for c in selection.channels[label]]
+        return selection.count - unreachable, unreachable, gone
     reached = 0
-    for index, channel in enumerate(channels):
-        if index:
-            await asyncio.sleep(interval_ms / 1000)
-        reached += await _send_one(layer, channel, message_type)
+    checked = time.monotonic()
+    for channel in channels:
+        if time.monotonic() - checked > PING_EVERY:
+            # A long paced send: a process may have died meanwhile.
+            found = await _gone(layer, [h for h in hubs if h not in gone], channels)
+            gone += found
+            dead.update(process_of(hub) for hub in found)
+            checked = time.monotonic()
+        if process_of(channel) not in dead:
+            if reached:
+                await asyncio.sleep(interval_ms / 1000)
+            message = {"type": message_type}
+            if spread_ms:
+                message["reconnect_after_ms"] = random.randint(0, spread_ms)
+            reached += await _send_one(layer, channel, message)
         if advance:
             advance()
-    return reached, len(channels) - reached
+    return reached, len(channels) - reached, gone
 
 
-async def _send_one(layer, channel: str, message_type: str) -> bool:
+async def _send_one(layer, channel: str, message: dict) -> bool:
     delay, waited = 0.01, 0.0
     while True:
         try:
-            await layer.send(channel, {"type": message_type})
+            await layer.send(channel, message)
             return True
         except ChannelFull:
             if waited >= FULL_PATIENCE:

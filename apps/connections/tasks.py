@@ -10,6 +10,7 @@ from __future__ import annotations
 from apps.jobs.registry import job
 
 from . import services
+from .protocol import Move
 
 
 def _interval(interval_ms: int | str) -> int:
@@ -28,25 +29,25 @@ def _interval(interval_ms: int | str) -> int:
     return value
 
 
-def _send(send, labels: tuple[str, ...], interval_ms: int | str) -> str:
+def _send(move: Move, labels: tuple[str, ...], interval_ms: int | str) -> str:
     interval = _interval(interval_ms)
-    result = send(services.select(labels), interval_ms=interval)
+    result = services.move(move, services.select(labels), interval_ms=interval)
     return " ".join(filter(None, [result.summary(), result.unreachable_note()]))
 
 
 @job(
-    "connections-drop",
+    Move.DROP.job,
     "Close the connections whose label matches the globs (all when none); "
     "interval_ms paces them.",
 )
 def drop_job(*labels: str, interval_ms: int | str = 0) -> str:
-    return _send(services.drop, labels, interval_ms)
+    return _send(Move.DROP, labels, interval_ms)
 
 
 @job(
-    "connections-reload",
+    Move.RELOAD.job,
     "Tell the clients whose label matches the globs (all when none) to reload, then "
     "close them; interval_ms paces them.",
 )
 def reload_job(*labels: str, interval_ms: int | str = 0) -> str:
-    return _send(services.force_reload, labels, interval_ms)
+    return _send(Move.RELOAD, labels, interval_ms)

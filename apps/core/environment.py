@@ -147,3 +147,30 @@ def postgres_url(env: environ.Env) -> str:
     port = env.str("POSTGRES_PORT", default="5432")
     name = quote(env.str("POSTGRES_DB", default="postgres"), safe="")
     return f"postgres://{user}:{password}@{host}:{port}/{name}" if host else ""
+
+
+S3_ENCRYPTIONS = ("AES256", "aws:kms")
+
+
+def s3_encryption_parameters(sse: str, kms_key_id: str = "") -> dict[str, str]:
+    """Return django-storages' object parameters for AWS_S3_SSE (and its KMS key)."""
+    if not sse:
+        if kms_key_id:
+            raise ImproperlyConfigured(
+                "AWS_S3_SSE_KMS_KEY_ID is set but AWS_S3_SSE is not; set "
+                "AWS_S3_SSE=aws:kms to encrypt with that key."
+            )
+        return {}
+    if sse not in S3_ENCRYPTIONS:
+        raise ImproperlyConfigured(
+            f"AWS_S3_SSE must be AES256 or aws:kms, not {sse!r}."
+        )
+    parameters = {"ServerSideEncryption": sse}
+    if kms_key_id:
+        if sse != "aws:kms":
+            raise ImproperlyConfigured(
+                "AWS_S3_SSE_KMS_KEY_ID needs AWS_S3_SSE=aws:kms (AES256 uses keys "
+                "held by S3)."
+            )
+        parameters["SSEKMSKeyId"] = kms_key_id
+    return parameters

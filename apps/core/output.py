@@ -7,9 +7,16 @@ terminal, and long work ends with a summary line either way.
 from __future__ import annotations
 
 import json
+import logging
 import sys
+import threading
+import time
 from collections.abc import Iterable, Sequence
+from contextlib import ExitStack
 from typing import Any, TextIO
+
+from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 
 def format_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
@@ -66,48 +73,131 @@ def human_duration(seconds: float) -> str:
 
 
 class Progress:
-    """A progress bar drawn on a terminal and silent elsewhere.
+    """Progress of long work: a tqdm bar on a terminal, one summary line elsewhere.
 
-    ``stream`` is a command's ``self.stdout`` (an OutputWrapper) or any text stream.
+    ``stream`` is a command's ``self.stdout`` (an OutputWrapper) or any text stream;
+    ``total`` the amount known up front (None: a count and a rate, no ETA); ``unit``
+    ``"B"`` counts bytes (shown as kB, MB, … with a rate in bytes per second), any
+    other is a singular noun (``"row"``).
+    While a bar is drawn, console log lines are written above it (tqdm's logging
+    redirect), never into it. Off a terminal nothing is drawn, and ``finish`` writes
+    ``label: amount [of total] in duration (rate)`` unless ``summary`` is false
+    (for a command whose own last line says as much). A failed block (an exception
+    leaving ``with``) writes no summary.
     """
 
     def __init__(
-        self, stream: Any, total: int | None, label: str = "", width: int = 30
+        self,
+        stream: Any,
+        total: int | None,
+        label: str = "",
+        unit: str = "",
+        *,
+        summary: bool = True,
     ):
         self.stream = stream
         self.total = total
         self.label = label
-        self.width = width
+        self.unit = unit
+        self.summary = summary
         self.done = 0
+        self.started = time.monotonic()
+        self._lock = threading.Lock()
+        self._finished = False
         raw = getattr(stream, "_out", stream)
         self.enabled = bool(getattr(raw, "isatty", lambda: False)())
+        self._bar: tqdm | None = None
+        self._redirect: ExitStack | None = None
+        if self.enabled:
+            bytes_format = (
+                "{l_bar}{bar}| {n_fmt}B/{total_fmt}B [{elapsed}<{remaining}, "
+                "{rate_fmt}]"
+            )
+            self._bar = tqdm(
+                total=total,
+                desc=label.strip() or None,
+                unit=unit or "it",
+                unit_scale=unit == "B",
+                file=raw,
+                dynamic_ncols=True,
+                leave=True,
+                bar_format=bytes_format if unit == "B" and total else None,
+            )
+            self._redirect = ExitStack()
+            self._redirect.enter_context(
+                logging_redirect_tqdm(loggers=_console_loggers())
+            )
 
     def advance(self, amount: int = 1) -> None:
-        self.done += amount
-        if self.enabled:
-            self._draw()
+        with self._lock:
+            self.done += amount
+            if self._bar is not None:
+                if self.total is not None and self.done > self._bar.total:
+                    # More than the estimate: grow the total rather than pass 100 %.
+                    self._bar.total = self.done
+                self._bar.update(amount)
 
-    def _draw(self) -> None:
-        raw = getattr(self.stream, "_out", self.stream)
-        if self.total:
-            filled = int(self.width * min(self.done, self.total) / self.total)
-            bar = "#" * filled + "-" * (self.width - filled)
-            raw.write(f"\r{self.label} [{bar}] {self.done}/{self.total}")
-        else:
-            raw.write(f"\r{self.label} {self.done}")
-        raw.flush()
+    def finish(self, failed: bool = False) -> None:
+        if self._finished:
+            return
+        self._finished = True
+        if self._bar is not None:
+            if not failed and self.total is not None:
+                # The total was an estimate (a database's size for its dump, rows
+                # counted before deleting): end on what was actually done.
+                self._bar.total = self.done
+                self._bar.refresh()
+            self._bar.close()
+            assert self._redirect is not None
+            self._redirect.close()
+            return
+        if self.summary and not failed:
+            self.stream.write(self.summary_line() + "\n")
 
-    def finish(self) -> None:
-        if self.enabled:
-            raw = getattr(self.stream, "_out", self.stream)
-            raw.write("\n")
-            raw.flush()
+    def summary_line(self) -> str:
+        """``Restoring: 83.3 KiB of 83.3 KiB in 12 ms (6.8 MiB/s)``."""
+        elapsed = time.monotonic() - self.started
+
+        def amount(n: int | float) -> str:
+            return human_size(n) if self.unit == "B" else f"{n:,}"
+
+        text = amount(self.done)
+        if self.total is not None:
+            text += f" of {amount(self.total)}"
+        if self.unit and self.unit != "B":
+            # The noun goes with the last number: "1 of 2 rows", "2 rows".
+            last = self.done if self.total is None else self.total
+            text += " " + counted(last, self.unit).split(" ", 1)[1]
+        rate = ""
+        if elapsed > 0 and self.done:
+            per_second = self.done / elapsed
+            if self.unit == "B":
+                rate = f" ({human_size(per_second)}/s)"
+            else:
+                nouns = f" {self.unit}s" if self.unit else ""
+                rate = f" ({per_second:,.0f}{nouns}/s)"
+        # A label's indent is kept: purge's "   rows" lines up under its section.
+        prefix = f"{self.label.rstrip()}: " if self.label.strip() else ""
+        return f"{prefix}{text} in {human_duration(elapsed)}{rate}"
 
     def __enter__(self) -> Progress:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.finish()
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        self.finish(failed=exc_type is not None)
+
+
+def _console_loggers() -> list[logging.Logger]:
+    """The root logger and every other one that writes to the console itself."""
+    found = [logging.root]
+    for logger in list(logging.root.manager.loggerDict.values()):
+        if isinstance(logger, logging.Logger) and any(
+            isinstance(h, logging.StreamHandler)
+            and getattr(h, "stream", None) in (sys.stdout, sys.stderr)
+            for h in logger.handlers
+        ):
+            found.append(logger)
+    return found
 
 
 def add_noinput_argument(

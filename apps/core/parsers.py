@@ -14,6 +14,17 @@ from rest_framework.exceptions import ParseError
 from .validation import MAX_JSON_DEPTH, json_problems
 
 
+class BodyProblems(ParseError):
+    """A JSON body with values no edge may store; ``problems`` name each by path."""
+
+    def __init__(self, problems: list[tuple[str, str]]):
+        super().__init__(
+            "JSON parse error - "
+            + "; ".join(f"{path}: {message}" for path, message in problems)
+        )
+        self.problems = problems
+
+
 class JSONParser(parsers.JSONParser):
     """DRF's JSON parser (NaN and Infinity already refused), which also refuses
     nesting deeper than ``MAX_JSON_DEPTH``, NUL, lone surrogates and numbers beyond
@@ -24,14 +35,9 @@ class JSONParser(parsers.JSONParser):
         try:
             data = super().parse(stream, media_type, parser_context)
         except RecursionError:
-            raise ParseError(
-                f"JSON parse error - $: is nested more than {MAX_JSON_DEPTH} levels "
-                "deep; flatten the document"
-            ) from None
+            nested = f"is nested more than {MAX_JSON_DEPTH} levels deep"
+            raise BodyProblems([("$", nested + "; flatten the document")]) from None
         problems = json_problems(data)
         if problems:
-            raise ParseError(
-                "JSON parse error - "
-                + "; ".join(f"{path}: {message}" for path, message in problems)
-            )
+            raise BodyProblems(problems)
         return data

@@ -5,16 +5,22 @@ from __future__ import annotations
 
 from django.db import transaction
 from django.utils.decorators import method_decorator
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.core.api import ApiError
+from apps.core.api import ApiError, Pagination, paginated
 
 from . import services
 from .models import JobRun
 from .registry import all_jobs
+from .serializers import (
+    JobRunSerializer,
+    JobSerializer,
+    ScheduledJobSerializer,
+    ScheduleSerializer,
+)
 
 
 def api_error(exc: services.JobError) -> ApiError:
@@ -39,48 +45,18 @@ class RunSerializer(CallSerializer):
     )
 
 
-class ScheduleSerializer(CallSerializer):
+class ScheduleRequestSerializer(CallSerializer):
     cron = serializers.CharField(help_text="'0 3 * * *' or @hourly/@daily/…")
-
-
-class JobSerializer(serializers.Serializer):
-    name = serializers.CharField()
-    description = serializers.CharField()
-    task = serializers.CharField()
-
-
-class JobRunSerializer(serializers.Serializer):
-    id = serializers.IntegerField()
-    job = serializers.CharField()
-    label = serializers.CharField()
-    args = serializers.ListField()
-    kwargs = serializers.DictField()
-    trigger = serializers.ChoiceField(JobRun.Trigger.choices)
-    outcome = serializers.ChoiceField(JobRun.Outcome.choices)
-    queued_at = serializers.DateTimeField(allow_null=True)
-    started_at = serializers.DateTimeField(allow_null=True)
-    duration = serializers.FloatField(allow_null=True)
-    result = serializers.CharField()
-    error = serializers.CharField()
-    task_id = serializers.CharField()
-
-
-class ScheduledSerializer(serializers.Serializer):
-    label = serializers.CharField()
-    cron = serializers.CharField()
 
 
 class JobListView(APIView):
     """The jobs, sorted by name."""
 
+    pagination_class = Pagination
+
     @extend_schema(responses=JobSerializer(many=True))
     def get(self, request):
-        return Response(
-            [
-                {"name": j.name, "description": j.description, "task": j.task_name}
-                for j in all_jobs()
-            ]
-        )
+        return paginated(request, self, all_jobs(), JobSerializer)
 
 
 # A job run here commits its own work (purge batches, the run record) as it goes,
@@ -90,7 +66,13 @@ class RunJobView(APIView):
     """Run a job here (200, the recorded run, outcome success or failure) or send it
     to the workers with ``delay`` (202, the run recorded as queued)."""
 
-    @extend_schema(request=RunSerializer, responses=JobRunSerializer)
+    @extend_schema(
+        request=RunSerializer,
+        responses={
+            200: JobRunSerializer,
+            202: OpenApiResponse(JobRunSerializer, description="with delay: queued"),
+        },
+    )
     def post(self, request):
         params = RunSerializer(data=request.data)
         params.is_valid(raise_exception=True)
@@ -102,22 +84,25 @@ class RunJobView(APIView):
                     data["name"], data["args"], data["kwargs"], trigger=trigger
                 )
                 return Response(
-                    services.run_as_dict(run), status=status.HTTP_202_ACCEPTED
+                    JobRunSerializer(run).data, status=status.HTTP_202_ACCEPTED
                 )
             outcome = services.run(
                 data["name"], data["args"], data["kwargs"], trigger=trigger
             )
         except services.JobError as exc:
             raise api_error(exc) from exc
-        return Response(services.run_as_dict(outcome.run))
+        return Response(JobRunSerializer(outcome.run).data)
 
 
 class ScheduleView(APIView):
     """Schedule (201) or reschedule (200) a job with these parameters."""
 
-    @extend_schema(request=ScheduleSerializer, responses=ScheduledSerializer)
+    @extend_schema(
+        request=ScheduleRequestSerializer,
+        responses={201: ScheduleSerializer, 200: ScheduleSerializer},
+    )
     def post(self, request):
-        params = ScheduleSerializer(data=request.data)
+        params = ScheduleRequestSerializer(data=request.data)
         params.is_valid(raise_exception=True)
         data = params.validated_data
         try:
@@ -127,7 +112,7 @@ class ScheduleView(APIView):
         except services.JobError as exc:
             raise api_error(exc) from exc
         return Response(
-            {"label": done.label, "cron": done.cron},
+            ScheduleSerializer(done).data,
             status=status.HTTP_201_CREATED if done.created else status.HTTP_200_OK,
         )
 
@@ -135,7 +120,7 @@ class ScheduleView(APIView):
 class UnscheduleView(APIView):
     """Remove the schedule of a job with exactly these parameters (404 if none)."""
 
-    @extend_schema(request=CallSerializer, responses=ScheduledSerializer)
+    @extend_schema(request=CallSerializer, responses=ScheduleSerializer)
     def post(self, request):
         params = CallSerializer(data=request.data)
         params.is_valid(raise_exception=True)
@@ -149,40 +134,26 @@ class UnscheduleView(APIView):
                 "GET /api/v1/jobs/scheduled/ lists them with their parameters.",
                 status.HTTP_404_NOT_FOUND,
             )
-        return Response({"label": done.label, "cron": done.cron})
-
-
-class ScheduledJobSerializer(serializers.Serializer):
-    name = serializers.CharField()
-    job = serializers.CharField(allow_null=True)
-    task = serializers.CharField()
-    label = serializers.CharField()
-    args = serializers.ListField()
-    kwargs = serializers.DictField()
-    description = serializers.CharField()
-    cron = serializers.CharField()
-    timezone = serializers.CharField(allow_null=True)
-    enabled = serializers.BooleanField()
-    last_run_at = serializers.DateTimeField(allow_null=True)
-    total_run_count = serializers.IntegerField()
+        return Response(ScheduleSerializer(done).data)
 
 
 class ScheduledView(APIView):
     """Every periodic task Celery Beat knows."""
 
+    pagination_class = Pagination
+
     @extend_schema(responses=ScheduledJobSerializer(many=True))
     def get(self, request):
-        return Response(services.scheduled())
+        return paginated(request, self, services.scheduled(), ScheduledJobSerializer)
 
 
 class HistoryView(APIView):
-    """The latest job runs, newest first."""
+    """The job runs, newest first (paged: ``limit`` 1–1000, default 20)."""
+
+    pagination_class = Pagination
 
     @extend_schema(
-        parameters=[
-            OpenApiParameter("job", str, description="only this job's runs"),
-            OpenApiParameter("limit", int, description="how many (default 20)"),
-        ],
+        parameters=[OpenApiParameter("job", str, description="only this job's runs")],
         responses=JobRunSerializer(many=True),
     )
     def get(self, request):
@@ -191,13 +162,7 @@ class HistoryView(APIView):
             # PostgreSQL refuses NUL in text: a 500 otherwise (found by schemathesis).
             raise ApiError("jobs.invalid_job", "job must not contain NUL characters.")
         try:
-            limit = int(request.query_params.get("limit", 20))
-        except ValueError:
-            limit = 0
-        if not 1 <= limit <= 1000:
-            raise ApiError("jobs.invalid_limit", "limit is a number from 1 to 1000.")
-        try:
-            runs = services.history(name, limit=limit)
+            runs = services.runs_of(name)
         except services.JobError as exc:
             raise api_error(exc) from exc
-        return Response([services.run_as_dict(r) for r in runs])
+        return paginated(request, self, runs, JobRunSerializer)

@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.db import connections
 from django.db.models.signals import post_migrate
 from django.utils.module_loading import autodiscover_modules
 
@@ -15,9 +16,9 @@ class JobsConfig(AppConfig):
 
 def install_default_schedules(using: str = "default", **kwargs) -> None:
     """After migrate (and test flushes): install the default job schedules."""
-    from django.db import connections
-
-    from . import services
+    # Not at the top: apps.py is imported before the models exist, and the
+    # services import them (Django's rule for AppConfig modules, not start-up).
+    from . import services  # noqa: PLC0415
 
     # A partial migrate may run before django-celery-beat's tables exist.
     if (

@@ -19,6 +19,8 @@ from django.conf import settings
 from django.db import close_old_connections
 from django_celery_beat.schedulers import DatabaseScheduler
 
+from . import services
+
 logger = logging.getLogger(__name__)
 
 
@@ -38,8 +40,6 @@ class LockedDatabaseScheduler(DatabaseScheduler):
         every tick: beat is a long-running process outside Django's request cycle,
         which is what normally throws broken connections away.
         """
-        from . import services
-
         try:
             close_old_connections()
             held = services.hold_beat_lock(self.holder, self.lock_ttl)
@@ -71,8 +71,6 @@ class LockedDatabaseScheduler(DatabaseScheduler):
         return min(super().tick(*args, **kwargs), renew_every)
 
     def close(self) -> None:
-        from . import services
-
         try:
             if self.has_lock:
                 services.release_beat_lock(self.holder)

@@ -24,6 +24,8 @@ class JobRun(models.Model):
         RUNNING = "running"
         SUCCESS = "success"
         FAILURE = "failure"
+        # Its process died while it ran: no heartbeat (services.mark_lost_runs).
+        LOST = "lost"
 
     job = models.CharField(max_length=100, db_index=True)
     args = models.JSONField(default=list, blank=True)
@@ -34,6 +36,8 @@ class JobRun(models.Model):
     )
     queued_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    # Written every JOB_HEARTBEAT seconds while the job runs.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
     duration = models.FloatField(null=True, blank=True, help_text="seconds")
     result = models.TextField(blank=True, default="")
     error = models.TextField(blank=True, default="")
@@ -72,6 +76,9 @@ class DefaultSchedule(models.Model):
 
     name = models.CharField(max_length=100, primary_key=True)
     installed_at = models.DateTimeField(auto_now_add=True)
+    # The default it was installed from (a crontab, or "none"): a setting changed
+    # since is shown by `jobs scheduled`, not applied (docs/jobs.md).
+    expression = models.CharField(max_length=100, blank=True, default="")
 
     def __str__(self) -> str:
         return f"{self.name} (installed {self.installed_at:%Y-%m-%d})"

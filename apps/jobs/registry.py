@@ -1,12 +1,16 @@
 """The job registry: named, schedulable administrative tasks.
 
-An app declares a job next to its services::
+An app declares its jobs in its own ``tasks.py``, next to its services, with the
+schedule each gets by default (installed once, then the operator's: docs/jobs.md)::
 
-    from apps.jobs.registry import job
+    from apps.jobs.registry import FromSetting, job
 
-    @job("backup", "Back the database up to the configured storage.")
+    @job("backup", "Back the database up.", default_schedule=FromSetting("BACKUP_SCHEDULE"))
     def backup_job(database: str = "default") -> str:
         return services.backup(database=database).name
+
+The jobs app imports no other app: it finds the jobs by importing every installed
+app's ``tasks`` module (``JobsConfig.ready``).
 
 Each job is also a Celery task named ``stagehand.<name>``, so it can run in the shell
 (``jobs run``), on a worker (``jobs run -d``) or from Celery Beat (``jobs schedule``).
@@ -21,33 +25,32 @@ task reads who asked for it from the message headers (``stagehand_trigger`` set 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from celery import shared_task
 
-TASK_PREFIX = "stagehand."
+from . import services
+from .catalog import REGISTRY, TASK_PREFIX, FromSetting, Job, all_jobs, get_job
 
-
-@dataclass(frozen=True)
-class Job:
-    name: str
-    description: str
-    func: Callable[..., Any]
-    task: Any
-
-    @property
-    def task_name(self) -> str:
-        return TASK_PREFIX + self.name
-
-
-REGISTRY: dict[str, Job] = {}
+__all__ = [
+    "REGISTRY",
+    "TASK_PREFIX",
+    "FromSetting",
+    "Job",
+    "all_jobs",
+    "get_job",
+    "job",
+]
 
 
 def job(
-    name: str, description: str
+    name: str,
+    description: str,
+    *,
+    default_schedule: str | FromSetting | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Register ``func`` as the job ``name`` and as the Celery task ``stagehand.<name>``."""
+    """Register ``func`` as the job ``name`` and as the Celery task ``stagehand.<name>``,
+    scheduled by default at ``default_schedule`` (a crontab or ``FromSetting``)."""
 
     def decorator(func: Callable[..., Any]) -> Callable[..., Any]:
         if name in REGISTRY and REGISTRY[name].func is not func:
@@ -55,8 +58,6 @@ def job(
 
         @shared_task(name=TASK_PREFIX + name, bind=True)
         def task(self: Any, *args: Any, **kwargs: Any) -> Any:
-            from apps.jobs import services
-
             return services.execute(
                 name,
                 list(args),
@@ -65,17 +66,13 @@ def job(
                 task_id=self.request.id or "",
             )
 
-        REGISTRY[name] = Job(name=name, description=description, func=func, task=task)
+        REGISTRY[name] = Job(
+            name=name,
+            description=description,
+            func=func,
+            task=task,
+            default_schedule=default_schedule,
+        )
         return func
 
     return decorator
-
-
-def get_job(name: str) -> Job:
-    """Return the registered job ``name``; KeyError when there is none."""
-    return REGISTRY[name]
-
-
-def all_jobs() -> list[Job]:
-    """Return every registered job, sorted by name."""
-    return [REGISTRY[name] for name in sorted(REGISTRY)]

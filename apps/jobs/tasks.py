@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 from .registry import job
 
@@ -27,11 +28,7 @@ def error_test() -> None:
     raise DeliberateError("error-test: this failure is deliberate")
 
 
-@job("purge", "Remove soft-deleted worlds, rooms and users for good.")
-def purge(
-    worlds: bool = True, rooms: bool = True, users: bool = True, dry_run: bool = False
-) -> str:
-    from . import services
-
-    report = services.purge(worlds=worlds, rooms=rooms, users=users, dry_run=dry_run)
-    return ("dry run: would remove " if dry_run else "") + report.summary()
+@job("sleep-test", "Sleep for a while, to check how runs on workers are followed.")
+def sleep_test(seconds: float = 60) -> str:
+    time.sleep(seconds)
+    return f"slept {seconds:g} seconds"

@@ -11,14 +11,21 @@ from django.contrib import admin, messages
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import reverse
+from django.urls import NoReverseMatch, reverse
+from django.utils import timezone
+from django_celery_beat.models import PeriodicTask
 
-from apps.core.output import counted
+from apps.core.output import human_duration
+from apps.jobs import services as jobs
+from apps.jobs.models import JobRun
 
 from . import services
 
 RECENT_RUNS = 10
 LATEST_BACKUPS = 5
+# The page reloads its tables in place this often (seconds); its Refresh checkbox
+# turns that off.
+REFRESH_SECONDS = 15
 
 
 # Outside the request's transaction: a paced send queued for the workers leaves as
@@ -35,7 +42,10 @@ def operations_view(request: HttpRequest) -> HttpResponse:
         "components": services.collect_stats(),
         **_labels(),
         "runs": _recent_runs(),
+        "schedules": _schedules(),
         **_latest_backups(),
+        "refresh_seconds": REFRESH_SECONDS,
+        "now": timezone.now(),
     }
     return TemplateResponse(request, "admin/ops/operations.html", context)
 
@@ -55,31 +65,90 @@ def _labels() -> dict:
 
 
 def _recent_runs() -> list[dict]:
-    from apps.jobs import services as jobs
+    return [_run_row(run) for run in jobs.history(limit=RECENT_RUNS)]
 
-    return [jobs.run_as_dict(run) for run in jobs.history(limit=RECENT_RUNS)]
+
+def _run_row(run: JobRun) -> dict:
+    """A job run as the page shows it: datetimes for humanizing, the error's last
+    line (a traceback ends with the exception), a link to the run's admin page."""
+    error = run.error.strip()
+    return {
+        "id": run.pk,
+        "label": jobs.call_label(run.job, run.args, run.kwargs),
+        "trigger": run.trigger,
+        "outcome": run.outcome,
+        "queued_at": run.queued_at,
+        "started_at": run.started_at,
+        "duration": human_duration(run.duration) if run.duration is not None else "",
+        "result": run.result,
+        "error": error,
+        "error_line": error.splitlines()[-1] if error else "",
+        "url": reverse("admin:jobs_jobrun_change", args=[run.pk]),
+    }
+
+
+def _schedules() -> list[dict]:
+    """Every periodic task with its next run, as Beat would compute it."""
+    now = timezone.now()
+    rows = []
+    tasks = PeriodicTask.objects.select_related(
+        "crontab", "interval", "solar", "clocked"
+    )
+    by_name = {task.name: task for task in tasks}
+    for row in jobs.scheduled():
+        task = by_name[row["name"]]
+        rows.append(
+            {
+                **row,
+                "last_run_at": task.last_run_at,
+                "next_run_at": jobs.next_run_at(task, now),
+                "url": _change_url("django_celery_beat", "periodictask", task.pk),
+            }
+        )
+    return rows
+
+
+def _change_url(app_label: str, model: str, pk: object) -> str:
+    try:
+        return reverse(f"admin:{app_label}_{model}_change", args=[pk])
+    except NoReverseMatch:
+        return ""
 
 
 def _latest_backups() -> dict:
     from apps.backups import services as backups
+    from apps.backups.serializers import BackupSerializer
 
     try:
         found = backups.list_backups()[:LATEST_BACKUPS]
     except Exception as exc:  # noqa: BLE001 - the page shows why storage is unreadable
         return {"backups": [], "backups_unavailable": f"{type(exc).__name__}: {exc}"}
-    return {"backups": [b.as_dict() for b in found], "backups_unavailable": ""}
+    rows = [{**BackupSerializer(b).data, "created": b.created} for b in found]
+    verified = next((b for b in found if b.complete and b.verified_ok), None)
+    if verified is None:
+        verified = backups.newest_verified()
+    return {
+        "backups": rows,
+        "backups_unavailable": "",
+        "newest_verified": BackupSerializer(verified).data if verified else None,
+        "newest_verified_age": (
+            human_duration((timezone.now() - verified.created).total_seconds())
+            if verified
+            else ""
+        ),
+    }
 
 
 def _connections_action(request: HttpRequest) -> None:
     from apps.connections import services as connections
 
-    action = request.POST.get("action")
     label = request.POST.get("label", "")
     try:
+        move = connections.Move.of(request.POST.get("action") or "")
         interval = int(request.POST.get("interval") or 0)
     except ValueError:
-        interval = -1
-    if action not in {"drop", "reload"} or not label or interval < 0:
+        move, interval = None, -1
+    if move is None or not label or interval < 0:
         messages.error(
             request,
             "Choose drop or force reload for a label, with an interval of 0 or more ms.",
@@ -90,45 +159,35 @@ def _connections_action(request: HttpRequest) -> None:
         selection = connections.select([_exact_glob(label)])
         if interval and settings.STAGEHAND_HAS_BROKER:
             # count × interval would hold this page for minutes: a worker paces it.
-            _send_to_workers(request, action, label, interval)
+            _move_later(request, move, label, interval)
             return
-        send = connections.drop if action == "drop" else connections.force_reload
-        result = send(selection, interval_ms=interval)
+        result = connections.move(move, selection, interval_ms=interval)
     except connections.LayerUnavailable as exc:
         messages.error(request, str(exc))
         return
-    done = "Dropped" if action == "drop" else "Force reload sent to"
-    missed = (
-        f" ({result.unreachable} could not be reached)" if result.unreachable else ""
-    )
-    messages.success(
-        request, f"{done} {counted(result.count, 'connection')} of {label}.{missed}"
-    )
+    if result.unreachable:
+        messages.warning(request, result.unreachable_note())
+    messages.success(request, result.summary())
 
 
-def _send_to_workers(
-    request: HttpRequest, action: str, label: str, interval: int
-) -> None:
+def _move_later(request: HttpRequest, move, label: str, interval: int) -> None:
     from apps.connections import services as connections
-    from apps.jobs.models import JobRun
-    from apps.jobs.services import JobError
 
-    kind = connections.DROP if action == "drop" else connections.RELOAD
     try:
-        run = connections.send_to_workers(
-            kind,
+        run = connections.move_later(
+            move,
             [_exact_glob(label)],
             interval_ms=interval,
             trigger=JobRun.Trigger.ADMIN,
         )
-    except JobError as exc:
+    except jobs.JobError as exc:
         messages.error(request, str(exc))
         return
-    what = "Drop" if action == "drop" else "Force reload"
     messages.success(
         request,
-        f"{what} of {label}, one connection every {interval} ms, sent to the "
-        f"workers as job run #{run.pk}: its end shows under Recent job runs.",
+        f"{move.title} of {label}, one connection every {interval} ms, "
+        f"sent to the workers as job run #{run.pk}: its end shows under Recent job "
+        "runs.",
     )
 
 

@@ -4,27 +4,12 @@
 from __future__ import annotations
 
 from drf_spectacular.utils import extend_schema
-from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from . import services
-
-
-class ComponentSerializer(serializers.Serializer):
-    name = serializers.CharField()
-    backend = serializers.CharField()
-    status = serializers.ChoiceField(choices=["ok", "unavailable"])
-    ok = serializers.BooleanField()
-    configured = serializers.BooleanField()
-    detail = serializers.CharField(allow_blank=True)
-    figures = serializers.DictField()
-
-
-class StatsSerializer(serializers.Serializer):
-    status = serializers.ChoiceField(choices=["ok", "unavailable"])
-    components = ComponentSerializer(many=True)
+from .serializers import StatsSerializer
 
 
 class StatsView(APIView):
@@ -38,8 +23,12 @@ class StatsView(APIView):
     def get(self, request: Request) -> Response:
         components = services.collect_stats()
         return Response(
-            {
-                "status": "ok" if all(c.ok for c in components) else "unavailable",
-                "components": [c.as_stats_dict() for c in components],
-            }
+            StatsSerializer(
+                {
+                    "status": services.OK
+                    if all(c.ok for c in components)
+                    else services.UNAVAILABLE,
+                    "components": components,
+                }
+            ).data
         )

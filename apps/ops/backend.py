@@ -13,18 +13,23 @@ the record is reported as stale instead of being trusted (and signalled).
 from __future__ import annotations
 
 import json
+import logging
+import logging.handlers
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import IO
 
 from django.conf import settings
 
+from apps.core import logs
 from apps.core.output import human_duration
 
 Report = Callable[[str], None]
@@ -34,6 +39,8 @@ Report = Callable[[str], None]
 FIRST_BACKOFF = 1.0
 MAX_BACKOFF = 30.0
 BACKOFF_RESET = 60.0
+# Seconds a stopped child's remaining output may take to reach its log.
+PUMP_DRAIN_TIMEOUT = 5.0
 
 
 class BackendError(Exception):
@@ -110,6 +117,81 @@ def run_dir() -> Path:
 
 def log_dir() -> Path:
     return Path(settings.VAR_DIR) / "log"
+
+
+# --------------------------------------------------------------------------- logs
+
+# A child's line longer than this is written in pieces (a log never holds one
+# unbounded line in memory).
+MAX_LINE = 64 * 1024
+
+
+class RotatingLog:
+    """A log file rotated by size with the standard library's RotatingFileHandler:
+    ``name.log`` grows to BACKEND_LOG_MAX_BYTES, then becomes ``name.log.1`` (the
+    oldest of BACKEND_LOG_BACKUPS is removed). A size of 0 never rotates.
+
+    ``follow_fds`` are file descriptors (the detached supervisor's stdout and stderr)
+    kept pointing at the current file, so that whatever else is written to them is
+    in the log too.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        max_bytes: int | None = None,
+        backups: int | None = None,
+        follow_fds: tuple[int, ...] = (),
+    ):
+        self.path = path
+        self.handler = logging.handlers.RotatingFileHandler(
+            path,
+            maxBytes=settings.BACKEND_LOG_MAX_BYTES if max_bytes is None else max_bytes,
+            backupCount=settings.BACKEND_LOG_BACKUPS if backups is None else backups,
+            encoding="utf-8",
+        )
+        self.handler.terminator = ""  # lines come with their own newline
+        self.handler.setFormatter(logging.Formatter("%(message)s"))
+        self.follow_fds = follow_fds
+        self._followed = None
+        self._follow()
+
+    def write(self, text: str) -> None:
+        # A record without arguments: the text is written as it is, % and all.
+        self.handler.handle(logging.makeLogRecord({"msg": text}))
+        self._follow()
+
+    def _follow(self) -> None:
+        if not self.follow_fds:
+            return
+        if self.handler.stream is None:
+            self.handler.stream = self.handler._open()
+        if self.handler.stream is not self._followed:
+            for fd in self.follow_fds:
+                os.dup2(self.handler.stream.fileno(), fd)
+            self._followed = self.handler.stream
+
+    def close(self) -> None:
+        self.handler.close()
+
+
+def pump(stream: IO[bytes], log: RotatingLog, source: str, pid: int) -> None:
+    """Copy a child's output into its log, line by line, until every process
+    holding the pipe (the child and its pool processes) has closed it.
+
+    With LOG_FORMAT=json, a line the child wrote outside logging (Celery's warnings
+    printed before its logging starts, a crash's traceback) becomes a JSON record of
+    the logger ``<name>.output``: the file stays one JSON object per line.
+    """
+    as_json = logs.json_formatter() if settings.LOG_FORMAT == "json" else None
+    with stream:
+        for line in iter(lambda: stream.readline(MAX_LINE), b""):
+            text = line.decode("utf-8", errors="replace")
+            if as_json and not text.startswith("{"):
+                record = logs.output_record(text.rstrip("\n"), source, pid)
+                text = as_json.format(record) + "\n"
+            log.write(text)
 
 
 @dataclass
@@ -285,7 +367,8 @@ def plan_backend(
             "No broker configured (CELERY_BROKER_URL is empty): starting the server "
             "alone; jobs run in-process. Set CELERY_BROKER_URL to run workers and Beat."
         )
-    celery = [python, "-m", "celery", "-A", "config.celery_app"]
+    # --quiet: no banner printed beside the log lines (one format, docs/operations.md).
+    celery = [python, "-m", "celery", "-A", "config.celery_app", "--quiet"]
     for number in range(1, workers + 1):
         command = [
             *celery,
@@ -332,6 +415,7 @@ class Child:
     restarts: int = 0
     restart_at: float = 0.0
     log: Path | None = field(default=None, repr=False)
+    pump: threading.Thread | None = field(default=None, repr=False)
 
 
 def describe_exit(code: int) -> str:
@@ -366,6 +450,7 @@ class Supervisor:
         self.first_backoff = first_backoff
         self.shutdown = False
         self.record: ProcessRecord | None = None
+        self.logs: dict[str, RotatingLog] = {}
 
     # Signal handlers run between two bytecodes of the main thread: only set a flag.
     def on_signal(self, signum: int, frame: object) -> None:
@@ -376,18 +461,32 @@ class Supervisor:
     def spawn(self, child: Child) -> None:
         log_dir().mkdir(parents=True, exist_ok=True)
         child.log = log_dir() / f"{child.spec.name}.log"
-        with child.log.open("ab") as log:
-            # A session of its own: Ctrl-C on the terminal reaches the supervisor only,
-            # which then stops the children in order.
-            child.proc = subprocess.Popen(
-                child.spec.command,
-                cwd=settings.BASE_DIR,
-                env=child_environment(),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        if child.spec.name not in self.logs:
+            self.logs[child.spec.name] = RotatingLog(child.log)
+        # A session of its own: Ctrl-C on the terminal reaches the supervisor only,
+        # which then stops the children in order. Its output comes through a pipe,
+        # so that the supervisor can rotate the file it goes to.
+        child.proc = subprocess.Popen(
+            child.spec.command,
+            cwd=settings.BASE_DIR,
+            env=child_environment(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        child.pump = threading.Thread(
+            target=pump,
+            args=(
+                child.proc.stdout,
+                self.logs[child.spec.name],
+                child.spec.name,
+                child.proc.pid,
+            ),
+            name=f"log of {child.spec.name}",
+            daemon=True,
+        )
+        child.pump.start()
         child.spawned_at = time.monotonic()
         child.record = ProcessRecord.for_pid(
             child.spec.name,
@@ -468,7 +567,12 @@ class Supervisor:
         for child in self.children:
             if child.record:
                 child.record.remove()
+            if child.pump:
+                # The last lines of a stopped child reach its log before it closes.
+                child.pump.join(timeout=PUMP_DRAIN_TIMEOUT)
             child.proc = None
+        for log in self.logs.values():
+            log.close()
 
     def run(self, install_signals: bool = True) -> None:
         previous = {}
@@ -507,7 +611,7 @@ def start_detached(
     log_dir().mkdir(parents=True, exist_ok=True)
     log = log_dir() / "backend.log"
     command = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py"), "backend"]
-    command += ["start", *argv, "--skip-cleanup"]
+    command += ["start", *argv, "--skip-cleanup", "--log-file", str(log)]
     with log.open("ab") as out:
         proc = subprocess.Popen(
             command,

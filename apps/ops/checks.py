@@ -9,6 +9,7 @@ from django.conf import settings
 from django.core import checks
 
 from apps.core.environment import DEFAULT, variables_read
+from apps.core.logs import FORMATS
 from apps.core.secrets import mask_setting
 
 # The .envs/.production/*.template files mark what the operator must fill in as
@@ -86,3 +87,16 @@ def placeholders_left(**kwargs) -> list[checks.CheckMessage]:
             )
         )
     return errors
+
+
+def log_format_check(app_configs, **kwargs) -> list[checks.CheckMessage]:
+    """LOG_FORMAT names a format (a typo would silently log text)."""
+    if settings.LOG_FORMAT in FORMATS:
+        return []
+    return [
+        checks.Error(
+            f"LOG_FORMAT={settings.LOG_FORMAT!r} is not a log format.",
+            hint="Set LOG_FORMAT to text (the default) or json.",
+            id="ops.E002",
+        )
+    ]

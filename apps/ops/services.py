@@ -14,15 +14,26 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 from django.conf import settings
+from django.utils import timezone
 
 from apps.backups import services as backups
+from apps.core.output import human_duration
 from apps.core.secrets import mask_url
+
+# The one vocabulary of every status Stagehand reports: info, stats, watch, /readyz,
+# /api/v1/stats/, their JSON and the admin's operations page.
+OK = "ok"
+UNAVAILABLE = "unavailable"
+NOT_CONFIGURED = "not configured"
+STATUSES = (OK, UNAVAILABLE, NOT_CONFIGURED)
 
 
 @dataclass
 class ComponentStatus:
     name: str
     backend: str
+    # False only for a configured component that does not answer: one that is not
+    # configured fails nothing.
     ok: bool
     detail: str = ""
     configured: bool = True
@@ -30,18 +41,19 @@ class ComponentStatus:
 
     @property
     def status(self) -> str:
-        return "OK" if self.ok else "FAIL"
+        """``ok``, ``unavailable`` or ``not configured``."""
+        if not self.configured:
+            return NOT_CONFIGURED
+        return OK if self.ok else UNAVAILABLE
 
-    @property
-    def health(self) -> str:
-        """``ok`` or ``unavailable``: the status ``stats`` and ``watch`` report."""
-        return "ok" if self.ok else "unavailable"
+    # The name stats used for its two words; the same status now, kept for callers
+    # (serializers with source="health") written before there was one vocabulary.
+    health = status
 
     def as_dict(self) -> dict:
         return {**asdict(self), "status": self.status}
 
-    def as_stats_dict(self) -> dict:
-        return {**asdict(self), "status": self.health}
+    as_stats_dict = as_dict
 
 
 def _timed(name: str, backend: str, probe: Callable[[], str]) -> ComponentStatus:
@@ -77,9 +89,18 @@ def check_database(alias: str = "default") -> ComponentStatus:
     described = database_description(alias)
 
     def probe() -> str:
-        with connections[alias].cursor() as cursor:
-            cursor.execute("SELECT 1")
-            cursor.fetchone()
+        connection = connections[alias]
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT 1")
+                cursor.fetchone()
+        except Exception:
+            # A connection whose session was ended (a restore swaps the database in,
+            # the server restarted) stays broken: drop it so the next check connects
+            # anew. Inside a transaction, closing would only doom that transaction.
+            if not connection.in_atomic_block:
+                connection.close()
+            raise
         return (
             connections[alias].display_name
             + " "
@@ -145,7 +166,7 @@ def check_broker() -> ComponentStatus:
             "none",
             ok=True,
             configured=False,
-            detail="not configured: jobs run in-process",
+            detail="no CELERY_BROKER_URL: jobs run in-process",
         )
     from config.celery_app import app
 
@@ -167,10 +188,13 @@ def check_storage() -> ComponentStatus:
     storage = storages["default"]
     backend = type(storage).__name__
 
+    figures: dict = {}
+
     def probe() -> str:
         media = media_probe()
         # Bounded in time: a backup storage that hangs makes this fail, not wait.
-        return f"{media}; backups: {backups.probe_storage()}"
+        where = backups.probe_storage()
+        return f"{media}; backups: {where}; {verified_backup(figures)}"
 
     def media_probe() -> str:
         if hasattr(storage, "bucket"):
@@ -186,7 +210,18 @@ def check_storage() -> ComponentStatus:
         probe_file.unlink()
         return str(root)
 
-    return _timed("storage", backend, probe)
+    return _with_figures(_timed("storage", backend, probe), figures)
+
+
+def verified_backup(figures: dict) -> str:
+    """Say how old the newest verified backup is (and put it in ``figures``)."""
+    item = backups.newest_verified()
+    if item is None:
+        figures.update(newest_verified_backup=None, newest_verified_age_s=None)
+        return "no verified backup yet (restore --verify NAME verifies one)"
+    age = max((timezone.now() - item.created).total_seconds(), 0)
+    figures.update(newest_verified_backup=item.name, newest_verified_age_s=round(age))
+    return f"newest verified backup {human_duration(age)} old ({item.name})"
 
 
 def readiness_checks() -> list[ComponentStatus]:
@@ -290,7 +325,7 @@ def _no_broker(name: str) -> ComponentStatus:
         "none",
         ok=True,
         configured=False,
-        detail="not configured: no broker, jobs run in-process",
+        detail="no broker (CELERY_BROKER_URL): jobs run in-process",
     )
 
 

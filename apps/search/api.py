@@ -3,40 +3,35 @@
 from __future__ import annotations
 
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import serializers, status
+from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from apps.core.api import ApiError
+from apps.core.api import ApiError, Pagination, paginated
 from apps.core.validation import text_problem
 from apps.worlds import services as worlds
 
 from . import services
+from .serializers import HitSerializer
 
-MAX_LIMIT = 200
-
-
-class HitSerializer(serializers.Serializer):
-    model = serializers.CharField()
-    id = serializers.CharField()
-    world = serializers.CharField()
-    title = serializers.CharField()
-    snippet = serializers.CharField()
-    rank = serializers.FloatField()
+# The best this many matches are ranked, with their snippets, and paged through.
+WINDOW = 200
 
 
-class SearchResultsSerializer(serializers.Serializer):
-    query = serializers.CharField()
-    results = HitSerializer(many=True)
+class SearchPagination(Pagination):
+    max_limit = WINDOW
 
 
 class SearchView(APIView):
     """Search worlds, rooms and attendees; best matches first, with snippets.
 
     Query parameters: ``q`` (required), ``model`` (repeatable: worlds, rooms,
-    attendees), ``world`` (a world ID), ``limit`` (1–200, default 20).
+    attendees), ``world`` (a world ID); paged with ``limit`` and ``offset`` through
+    the best 200 matches (``count`` says how many of those there are).
     """
+
+    pagination_class = SearchPagination
 
     @extend_schema(
         parameters=[
@@ -45,9 +40,8 @@ class SearchView(APIView):
                 "model", str, many=True, description="worlds, rooms or attendees"
             ),
             OpenApiParameter("world", str, description="only this world (its ID)"),
-            OpenApiParameter("limit", int, description=f"1 to {MAX_LIMIT}, default 20"),
         ],
-        responses=SearchResultsSerializer,
+        responses=HitSerializer(many=True),
     )
     def get(self, request: Request) -> Response:
         text = request.query_params.get("q", "")
@@ -59,20 +53,15 @@ class SearchView(APIView):
         problem = world and worlds.check_world_id(world)
         if problem:
             raise ApiError("search.bad_world", problem)
-        try:
-            limit = int(request.query_params.get("limit", "20"))
-        except ValueError:
-            raise ApiError(
-                "search.bad_limit", "limit must be a whole number."
-            ) from None
-        if not 1 <= limit <= MAX_LIMIT:
-            raise ApiError("search.bad_limit", f"limit must be 1 to {MAX_LIMIT}.")
+        # Checked before the search runs, not after it.
+        SearchPagination().get_limit(request)
+        SearchPagination().get_offset(request)
         try:
             hits = services.query(
                 text,
                 models=request.query_params.getlist("model") or None,
                 world=world,
-                limit=limit,
+                limit=WINDOW,
             )
         except services.UnknownModel as exc:
             raise ApiError("search.unknown_model", str(exc)) from None
@@ -86,4 +75,4 @@ class SearchView(APIView):
             raise ApiError(
                 "search.unavailable", str(exc), status.HTTP_503_SERVICE_UNAVAILABLE
             ) from None
-        return Response({"query": text, "results": [h.as_dict() for h in hits]})
+        return paginated(request, self, hits, HitSerializer)

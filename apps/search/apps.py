@@ -6,6 +6,8 @@ class SearchConfig(AppConfig):
     label = "search"
 
     def ready(self) -> None:
-        from . import signals
+        # Not at the top: apps.py is imported before the models exist, and the
+        # signals import them (Django's rule for AppConfig modules, not start-up).
+        from . import signals  # noqa: PLC0415
 
         signals.connect()

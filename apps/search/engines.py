@@ -39,16 +39,6 @@ class Hit:
     snippet: str
     rank: float
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "model": self.model,
-            "id": self.id,
-            "world": self.world,
-            "title": self.title,
-            "snippet": self.snippet,
-            "rank": round(self.rank, 6),
-        }
-
 
 # Ranking reads every matching document. A word that matches a third of a million
 # documents would cost seconds, so PostgreSQL ranks at most this many matches per

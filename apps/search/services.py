@@ -20,7 +20,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import IntegrityError, connection, models, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
@@ -40,9 +40,7 @@ __all__ = [
     "index",
     "model_names",
     "parse_timestamp",
-    "indexed_models",
     "query",
-    "rows_deleted",
     "update_documents",
 ]
 
@@ -84,6 +82,11 @@ class IndexResult:
 
 def model_names() -> list[str]:
     return list(SOURCES)
+
+
+def singular(model: str) -> str:
+    """``room`` for ``rooms``: the noun of one row of an indexed model."""
+    return SOURCES[model].singular
 
 
 def engine() -> Engine:
@@ -165,6 +168,7 @@ def index(
     reindex: bool = False,
     since: dt.datetime | None = None,
     after_build: Callable[[str], None] | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> list[IndexResult]:
     """Index the named models (all when none) and return one result per model.
 
@@ -174,6 +178,8 @@ def index(
     for every row or only rows modified at or after ``since``; a model with no
     generation yet gets its first one built. ``after_build(model)`` runs for each
     model between building and switching (tests use it to write meanwhile).
+    ``progress(rows)`` is told of each part of the rows written, from any thread;
+    ``rows_to_index`` tells how many there will be.
     """
     if reindex and since is not None:
         raise ValueError("A reindex always indexes every row; leave out the timestamp.")
@@ -185,10 +191,10 @@ def index(
         ).values_list("model", flat=True)
     )
     rebuilt = [s for s in sources if reindex or s.key not in active]
-    results = {r.model: r for r in _reindex(eng, rebuilt, after_build)}
+    results = {r.model: r for r in _reindex(eng, rebuilt, after_build, progress)}
     for source in sources:
         if source.key not in results:
-            results[source.key] = _update_in_place(eng, source, since)
+            results[source.key] = _update_in_place(eng, source, since, progress)
     return [results[s.key] for s in sources]
 
 
@@ -224,7 +230,10 @@ class _Build:
 
 
 def _reindex(
-    eng: Engine, sources: list[Source], after_build: Callable[[str], None] | None
+    eng: Engine,
+    sources: list[Source],
+    after_build: Callable[[str], None] | None,
+    progress: Callable[[int], None] | None = None,
 ) -> list[IndexResult]:
     if not sources:
         return []
@@ -238,7 +247,7 @@ def _reindex(
         # their tables first; those are dropped here on failure, and by the next
         # switch if the process died.
         with nullcontext() if concurrent else transaction.atomic():
-            _build_all(eng, sources, started, builds, concurrent)
+            _build_all(eng, sources, started, builds, concurrent, progress)
             if after_build is not None:
                 for build in builds:
                     after_build(build.source.key)
@@ -303,6 +312,7 @@ def _build_all(
     started: dt.datetime,
     builds: list[_Build],
     concurrent: bool,
+    progress: Callable[[int], None] | None = None,
 ) -> None:
     """Build a new generation of each source, appending each to ``builds``."""
     if not concurrent:
@@ -314,6 +324,8 @@ def _build_all(
                 clock = time.monotonic()
                 build.generation.documents = eng.fill(cursor, table, source)
                 build.fill_seconds = time.monotonic() - clock
+                if progress is not None:
+                    progress(build.generation.documents)
                 for step in eng.finish_steps(table):
                     step(cursor)
                 build.index_seconds = time.monotonic() - clock - build.fill_seconds
@@ -339,7 +351,8 @@ def _build_all(
         with connection.cursor() as cursor:
             parts = eng.fill_parts(cursor, source, BUILD_CONNECTIONS)
         fills = [
-            _Task(_fill_part, (eng, build, where, params)) for where, params in parts
+            _Task(_fill_part, (eng, build, where, params, progress))
+            for where, params in parts
         ]
         steps = [
             _Task(_finish_step, (build, step), after=fills)
@@ -353,13 +366,21 @@ def _build_all(
     builds.sort(key=lambda b: sources.index(b.source))
 
 
-def _fill_part(eng: Engine, build: _Build, where: str, params: list) -> None:
+def _fill_part(
+    eng: Engine,
+    build: _Build,
+    where: str,
+    params: list,
+    progress: Callable[[int], None] | None = None,
+) -> None:
     clock = time.monotonic()
     with connection.cursor() as cursor:
         count = eng.fill(cursor, build.generation.table, build.source, where, params)
     with _build_lock:
         build.generation.documents += count
         build.fill_seconds += time.monotonic() - clock
+    if progress is not None:
+        progress(count)
 
 
 def _finish_step(build: _Build, step: Callable[[Any], None]) -> None:
@@ -540,15 +561,48 @@ def _locked_active_table(source: Source) -> Generation | None:
     return None
 
 
+def _since_filter(source: Source, since: dt.datetime | None) -> tuple[str, list]:
+    if since is None:
+        return "", []
+    return f"{source.alias}.updated_at >= %s", [_db_time(since)]
+
+
+def rows_to_index(
+    models: Iterable[str] | None = None,
+    *,
+    reindex: bool = False,
+    since: dt.datetime | None = None,
+) -> int:
+    """Return how many rows ``index`` with the same arguments will write: counted
+    with each model's own query, so a progress bar ends where the index does."""
+    sources = _sources(models)
+    active = set(
+        Generation.objects.filter(
+            model__in=[s.key for s in sources], state=Generation.State.ACTIVE
+        ).values_list("model", flat=True)
+    )
+    total = 0
+    with connection.cursor() as cursor:
+        for source in sources:
+            rebuilt = reindex or source.key not in active
+            where, params = _since_filter(source, None if rebuilt else since)
+            cursor.execute(
+                f"SELECT count(*) FROM ({source.sql(connection.vendor, where)}) rows_",
+                params,
+            )
+            total += cursor.fetchone()[0]
+    return total
+
+
 def _update_in_place(
-    eng: Engine, source: Source, since: dt.datetime | None
+    eng: Engine,
+    source: Source,
+    since: dt.datetime | None,
+    progress: Callable[[int], None] | None = None,
 ) -> IndexResult:
     clock = time.monotonic()
     started = timezone.now()
-    if since is None:
-        where, params = "", []
-    else:
-        where, params = f"{source.alias}.updated_at >= %s", [_db_time(since)]
+    where, params = _since_filter(source, since)
     with transaction.atomic():
         gen = _locked_active_table(source)
         if gen is None:  # removed since index() looked
@@ -558,6 +612,8 @@ def _update_in_place(
         with connection.cursor() as cursor:
             eng.delete(cursor, gen.table, source, where, params)
             count = eng.fill(cursor, gen.table, source, where, params)
+        if progress is not None:
+            progress(count)
         if since is None:
             gen.documents = count
             gen.save(update_fields=["documents"])
@@ -594,27 +650,6 @@ def update_documents(model: str, ids: Iterable[Any]) -> int:
         with connection.cursor() as cursor:
             _delete_ids(eng, cursor, gen.table, source, ids)
             return eng.fill(cursor, gen.table, source, where, ids)
-
-
-def indexed_models() -> list[type[models.Model]]:
-    """Return the models whose rows have documents in the index."""
-    return [source.model for source in SOURCES.values()]
-
-
-def rows_deleted(model: type[models.Model], ids: Iterable[Any]) -> None:
-    """Drop the documents of these rows of ``model``, deleted in bulk without
-    ``post_delete`` (the purge's set-based batches), once the transaction commits.
-
-    It queues the same coalesced update that a ``post_delete`` per row would have
-    queued; rows of a model that is not indexed are ignored.
-    """
-    from .signals import schedule_update
-
-    concrete = model._meta.concrete_model
-    ids = list(ids)
-    for source in SOURCES.values():
-        if ids and source.model._meta.concrete_model is concrete:
-            schedule_update(source.key, ids)
 
 
 def _delete_ids(eng: Engine, cursor, table: str, source: Source, ids: list) -> None:

@@ -4,7 +4,9 @@ Saves (including soft deletes, which are saves) and hard deletes of worlds, room
 attendees queue a document update for after the transaction commits: a Celery task
 when a broker is configured, inline otherwise. Queryset ``update()`` and
 ``bulk_create`` send no signals; ``search index -f`` catches those up. Bulk deletes
-that send no ``post_delete`` (the purge) call ``services.rows_deleted`` instead.
+that send no ``post_delete`` (the purge's batches) send ``apps.core.deletion``'s
+``rows_deleted``, which search subscribes to here: the apps that delete never
+import search.
 """
 
 from __future__ import annotations
@@ -14,9 +16,14 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models.signals import post_delete, post_save
+from django.db.models.signals import post_delete, post_init, post_save
 
-from .sources import ATTENDEES, ROOMS, WORLDS, Source
+from apps.accounts.models import User
+from apps.core.deletion import rows_deleted
+from apps.worlds.models import Room, World
+
+from . import services, tasks
+from .sources import ATTENDEES, ROOMS, SOURCES, WORLDS, Source
 
 # Saves touching only these fields cannot change a user's document.
 USER_FIELDS_NOT_INDEXED = {"last_login", "password", "updated_at", "traits"}
@@ -55,13 +62,9 @@ def _flush(model: str) -> None:
     for start in range(0, len(ids), BATCH):
         batch = ids[start : start + BATCH]
         if settings.STAGEHAND_HAS_BROKER:
-            from .tasks import update_documents
-
-            update_documents.delay(model, batch)
+            tasks.update_documents.delay(model, batch)
         else:
-            from .services import update_documents
-
-            update_documents(model, batch)
+            services.update_documents(model, batch)
 
 
 def _on_change(source: Source):
@@ -118,12 +121,17 @@ def _remember_fields(sender, instance, **kwargs: Any) -> None:
     instance._search_fields_loaded = searchable_fields(instance.config)
 
 
+def _on_rows_deleted(sender, ids: list, **kwargs: Any) -> None:
+    """Drop the documents of rows deleted in bulk without ``post_delete`` (the
+    purge's set-based batches), once the transaction commits: the same coalesced
+    update that a ``post_delete`` per row would have queued."""
+    concrete = sender._meta.concrete_model
+    for source in SOURCES.values():
+        if ids and source.model._meta.concrete_model is concrete:
+            schedule_update(source.key, list(ids))
+
+
 def connect() -> None:
-    from django.db.models.signals import post_init
-
-    from apps.accounts.models import User
-    from apps.worlds.models import Room, World
-
     post_init.connect(_remember_fields, sender=World, dispatch_uid="search-world-init")
     for name, signal in (("save", post_save), ("delete", post_delete)):
         signal.connect(
@@ -136,3 +144,7 @@ def connect() -> None:
             weak=False,
         )
         signal.connect(_on_user_change, sender=User, dispatch_uid=f"search-user-{name}")
+    for model in (World, Room, User):
+        rows_deleted.connect(
+            _on_rows_deleted, sender=model, dispatch_uid=f"search-{model.__name__}"
+        )

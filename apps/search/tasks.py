@@ -12,6 +12,7 @@ from . import services
 @job(
     "search-index",
     "Rebuild the search index as a new generation and switch to it (no downtime).",
+    default_schedule="30 1 * * *",
 )
 def search_index_job(*models: str, reindex: bool | str = True, since: str = "") -> str:
     """Index ``models`` (all when none); schedule kwargs arrive as strings."""

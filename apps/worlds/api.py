@@ -16,77 +16,19 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from apps.accounts.models import User
-from apps.core.api import ApiError
+from apps.core.api import ApiError, Pagination, joined, paginated
+from apps.core.schema import error
+from apps.core.validation import text_problem
 
 from . import services
-from .models import Room, World
-
-
-def redacted_config(config: dict[str, Any]) -> dict[str, Any]:
-    """Return ``config`` with each JWT secret left out (issuer and audience stay)."""
-    data = {k: v for k, v in (config or {}).items() if k != "JWT_secrets"}
-    data["JWT_secrets"] = [
-        {"issuer": e.get("issuer"), "audience": e.get("audience")}
-        for e in (config or {}).get("JWT_secrets") or []
-        if isinstance(e, dict)
-    ]
-    return data
-
-
-class RoomSerializer(serializers.ModelSerializer):
-    id = serializers.CharField(source="import_id")
-
-    class Meta:
-        model = Room
-        fields = [
-            "id",
-            "name",
-            "description",
-            "sorting_priority",
-            "modules",
-            "trait_grants",
-        ]
-
-
-class WorldListSerializer(serializers.ModelSerializer):
-    url = serializers.CharField(read_only=True)
-
-    class Meta:
-        model = World
-        fields = [
-            "id",
-            "title",
-            "domain",
-            "url",
-            "locale",
-            "timezone",
-            "created_at",
-            "updated_at",
-            "deleted_at",
-        ]
-
-
-class WorldDetailSerializer(WorldListSerializer):
-    config = serializers.SerializerMethodField()
-    rooms = serializers.SerializerMethodField()
-
-    class Meta(WorldListSerializer.Meta):
-        fields = WorldListSerializer.Meta.fields + [
-            "config",
-            "roles",
-            "trait_grants",
-            "rooms",
-        ]
-
-    def get_config(self, world: World) -> dict[str, Any]:
-        return redacted_config(world.config)
-
-    def get_rooms(self, world: World) -> list[dict[str, Any]]:
-        rooms = world.rooms.filter(deleted_at__isnull=True).order_by(
-            "sorting_priority", "name", "pk"
-        )
-        return RoomSerializer(rooms, many=True).data
-
+from .models import World
+from .serializers import (
+    CountsSerializer,
+    ImportResultSerializer,
+    TokenSerializer,
+    WorldDetailSerializer,
+    WorldSerializer,
+)
 
 # A token is valid for at most ten years; timedelta overflows long before 10^9 days.
 MAX_TOKEN_DAYS = 3650
@@ -116,26 +58,6 @@ class TokenRequestSerializer(serializers.Serializer):
     )
 
 
-class TokenSerializer(serializers.Serializer):
-    token = serializers.CharField()
-    url = serializers.CharField(allow_null=True)
-
-
-class CountsSerializer(serializers.Serializer):
-    worlds = serializers.IntegerField()
-    rooms = serializers.IntegerField()
-    attendees = serializers.IntegerField()
-    dry_run = serializers.BooleanField()
-
-
-class ImportResultSerializer(serializers.Serializer):
-    id = serializers.CharField()
-    created = serializers.BooleanField()
-    rooms_created = serializers.IntegerField()
-    rooms_updated = serializers.IntegerField()
-    rooms_deleted = serializers.IntegerField()
-
-
 def _world(world_id: str) -> World:
     try:
         return services.get_world(world_id)
@@ -156,15 +78,29 @@ class WorldViewSet(viewsets.ViewSet):
 
     lookup_field = "id"
     lookup_value_regex = "[a-z0-9]+"
+    pagination_class = Pagination
 
     @extend_schema(
-        parameters=[OpenApiParameter("all", bool, description="include deleted")],
-        responses=WorldListSerializer(many=True),
+        parameters=[
+            OpenApiParameter("all", bool, description="include deleted"),
+            OpenApiParameter(
+                "search",
+                str,
+                description="only worlds whose id, title or domain "
+                "contains this (case ignored)",
+            ),
+        ],
+        responses=WorldSerializer(many=True),
     )
     def list(self, request: Request) -> Response:
         include_deleted = request.query_params.get("all", "").lower() in {"1", "true"}
-        worlds = services.list_worlds(include_deleted=include_deleted)
-        return Response(WorldListSerializer(worlds, many=True).data)
+        search = request.query_params.get("search", "")
+        problem = text_problem(search)
+        if problem:
+            # PostgreSQL refuses NUL in text: a 500 otherwise.
+            raise ApiError("world.bad_search", f"search {problem}.")
+        worlds = services.list_worlds(include_deleted=include_deleted, search=search)
+        return paginated(request, self, worlds, WorldSerializer)
 
     @extend_schema(responses=WorldDetailSerializer)
     def retrieve(self, request: Request, id: str) -> Response:
@@ -181,7 +117,7 @@ class WorldViewSet(viewsets.ViewSet):
 
     @extend_schema(
         parameters=[OpenApiParameter("dry_run", bool, description="change nothing")],
-        responses=CountsSerializer,
+        responses={200: CountsSerializer},
     )
     def destroy(self, request: Request, id: str) -> Response:
         world = _world(id)
@@ -189,7 +125,7 @@ class WorldViewSet(viewsets.ViewSet):
         counts = (
             services.deletion_counts(world) if dry_run else services.delete_world(world)
         )
-        return Response({**counts, "dry_run": dry_run})
+        return Response(CountsSerializer({**counts, "dry_run": dry_run}).data)
 
     @extend_schema(request=CloneSerializer, responses={201: WorldDetailSerializer})
     @action(detail=True, methods=["post"])
@@ -213,23 +149,26 @@ class WorldViewSet(viewsets.ViewSet):
     def export(self, request: Request, id: str) -> Response:
         return Response(services.export_config(_world(id)))
 
-    @extend_schema(request=dict, responses=ImportResultSerializer)
+    @extend_schema(
+        request=dict,
+        responses={
+            200: ImportResultSerializer,
+            201: ImportResultSerializer,
+            409: error("the world's id or domain is taken by another world"),
+        },
+    )
     @action(detail=False, methods=["post"], url_path="import")
     def import_config(self, request: Request) -> Response:
         try:
             result = services.import_config(request.data)
         except services.ConfigError as exc:
-            raise ApiError("world.invalid_config", str(exc)) from exc
+            raise ApiError(
+                "world.invalid_config", joined(exc.problems), problems=exc.problems
+            ) from exc
         except services.WorldError as exc:
             raise ApiError("world.invalid", str(exc), status.HTTP_409_CONFLICT) from exc
         return Response(
-            {
-                "id": result.world.id,
-                "created": result.created,
-                "rooms_created": result.rooms_created,
-                "rooms_updated": result.rooms_updated,
-                "rooms_deleted": result.rooms_deleted,
-            },
+            ImportResultSerializer(result).data,
             status=201 if result.created else 200,
         )
 
@@ -245,4 +184,4 @@ class WorldViewSet(viewsets.ViewSet):
         except services.WorldError as exc:
             raise ApiError("world.invalid", str(exc)) from exc
         url = services.token_url(world, token) if world.domain else None
-        return Response({"token": token, "url": url})
+        return Response(TokenSerializer({"token": token, "url": url}).data)

@@ -8,7 +8,13 @@ no broker. Each variable is documented in docs/configuration.md.
 
 from pathlib import Path
 
-from apps.core.environment import RecordingEnv, email_settings, postgres_url
+from apps.core.environment import (
+    RecordingEnv,
+    email_settings,
+    postgres_url,
+    s3_encryption_parameters,
+)
+from apps.core.logs import logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 APPS_DIR = BASE_DIR / "apps"
@@ -67,14 +73,19 @@ DJANGO_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
-    "django.contrib.admin",
+    # Django's admin on Stagehand's site: the operations page is in its app list.
+    "apps.ops.apps.AdminConfig",
 ]
 THIRD_PARTY_APPS = [
     "channels",
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    # Swagger UI and Redoc served from our own static files, not a CDN.
+    "drf_spectacular_sidecar",
     "django_celery_beat",
+    # shell_plus: a shell with every model and each app's services imported.
+    "django_extensions",
 ]
 LOCAL_APPS = [
     "apps.core",
@@ -87,6 +98,12 @@ LOCAL_APPS = [
     "apps.ops",
 ]
 INSTALLED_APPS = DJANGO_APPS + THIRD_PARTY_APPS + LOCAL_APPS
+# shell_plus imports every model (as Django's own shell does) and, under its app's
+# name, each app's services: worlds.create_world(...), backups.list_backups().
+SHELL_PLUS_IMPORTS = [
+    f"from apps.{app} import services as {app}"
+    for app in ("accounts", "worlds", "connections", "jobs", "backups", "search", "ops")
+]
 
 # AUTHENTICATION
 # ------------------------------------------------------------------------------
@@ -138,13 +155,25 @@ if AWS_STORAGE_BUCKET_NAME:
     AWS_QUERYSTRING_AUTH = env.bool("AWS_QUERYSTRING_AUTH", default=True)
     AWS_DEFAULT_ACL = None
     AWS_S3_FILE_OVERWRITE = False
+    # Encryption at rest (backups hold attendees' personal data): AES256 (keys held
+    # by S3) or aws:kms (with AWS_S3_SSE_KMS_KEY_ID, or the bucket's default KMS key).
+    AWS_S3_SSE = env("AWS_S3_SSE", default="")
+    AWS_S3_SSE_KMS_KEY_ID = env("AWS_S3_SSE_KMS_KEY_ID", default="")
+    _sse = s3_encryption_parameters(AWS_S3_SSE, AWS_S3_SSE_KMS_KEY_ID)
     _s3 = "storages.backends.s3.S3Storage"
     STORAGES = {
-        "default": {"BACKEND": _s3, "OPTIONS": {"location": "media"}},
+        "default": {
+            "BACKEND": _s3,
+            "OPTIONS": {"location": "media", "object_parameters": _sse},
+        },
         # Backups live under backup/ in the same bucket (see apps.backups).
         "backups": {
             "BACKEND": _s3,
-            "OPTIONS": {"location": "", "file_overwrite": True},
+            "OPTIONS": {
+                "location": "",
+                "file_overwrite": True,
+                "object_parameters": _sse,
+            },
         },
         "staticfiles": {
             "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
@@ -255,6 +284,17 @@ CONNECTIONS_HEARTBEAT_REFRESH = env.float("CONNECTIONS_HEARTBEAT_REFRESH", defau
 CONNECTIONS_RELOAD_GRACE = env.float("CONNECTIONS_RELOAD_GRACE", default=2.0)
 # Largest WebSocket frame the consumer accepts, in bytes.
 CONNECTIONS_MAX_FRAME_BYTES = env.int("CONNECTIONS_MAX_FRAME_BYTES", default=65536)
+# A server process keeps each world, its rooms and the current terms in memory; it
+# checks at most every CHECK seconds whether one changed, and reads each again at
+# least every MAX_AGE seconds (apps/connections/snapshots.py).
+CONNECTIONS_SNAPSHOT_CHECK = env.float("CONNECTIONS_SNAPSHOT_CHECK", default=1.0)
+CONNECTIONS_SNAPSHOT_MAX_AGE = env.float("CONNECTIONS_SNAPSHOT_MAX_AGE", default=60.0)
+# Dropped and reloaded clients are told to come back spread over count / RATE
+# seconds (connections drop --spread overrides it).
+CONNECTIONS_RECONNECT_RATE = env.float("CONNECTIONS_RECONNECT_RATE", default=1000.0)
+# A server process with this many handshakes not yet authenticated answers new ones
+# with close code 1013 and a reconnect_after_ms hint (0: never).
+CONNECTIONS_MAX_PENDING = env.int("CONNECTIONS_MAX_PENDING", default=2000)
 
 # CELERY
 # ------------------------------------------------------------------------------
@@ -279,6 +319,8 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # stands by instead of sending every job twice (docs/jobs.md).
 CELERY_BEAT_SCHEDULER = "apps.jobs.beat:LockedDatabaseScheduler"
 BEAT_LOCK_TTL = env.int("BEAT_LOCK_TTL", default=60)
+# Seconds between heartbeats of a running job; 3 missed ones mark it lost.
+JOB_HEARTBEAT = env.float("JOB_HEARTBEAT", default=10)
 
 # BACKUPS
 # ------------------------------------------------------------------------------
@@ -295,6 +337,14 @@ BACKUP_LOCK_WAIT_TIMEOUT = env.int("BACKUP_LOCK_WAIT_TIMEOUT", default=60)
 BACKUP_S3_CONNECT_TIMEOUT = env.float("BACKUP_S3_CONNECT_TIMEOUT", default=5)
 BACKUP_S3_READ_TIMEOUT = env.float("BACKUP_S3_READ_TIMEOUT", default=30)
 BACKUP_S3_ATTEMPTS = env.int("BACKUP_S3_ATTEMPTS", default=3)
+# After each scheduled backup, the verify-backup job restores the newest backup into
+# a scratch database and checks it (`restore --verify`); false turns that off.
+BACKUP_VERIFY = env.bool("BACKUP_VERIFY", default=True)
+# pg_restore --jobs for restores and verifications; 0: the number of cores. More than
+# one job restores from a local copy of the dump spooled to BACKUP_SPOOL_DIR (default:
+# the system's temporary folder), which needs the dump's size free.
+BACKUP_RESTORE_JOBS = env.int("BACKUP_RESTORE_JOBS", default=0)
+BACKUP_SPOOL_DIR = env("BACKUP_SPOOL_DIR", default="")
 
 # SEARCH
 # ------------------------------------------------------------------------------
@@ -315,13 +365,29 @@ REST_FRAMEWORK = {
         "rest_framework.parsers.FormParser",
         "rest_framework.parsers.MultiPartParser",
     ],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "apps.core.schema.AutoSchema",
     "EXCEPTION_HANDLER": "apps.core.api.exception_handler",
+    # Calls that change something, per user; reading is not throttled (429 beyond).
+    "DEFAULT_THROTTLE_CLASSES": ["apps.core.throttling.MutationThrottle"],
+    "DEFAULT_THROTTLE_RATES": {
+        "mutations": env("API_THROTTLE_MUTATIONS", default="120/minute")
+    },
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Stagehand management API",
+    "DESCRIPTION": (
+        "The operator's API: the same services as the management commands. Staff "
+        "only; authenticate with `Authorization: Token <key>` "
+        "(`manage.py api_token create EMAIL`). Lists are paged with `limit` and "
+        "`offset`; every error is `{error, detail, problems}`."
+    ),
     "VERSION": "1",
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAdminUser"],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    # No online validator badge: the page talks to no other site.
+    "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # SECURITY
@@ -332,14 +398,18 @@ X_FRAME_OPTIONS = "DENY"
 # Error pages and reports list the settings: URLs in them are masked (secrets.py).
 DEFAULT_EXCEPTION_REPORTER_FILTER = "apps.core.secrets.ExceptionReporterFilter"
 
+# METRICS
+# ------------------------------------------------------------------------------
+# /metrics answers a request with "Authorization: Bearer <METRICS_TOKEN>", or a
+# logged-in staff user; with no token set, only staff (docs/metrics.md).
+METRICS_TOKEN = env("METRICS_TOKEN", default="")
+
 # LOGGING
 # ------------------------------------------------------------------------------
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {
-        "verbose": {"format": "%(levelname)s %(asctime)s %(name)s %(message)s"}
-    },
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "verbose"}},
-    "root": {"level": env("DJANGO_LOG_LEVEL", default="INFO"), "handlers": ["console"]},
-}
+# One format for Django, uvicorn and Celery: text, or json (one object per line).
+LOG_FORMAT = env("LOG_FORMAT", default="text")
+LOGGING = logging_config(LOG_FORMAT, env("DJANGO_LOG_LEVEL", default="INFO"))
+
+# `backend start` rotates each process's log file at this size, keeping this many.
+BACKEND_LOG_MAX_BYTES = env.int("BACKEND_LOG_MAX_BYTES", default=10 * 1024 * 1024)
+BACKEND_LOG_BACKUPS = env.int("BACKEND_LOG_BACKUPS", default=5)

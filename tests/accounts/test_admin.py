@@ -77,3 +77,18 @@ def test_accepted_terms_text_cannot_be_edited_in_the_admin(client, alice, bob):
     services.accept_terms(bob, [terms.pk])
     page = client.get(url).content.decode()
     assert 'name="text"' not in page and "Original." in page
+
+
+@pytest.mark.django_db
+def test_the_purge_confirmation_counts_users_in_the_right_number(client, alice, expo):
+    client.force_login(alice)
+    url = "/admin/accounts/user/"
+    one = client.post(
+        url, {"action": "purge_users", "_selected_action": [expo.cleo.pk]}
+    )
+    assert 'value="Yes, purge 1 user"' in one.content.decode()
+    two = client.post(
+        url,
+        {"action": "purge_users", "_selected_action": [expo.cleo.pk, expo.dan.pk]},
+    )
+    assert 'value="Yes, purge 2 users"' in two.content.decode()

@@ -38,7 +38,7 @@ def test_api_purge_errors_have_the_error_shape(api, expo):
     assert response.json()["error"] == "accounts.invalid_request"
     response = api.post(URL, {"user": "x", "dry_run": "maybe"}, format="json")
     assert response.status_code == 400
-    assert set(response.json()) == {"error", "detail"}
+    assert set(response.json()) == {"error", "detail", "problems"}
 
 
 @pytest.mark.django_db

@@ -5,6 +5,7 @@ from django.contrib.auth import authenticate
 from django.core.management import CommandError, call_command
 
 from apps.accounts.models import User
+from apps.worlds import services as worlds
 from tests.helpers import printed
 
 GOOD = "lantern-orbit-73"
@@ -118,8 +119,6 @@ def test_create_user_without_a_terminal_needs_email_and_password_stdin():
 
 @pytest.mark.django_db
 def test_create_user_in_a_world_makes_an_attendee_with_a_uid():
-    from apps.worlds import services as worlds
-
     world = worlds.create_world("expo", "Expo", "expo.example.org")
     output = create(
         "--email",
@@ -227,3 +226,24 @@ def test_create_user_gives_up_after_three_bad_emails(monkeypatch, terminal, bob)
     ):
         create(stdin=terminal("x\nbob@example.org\nBOB@example.org\nok@example.org\n"))
     assert User.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_a_bad_email_option_is_refused_before_the_password(monkeypatch, terminal, bob):
+    def no_password(prompt: str = "") -> str:
+        raise AssertionError("the password was asked for before a valid email")
+
+    monkeypatch.setattr("getpass.getpass", no_password)
+    # Piped password: nothing to ask again, so an error that names the problem.
+    with pytest.raises(CommandError, match="already exists.*Nothing was created"):
+        create("--email", "BOB@example.org", "--password-stdin", stdin=StringIO(GOOD))
+    # On a terminal the email is asked for again, before any password.
+    asked = []
+    monkeypatch.setattr(
+        "getpass.getpass", lambda prompt="": asked.append(prompt) or GOOD
+    )
+    output = create("--email", "not-an-email", stdin=terminal("erin@example.org\n"))
+    assert "'not-an-email' is not a valid email address" in output
+    assert output.count("Email: ") == 1
+    assert asked == ["Password: ", "Password (again): "]
+    assert User.objects.filter(email="erin@example.org").exists()

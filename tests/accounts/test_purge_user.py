@@ -2,6 +2,7 @@ import os
 from datetime import timedelta
 
 import pytest
+from django.contrib.auth import authenticate
 from django.core.files.base import ContentFile
 from django.core.management import CommandError
 from django.utils import timezone
@@ -130,8 +131,6 @@ def test_purge_an_operator_by_email_deletes_api_tokens(alice, bob, client):
     assert not Token.objects.filter(user=bob).exists()
     bob.refresh_from_db()
     assert not bob.is_active and bob.email == f"{bob.pk}@deleted"
-    from django.contrib.auth import authenticate
-
     assert authenticate(username="bob", password="tulip-river-91") is None
 
 

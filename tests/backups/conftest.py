@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import json
+import re
 import socket
 import sqlite3
 import threading
@@ -16,6 +17,9 @@ from urllib.parse import urlsplit
 
 import pytest
 from django.db import connections
+
+from apps.backups.engines import postgresql
+from tests.helpers import call
 
 SQLITE_ALIAS = "backup_sqlite"
 
@@ -309,3 +313,41 @@ def fast_s3_timeouts(settings):
     settings.BACKUP_S3_CONNECT_TIMEOUT = 1
     settings.BACKUP_S3_READ_TIMEOUT = 1
     settings.BACKUP_S3_ATTEMPTS = 2
+
+
+# PostgreSQL: the test database is the live one -------------------------------
+
+
+def take_backup(*extra: str) -> str:
+    output = call("backup", *extra)
+    return output.split(" to ", 1)[1].split(" ", 1)[0]
+
+
+def maintenance():
+    return postgresql.connect(connections["default"].settings_dict, "postgres")
+
+
+def other_databases(live: str) -> list[str]:
+    """Databases a restore or a rehearsal made beside the live one (new or kept)."""
+    with maintenance() as conn:
+        rows = conn.execute(
+            "SELECT datname FROM pg_database WHERE datname ~ %s ORDER BY 1",
+            ["^" + re.escape(live) + "_(before|restore|verify)_[0-9]{14}$"],
+        ).fetchall()
+    return [r[0] for r in rows]
+
+
+@pytest.fixture
+def live(transactional_db):
+    """The live database's name; afterwards, drop what the tests made beside it."""
+    name = connections["default"].settings_dict["NAME"]
+    yield name
+    connections["default"].close()
+    with maintenance() as conn:
+        for other in other_databases(name):
+            conn.execute(f'DROP DATABASE "{other}" WITH (FORCE)')
+    with connections["default"].cursor() as cursor:
+        cursor.execute(
+            "DROP TABLE IF EXISTS backup_pair, backup_probe, backup_probe_limits;"
+            "DROP FUNCTION IF EXISTS backup_probe_ok(int);"
+        )

@@ -30,7 +30,7 @@ def test_only_staff_may_use_it(client):
         URL, {"database": SQLITE_ALIAS}, content_type="application/json"
     )
     assert response.status_code == 403
-    assert set(response.json()) == {"error", "detail"}
+    assert set(response.json()) == {"error", "detail", "problems"}
 
 
 def test_create_list_and_restore_with_confirmation(staff_client, sqlite_db):
@@ -40,7 +40,7 @@ def test_create_list_and_restore_with_confirmation(staff_client, sqlite_db):
     )
     assert response.status_code == 201, response.content
     name = response.json()["name"]
-    assert [b["name"] for b in staff_client.get(URL).json()] == [name]
+    assert [b["name"] for b in staff_client.get(URL).json()["results"]] == [name]
 
     sqlite_execute(sqlite_db, "DELETE FROM note")
     restore = URL + "restore/"

@@ -116,7 +116,7 @@ def test_old_style_names_still_list_and_restore(sqlite_db, backup_root):
     (folder / f"{new}.json").rename(folder / f"{old}.json")
     listed = json.loads(printed("backups", "--json")[0])
     assert [(b["name"], b["state"]) for b in listed] == [(old, "complete")]
-    assert listed[0]["created"] == "2024-01-01T02:00:00+00:00"
+    assert listed[0]["created"] == "2024-01-01T02:00:00Z"
     sqlite_execute(sqlite_db, "DELETE FROM note")
     printed("restore", old, "--database", SQLITE_ALIAS, "--noinput")
     assert sqlite_rows(sqlite_db) == before

@@ -7,7 +7,6 @@ test database still exists (with the restored data) when pytest-django tears it 
 from __future__ import annotations
 
 import json
-import re
 import threading
 
 import psycopg
@@ -17,46 +16,19 @@ from django.db import connections
 
 from apps.accounts.models import User
 from apps.backups import services
+from apps.backups.engines import postgresql
 from tests.helpers import call
 
-from .conftest import SQLITE_ALIAS, add_database, files_under, remove_database
+from .conftest import (
+    SQLITE_ALIAS,
+    add_database,
+    files_under,
+    other_databases,
+    remove_database,
+    take_backup,
+)
 
 pytestmark = pytest.mark.postgres
-
-
-def take_backup(*extra: str) -> str:
-    output = call("backup", *extra)
-    return output.split(" to ", 1)[1].split(" ", 1)[0]
-
-
-def maintenance():
-    return services._pg_connect(connections["default"].settings_dict, "postgres")
-
-
-def other_databases(live: str) -> list[str]:
-    """Databases a restore made beside the live one (new or kept)."""
-    with maintenance() as conn:
-        rows = conn.execute(
-            "SELECT datname FROM pg_database WHERE datname ~ %s ORDER BY 1",
-            ["^" + re.escape(live) + "_(before|restore)_[0-9]{14}$"],
-        ).fetchall()
-    return [r[0] for r in rows]
-
-
-@pytest.fixture
-def live(transactional_db):
-    """The live database's name; afterwards, drop what the tests made beside it."""
-    name = connections["default"].settings_dict["NAME"]
-    yield name
-    connections["default"].close()
-    with maintenance() as conn:
-        for other in other_databases(name):
-            conn.execute(f'DROP DATABASE "{other}" WITH (FORCE)')
-    with connections["default"].cursor() as cursor:
-        cursor.execute(
-            "DROP TABLE IF EXISTS backup_pair, backup_probe, backup_probe_limits;"
-            "DROP FUNCTION IF EXISTS backup_probe_ok(int);"
-        )
 
 
 def snapshot() -> list[tuple]:
@@ -88,7 +60,7 @@ def test_round_trip_restores_the_snapshot_row_for_row(live, backup_root):
     assert snapshot() != before
 
     # Another session on the live database: restore ends it to swap the names.
-    bystander = services._pg_connect(connections["default"].settings_dict, live)
+    bystander = postgresql.connect(connections["default"].settings_dict, live)
     try:
         output = call("restore", "latest", "--noinput")
         with pytest.raises(psycopg.OperationalError):
@@ -102,7 +74,7 @@ def test_round_trip_restores_the_snapshot_row_for_row(live, backup_root):
     assert len(kept) == 1 and kept[0].startswith(f"{live}_before_")
     assert f'DROP DATABASE "{kept[0]}"' in output
     settings_dict = connections["default"].settings_dict
-    with services._pg_connect(settings_dict, kept[0]) as conn:
+    with postgresql.connect(settings_dict, kept[0]) as conn:
         usernames = [r[0] for r in conn.execute("SELECT username FROM accounts_user")]
     assert "dave" in usernames and "bob" not in usernames
 
@@ -125,7 +97,7 @@ def test_backup_taken_while_writes_continue_restores_consistently(live):
     written: list[int] = []
 
     def writer() -> None:
-        with services._pg_connect(settings_dict, live) as conn:
+        with postgresql.connect(settings_dict, live) as conn:
             group = 0
             while not stop.is_set() and group < 1_000_000:
                 group += 1
@@ -178,7 +150,7 @@ def test_pg_dump_gives_up_on_a_held_lock_and_leaves_nothing(
 ):
     settings.BACKUP_LOCK_WAIT_TIMEOUT = 1
     # A migration in another session holds an exclusive lock on a table.
-    with services._pg_connect(connections["default"].settings_dict, live) as other:
+    with postgresql.connect(connections["default"].settings_dict, live) as other:
         other.execute("BEGIN")
         other.execute("LOCK TABLE accounts_user IN ACCESS EXCLUSIVE MODE")
         with pytest.raises(
@@ -279,7 +251,8 @@ def test_an_uncompressed_dump_is_listed_as_uncompressed(live, s3, client, alice)
     listed = {b["name"]: b["compressed"] for b in json.loads(call("backups", "--json"))}
     assert listed == {plain: False, packed: True}
     client.force_login(alice)
-    api = {b["name"]: b["compressed"] for b in client.get("/api/v1/backups/").json()}
+    page = client.get("/api/v1/backups/").json()["results"]
+    api = {b["name"]: b["compressed"] for b in page}
     assert api == listed
 
 

@@ -120,7 +120,17 @@ def test_listing_is_newest_first_and_json(sqlite_db, backup_root):
     table = call("backups")
     lines = table.splitlines()
     # The State column is new: a dump without metadata (older) is incomplete.
-    assert lines[0].split() == ["Name", "Engine", "Size", "Age", "Created", "State"]
+    # Verified says whether a rehearsal restored it (none has yet).
+    assert lines[0].split() == [
+        "Name",
+        "Engine",
+        "Size",
+        "Age",
+        "Created",
+        "Verified",
+        "State",
+    ]
+    assert lines[1].split()[-3:-1] == ["not", "yet"]
     assert lines[1].startswith(first) and lines[2].startswith(older)
     assert lines[1].split()[-1] == "ok" and lines[2].split()[-1] == "incomplete"
     assert f"{older} is incomplete: it has no metadata file." in table
@@ -162,6 +172,9 @@ def test_backup_job_applies_backup_keep(sqlite_db, backup_root, settings):
         name = f"sqlite-backup-2020010100000{i}.sqlite3.gz"
         write_consistent_backup(folder, name, b"x")
     settings.BACKUP_KEEP = 2
+    # The job now also verifies the new backup (a recorded run of its own); that
+    # part is tested in test_rehearsal.py.
+    settings.BACKUP_VERIFY = False
     job = get_job("backup")
     summary = job.func(database=SQLITE_ALIAS)
     assert "pruned 2" in summary
@@ -310,3 +323,35 @@ def test_in_memory_database_is_refused(backup_root):
 def test_unknown_database_alias_is_refused():
     with pytest.raises(CommandError, match="there is no database 'nope'"):
         call("backup", "--database", "nope")
+
+
+def test_verify_rehearses_a_sqlite_backup_and_compares_row_counts(
+    sqlite_db, backup_root
+):
+    name = take_backup()
+    metadata = json.loads((backup_root / "backup" / f"{name}.json").read_text())
+    assert metadata["rows"] == {"note": 3}
+    output = call("restore", "--verify", name, "--database", SQLITE_ALIAS)
+    assert "Integrity checks: not run: no Stagehand schema in the backup." in output
+    assert "Rows: 3 rows in 1 table; all as counted at dump time." in output
+    assert json.loads(call("backups", "--json"))[0]["verified"] == "ok"
+    # The scratch copy beside the live file is gone.
+    assert sorted(p.name for p in sqlite_db.parent.iterdir()) == [
+        "backups",
+        "live.sqlite3",
+    ]
+
+    metadata["rows"] = {"note": 2}
+    (backup_root / "backup" / f"{name}.json").write_text(json.dumps(metadata))
+    with pytest.raises(CommandError, match=r"row counts differ.*note 3 \(dumped 2\)"):
+        call("restore", name, "--dry-run", "--database", SQLITE_ALIAS)
+    entry = json.loads(call("backups", "--json"))[0]
+    assert entry["verified"] == "failed" and "note 3" in entry["verify_problem"]
+
+
+@pytest.mark.django_db
+def test_jobs_run_verify_backup_rehearses_the_newest_backup(sqlite_db, backup_root):
+    name = take_backup()
+    output = call("jobs", "run", "verify-backup", f"database={SQLITE_ALIAS}")
+    assert f"{name} restores: 3 rows in 1 table as dumped" in output
+    assert json.loads(call("backups", "--json"))[0]["verified"] == "ok"

@@ -19,7 +19,8 @@ def test_list(api, registry):
     response = api.get("/api/v1/connections/")
 
     assert response.status_code == 200
-    assert response.json() == [
+    assert response.json()["count"] == 2
+    assert response.json()["results"] == [
         {"label": "def456.production", "connections": 2},
         {"label": "abc123.production", "connections": 1},
     ]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import time
 from io import StringIO
 
@@ -231,9 +232,12 @@ def test_interval_shows_a_progress_bar_on_a_terminal(registry):
 
     call_command("connections", "force_reload", "--interval", "1", stdout=out)
 
+    # tqdm's bar (apps.core.output.Progress): the count against the total, and a rate.
     text = out.getvalue()
-    assert "\rreloading [##########--------------------] 1/3" in text
-    assert "\rreloading [##############################] 3/3\n" in text
+    assert "\rreloading:   0%|" in text and " 0/3 [" in text
+    assert re.search(
+        r"\rreloading: 100%\|#+\| 3/3 \[[\d:]+<[\d:]+, +[\d.]+it/s\]", text
+    )
     assert text.endswith("Reloaded 3 connections (labels: abc123.production)\n")
 
 
@@ -243,5 +247,59 @@ def test_no_progress_bar_when_not_a_terminal(registry):
 
     out = call("connections", "force_reload", "--interval", "1")
 
+    # Off a terminal, one summary line with the duration instead of a bar.
     assert "\r" not in out
-    assert out == "Reloaded 3 connections (labels: abc123.production)\n"
+    summary, last = out.splitlines()
+    assert re.fullmatch(r"reloading: 3 of 3 in [\d.]+ m?s \([\d,]+/s\)", summary)
+    assert last == "Reloaded 3 connections (labels: abc123.production)"
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("spelling", ["--interval-ms", "--interval"])
+def test_interval_ms_is_spelled_out_and_the_old_spelling_still_works(
+    registry, spelling
+):
+    opened = open_channels(registry, {"abc123.production": 2})
+
+    out = call("connections", "drop", spelling, "1")
+
+    assert out.splitlines()[-1] == "Dropped 2 connections (labels: abc123.production)"
+    got = inbox(opened["abc123.production"])
+    assert all(messages == [{"type": "connections.drop"}] for messages in got.values())
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("action", ["drop", "force_reload"])
+def test_json_result_for_scripts(registry, processes, action):
+    open_channels(registry, {"abc123.production": 2, "def456.production": 1})
+    processes.join("abc123.production")
+
+    dry = json.loads(call("connections", action, "--json", "--dry-run", "abc*"))
+    done = json.loads(call("connections", action, "--json", "abc*"))
+
+    assert dry == {
+        "count": 2,
+        "labels": ["abc123.production"],
+        "unreachable": 0,
+        "dry_run": True,
+    }
+    assert done == {**dry, "dry_run": False}
+    assert json.loads(call("connections", "list", "--json")) == [
+        {"label": "def456.production", "connections": 1}
+    ]
+
+
+@pytest.mark.parametrize("args", [["list"], ["drop"], ["force_reload", "abc*"]])
+def test_redis_unreachable_is_a_command_error_that_says_what_to_do(settings, args):
+    from config.settings.base import redis_channel_layers
+
+    # Nothing listens on port 1.
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    settings.CHANNEL_LAYERS = redis_channel_layers(settings.REDIS_URL)
+
+    with pytest.raises(CommandError) as info:
+        call("connections", *args)
+
+    message = str(info.value)
+    assert message.startswith("Redis at redis://127.0.0.1:1/0 does not answer")
+    assert "nothing was sent" in message and "try again then" in message

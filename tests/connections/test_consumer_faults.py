@@ -13,7 +13,8 @@ import pytest
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 
-from apps.connections import consumers
+from apps.connections import snapshots
+from apps.connections.modules import auth, rooms
 from apps.connections.services import current_label
 from config.asgi import application
 
@@ -36,7 +37,7 @@ def tracebacks(caplog, text: str) -> list[logging.LogRecord]:
 def test_a_failing_handler_answers_server_error_and_the_connection_stays(
     harbor_live, token, monkeypatch, caplog
 ):
-    monkeypatch.setattr(consumers, "_find_room", failing(RuntimeError("boom")))
+    monkeypatch.setattr(rooms, "find_room", failing(RuntimeError("boom")))
 
     async def body():
         comm = await attendee(token())
@@ -60,7 +61,7 @@ def test_a_failing_handler_answers_server_error_and_the_connection_stays(
 def test_a_failing_authentication_answers_server_error(
     harbor_live, token, monkeypatch, caplog
 ):
-    monkeypatch.setattr(consumers, "_authenticate", failing(OSError("db away")))
+    monkeypatch.setattr(auth, "load_attendee", failing(OSError("db away")))
 
     async def body():
         comm = await connect()
@@ -161,7 +162,7 @@ def test_hostile_origins_and_paths_are_refused_not_failed(harbor_live, path, ori
 def test_a_connection_that_cannot_be_opened_closes_with_1011(
     transactional_db, monkeypatch, caplog
 ):
-    monkeypatch.setattr(consumers, "_get_world", failing(OSError("db away")))
+    monkeypatch.setattr(snapshots, "load_world", failing(OSError("db away")))
 
     async def body():
         comm = await connect()

@@ -7,8 +7,11 @@ import asyncio
 import json
 import time
 import urllib.request
+from io import StringIO
 
 import pytest
+from django.core.management import call_command
+from django.db import connections
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
@@ -43,7 +46,7 @@ def servers(harbor_live, registry, base_env, settings):
     settings.CONNECTIONS_HEARTBEAT_WINDOW = WINDOW
     started: list[Server] = []
 
-    def start(*commits: str, **env: str) -> list[Server]:
+    def start(*commits: str, extra_args: tuple = (), **env: str) -> list[Server]:
         if "CONNECTIONS_HEARTBEAT_WINDOW" in env:
             settings.CONNECTIONS_HEARTBEAT_WINDOW = float(
                 env["CONNECTIONS_HEARTBEAT_WINDOW"]
@@ -58,7 +61,8 @@ def servers(harbor_live, registry, base_env, settings):
         }
         batch = [
             Server(
-                server_env(base_env, **{**defaults, "STAGEHAND_COMMIT": commit, **env})
+                server_env(base_env, **{**defaults, "STAGEHAND_COMMIT": commit, **env}),
+                extra_args=extra_args,
             )
             for commit in commits
         ]
@@ -391,5 +395,157 @@ def test_a_paced_reload_from_the_api_runs_on_a_worker(
         assert await counts() == {"bbb222.test": 1}
         for ws in new_clients:
             await ws.close()
+
+    asyncio.run(body())
+
+
+async def with_database(function, *args):
+    """Run ``function`` in a thread of its own, closing its database connection."""
+
+    def run():
+        try:
+            return function(*args)
+        finally:
+            connections.close_all()
+
+    return await asyncio.to_thread(run)
+
+
+async def authenticate_until(server: Server, token: str, expected: str) -> float:
+    """Connect with ``token`` until the first reply is ``expected``; return how long
+    it took (a fresh connection each time, as after a change a browser reconnects)."""
+    started = time.monotonic()
+    while True:
+        async with connect(
+            f"{server.url}/ws/world/harborconf/", open_timeout=TIMEOUT
+        ) as ws:
+            await ws.send(json.dumps(["authenticate", {"token": token}]))
+            reply = json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT))
+        if reply[0] == expected or (
+            reply[0] == "error" and reply[1]["code"] == expected
+        ):
+            return time.monotonic() - started
+        assert time.monotonic() - started < TIMEOUT, reply
+        await asyncio.sleep(0.1)
+
+
+def test_a_changed_secret_and_new_terms_reach_a_server_that_had_them_cached(
+    servers, token, harbor_config
+):
+    # The server keeps the world and the terms in memory (snapshots.py) and reads
+    # them again only when told they changed: here, by this process's import_config
+    # and import_terms. Well before CONNECTIONS_SNAPSHOT_MAX_AGE (60 s).
+    from apps.accounts.services import import_terms
+    from apps.worlds.services import generate_token, import_config
+
+    (server,) = servers("aaa111")
+    old_token = token(uid="ada")
+
+    async def body():
+        # Cached: the world with its old secrets, and no terms.
+        await (await attendee(server, old_token)).close()
+        harbor_config["world"]["JWT_secrets"] = [
+            {"issuer": "any", "audience": "stagehand", "secret": "r" * 64}
+        ]
+        world = (await with_database(import_config, harbor_config)).world
+        new_token = await asyncio.to_thread(generate_token, world, [], 1, "grace")
+
+        assert await authenticate_until(server, new_token, "authenticated") < 5
+        assert await authenticate_until(server, old_token, "auth.invalid_token") < 1
+
+        await with_database(import_terms, "tos", "1", "# Terms\n\nBe kind.")
+        assert await authenticate_until(server, new_token, "auth.terms_required") < 5
+
+    asyncio.run(body())
+
+
+@pytest.mark.parametrize("via", ["command, paced", "api, unpaced"])
+def test_a_drop_counts_a_killed_servers_connections_unreachable(
+    servers, token, alice, via
+):
+    from rest_framework.authtoken.models import Token
+    from rest_framework.test import APIClient
+
+    doomed, survivor = servers("aaa111", "bbb222")
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=alice).key}")
+
+    def drop_by_api(labels: list[str], interval_ms: int) -> dict:
+        response = api.post(
+            "/api/v1/connections/drop/",
+            {"labels": labels, "interval_ms": interval_ms},
+            format="json",
+        )
+        assert response.status_code == 200, response.content
+        return response.json()
+
+    async def body():
+        doomed_clients = await attendees(doomed, [token() for _ in range(10)], 5)
+        survivors = await attendees(survivor, [token() for _ in range(2)])
+        doomed.kill()  # SIGKILL: its hub never answers again
+        for ws in doomed_clients:
+            await asyncio.wait_for(ws.wait_closed(), TIMEOUT)
+        assert await counts() == {"aaa111.test": 10, "bbb222.test": 2}
+
+        if via == "command, paced":
+            out, err = StringIO(), StringIO()
+            await asyncio.to_thread(
+                call_command, "connections", "drop", "--interval-ms", "10",
+                "aaa111.*", stdout=out, stderr=err,
+            )  # fmt: skip
+            assert out.getvalue() == "Dropped 0 connections (labels: aaa111.test)\n"
+            assert err.getvalue().startswith("10 connections could not be reached")
+        else:
+            assert await with_database(drop_by_api, ["aaa111.*"], 0) == {
+                "count": 0,
+                "labels": ["aaa111.test"],
+                "unreachable": 10,
+                "dry_run": False,
+            }
+        # Their registry entries are gone: counted no more, and no second drop.
+        assert await counts() == {"bbb222.test": 2}
+        # The living server's connections are reached as before.
+        assert await with_database(drop_by_api, ["*"], 10) == {
+            "count": 2,
+            "labels": ["bbb222.test"],
+            "unreachable": 0,
+            "dry_run": False,
+        }
+        for ws in survivors:
+            await asyncio.wait_for(ws.wait_closed(), TIMEOUT)
+
+    asyncio.run(body())
+
+
+def test_several_worker_processes_on_one_redis_are_listed_and_moved_exactly(
+    servers, token, registry
+):
+    # As production runs them: WEB_CONCURRENCY uvicorn workers on one socket.
+    from apps.connections.services import process_of
+
+    (server,) = servers("aaa111", extra_args=("--workers", "2"))
+
+    async def body():
+        clients = await attendees(server, [token() for _ in range(30)], 10)
+        members = registry.members("aaa111.test")
+        assert len(members) == 30
+        # The kernel handed connections to both processes, each with its hub.
+        assert len({process_of(c) for c in members}) == 2
+        assert len(registry.processes()) == 2
+        assert await counts() == {"aaa111.test": 30}
+
+        reloaded = await in_thread("force_reload", "aaa111.*")
+        assert reloaded == "Reloaded 30 connections (labels: aaa111.test)\n"
+        await reloaded_and_closed(clients, untouched=[])
+        assert await counts() == {}
+
+        clients = await attendees(server, [token() for _ in range(30)], 10)
+        assert await in_thread("drop", "--interval-ms", "1") == (
+            "Dropped 30 connections (labels: aaa111.test)\n"
+        )
+        for ws in clients:
+            await asyncio.wait_for(ws.wait_closed(), TIMEOUT)
+            assert ws.close_code == 1001
+        assert await counts() == {}
 
     asyncio.run(body())

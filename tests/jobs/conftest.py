@@ -9,6 +9,7 @@ import pytest
 from django.conf import settings
 
 from apps.jobs import registry
+from config.celery_app import app
 
 BASE_DIR = Path(settings.BASE_DIR)
 
@@ -30,8 +31,6 @@ def temp_job() -> Iterator[Callable[..., registry.Job]]:
         return registry.REGISTRY[name]
 
     yield register
-    from config.celery_app import app
-
     for name in added:
         job = registry.REGISTRY.pop(name)
         app.tasks.pop(job.task_name, None)

@@ -4,19 +4,21 @@ import json
 from datetime import timedelta
 from io import StringIO
 
+import psycopg
 import pytest
 from django.core.management import call_command
+from django.db import connection
 from django.utils import timezone
 from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
 from apps.jobs import services
 from apps.jobs.beat import LockedDatabaseScheduler
 from apps.jobs.models import BeatLock, JobRun
+from config.celery_app import app
+from tests.conftest import database_url
 
 
 def scheduler() -> LockedDatabaseScheduler:
-    from config.celery_app import app
-
     return LockedDatabaseScheduler(app=app)
 
 
@@ -105,10 +107,6 @@ def test_only_the_beat_holding_the_lock_sends_due_jobs():
 def test_a_beat_whose_session_was_terminated_keeps_its_lock():
     # What a restore does to every session (and a restart or failover too): the
     # beat must reconnect and renew, not crash and hand the lease to a newcomer.
-    import psycopg
-    from django.db import connection
-
-    from tests.conftest import database_url
 
     beat = scheduler()
     try:

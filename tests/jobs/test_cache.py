@@ -1,6 +1,8 @@
 import pytest
+import redis
 from django.conf import settings
 from django.core.cache import cache
+from django.core.management import CommandError
 
 from tests.helpers import call
 
@@ -13,8 +15,6 @@ def test_cache_flush_clears_the_cache():
 
 @pytest.mark.redis
 def test_on_redis_only_the_caches_keys_go():
-    import redis
-
     client = redis.Redis.from_url(settings.REDIS_URL)
     try:
         cache.set("greeting", "hello")
@@ -28,3 +28,16 @@ def test_on_redis_only_the_caches_keys_go():
     finally:
         client.delete("stagehand:group:room-1", "unrelated")
         client.close()
+
+
+def test_an_unreachable_redis_is_an_error_that_says_what_to_do(settings):
+    # A closed port: the cache's Redis is down.
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": "redis://127.0.0.1:1/0",
+        }
+    }
+    with pytest.raises(CommandError, match="The cache's Redis does not answer") as err:
+        call("cache", "flush")
+    assert "check REDIS_URL with `info`, start Redis" in str(err.value)

@@ -137,6 +137,20 @@ def test_unschedule_needs_the_same_parameters(no_schedules, params_job):
     assert not CrontabSchedule.objects.exists()
 
 
+def test_unschedule_dry_run_names_the_schedule_and_keeps_it(no_schedules, params_job):
+    call("jobs", "schedule", "5 4 * * 1", "params-test", "a", "k=1")
+    output = call("jobs", "unschedule", "params-test", "a", "k=1", "--dry-run")
+    assert output.splitlines() == [
+        'Would unschedule Job params-test("a", k=1) with the following crontab: '
+        "5 4 * * 1",
+        "Dry run: nothing was changed.",
+    ]
+    assert PeriodicTask.objects.count() == CrontabSchedule.objects.count() == 1
+    with pytest.raises(CommandError, match="No scheduled job match") as info:
+        call("jobs", "unschedule", "params-test", "a", "--dry-run")
+    assert info.value.returncode == 2
+
+
 @pytest.mark.parametrize(
     "cron",
     [

@@ -3,11 +3,10 @@ from celery.app.task import Context
 
 from apps.jobs import registry, services
 from apps.jobs.models import JobRun
+from config.celery_app import app
 
 
 def test_project_jobs_are_registered_as_celery_tasks():
-    from config.celery_app import app
-
     names = [j.name for j in registry.all_jobs()]
     assert names == sorted(names)
     for name in ("log-test", "error-test"):

@@ -7,10 +7,12 @@ import sys
 import uuid
 
 import pytest
+import redis
 from celery import Celery
 from django.conf import settings
 from django.core.management import CommandError
 
+from apps.jobs.services import munin_field
 from tests.helpers import call
 
 from .conftest import BASE_DIR
@@ -19,8 +21,6 @@ from .conftest import BASE_DIR
 @pytest.fixture
 def redis_queue():
     """A fresh queue on the Redis broker (REDIS_URL's database), deleted afterwards."""
-    import redis
-
     name = f"test-{uuid.uuid4().hex[:8]}"
     client = redis.Redis.from_url(settings.REDIS_URL)
     app = Celery("queue-filler", broker=settings.REDIS_URL, set_as_current=False)
@@ -99,21 +99,114 @@ def test_status_reads_the_rabbitmq_message_count():
 
 def test_munin_config_lists_total_and_every_job():
     lines = call("worker", "status", "--munin-config", "-q", "celery").splitlines()
-    assert lines[:5] == [
+    assert lines[:4] == [
         "graph_title Waiting tasks in queue celery",
         "graph_vlabel tasks",
         "graph_category celery",
         "graph_args --lower-limit 0",
-        "total.label total",
     ]
+    assert lines[4].startswith("graph_info Tasks waiting in the Celery queue celery")
+    assert "total.label total" in lines
+    assert "total.warning 100" in lines and "total.critical 1000" in lines
     assert "stagehand_log_test.label stagehand.log-test" in lines
-    fields = [line.split(".", 1)[0] for line in lines[4:]]
+    fields = [line.split(".", 1)[0] for line in lines if not line.startswith("graph")]
     assert all(f.replace("_", "a").isalnum() and not f[0].isdigit() for f in fields)
 
 
-def test_munin_config_needs_a_queue_and_status_needs_a_broker(settings):
-    with pytest.raises(CommandError, match="--munin-config needs exactly one queue"):
-        call("worker", "status", "--munin-config")
+def test_munin_config_without_a_queue_graphs_every_queue_of_the_workers(settings):
+    # The project's workers consume one queue: its graph, as with -q celery.
+    assert call("worker", "status", "--munin-config") == call(
+        "worker", "status", "--munin-config", "-q", "celery"
+    )
+    lines = call(
+        "worker",
+        "status",
+        "--munin-config",
+        "-q",
+        "celery",
+        "-q",
+        "bulk-2",
+        "--warning",
+        "5",
+        "--critical",
+        "50",
+    ).splitlines()
+    assert lines[0] == "graph_title Waiting tasks per queue"
+    assert any(line.startswith("graph_info ") for line in lines)
+    assert lines[-6:] == [
+        "celery.label celery",
+        "celery.warning 5",
+        "celery.critical 50",
+        "bulk_2.label bulk-2",
+        "bulk_2.warning 5",
+        "bulk_2.critical 50",
+    ]
+
+
+def test_munin_thresholds_must_be_in_order():
+    with pytest.raises(CommandError, match="0 <= warning <= critical"):
+        call("worker", "status", "--munin-config", "--warning", "10", "--critical", "5")
+
+
+def test_munin_values_are_unknown_and_exit_0_when_the_broker_is_down(settings):
+    lines = call(
+        "worker", "status", "-b", "redis://127.0.0.1:1/0", "--munin"
+    ).splitlines()
+    assert lines[0] == "total.value U"
+    assert "stagehand_log_test.value U" in lines
+    two = call(
+        "worker",
+        "status",
+        "-b",
+        "redis://127.0.0.1:1/0",
+        "--munin",
+        "-q",
+        "a",
+        "-q",
+        "b",
+    )
+    assert two.splitlines() == ["a.value U", "b.value U"]
+    settings.STAGEHAND_HAS_BROKER = False
+    assert call("worker", "status", "--munin").splitlines()[0] == "total.value U"
+
+
+@pytest.mark.redis
+def test_munin_values_per_queue(redis_queue):
+    app, queue = redis_queue
+    for _ in range(2):
+        app.send_task("stagehand.log-test", queue=queue)
+    lines = call(
+        "worker",
+        "status",
+        "-b",
+        settings.REDIS_URL,
+        "--munin",
+        "-q",
+        queue,
+        "-q",
+        "empty-q",
+    ).splitlines()
+    assert lines == [f"{munin_field(queue)}.value 2", "empty_q.value 0"]
+
+
+@pytest.mark.redis
+def test_munin_autoconf_says_yes_when_the_broker_answers():
+    assert (
+        call("worker", "status", "-b", settings.REDIS_URL, "--munin-autoconf")
+        == "yes\n"
+    )
+
+
+def test_munin_autoconf_says_no_and_why_with_exit_0(settings):
+    answer = call("worker", "status", "-b", "redis://127.0.0.1:1/0", "--munin-autoconf")
+    assert answer.startswith("no (Cannot read the queues from the broker")
+    settings.STAGEHAND_HAS_BROKER = False
+    assert call("worker", "status", "--munin-autoconf").startswith(
+        "no (Reading the queues"
+    )
+
+
+def test_status_needs_a_broker(settings):
     settings.STAGEHAND_HAS_BROKER = False
     with pytest.raises(CommandError, match="needs a broker: set CELERY_BROKER_URL"):
         call("worker", "status")
@@ -136,4 +229,7 @@ def test_worker_start_without_a_broker_says_so(base_env):
         timeout=60,
     )
     assert done.returncode == 1
-    assert "needs a broker: set CELERY_BROKER_URL" in done.stderr
+    assert "A worker takes its tasks from a broker" in done.stderr
+    assert "set CELERY_BROKER_URL" in done.stderr
+    # Not the message meant for `jobs run -d`.
+    assert "-d" not in done.stderr and "Traceback" not in done.stderr

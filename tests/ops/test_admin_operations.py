@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 import pytest
+from django.core.files.base import ContentFile
+from django.core.files.storage import storages
 
 from tests.ops.helpers import connect, receive
 
@@ -81,7 +86,7 @@ def test_force_reload_reaches_exactly_the_label_of_the_row(staff_client, var_dir
             {"action": "reload", "label": "abc*.test", "interval": "0"},
             follow=True,
         )
-        assert "Force reload sent to 1 connection of abc*.test." in (
+        assert "Reloaded 1 connection (labels: abc*.test)" in (
             response.content.decode()
         )
         assert receive(layer, ours)["type"] == "connections.reload"
@@ -109,6 +114,28 @@ def test_the_page_lists_the_latest_backups_newest_first(staff_client, var_dir):
     assert newer < older
     # Dumps without their metadata: shown as not restorable.
     assert page.count("incomplete: it has no metadata file") == 2
+
+
+def test_the_page_shows_verification_and_the_newest_verified_backup(
+    staff_client, var_dir
+):
+    storage = storages["backups"]
+    for stamp, ok in (("20261123030000", True), ("20261124030000", False)):
+        name = f"backup/sqlite-backup-{stamp}.sqlite3"
+        storage.save(name, ContentFile(b"x"))
+        metadata = {
+            "engine": "sqlite",
+            "size": 1,
+            "sha256": hashlib.sha256(b"x").hexdigest(),
+        }
+        storage.save(f"{name}.json", ContentFile(json.dumps(metadata)))
+        record = {"ok": ok, "reason": "" if ok else "row counts differ"}
+        storage.save(f"{name}.verified.json", ContentFile(json.dumps(record)))
+    page = staff_client.get("/admin/operations/").content.decode()
+    assert "<th>Verified</th>" in page
+    assert "failed: row counts differ" in page
+    assert "Newest verified backup:" in page
+    assert "(sqlite-backup-20261123030000.sqlite3)" in page
 
 
 def test_the_page_says_when_there_is_no_backup(staff_client, var_dir):

@@ -186,7 +186,7 @@ def server_error(response) -> bool:
     return not (
         response.status_code == 503
         and isinstance(body, dict)
-        and set(body) == {"error", "detail"}
+        and set(body) == {"error", "detail", "problems"}
         and body["error"] not in {"error", "server_error"}
     )
 

@@ -9,16 +9,19 @@ because Django checks deferred constraints when a test finishes.
 import json
 from io import StringIO
 
+import boto3
 import pytest
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.core.management import CommandError, call_command
 from django.db import connection
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
+from moto.server import ThreadedMotoServer
 
 from apps.accounts.models import User
 from apps.connections.models import ChatMessage
 from apps.jobs import registry
+from apps.ops.integrity import file_findings
 from apps.worlds import services as worlds
 from apps.worlds.models import Room, World
 from tests.helpers import call
@@ -209,9 +212,6 @@ def test_the_check_changes_nothing(healthy):
 @pytest.fixture
 def s3_media(settings):
     """The default storage on S3 (a moto server on a free port), under media/."""
-    import boto3
-    from moto.server import ThreadedMotoServer
-
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
@@ -241,8 +241,6 @@ def s3_media(settings):
 
 @pytest.mark.django_db
 def test_file_checks_on_s3(s3_media):
-    from apps.ops.integrity import file_findings
-
     kept = User.objects.create_user("kept", "kept@example.org")
     kept.avatar.save("kept.png", ContentFile(b"png"), save=True)
     assert default_storage.exists(kept.avatar.name)

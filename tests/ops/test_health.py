@@ -26,4 +26,4 @@ def test_readyz_is_503_when_the_cache_is_down(client, settings):
     }
     response = client.get("/readyz")
     assert response.status_code == 503
-    assert response.json()["components"]["cache"]["status"] == "FAIL"
+    assert response.json()["components"]["cache"]["status"] == "unavailable"

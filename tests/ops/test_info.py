@@ -25,8 +25,8 @@ def test_info_json_is_parseable_and_ok():
     assert data["ok"] is True
     assert data["deploy_label"] == "unknown.test"
     statuses = {c["name"]: c["status"] for c in data["components"]}
-    assert statuses["database"] == "OK"
-    assert statuses["cache"] == "OK"
+    assert statuses["database"] == "ok"
+    assert statuses["cache"] == "ok"
 
 
 @pytest.mark.postgres
@@ -36,11 +36,11 @@ def test_info_on_postgres_and_redis_shows_ok_rows():
     data = json.loads(call("info", "--json"))
     rows = {c["name"]: c for c in data["components"]}
     assert rows["database"]["backend"] == "postgresql"
-    assert rows["database"]["status"] == "OK"
+    assert rows["database"]["status"] == "ok"
     assert rows["cache"]["backend"] == "RedisCache"
-    assert rows["cache"]["status"] == "OK"
+    assert rows["cache"]["status"] == "ok"
     assert rows["channel layer"]["backend"] == "RedisChannelLayer"
-    assert rows["channel layer"]["status"] == "OK"
+    assert rows["channel layer"]["status"] == "ok"
 
 
 @pytest.mark.django_db
@@ -60,7 +60,7 @@ def test_info_never_prints_the_database_password(base_env):
     )
     assert result.returncode != 0
     assert "hunter2secret" not in result.stdout + result.stderr
-    assert "database" in result.stdout and "FAIL" in result.stdout
+    assert "database" in result.stdout and "unavailable" in result.stdout
 
 
 def test_info_with_unreachable_redis_fails_clearly(base_env, tmp_path):
@@ -81,7 +81,7 @@ def test_info_with_unreachable_redis_fails_clearly(base_env, tmp_path):
     cache_row = next(
         line for line in result.stdout.splitlines() if line.startswith("cache")
     )
-    assert "FAIL" in cache_row and "Connection" in cache_row
+    assert "unavailable" in cache_row and "Connection" in cache_row
     assert "did not answer" in result.stderr
 
 

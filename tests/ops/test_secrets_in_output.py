@@ -75,7 +75,7 @@ def test_commands_mask_the_password(child_env, secret_url, password, args):
     assert MASKED in output, output
     if args == ("info", "--json"):
         rows = {c["name"]: c for c in json.loads(output)["components"]}
-        assert rows["cache"]["status"] == rows["channel layer"]["status"] == "OK"
+        assert rows["cache"]["status"] == rows["channel layer"]["status"] == "ok"
 
 
 def test_anonymous_readyz_shows_status_only(db, client, with_secret_redis, password):

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import queue
 import signal
 import subprocess
 import sys
+import threading
 from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import connection
 
 from apps.ops import backend
 from apps.ops.management.commands.watch import Command as Watch
+from tests.conftest import database_url
 from tests.helpers import wait_for
 from tests.ops.helpers import SLEEPER
 
@@ -54,9 +58,11 @@ def test_watch_exit_status_says_whether_everything_ended_healthy(var_dir):
     assert e.value.returncode == 2
 
 
-def test_watch_rejects_a_zero_interval():
-    with pytest.raises(CommandError, match="--interval must be more than 0"):
-        call_command("watch", "--interval", "0", stdout=StringIO())
+@pytest.mark.parametrize("option", ["--interval-s", "--interval"])
+def test_watch_rejects_a_zero_interval(option):
+    # --interval-s spells out the unit; --interval, the old spelling, still works.
+    with pytest.raises(CommandError, match="--interval-s must be more than 0 seconds"):
+        call_command("watch", option, "0", stdout=StringIO())
 
 
 def test_watch_runs_until_interrupted(child_env):
@@ -85,3 +91,80 @@ def test_watch_gives_the_signal_handlers_back(var_dir):
     before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
     call_command("watch", "--count", "1", stdout=StringIO())
     assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
+
+
+@pytest.mark.django_db
+def test_watch_shows_a_component_coming_up(var_dir):
+    watch = Watch(stdout=StringIO())
+    watch.last = {}
+    watch.check_once()
+    first = watch.stdout._out.getvalue().splitlines()
+    assert "processes     not configured" in first[0]
+    child = subprocess.Popen(SLEEPER)
+    try:
+        backend.ProcessRecord.for_pid("server", "server", child.pid, SLEEPER).write()
+        assert watch.check_once() is True
+        (came_up,) = watch.stdout._out.getvalue().splitlines()[len(first) :]
+    finally:
+        child.kill()
+        child.wait()
+    assert "processes     ok" in came_up
+    assert came_up.endswith("(was not configured)")
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_watch_survives_its_database_session_being_terminated(child_env):
+    """A restore ends every session on the database it swaps in; so does this."""
+    env = {**child_env, "DATABASE_URL": database_url()}
+    proc = subprocess.Popen(
+        [sys.executable, "manage.py", "watch", "--interval-s", "0.2"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines: queue.Queue[str] = queue.Queue()
+    seen: list[str] = []
+    # A reader thread: a watch that never prints the line fails the wait, never hangs it.
+    reader = threading.Thread(
+        target=lambda: [lines.put(line) for line in proc.stdout], daemon=True
+    )
+    reader.start()
+
+    def line_with(*words: str) -> str | None:
+        try:
+            line = lines.get(timeout=0.1)
+        except queue.Empty:
+            return None
+        seen.append(line)
+        return line if all(word in line.split() for word in words) else None
+
+    try:
+        wait_for(lambda: line_with("database", "ok"), "watch's first database line")
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                "AND backend_type = 'client backend'"
+            )
+            assert [row[0] for row in cursor.fetchall()] == [True]
+        down = wait_for(
+            lambda: line_with("database", "unavailable"), "the database down"
+        )
+        assert down.rstrip().endswith("(was ok)")
+        up = wait_for(
+            lambda: line_with("database", "ok"), "the database back", timeout=30
+        )
+        assert up.rstrip().endswith("(was unavailable)")
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 0, "".join(seen) + proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        reader.join(timeout=10)
+        proc.stdout.close()
+        proc.stderr.close()
+    last = wait_for(lambda: line_with("Ended"), "watch's last line", timeout=10)
+    assert last.strip() == "Ended with every component ok."

@@ -1,3 +1,6 @@
+import json
+import re
+
 import pytest
 from django.core.management import CommandError
 from django.db import connection
@@ -229,6 +232,8 @@ def test_one_transaction_of_many_writes_sends_one_batched_update(
             Room.objects.create(
                 world=harbor_search, import_id=f"r{n}", name=f"Breakout {n}"
             )
+    # Search's own, beside those of other receivers (the connections' snapshots).
+    callbacks = [c for c in callbacks if c.__module__ == "apps.search.signals"]
     assert len(callbacks) == 5  # one per save
     with CaptureQueriesContext(connection) as queries:
         for callback in callbacks:
@@ -340,3 +345,31 @@ def test_a_text_over_a_tsvectors_size_is_indexed_up_to_the_limit(harbor_search):
     huge.description = "lighthouse " + words
     huge.save()  # the update after commit truncates the same way
     assert ("room", str(huge.pk)) in found("lighthouse")
+
+
+def test_progress_counts_rows_against_the_counted_total(harbor_search):
+    # Off a terminal the progress is one line; its total is counted with each
+    # model's own query, so it matches what was indexed (5 documents, 2 of 3 rows).
+    assert services.rows_to_index(reindex=True) == 5
+    output = call("search", "index", "--reindex")
+    assert re.search(r"^Indexing: 5 of 5 rows in [\d.]+ m?s", output, re.M), output
+    cutoff = timezone.now()
+    Room.objects.filter(import_id="main").update(
+        name="Engine Room", updated_at=timezone.now()
+    )
+    assert services.rows_to_index(since=cutoff) == 1
+    output = call("search", "index", "-f", cutoff.isoformat())
+    assert re.search(r"^Indexing: 1 of 1 row in ", output, re.M), output
+
+
+def test_index_json_says_what_each_model_got(harbor_search):
+    data = json.loads(call("search", "index", "--json"))
+    assert data["documents"] == 5 and data["catch_up"] is None
+    assert [(r["model"], r["mode"], r["documents"]) for r in data["results"]] == [
+        ("worlds", "reindex", 1),
+        ("rooms", "reindex", 2),
+        ("attendees", "reindex", 2),
+    ]
+    again = json.loads(call("search", "index", "rooms", "--json"))
+    assert again["results"][0]["mode"] == "update"
+    assert again["results"][0]["generation"] == data["results"][1]["generation"]

@@ -29,7 +29,7 @@ def test_needs_staff_token(db, world):
 def test_list_and_detail_never_contain_secrets(api, world, harbor):
     response = api.get("/api/v1/worlds/")
     assert response.status_code == 200
-    assert [w["id"] for w in response.json()] == ["harborconf", "sample"]
+    assert [w["id"] for w in response.json()["results"]] == ["harborconf", "sample"]
     detail = api.get("/api/v1/worlds/harborconf/")
     assert detail.status_code == 200
     body = detail.json()
@@ -51,11 +51,13 @@ def test_unknown_and_deleted_worlds(api, world):
     assert response.json() == {
         "error": "world.unknown_world",
         "detail": "No world 'nope'.",
+        "problems": [],
     }
     services.delete_world(world)
     assert api.get("/api/v1/worlds/sample/").status_code == 404
-    assert api.get("/api/v1/worlds/").json() == []
-    assert [w["id"] for w in api.get("/api/v1/worlds/?all=1").json()] == ["sample"]
+    assert api.get("/api/v1/worlds/").json()["results"] == []
+    every = api.get("/api/v1/worlds/?all=1").json()["results"]
+    assert [w["id"] for w in every] == ["sample"]
 
 
 def test_create(api):
@@ -153,7 +155,13 @@ def test_token_that_could_not_log_in_is_refused(api, world, body, message):
 
 def test_delete(api, world):
     dry = api.delete("/api/v1/worlds/sample/?dry_run=1")
-    assert dry.json() == {"worlds": 1, "rooms": 0, "attendees": 0, "dry_run": True}
+    assert dry.json() == {
+        "worlds": 1,
+        "rooms": 0,
+        "messages": 0,
+        "attendees": 0,
+        "dry_run": True,
+    }
     assert services.get_world("sample")
     response = api.delete("/api/v1/worlds/sample/")
     assert response.status_code == 200

@@ -164,3 +164,21 @@ def test_bad_domains_are_refused(bad_domain):
             bad_domain,
         )
     assert not World.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_title_over_the_column_is_a_command_error_on_every_database():
+    # Checked before the database: PostgreSQL would raise DataError, SQLite store it.
+    title = "x" * (World._meta.get_field("title").max_length + 1)
+    with pytest.raises(CommandError, match="longer than 300 characters"):
+        printed(
+            "create_world",
+            "--noinput",
+            "--id",
+            "longt",
+            "--title",
+            title,
+            "--domain",
+            "l.example",
+        )
+    assert not World.objects.exists()

@@ -1,3 +1,5 @@
+import json
+
 import pytest
 from django.core.management import CommandError
 
@@ -35,3 +37,22 @@ def test_unknown_or_already_deleted(harbor):
     call("delete_world", "harborconf")
     with pytest.raises(CommandError, match="No world 'harborconf'"):
         call("delete_world", "harborconf")
+
+
+def test_json_for_scripts(harbor):
+    services.get_or_create_attendee(harbor, {"uid": "bob", "traits": []})
+    dry = json.loads(call("delete_world", "harborconf", "--dry-run", "--json"))
+    assert dry == {
+        "world": "harborconf",
+        "title": "Harbor Conference 2027",
+        "dry_run": True,
+        "deleted": False,
+        "rooms": 3,
+        "attendees": 1,
+    }
+    harbor.refresh_from_db()
+    assert harbor.deleted_at is None
+    done = json.loads(call("delete_world", "harborconf", "--json"))
+    assert done == {**dry, "dry_run": False, "deleted": True}
+    harbor.refresh_from_db()
+    assert harbor.deleted_at is not None

@@ -197,3 +197,90 @@ def test_not_utf8(tmp_path):
     path.write_bytes('{"world": {"id": "x", "title": "Caf\xe9"}}'.encode("latin-1"))
     with pytest.raises(CommandError, match=r"\$: is not valid JSON"):
         call("import_config", str(path))
+
+
+@pytest.mark.django_db
+def test_dry_run_lists_the_rooms_it_would_soft_delete_and_changes_nothing(
+    tmp_path, django_capture_on_commit_callbacks
+):
+    call("import_config", str(EXAMPLE_CONFIG))
+    data = json.loads(EXAMPLE_CONFIG.read_text())
+    gone = data["rooms"].pop(0)
+    data["world"]["title"] = "Renamed"
+    before = services.export_config(World.objects.get(pk="harborconf"))
+    with django_capture_on_commit_callbacks() as callbacks:
+        out = call("import_config", write(tmp_path, data), "--dry-run")
+    assert callbacks == []  # nothing committed, so nothing reindexed
+    assert "Rooms: 0 would be created, 2 would be updated, 1 would be removed." in out
+    assert f"would remove room {gone['id']!r} ({gone['name']})" in out
+    assert out.rstrip().endswith(
+        "Dry run: world 'harborconf' would be updated; nothing was changed."
+    )
+    assert services.export_config(World.objects.get(pk="harborconf")) == before
+    assert not Room.objects.filter(deleted_at__isnull=False).exists()
+
+    # The same file for real removes exactly that room.
+    out = call("import_config", write(tmp_path, data))
+    assert f"removed room {gone['id']!r} ({gone['name']})" in out
+    assert list(
+        Room.objects.filter(deleted_at__isnull=False).values_list(
+            "import_id", flat=True
+        )
+    ) == [str(gone["id"])]
+
+
+@pytest.mark.django_db
+def test_a_dry_run_of_a_new_world_creates_nothing(tmp_path):
+    data = json.loads(EXAMPLE_CONFIG.read_text())
+    out = call("import_config", write(tmp_path, data), "--dry-run")
+    assert "Rooms: 3 would be created" in out
+    assert "world 'harborconf' would be created; nothing was changed." in out
+    assert not World.objects.exists() and not Room.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_dry_run_still_reports_every_problem(tmp_path):
+    data = json.loads(EXAMPLE_CONFIG.read_text())
+    data["rooms"][0]["name"] = "x" * 301
+    with pytest.raises(CommandError, match=r"\$\.rooms\[0\]\.name"):
+        call("import_config", write(tmp_path, data), "--dry-run")
+
+
+@pytest.mark.django_db
+def test_json_for_scripts(tmp_path):
+    created = json.loads(call("import_config", str(EXAMPLE_CONFIG), "--json"))
+    assert created == {
+        "world": "harborconf",
+        "created": True,
+        "dry_run": False,
+        "rooms": {"created": 3, "updated": 0, "removed": 0},
+        "removed_rooms": [],
+    }
+    data = json.loads(EXAMPLE_CONFIG.read_text())
+    gone = data["rooms"].pop()
+    dry = json.loads(
+        call("import_config", write(tmp_path, data), "--dry-run", "--json")
+    )
+    assert dry["dry_run"] is True and dry["created"] is False
+    assert dry["rooms"] == {"created": 0, "updated": 2, "removed": 1}
+    assert dry["removed_rooms"] == [{"id": str(gone["id"]), "name": gone["name"]}]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("where", "path"),
+    [("title", r"\$\.world\.title"), ("room name", r"\$\.rooms\[1\]\.name")],
+)
+def test_text_over_a_column_is_refused_before_the_database(tmp_path, where, path):
+    """An export of a world that SQLite held with a 301-character title imports
+    nowhere: the same CommandError on SQLite and PostgreSQL, nothing written."""
+    data = json.loads(EXAMPLE_CONFIG.read_text())
+    if where == "title":
+        data["world"]["title"] = "x" * 301
+    else:
+        data["rooms"][1]["name"] = "y" * 301
+    with pytest.raises(CommandError, match=path) as err:
+        call("import_config", write(tmp_path, data))
+    assert "longer than 300 characters (301)" in str(err.value)
+    assert "Nothing was imported" in str(err.value)
+    assert not World.objects.exists() and not Room.objects.exists()

@@ -45,6 +45,15 @@ class Command(BaseCommand):
     ) -> None:
         interactive = bool(getattr(self.stdin, "isatty", lambda: False)())
         world_obj = self._world(world) if world else None
+        if email:
+            # Checked before any password is read: a bad --email costs none.
+            try:
+                email = services.validate_new_email(email)
+            except services.AccountError as exc:
+                if password_stdin or not interactive:
+                    raise CommandError(f"{exc} Nothing was created.") from exc
+                self.stderr.write(str(exc))
+                email = None
         if not email:
             if password_stdin or not interactive:
                 raise CommandError(
@@ -73,11 +82,9 @@ class Command(BaseCommand):
         )
 
     def _world(self, world_id: str):
-        from apps.worlds.services import WorldNotFound, get_world
-
         try:
-            return get_world(world_id)
-        except WorldNotFound as exc:
+            return services.find_world(world_id)
+        except services.AccountError as exc:
             raise CommandError(f"{exc}") from exc
 
     def _ask(self, prompt: str) -> str:

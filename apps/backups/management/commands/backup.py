@@ -2,8 +2,10 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError
 
+from apps.backups.serializers import BackupSerializer
 from apps.backups.services import BackupError, backup
-from apps.core.output import Progress, human_duration, human_size
+from apps.core.databases import database_size
+from apps.core.output import Progress, human_duration, human_size, write_json
 
 
 class Command(BaseCommand):
@@ -21,10 +23,26 @@ class Command(BaseCommand):
             action="store_true",
             help="store the dump uncompressed (faster, larger)",
         )
+        parser.add_argument(
+            "--json",
+            action="store_true",
+            help="print the new backup as JSON (name, size, …) for scripts",
+        )
 
-    def handle(self, *, database: str, no_compress: bool, **options) -> None:
+    def handle(
+        self, *, database: str, no_compress: bool, json: bool, **options
+    ) -> None:
         started = time.monotonic()
-        bar = Progress(self.stdout, total=None, label="Bytes written")
+        # The database's size: the most a dump writes, so the bar's end and ETA.
+        bar = Progress(
+            # With --json, standard output holds only the JSON; a terminal still
+            # sees the progress on standard error.
+            self.stderr if json else self.stdout,
+            database_size(database),
+            label="Dumping",
+            unit="B",
+            summary=False,  # the last line says size and duration
+        )
         with bar:
             try:
                 result = backup(
@@ -34,6 +52,15 @@ class Command(BaseCommand):
                 )
             except BackupError as exc:
                 raise CommandError(f"Backup failed: {exc}") from exc
+        if json:
+            write_json(
+                self.stdout,
+                {
+                    **BackupSerializer(result).data,
+                    "duration": time.monotonic() - started,
+                },
+            )
+            return
         self.stdout.write(
             self.style.SUCCESS(
                 f"Backed up {database} to {result.name} "

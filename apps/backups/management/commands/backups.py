@@ -2,7 +2,8 @@ import datetime as dt
 
 from django.core.management.base import BaseCommand, CommandError
 
-from apps.backups.services import BackupError, list_backups
+from apps.backups.serializers import BackupSerializer
+from apps.backups.services import VERIFIED_FAILED, BackupError, list_backups
 from apps.core.output import (
     counted,
     human_duration,
@@ -14,8 +15,9 @@ from apps.core.output import (
 
 class Command(BaseCommand):
     help = (
-        "List the backups in the backup storage, newest first; an incomplete or "
-        "damaged one is shown as such and never restores as latest."
+        "List the backups in the backup storage, newest first, with whether a "
+        "rehearsal verified each (ok, failed, not yet); an incomplete or damaged one "
+        "is shown as such and never restores as latest."
     )
 
     def add_arguments(self, parser) -> None:
@@ -29,12 +31,12 @@ class Command(BaseCommand):
         except BackupError as exc:
             raise CommandError(str(exc)) from exc
         if json:
-            write_json(self.stdout, [b.as_dict() for b in backups])
+            write_json(self.stdout, BackupSerializer(backups, many=True).data)
             return
         now = dt.datetime.now(dt.UTC)
         write_table(
             self.stdout,
-            ["Name", "Engine", "Size", "Age", "Created", "State"],
+            ["Name", "Engine", "Size", "Age", "Created", "Verified", "State"],
             [
                 (
                     b.name,
@@ -42,6 +44,7 @@ class Command(BaseCommand):
                     human_size(b.size),
                     human_duration(max((now - b.created).total_seconds(), 0)),
                     b.created.strftime("%Y-%m-%d %H:%M:%S UTC"),
+                    b.verified,
                     "ok" if b.complete else b.state,
                 )
                 for b in backups
@@ -53,6 +56,14 @@ class Command(BaseCommand):
                 f"{b.name} is {b.state}: {b.problem}. It cannot be restored; "
                 "prune_backups removes it (an incomplete one once a day old)."
             )
+        for b in backups:
+            if b.complete and b.verified == VERIFIED_FAILED:
+                when = b.verified_at
+                at = f" on {when:%Y-%m-%d %H:%M} UTC" if when else ""
+                self.stdout.write(
+                    f"{b.name} failed its verification{at}: {b.verified_text[8:]}. "
+                    "Do not count on it; `restore --verify NAME` tries again."
+                )
         note = f", {len(unusable)} not restorable" if unusable else ""
         self.stdout.write(
             self.style.SUCCESS(f"{counted(len(backups), 'backup')}{note}.")

@@ -50,7 +50,7 @@ class Command(BaseCommand):
             )
         else:
             self.stdout.write(outcome.reason)
-        # Also with nothing pending: migrate's post_migrate applies BACKUP_SCHEDULE.
+        # Also with nothing pending: migrate's post_migrate installs missing defaults.
         call_command(
             "migrate",
             database=database,

@@ -1,14 +1,29 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from apps.backups.services import BackupError, find_latest, restore, verify
-from apps.core.output import Progress, add_noinput_argument, confirm, human_size
+from apps.backups.services import (
+    BackupError,
+    Rehearsal,
+    find_latest,
+    rehearse,
+    restore,
+)
+from apps.backups.services import verify as check_backup
+from apps.core.output import (
+    Progress,
+    add_noinput_argument,
+    confirm,
+    counted,
+    human_size,
+    write_table,
+)
 
 
 class Command(BaseCommand):
     help = (
         "Replace the database with a backup. The backup is verified first (exists, "
-        "checksum, engine); PostgreSQL is restored into a new database that is swapped "
-        "in only when complete, and the previous database is kept for a rollback."
+        "checksum, engine); it is restored into a new database (or file) that is "
+        "swapped in only when complete, and the previous database is kept for a "
+        "rollback. --dry-run and --verify rehearse it in a scratch database instead."
     )
 
     def add_arguments(self, parser) -> None:
@@ -25,12 +40,35 @@ class Command(BaseCommand):
         parser.add_argument(
             "--dry-run",
             action="store_true",
-            help="verify the backup (checksum included) and say what would happen",
+            help="rehearse the restore in a scratch database and say what would happen",
+        )
+        parser.add_argument(
+            "--verify",
+            action="store_true",
+            help="rehearse the restore in a scratch database and record the outcome",
+        )
+        parser.add_argument(
+            "--jobs",
+            type=int,
+            default=None,
+            help="pg_restore jobs (default: BACKUP_RESTORE_JOBS, else the number of "
+            "cores); 1 streams the dump without a local copy",
         )
 
     def handle(
-        self, *, name: str, database: str, interactive: bool, dry_run: bool, **options
+        self,
+        *,
+        name: str,
+        database: str,
+        interactive: bool,
+        dry_run: bool,
+        verify: bool,
+        jobs: int | None,
+        **options,
     ) -> None:
+        if jobs is not None and jobs < 1:
+            raise CommandError("--jobs must be at least 1.")
+        verbose = options["verbosity"] >= 2
         try:
             if name == "latest":
                 item, skipped = find_latest()
@@ -40,32 +78,44 @@ class Command(BaseCommand):
                         f"({other.problem}); taking the newest complete backup."
                     )
                 name = item.name
+            if verify and not dry_run:
+                report = rehearse(name, database, pg_jobs=jobs)
+                self._report(report, verbose)
+                self._end_rehearsal(report, f"{report.backup.name} restores")
+                return
             if dry_run:
-                plan = restore(name, database, dry_run=True)
+                plan = restore(name, database, dry_run=True, pg_jobs=jobs)
                 self._describe(plan)
-                self.stdout.write(
-                    self.style.SUCCESS(
-                        f"Dry run: {plan.backup.name} is intact; nothing was changed."
-                    )
+                self._report(plan.rehearsal, verbose)
+                self._end_rehearsal(
+                    plan.rehearsal,
+                    f"Dry run: {plan.backup.name} is intact and restores; nothing "
+                    "was changed",
                 )
                 return
-            item = verify(name, database)
+            item = check_backup(name, database)
             if interactive and not confirm(
                 f"Replace database {database!r} with {item.name} "
                 f"({human_size(item.size)}, taken {item.created:%Y-%m-%d %H:%M} UTC)?",
                 stdout=self.stdout,
             ):
                 raise CommandError("Restore cancelled; nothing was changed.")
-            bar = Progress(self.stdout, total=item.size, label="Bytes restored")
+            bar = Progress(self.stdout, item.size, label="Restoring", unit="B")
             with bar:
                 result = restore(
                     item.name,
                     database,
                     progress=lambda done: bar.advance(done - bar.done),
+                    pg_jobs=jobs,
                 )
         except BackupError as exc:
             raise CommandError(f"Restore failed: {exc}") from exc
         self._describe(result)
+        if result.interrupted:
+            self.stdout.write(
+                f"Marked {counted(result.interrupted, 'run')} left running in the "
+                "backup as interrupted by this restore."
+            )
         self.stdout.write(
             self.style.SUCCESS(f"Restored {database} from {result.backup.name}.")
         )
@@ -77,4 +127,73 @@ class Command(BaseCommand):
             f"{human_size(result.backup.size)})\n"
             f"The previous database {verb} as: {result.previous}\n"
             f"Drop it once you are sure: {result.drop_hint}"
+        )
+
+    def _report(self, report: Rehearsal, verbose: bool) -> None:
+        """What the rehearsal in the scratch database showed."""
+        migrations = report.migrations
+        if migrations:
+            pending = len(migrations["pending"])
+            unknown = len(migrations["unknown"])
+            verdict = (
+                f"{counted(unknown, 'migration')} unknown to this code"
+                if unknown
+                else "the code's"
+                if not pending
+                else f"precede the code's ({pending} to apply with migrate)"
+            )
+            self.stdout.write(
+                f"Migrations: {counted(migrations['recorded'], 'migration')} "
+                f"recorded; {verdict}."
+            )
+        if report.integrity_note:
+            self.stdout.write(f"Integrity checks: {report.integrity_note}.")
+        elif migrations:
+            problems = report.integrity
+            self.stdout.write(
+                "Integrity checks: "
+                + ("; ".join(problems) if problems else "no problems")
+                + "."
+            )
+        if report.tables:
+            wrong = [t for t in report.tables if not t.ok]
+            rows = sum(t.found or 0 for t in report.tables)
+            if not report.counts_recorded:
+                verdict = "the backup recorded no counts to compare with (older backup)"
+            elif wrong:
+                verdict = f"{counted(len(wrong), 'table')} differ from the dump"
+            else:
+                verdict = "all as counted at dump time"
+            self.stdout.write(
+                f"Rows: {counted(rows, 'row')} in "
+                f"{counted(len(report.tables), 'table')}; {verdict}."
+            )
+            shown = report.tables if verbose else wrong
+            if shown:
+                write_table(
+                    self.stdout,
+                    ["Table", "Dumped", "Restored"],
+                    [
+                        (
+                            t.table,
+                            "-" if t.expected is None else t.expected,
+                            "missing" if t.found is None else t.found,
+                        )
+                        for t in shown
+                    ],
+                )
+
+    def _end_rehearsal(self, report: Rehearsal, success: str) -> None:
+        if not report.ok:
+            raise CommandError(
+                f"Restore failed: the rehearsal of {report.backup.name} failed: "
+                f"{report.reason.rstrip('.')}. It is recorded as failed; the live "
+                "database was not changed.",
+                returncode=1,
+            )
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"{success} (rehearsed in a scratch database in "
+                f"{report.duration:.1f} s, then dropped)."
+            )
         )

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import re
 
 from django.core.management.base import BaseCommand, CommandError
 
 from apps.connections import services
+from apps.connections.protocol import Move
+from apps.connections.serializers import LabelSerializer, SendResultSerializer
 from apps.core.output import Progress, counted, write_json, write_table
 from apps.core.subcommands import add_subcommands
 
@@ -18,6 +21,24 @@ def interval(value: str) -> int:
         raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
     if ms < 0:
         raise argparse.ArgumentTypeError("must be zero or more milliseconds")
+    return ms
+
+
+SPREAD = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m)?")
+SPREAD_UNITS = {"ms": 1, "s": 1000, "m": 60_000, None: 1000}
+MAX_SPREAD_MS = 3_600_000
+
+
+def spread(value: str) -> int:
+    """``30s``, ``500ms``, ``2m`` or seconds (``30``) as milliseconds."""
+    match = SPREAD.fullmatch(value.strip())
+    if not match:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} is not a duration such as 30s, 500ms or 2m"
+        )
+    ms = round(float(match[1]) * SPREAD_UNITS[match[2]])
+    if ms > MAX_SPREAD_MS:
+        raise argparse.ArgumentTypeError("must be at most an hour (60m)")
     return ms
 
 
@@ -33,11 +54,11 @@ class Command(BaseCommand):
             "list", help="labels and their estimated number of connections"
         )
         listing.add_argument("--json", action="store_true", help="print JSON")
-        for name, text in (
-            ("drop", "close every matching connection"),
-            ("force_reload", "tell every matching client to reload, then close it"),
+        for move, text in (
+            (Move.DROP, "close every matching connection"),
+            (Move.RELOAD, "tell every matching client to reload, then close it"),
         ):
-            action = sub.add_parser(name, help=text)
+            action = sub.add_parser(move.command, help=text)
             action.add_argument(
                 "labels",
                 nargs="*",
@@ -45,16 +66,32 @@ class Command(BaseCommand):
                 help="fnmatch patterns of labels such as 'abc123.*' (default: '*')",
             )
             action.add_argument(
-                "--interval",
+                "--interval-ms",
+                "--interval",  # the old spelling, kept for scripts
+                dest="interval_ms",
                 type=interval,
                 default=0,
                 metavar="MS",
                 help="one connection every MS milliseconds instead of all at once",
             )
             action.add_argument(
+                "--spread",
+                type=spread,
+                default=None,
+                metavar="DURATION",
+                help="tell the clients to come back at random within this window "
+                "(30s, 500ms, 2m; 0 for at once); default: the count divided by "
+                "CONNECTIONS_RECONNECT_RATE per second",
+            )
+            action.add_argument(
                 "--dry-run",
                 action="store_true",
                 help="print what would be reached without sending anything",
+            )
+            action.add_argument(
+                "--json",
+                action="store_true",
+                help="print the result as JSON: count, labels, unreachable, dry_run",
             )
 
     def handle(self, *, action: str, **options) -> None:
@@ -63,10 +100,12 @@ class Command(BaseCommand):
                 self.show_list(as_json=options["json"])
             else:
                 self.send(
-                    action,
+                    Move.of(action),
                     options["labels"],
-                    interval_ms=options["interval"],
+                    interval_ms=options["interval_ms"],
+                    spread_ms=options["spread"],
                     dry_run=options["dry_run"],
+                    as_json=options["json"],
                 )
         except services.LayerUnavailable as exc:
             raise CommandError(str(exc)) from exc
@@ -74,7 +113,7 @@ class Command(BaseCommand):
     def show_list(self, *, as_json: bool) -> None:
         labels = services.list_labels()
         if as_json:
-            write_json(self.stdout, [item.as_dict() for item in labels])
+            write_json(self.stdout, LabelSerializer(labels, many=True).data)
             return
         write_table(
             self.stdout,
@@ -89,7 +128,14 @@ class Command(BaseCommand):
         )
 
     def send(
-        self, action: str, patterns: list[str], *, interval_ms: int, dry_run: bool
+        self,
+        move: Move,
+        patterns: list[str],
+        *,
+        interval_ms: int,
+        spread_ms: int | None,
+        dry_run: bool,
+        as_json: bool,
     ) -> None:
         selection = services.select(patterns)
         # Only globs given: with none, every label is meant, and none live is no error.
@@ -103,20 +149,37 @@ class Command(BaseCommand):
                 "with live connections."
             )
         if dry_run:
+            if as_json:
+                result = services.SendResult(
+                    selection.count, selection.labels, move=move
+                )
+                write_json(
+                    self.stdout,
+                    SendResultSerializer(result.as_dict(dry_run=True)).data,
+                )
+                return
             for label in selection.labels:
                 self.stdout.write(f"{label}: {len(selection.channels[label])}")
-            would = "drop" if action == "drop" else "reload"
             self.stdout.write(
                 self.style.SUCCESS(
-                    f"Would {would} {counted(selection.count, 'connection')} "
+                    f"Would {move.word} {counted(selection.count, 'connection')} "
                     f"(labels: {selection.describe_labels()})"
                 )
             )
             return
-        service = services.drop if action == "drop" else services.force_reload
-        doing = "dropping" if action == "drop" else "reloading"
-        with Progress(self.stdout, selection.count, doing) as bar:
-            result = service(selection, interval_ms=interval_ms, advance=bar.advance)
+        # With --json, stdout is for the script: a bar goes to a terminal's stderr.
+        bar_stream = self.stderr if as_json else self.stdout
+        with Progress(bar_stream, selection.count, move.doing) as bar:
+            result = services.move(
+                move,
+                selection,
+                interval_ms=interval_ms,
+                spread_ms=spread_ms,
+                advance=bar.advance,
+            )
         if result.unreachable:
             self.stderr.write(result.unreachable_note())
-        self.stdout.write(self.style.SUCCESS(result.summary()))
+        if as_json:
+            write_json(self.stdout, SendResultSerializer(result.as_dict()).data)
+        else:
+            self.stdout.write(self.style.SUCCESS(result.summary()))

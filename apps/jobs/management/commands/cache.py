@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from apps.core.output import counted
 from apps.core.subcommands import add_subcommands
@@ -19,7 +19,10 @@ class Command(BaseCommand):
         sub.add_parser("flush", help="delete every cached value")
 
     def handle(self, *, action: str, **options: Any) -> None:
-        deleted = services.flush_cache()
+        try:
+            deleted = services.flush_cache()
+        except services.JobError as exc:
+            raise CommandError(str(exc)) from exc
         if deleted is not None and options["verbosity"] > 1:
             self.stdout.write(f"{counted(deleted, 'key')} deleted")
         self.stdout.write(self.style.SUCCESS("✔ Cache flushed"))

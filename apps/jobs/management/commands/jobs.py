@@ -11,6 +11,11 @@ from apps.core.output import human_duration, write_json, write_table
 from apps.core.subcommands import add_subcommands
 from apps.jobs import services
 from apps.jobs.registry import all_jobs
+from apps.jobs.serializers import (
+    JobRunSerializer,
+    JobSerializer,
+    ScheduledJobSerializer,
+)
 
 
 class Command(BaseCommand):
@@ -40,6 +45,11 @@ class Command(BaseCommand):
         unschedule = sub.add_parser("unschedule", help="remove a job's schedule")
         unschedule.add_argument("name")
         unschedule.add_argument("params", nargs="*", metavar="ARG|KEY=VALUE")
+        unschedule.add_argument(
+            "--dry-run",
+            action="store_true",
+            help="say which schedule would go; change nothing",
+        )
 
         scheduled = sub.add_parser("scheduled", help="the scheduled jobs")
         scheduled.add_argument("--json", action="store_true")
@@ -58,13 +68,7 @@ class Command(BaseCommand):
     def do_list(self, *, json: bool, **_: Any) -> None:
         jobs = all_jobs()
         if json:
-            write_json(
-                self.stdout,
-                [
-                    {"name": j.name, "description": j.description, "task": j.task_name}
-                    for j in jobs
-                ],
-            )
+            write_json(self.stdout, JobSerializer(jobs, many=True).data)
             return
         write_table(
             self.stdout, ["job", "description"], [(j.name, j.description) for j in jobs]
@@ -103,15 +107,24 @@ class Command(BaseCommand):
             )
         )
 
-    def do_unschedule(self, *, name: str, params: list[str], **_: Any) -> None:
+    def do_unschedule(
+        self, *, name: str, params: list[str], dry_run: bool, **_: Any
+    ) -> None:
         args, kwargs = services.parse_params(params)
-        done = services.unschedule(name, args, kwargs)
+        done = services.unschedule(name, args, kwargs, dry_run=dry_run)
         if done is None:
             raise CommandError(
                 f"✘ No scheduled job match Job {services.call_label(name, args, kwargs)}; "
                 "`jobs scheduled` lists them with their parameters.",
                 returncode=2,
             )
+        if dry_run:
+            self.stdout.write(
+                f"Would unschedule Job {done.label} with the following crontab: "
+                f"{done.cron}"
+            )
+            self.stdout.write(self.style.SUCCESS("Dry run: nothing was changed."))
+            return
         self.stdout.write(
             self.style.SUCCESS(
                 f"➢ Unscheduled Job {done.label} with the following crontab: {done.cron}"
@@ -120,23 +133,28 @@ class Command(BaseCommand):
 
     def do_scheduled(self, *, json: bool, **_: Any) -> None:
         rows = services.scheduled()
+        notes = services.schedule_notes()
         if json:
-            write_json(self.stdout, rows)
+            write_json(self.stdout, ScheduledJobSerializer(rows, many=True).data)
+            # Beside the JSON, not in it: the document stays a list of schedules.
+            for note in notes:
+                self.stderr.write(f"note: {note}")
             return
         if not rows:
             self.stdout.write("# No scheduled jobs")
-            return
         for row in rows:
             off = "" if row["enabled"] else "  (disabled)"
             description = (row["description"] or row["task"]).rstrip(".")
             self.stdout.write(f"{description}: {row['label']} ↦ {row['cron']}{off}")
+        for note in notes:
+            self.stdout.write(f"note: {note}")
 
     def do_history(self, *, name: str | None, limit: int, json: bool, **_: Any) -> None:
         if limit < 1:
             raise CommandError("--limit must be at least 1.")
         runs = services.history(name, limit=limit)
         if json:
-            write_json(self.stdout, [services.run_as_dict(r) for r in runs])
+            write_json(self.stdout, JobRunSerializer(runs, many=True).data)
             return
         if not runs:
             self.stdout.write(

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from apps.core.output import write_json, write_table
+from apps.core.output import counted, write_json, write_table
 from apps.core.subcommands import add_subcommands
 from apps.jobs import services
 
@@ -34,11 +34,36 @@ class Command(BaseCommand):
         )
         status.add_argument("-b", "--broker", help="broker URL (default: settings)")
         mode = status.add_mutually_exclusive_group()
-        mode.add_argument("--munin", action="store_true", help="Munin plugin values")
         mode.add_argument(
-            "--munin-config", action="store_true", help="Munin plugin config (needs -q)"
+            "--munin",
+            action="store_true",
+            help="Munin plugin values (U for each when the broker does not answer)",
+        )
+        mode.add_argument(
+            "--munin-config",
+            action="store_true",
+            help="Munin plugin config: one queue's tasks with -q, else every queue",
+        )
+        mode.add_argument(
+            "--munin-autoconf",
+            action="store_true",
+            help="Munin autoconf: `yes`, or `no (why)`",
         )
         mode.add_argument("--json", action="store_true")
+        status.add_argument(
+            "--warning",
+            type=int,
+            default=services.MUNIN_WARNING,
+            metavar="N",
+            help="Munin warns at more than N waiting tasks (default %(default)s)",
+        )
+        status.add_argument(
+            "--critical",
+            type=int,
+            default=services.MUNIN_CRITICAL,
+            metavar="N",
+            help="Munin's critical level (default %(default)s)",
+        )
 
     def run_from_argv(self, argv: list[str]) -> None:
         # `worker start -c 4 --pool=solo`: celery's options are not ours to parse.
@@ -62,23 +87,33 @@ class Command(BaseCommand):
         broker: str | None,
         munin: bool,
         munin_config: bool,
+        munin_autoconf: bool,
         json: bool,
+        warning: int,
+        critical: int,
         **_: Any,
     ) -> None:
         if munin_config:
-            if not queues or len(queues) != 1:
+            if not 0 <= warning <= critical:
                 raise CommandError(
-                    "--munin-config needs exactly one queue: -q QUEUE (one Munin "
-                    "graph per queue)."
+                    f"--warning {warning} and --critical {critical}: give "
+                    "0 <= warning <= critical."
                 )
-            self.stdout.write("\n".join(services.munin_config(queues[0])))
+            config = services.munin_config(queues, warning=warning, critical=critical)
+            self.stdout.write("\n".join(config))
             return
-        if munin and queues and len(queues) > 1:
-            raise CommandError("--munin reads one queue: give a single -q QUEUE.")
-        statuses = services.queue_status(queues, broker=broker)
+        if munin_autoconf:
+            # Munin's protocol: the answer is on stdout, and the exit status is 0.
+            self.stdout.write(services.munin_autoconf(broker))
+            return
         if munin:
-            self.stdout.write("\n".join(services.munin_values(statuses[0])))
+            try:
+                statuses = services.queue_status(queues, broker=broker)
+            except services.JobError:
+                statuses = None  # Munin wants U (unknown) and exit 0, not an error
+            self.stdout.write("\n".join(services.munin_values(statuses, queues)))
             return
+        statuses = services.queue_status(queues, broker=broker)
         if json:
             write_json(self.stdout, [s.as_dict() for s in statuses])
             return
@@ -93,7 +128,7 @@ class Command(BaseCommand):
         total = sum(s.waiting for s in statuses)
         self.stdout.write(
             self.style.SUCCESS(
-                f"✔ {total} waiting task{'s' if total != 1 else ''} "
-                f"in {len(statuses)} queue{'s' if len(statuses) != 1 else ''}"
+                f"✔ {counted(total, 'waiting task')} "
+                f"in {counted(len(statuses), 'queue')}"
             )
         )

@@ -1,3 +1,6 @@
+import argparse
+from pathlib import Path
+
 from django.core.management.base import BaseCommand, CommandError
 
 from apps.core.output import (
@@ -48,6 +51,8 @@ class Command(BaseCommand):
             action="store_true",
             help="supervise in the background; log in <var>/log/backend.log",
         )
+        # The detached supervisor's own log, which it rotates (start --detach).
+        start.add_argument("--log-file", help=argparse.SUPPRESS)
         start.add_argument(
             "--stop-timeout",
             type=float,
@@ -90,6 +95,7 @@ class Command(BaseCommand):
         skip_cleanup: bool,
         detach: bool,
         stop_timeout: float,
+        log_file: str | None,
         **options,
     ) -> None:
         if workers < 0:
@@ -121,9 +127,15 @@ class Command(BaseCommand):
                 )
             )
             return
-        supervisor = backend.Supervisor(
-            specs, report=self.stdout.write, stop_timeout=stop_timeout
-        )
+        report = self.stdout.write
+        if log_file:
+            log = backend.RotatingLog(Path(log_file), follow_fds=(1, 2))
+
+            def report(line: str) -> None:
+                self.stdout.flush()
+                log.write(line + "\n")
+
+        supervisor = backend.Supervisor(specs, report=report, stop_timeout=stop_timeout)
         self.stdout.write(
             f"Supervising {counted(len(specs), 'process', 'processes')}; Ctrl-C or SIGTERM stops them all."
         )

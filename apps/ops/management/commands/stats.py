@@ -1,6 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from apps.core.output import write_json, write_table
+from apps.ops.serializers import ComponentSerializer
 from apps.ops.services import collect_stats
 
 
@@ -8,7 +9,7 @@ class Command(BaseCommand):
     help = (
         "One line per component of the backend: processes, Celery workers, queues, "
         "Beat, connections, database, cache, channel layer, broker, storage; each "
-        "`ok` or `unavailable` with its figures. Exits 2 when one is unavailable."
+        "`ok`, `unavailable` or `not configured`, with its figures. Exits 2 when one is unavailable."
     )
 
     requires_system_checks: list = []
@@ -19,7 +20,7 @@ class Command(BaseCommand):
     def handle(self, *, json: bool, **options) -> None:
         components = collect_stats()
         if json:
-            write_json(self.stdout, [c.as_stats_dict() for c in components])
+            write_json(self.stdout, ComponentSerializer(components, many=True).data)
         else:
             write_table(
                 self.stdout,
@@ -27,7 +28,7 @@ class Command(BaseCommand):
                 [
                     (
                         c.name,
-                        c.health if c.configured else "-",
+                        c.status,
                         c.backend,
                         c.detail,
                     )

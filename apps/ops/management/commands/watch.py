@@ -5,24 +5,28 @@ from datetime import UTC, datetime
 
 from django.core.management.base import BaseCommand, CommandError
 
-from apps.ops.services import collect_stats
+from apps.ops.services import UNAVAILABLE, collect_stats
 
 
 class Command(BaseCommand):
     help = (
-        "Check every component each --interval seconds and print a line whenever one "
-        "changes status, until interrupted (Ctrl-C, SIGTERM) or --count rounds. "
-        "Exits 0 when everything ended ok, 2 otherwise."
+        "Check every component each --interval-s seconds and print a line whenever "
+        "one changes status (ok, unavailable, not configured), until interrupted "
+        "(Ctrl-C, SIGTERM) or --count rounds. Exits 0 when nothing ended unavailable, "
+        "2 otherwise."
     )
 
     requires_system_checks: list = []
 
     def add_arguments(self, parser) -> None:
         parser.add_argument(
+            "--interval-s",
             "--interval",
+            dest="interval",
             type=float,
             default=5.0,
-            help="seconds between rounds (default 5)",
+            metavar="SECONDS",
+            help="seconds between rounds (default 5; --interval is the same option)",
         )
         parser.add_argument(
             "--count",
@@ -33,7 +37,7 @@ class Command(BaseCommand):
 
     def handle(self, *, interval: float, count: int, **options) -> None:
         if interval <= 0:
-            raise CommandError("--interval must be more than 0 seconds.")
+            raise CommandError("--interval-s must be more than 0 seconds.")
         self.shutdown = False
         self.last: dict[str, str] = {}
         previous = {}
@@ -52,7 +56,9 @@ class Command(BaseCommand):
             # call_command() may run us inside a longer-lived process (tests).
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
-        down = sorted(name for name, status in self.last.items() if status != "ok")
+        down = sorted(
+            name for name, status in self.last.items() if status == UNAVAILABLE
+        )
         if down:
             raise CommandError(
                 f"ended with unavailable: {', '.join(down)}", returncode=2
@@ -72,15 +78,16 @@ class Command(BaseCommand):
         any did."""
         changed = False
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        # A database check that fails drops its connection (check_database), so a
+        # restore or a server restart is followed by "ok" again, not by errors forever.
         for component in collect_stats():
-            status = component.health if component.configured else "ok"
+            status = component.status
             if self.last.get(component.name) == status:
                 continue
             changed = True
             was = self.last.get(component.name)
             self.last[component.name] = status
-            shown = status if component.configured else "-"
             transition = f" (was {was})" if was else ""
-            line = f"{now}  {component.name:<13} {shown:<11}  {component.detail}"
+            line = f"{now}  {component.name:<13} {status:<14}  {component.detail}"
             self.stdout.write(line.rstrip() + transition)
         return changed

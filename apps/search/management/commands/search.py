@@ -2,9 +2,16 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
-from apps.core.output import counted, human_duration, write_json, write_table
+from apps.core.output import (
+    Progress,
+    counted,
+    human_duration,
+    write_json,
+    write_table,
+)
 from apps.core.subcommands import add_subcommands
 from apps.search import services
+from apps.search.serializers import HitSerializer
 
 
 class Command(BaseCommand):
@@ -42,6 +49,7 @@ class Command(BaseCommand):
             metavar="TIMESTAMP",
             help="index only rows modified at or after TIMESTAMP (ISO 8601)",
         )
+        index.add_argument("--json", action="store_true", help="print JSON for scripts")
 
         query = sub.add_parser("query", help="search the index, best matches first")
         query.add_argument("text", metavar="TEXT")
@@ -70,7 +78,13 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
 
     def handle_index(
-        self, *, models: list[str], reindex: bool, since: str | None, **options
+        self,
+        *,
+        models: list[str],
+        reindex: bool,
+        since: str | None,
+        json: bool,
+        **options,
     ) -> None:
         if reindex and since:
             raise CommandError(
@@ -80,7 +94,34 @@ class Command(BaseCommand):
             since_at = services.parse_timestamp(since) if since else None
         except ValueError as exc:
             raise CommandError(str(exc)) from None
-        results = services.index(models, reindex=reindex, since=since_at)
+        total = services.rows_to_index(models, reindex=reindex, since=since_at)
+        # JSON alone on stdout: the summary line would break a script's parser.
+        with Progress(self.stdout, total, "Indexing", "row", summary=not json) as bar:
+            results = services.index(
+                models, reindex=reindex, since=since_at, progress=bar.advance
+            )
+        catch_up = services.catch_up_command(results)
+        if json:
+            write_json(
+                self.stdout,
+                {
+                    "results": [
+                        {
+                            "model": r.model,
+                            "mode": r.mode,
+                            "generation": r.generation,
+                            "documents": r.documents,
+                            "seconds": round(r.seconds, 3),
+                            "replaced": r.replaced,
+                            "changed": r.changed,
+                        }
+                        for r in results
+                    ],
+                    "documents": sum(r.documents for r in results),
+                    "catch_up": catch_up,
+                },
+            )
+            return
         write_table(
             self.stdout,
             ["Model", "Mode", "Generation", "Documents", "Took", "Replaced"],
@@ -96,9 +137,12 @@ class Command(BaseCommand):
                 for r in results
             ],
         )
-        catch_up = services.catch_up_command(results)
         if catch_up:
-            counts = ", ".join(f"{r.changed} {r.model}" for r in results if r.changed)
+            counts = ", ".join(
+                counted(r.changed, services.singular(r.model), r.model)
+                for r in results
+                if r.changed
+            )
             self.stdout.write(
                 f"{counts} changed while the new generation was built and may be "
                 f"missing from it. Catch up with:\n  {catch_up}"
@@ -128,7 +172,7 @@ class Command(BaseCommand):
         except services.IndexNotBuilt as exc:
             raise CommandError(str(exc)) from None
         if json:
-            write_json(self.stdout, [h.as_dict() for h in hits])
+            write_json(self.stdout, HitSerializer(hits, many=True).data)
             return
         if hits:
             write_table(

@@ -2,7 +2,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from apps.core.output import counted
+from apps.core.output import counted, write_json
 from apps.worlds import services
 
 
@@ -17,8 +17,11 @@ class Command(BaseCommand):
         parser.add_argument(
             "--dry-run", action="store_true", help="show what would go; change nothing"
         )
+        parser.add_argument(
+            "--json", action="store_true", help="print JSON for scripts"
+        )
 
-    def handle(self, *, world: str, dry_run: bool, **options: Any) -> None:
+    def handle(self, *, world: str, dry_run: bool, json: bool, **options: Any) -> None:
         try:
             target = services.get_world(world)
         except services.WorldNotFound as exc:
@@ -31,6 +34,19 @@ class Command(BaseCommand):
             if dry_run
             else services.delete_world(target)
         )
+        if json:
+            write_json(
+                self.stdout,
+                {
+                    "world": target.id,
+                    "title": target.title,
+                    "dry_run": dry_run,
+                    "deleted": not dry_run,
+                    "rooms": counts["rooms"],
+                    "attendees": counts["attendees"],
+                },
+            )
+            return
         summary = (
             f"world {target.id!r} ({target.title}): {counted(counts['rooms'], 'room')}, "
             f"{counted(counts['attendees'], 'attendee')}"

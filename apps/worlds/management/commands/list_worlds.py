@@ -4,6 +4,7 @@ from django.core.management.base import BaseCommand
 
 from apps.core.output import write_json, write_table
 from apps.worlds import services
+from apps.worlds.serializers import WorldSerializer
 
 
 class Command(BaseCommand):
@@ -23,7 +24,7 @@ class Command(BaseCommand):
     def handle(self, *, json: bool, include_deleted: bool, **options: Any) -> None:
         worlds = services.list_worlds(include_deleted=include_deleted)
         if json:
-            write_json(self.stdout, [services.world_summary(w) for w in worlds])
+            write_json(self.stdout, WorldSerializer(worlds, many=True).data)
             return
         headers = ["ID", "Title", "URL"]
         rows = [[w.id, w.title, w.url] for w in worlds]

@@ -6,10 +6,12 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
+from apps.core.deletion import PurgeReport, purge_count
 from apps.core.output import Progress, write_json
-from apps.jobs import services
+from apps.jobs.services import recorded
+from apps.worlds import services
 
-SECTIONS = ("worlds", "rooms", "users")
+SECTIONS = services.PURGE_SECTIONS
 
 
 class Command(BaseCommand):
@@ -40,7 +42,7 @@ class Command(BaseCommand):
             raise CommandError("--batch-size must be at least 1.")
         chosen = [s for s in SECTIONS if options[s]] or list(SECTIONS)
         selection = {s: s in chosen for s in SECTIONS}
-        report = services.PurgeReport(dry_run=dry_run)
+        report = PurgeReport(dry_run=dry_run)
         params = {**selection, "dry_run": dry_run}
 
         def work() -> None:
@@ -49,16 +51,28 @@ class Command(BaseCommand):
                     self.stdout.write(
                         f"-> Purging {section}" + (" (dry run)" if dry_run else "")
                     )
-                with Progress(self.stdout, None, label="   rows") as progress:
-                    part = services.purge(
-                        **{s: s == section for s in SECTIONS},
-                        dry_run=dry_run,
-                        batch_size=batch_size,
-                        worlds_first="worlds" in chosen,
-                        on_batch=lambda _model, n: progress.advance(n),
+                only = {s: s == section for s in SECTIONS}
+                first = "worlds" in chosen
+                if dry_run:  # counting only: nothing long to show
+                    part = services.purge(**only, dry_run=True, worlds_first=first)
+                else:
+                    # The rows a dry run counts are the bar's total.
+                    counted_part = services.purge(
+                        **only, dry_run=True, worlds_first=first
                     )
-                report.counts.update(part.counts)
-                report.skipped += part.skipped
+                    total = sum(
+                        n
+                        for what, n in counted_part.counts.get(section, {}).items()
+                        if what.endswith(" deleted")
+                    )
+                    with Progress(self.stdout, total, "   rows") as progress:
+                        part = services.purge(
+                            **only,
+                            batch_size=batch_size,
+                            worlds_first=first,
+                            on_batch=lambda _model, n: progress.advance(n),
+                        )
+                report.merge(part)
                 if not json:
                     self.write_counts(part.counts.get(section, {}))
 
@@ -66,7 +80,7 @@ class Command(BaseCommand):
             work()
         else:
             # Recorded like any run of the purge job: `jobs history purge` shows it.
-            with services.recorded("purge", [], params, trigger="shell") as run:
+            with recorded("purge", [], params, trigger="shell") as run:
                 work()
                 run.result = report.summary()
         if json:
@@ -86,4 +100,4 @@ class Command(BaseCommand):
             self.stdout.write("   nothing to purge")
             return
         for what, count in counts.items():
-            self.stdout.write(f"   {services.purge_count(count, what)}")
+            self.stdout.write(f"   {purge_count(count, what)}")

@@ -1,17 +1,28 @@
 """purge on real data: what goes, what stays, dry run, batches, interruption, rerun."""
 
 import json
+import re
 from io import StringIO
 from pathlib import Path
 
 import pytest
+from django.contrib.admin.models import ADDITION, LogEntry
+from django.contrib.auth.models import Group, Permission
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
 from django.core.management import CommandError, call_command
+from django.db import connection, models
+from django.db.models.signals import post_delete
 from django.utils import timezone
+from rest_framework.authtoken.models import Token
 
 from apps.accounts.models import Terms, TermsAcceptance, User
 from apps.connections.models import ChatMessage
-from apps.jobs import services
+from apps.core import deletion
 from apps.jobs.models import JobRun
+from apps.search import services as search
+from apps.search.models import Generation
+from apps.worlds import services
 from apps.worlds.models import Room, World
 from tests.helpers import call
 
@@ -108,6 +119,11 @@ def test_dry_run_counts_and_changes_nothing(data):
 def test_purge_removes_the_soft_deleted_and_keeps_what_others_see(data):
     output = call("purge")
     assert "-> Purging worlds" in output and "-> Purging users" in output
+    # Off a terminal each section's progress is one line: rows against the total
+    # a dry run counted (1 world + 2 rooms + 11 messages + 2 attendees), and time.
+    rows = [line for line in output.splitlines() if line.startswith("   rows: ")]
+    assert re.match(r"   rows: 16 of 16 in [\d.]+ m?s", rows[0]), rows
+    assert len(rows) == 3
     assert output.splitlines()[-1] == (
         "✔ Purged: 1 world deleted, 3 rooms deleted, 15 messages deleted, "
         "2 attendees deleted, 1 user deleted, 2 users anonymised"
@@ -141,8 +157,7 @@ def test_purge_removes_the_soft_deleted_and_keeps_what_others_see(data):
 
 
 def test_a_purged_attendees_token_stays_refused(data):
-    from apps.worlds import services as worlds
-
+    worlds = services
     live = data["live"]
     live.config = {
         "JWT_secrets": [{"issuer": "any", "audience": "stagehand", "secret": "s" * 40}]
@@ -218,6 +233,18 @@ def test_json_and_the_purge_job(data):
         call("purge", "--batch-size", "0")
 
 
+def test_delete_world_counts_what_purge_dry_run_counts(data):
+    # delete_world --dry-run and the API's dry_run count messages as the purge does.
+    gone = World.objects.get(pk="gone")
+    dry = json.loads(call("purge", "--dry-run", "--json", "--worlds"))["counts"][
+        "worlds"
+    ]
+    assert services.deletion_counts(gone) == {
+        what.removesuffix(" deleted"): count for what, count in dry.items()
+    }
+    assert services.deletion_counts(gone)["messages"] == 11
+
+
 # Set-based batches: every table that points at a purged row
 # ------------------------------------------------------------------------------
 
@@ -246,22 +273,17 @@ def test_every_relation_to_a_purged_model_is_known_and_set_based():
     # deletion_plan raises NeedsCollector for what it cannot do set-based (PROTECT,
     # RESTRICT, delete receivers other than the search index's, …): the purge would
     # still be right, through Django's collector, but slow again.
-    plans = {model: services.deletion_plan(model) for model in (World, Room, User)}
+    plans = {model: deletion.deletion_plan(model) for model in (World, Room, User)}
     assert set(plans[User].relations()) == USER_DEPENDANTS
     assert set(plans[Room].relations()) == ROOM_DEPENDANTS
     assert set(plans[World].relations()) == WORLD_DEPENDANTS
-    assert services.deletion_plan(ChatMessage).simple  # one DELETE per batch
+    assert deletion.deletion_plan(ChatMessage).simple  # one DELETE per batch
 
 
 @pytest.fixture
 def erin_everywhere(data):
     """Erin, an attendee of the soft-deleted world, with a row in every table that
     points at users, and bob (alive) with the same, which must all stay."""
-    from django.contrib.admin.models import ADDITION, LogEntry
-    from django.contrib.auth.models import Group, Permission
-    from django.core.files.base import ContentFile
-    from rest_framework.authtoken.models import Token
-
     erin = User.objects.get(world_id="gone", token_id="erin")
     bob = data["bob"]
     crew = Group.objects.create(name="crew")
@@ -283,10 +305,6 @@ def erin_everywhere(data):
 def test_every_dependant_of_a_purged_attendee_is_handled(
     erin_everywhere, django_capture_on_commit_callbacks
 ):
-    from django.contrib.admin.models import LogEntry
-    from django.core.files.storage import default_storage
-    from rest_framework.authtoken.models import Token
-
     erin, bob = erin_everywhere["erin"], erin_everywhere["bob"]
     erin_avatar, bob_avatar = erin.avatar.name, bob.avatar.name
     through = {
@@ -320,9 +338,6 @@ def test_every_dependant_of_a_purged_attendee_is_handled(
 def test_a_file_that_cannot_be_deleted_is_logged_and_the_others_go(
     erin_everywhere, django_capture_on_commit_callbacks, caplog
 ):
-    from django.core.files.base import ContentFile
-    from django.core.files.storage import default_storage
-
     erin, frank = erin_everywhere["erin"], erin_everywhere["frank"]
     frank.avatar.save("frank.png", ContentFile(b"png"), save=True)
     # erin's avatar is a folder with a file in it: the storage cannot delete it.
@@ -341,10 +356,6 @@ def test_a_file_that_cannot_be_deleted_is_logged_and_the_others_go(
 
 def documents(model: str) -> int:
     """How many documents the active index generation of ``model`` holds."""
-    from django.db import connection
-
-    from apps.search.models import Generation
-
     table = Generation.objects.get(model=model, state="active").table
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT count(*) FROM {connection.ops.quote_name(table)}")
@@ -352,8 +363,6 @@ def documents(model: str) -> int:
 
 
 def test_purged_rows_leave_the_search_index(data, django_capture_on_commit_callbacks):
-    from apps.search import services as search
-
     def found(text: str) -> list[str]:
         return [hit.model for hit in search.query(text)]
 
@@ -375,8 +384,6 @@ def test_purged_rows_leave_the_search_index(data, django_capture_on_commit_callb
 def test_a_dependant_with_its_own_delete_receiver_goes_through_the_collector(
     erin_everywhere,
 ):
-    from django.db.models.signals import post_delete
-
     seen = []
 
     def receiver(sender, instance, **kwargs):
@@ -384,8 +391,8 @@ def test_a_dependant_with_its_own_delete_receiver_goes_through_the_collector(
 
     post_delete.connect(receiver, sender=TermsAcceptance, dispatch_uid="test-purge")
     try:
-        with pytest.raises(services.NeedsCollector, match="TermsAcceptance"):
-            services.deletion_plan(User)
+        with pytest.raises(deletion.NeedsCollector, match="TermsAcceptance"):
+            deletion.deletion_plan(User)
         call("purge", "--worlds")
     finally:
         post_delete.disconnect(sender=TermsAcceptance, dispatch_uid="test-purge")
@@ -395,34 +402,31 @@ def test_a_dependant_with_its_own_delete_receiver_goes_through_the_collector(
 
 
 def test_on_delete_values_are_read_from_the_foreign_key():
-    from django.db import models
-
     def fk(on_delete, **kwargs):
         return models.ForeignKey(User, on_delete=on_delete, **kwargs)
 
-    assert services._set_value(fk(models.SET_NULL, null=True)) == (True, None)
-    assert services._set_value(fk(models.SET_DEFAULT, default=7)) == (True, 7)
-    assert services._set_value(fk(models.SET(3))) == (True, 3)
-    assert services._set_value(fk(models.PROTECT)) == (False, None)
-    assert services._set_value(fk(models.CASCADE)) == (False, None)
+    assert deletion.set_value(fk(models.SET_NULL, null=True)) == (True, None)
+    assert deletion.set_value(fk(models.SET_DEFAULT, default=7)) == (True, 7)
+    assert deletion.set_value(fk(models.SET(3))) == (True, 3)
+    assert deletion.set_value(fk(models.PROTECT)) == (False, None)
+    assert deletion.set_value(fk(models.CASCADE)) == (False, None)
 
 
-def test_an_attendee_batch_is_all_or_nothing(erin_everywhere, monkeypatch):
-    from apps.search import services as search
-
+def test_an_attendee_batch_is_all_or_nothing(erin_everywhere):
     class Interrupted(Exception):
         pass
 
-    real_rows_deleted = search.rows_deleted
+    def interrupt_attendees(sender, ids, **kwargs):
+        raise Interrupted  # the last step of an attendee batch
 
-    def interrupt_attendees(model, ids):
-        if model is User:  # the last step of an attendee batch
-            raise Interrupted
-        real_rows_deleted(model, ids)
-
-    monkeypatch.setattr(search, "rows_deleted", interrupt_attendees)
-    with pytest.raises(Interrupted):
-        services.purge(rooms=False, users=False)
+    deletion.rows_deleted.connect(
+        interrupt_attendees, sender=User, dispatch_uid="test-interrupt"
+    )
+    try:
+        with pytest.raises(Interrupted):
+            services.purge(rooms=False, users=False)
+    finally:
+        deletion.rows_deleted.disconnect(sender=User, dispatch_uid="test-interrupt")
     # The messages and rooms of the world went in their own batches; the attendee
     # batch rolled back whole: erin is there with everything that points at her.
     erin = erin_everywhere["erin"]
@@ -432,7 +436,6 @@ def test_an_attendee_batch_is_all_or_nothing(erin_everywhere, monkeypatch):
     assert erin.groups.exists() and erin.user_permissions.exists()
     assert ChatMessage.objects.filter(sender=erin).count() == 2
 
-    monkeypatch.undo()
     report = services.purge(rooms=False, users=False)
     assert report.counts["worlds"]["attendees deleted"] == 2
     assert not World.objects.filter(pk="gone").exists()

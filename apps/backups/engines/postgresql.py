@@ -1,0 +1,539 @@
+"""PostgreSQL: ``pg_dump --format=custom`` out, ``pg_restore`` into a new database.
+
+The dump reads one snapshot, exported by a transaction of ours that also counts the
+rows of every table in that same snapshot, so the counts in the metadata are exactly
+what the dump holds. A restore (or a rehearsal) creates a new database with the live
+one's encoding and locale and restores into it: with one job straight from the
+storage's stream; with several (``pg_restore --jobs``, which needs a seekable file)
+from a copy spooled to local disk and checksum-verified first. Only a complete copy
+is swapped in: other sessions are terminated and the two names exchanged in one
+transaction, the live database kept under a dated name.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from django.conf import settings
+from django.db import connections
+
+from ..catalog import BackupInfo
+from ..errors import BackupDamaged, BackupError, describe
+from ..storage import CHUNK, Digest, Null, ProgressCallback, Storage
+from .base import Dumped, Engine, SideCopy, check_checksum
+
+# The spooled copy needs the dump's size and this much more free space.
+SPOOL_MARGIN = 64 * 1024 * 1024
+
+
+def env(settings_dict: dict) -> dict[str, str]:
+    """The environment that points pg_dump / pg_restore at ``settings_dict``."""
+    result = dict(os.environ)
+    for key, var in (
+        ("HOST", "PGHOST"),
+        ("PORT", "PGPORT"),
+        ("USER", "PGUSER"),
+        ("PASSWORD", "PGPASSWORD"),
+    ):
+        if settings_dict.get(key):
+            result[var] = str(settings_dict[key])
+    options = settings_dict.get("OPTIONS") or {}
+    for key in ("sslmode", "sslrootcert", "sslcert", "sslkey"):
+        if options.get(key):
+            result["PG" + key.upper()] = str(options[key])
+    return result
+
+
+def connect(settings_dict: dict, dbname: str) -> psycopg.Connection:
+    """Connect (autocommit) to ``dbname`` on the server of ``settings_dict``."""
+    kwargs = {
+        k: v
+        for k, v in {
+            "host": settings_dict.get("HOST") or None,
+            "port": settings_dict.get("PORT") or None,
+            "user": settings_dict.get("USER") or None,
+            "password": settings_dict.get("PASSWORD") or None,
+        }.items()
+        if v
+    }
+    options = settings_dict.get("OPTIONS") or {}
+    for key in ("sslmode", "sslrootcert", "sslcert", "sslkey"):
+        if options.get(key):
+            kwargs[key] = options[key]
+    return psycopg.connect(dbname=dbname, autocommit=True, connect_timeout=10, **kwargs)
+
+
+def quote(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+_TABLES = """
+    SELECT n.nspname, c.relname
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
+      AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+      AND n.nspname NOT LIKE 'pg\\_%'
+    ORDER BY 1, 2
+"""
+
+
+def _key(schema: str, table: str) -> str:
+    return table if schema == "public" else f"{schema}.{table}"
+
+
+def count_rows_on(conn: psycopg.Connection) -> dict[str, int]:
+    """Return the rows of every table (``schema.table``, ``public.`` left out)."""
+    tables = conn.execute(_TABLES).fetchall()
+    if not tables:
+        return {}
+    parts = [
+        f"SELECT {literal(schema)}, {literal(table)}, count(*) "
+        f"FROM {quote(schema)}.{quote(table)}"
+        for schema, table in tables
+    ]
+    rows = conn.execute(" UNION ALL ".join(parts)).fetchall()
+    return {_key(schema, table): count for schema, table, count in rows}
+
+
+def restore_jobs(jobs: int | None = None) -> int:
+    """The number of pg_restore jobs: ``jobs``, else BACKUP_RESTORE_JOBS, else cores."""
+    chosen = jobs if jobs is not None else settings.BACKUP_RESTORE_JOBS
+    return chosen if chosen and chosen > 0 else (os.cpu_count() or 1)
+
+
+class PostgreSQL(Engine):
+    vendor = "postgresql"
+
+    def extension(self, compress: bool) -> str:
+        return "dump"
+
+    # Dump -------------------------------------------------------------------
+
+    def dump(self, out: Digest, compress: bool) -> Dumped:
+        settings_dict = self.settings_dict
+        live = settings_dict["NAME"]
+        args = [
+            "pg_dump",
+            "--format=custom",
+            "--no-password",
+            f"--dbname={live}",
+        ]
+        if not compress:
+            args.append("--compress=0")
+        lock_wait = settings.BACKUP_LOCK_WAIT_TIMEOUT
+        if lock_wait > 0:
+            # pg_dump's shared locks wait behind a migration's exclusive one, and
+            # every query of the site would then queue behind pg_dump's: give up.
+            args.append(f"--lock-wait-timeout={lock_wait}s")
+        try:
+            exporter = connect(settings_dict, live)
+        except psycopg.Error as exc:
+            raise BackupError(
+                f"pg_dump failed before it started: cannot connect to database "
+                f"{live!r} ({describe(exc)}); check the database settings "
+                "(DATABASE_URL) and that the server answers."
+            ) from exc
+        with exporter:
+            exporter.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            if lock_wait > 0:
+                exporter.execute(f"SET LOCAL lock_timeout = '{int(lock_wait)}s'")
+            snapshot = exporter.execute("SELECT pg_export_snapshot()").fetchone()[0]
+            server_version = str(exporter.execute("SHOW server_version").fetchone()[0])
+            args.append(f"--snapshot={snapshot}")
+            counted: dict[str, Any] = {}
+            counter = threading.Thread(
+                target=self._count_into, args=(exporter, counted), daemon=True
+            )
+            self._run_pg_dump(args, settings_dict, out, counter, exporter)
+            if "error" in counted:
+                raise BackupError(
+                    f"counting the rows of the dump failed ({counted['error']}); "
+                    "another session (a migration?) may hold a table lock. Run "
+                    "backup again once it has finished."
+                )
+            exporter.execute("COMMIT")
+        return Dumped(server_version, counted["rows"])
+
+    @staticmethod
+    def _count_into(conn: psycopg.Connection, result: dict[str, Any]) -> None:
+        # In the exporting transaction: the same snapshot as pg_dump's.
+        try:
+            result["rows"] = count_rows_on(conn)
+        except psycopg.Error as exc:
+            result["error"] = describe(exc)
+
+    def _run_pg_dump(
+        self,
+        args: list[str],
+        settings_dict: dict,
+        out: Digest,
+        counter: threading.Thread,
+        exporter: psycopg.Connection,
+    ) -> None:
+        with tempfile.TemporaryFile() as errors:
+            try:
+                process = subprocess.Popen(
+                    args, stdout=subprocess.PIPE, stderr=errors, env=env(settings_dict)
+                )
+            except FileNotFoundError as exc:
+                raise BackupError(
+                    "pg_dump is not installed; install the PostgreSQL client tools "
+                    "matching the server's major version."
+                ) from exc
+            # Counting runs beside the dump (psycopg waits without the GIL).
+            counter.start()
+            try:
+                while chunk := process.stdout.read(CHUNK):
+                    out.write(chunk)
+                returncode = process.wait()
+            except BaseException:
+                process.kill()
+                process.wait()
+                exporter.cancel_safe()
+                counter.join()
+                raise
+            finally:
+                process.stdout.close()
+            if returncode != 0:
+                exporter.cancel_safe()
+            counter.join()
+            if returncode != 0:
+                errors.seek(0)
+                message = errors.read().decode(errors="replace").strip()
+                lock_wait = settings.BACKUP_LOCK_WAIT_TIMEOUT
+                # PostgreSQL 15 reports a statement timeout on pg_dump's LOCK TABLE.
+                if "could not obtain lock" in message or (
+                    "LOCK TABLE" in message and "timeout" in message
+                ):
+                    raise BackupError(
+                        f"pg_dump failed (exit {returncode}): {message}; another "
+                        "session (a migration?) held a table lock for longer than "
+                        f"BACKUP_LOCK_WAIT_TIMEOUT ({lock_wait} s). Run backup again "
+                        "once it has finished."
+                    )
+                raise BackupError(
+                    f"pg_dump failed (exit {returncode}): {message or 'no message'}; "
+                    "check the database settings (DATABASE_URL) and that the server "
+                    "answers."
+                )
+
+    def table_names(self, settings_dict: dict[str, Any]) -> set[str]:
+        with connect(settings_dict, settings_dict["NAME"]) as conn:
+            return {_key(*row) for row in conn.execute(_TABLES)}
+
+    def count_rows(self, settings_dict: dict[str, Any]) -> dict[str, int]:
+        with connect(settings_dict, settings_dict["NAME"]) as conn:
+            return count_rows_on(conn)
+
+    # Restore ----------------------------------------------------------------
+
+    def previous_name(self, stamp: str) -> tuple[str, str]:
+        live = self.settings_dict["NAME"]
+        previous = f"{live[: 63 - len('_before_') - 14]}_before_{stamp}"
+        return previous, f"psql -d postgres -c 'DROP DATABASE \"{previous}\"'"
+
+    @contextmanager
+    def side_copy(
+        self,
+        item: BackupInfo,
+        storage: Storage,
+        *,
+        purpose: str,
+        stamp: str,
+        progress: ProgressCallback | None = None,
+        jobs: int = 1,
+    ) -> Iterator[SideCopy]:
+        settings_dict = self.settings_dict
+        live = settings_dict["NAME"]
+        tag = f"_{purpose}_"
+        fresh = f"{live[: 63 - len(tag) - 14]}{tag}{stamp}"
+        try:
+            maintenance = connect(settings_dict, "postgres")
+        except psycopg.Error as exc:
+            raise BackupError(
+                f"cannot reach the PostgreSQL maintenance database 'postgres' "
+                f"({describe(exc)}); restore needs it to create and rename databases."
+            ) from exc
+        with maintenance:
+            row = maintenance.execute(
+                "SELECT pg_encoding_to_char(encoding), datcollate, datctype "
+                "FROM pg_database WHERE datname = %s",
+                [live],
+            ).fetchone()
+            if row is None:
+                raise BackupError(f"the live database {live!r} does not exist.")
+            encoding, collate, ctype = row
+            maintenance.execute(
+                f"CREATE DATABASE {quote(fresh)} TEMPLATE template0 "
+                f"ENCODING {literal(encoding)} LC_COLLATE {literal(collate)} "
+                f"LC_CTYPE {literal(ctype)}"
+            )
+            copy = _Copy(self.database, maintenance, dict(settings_dict, NAME=fresh))
+            try:
+                if jobs > 1:
+                    self._restore_spooled(item, storage, fresh, progress, jobs)
+                else:
+                    self._restore_streamed(item, storage, fresh, progress)
+                yield copy
+            finally:
+                if not copy.swapped:
+                    maintenance.execute(
+                        f"DROP DATABASE IF EXISTS {quote(fresh)} WITH (FORCE)"
+                    )
+
+    def _pg_restore_args(self, target: str, jobs: int = 1) -> list[str]:
+        args = [
+            "pg_restore",
+            "--no-password",
+            "--no-owner",
+            "--no-acl",
+            "--exit-on-error",
+            f"--dbname={target}",
+        ]
+        if jobs > 1:
+            args.append(f"--jobs={jobs}")
+        return args
+
+    def _start_pg_restore(self, args: list[str], errors, **kwargs) -> subprocess.Popen:
+        try:
+            return subprocess.Popen(
+                args,
+                stdout=subprocess.DEVNULL,
+                stderr=errors,
+                env=env(self.settings_dict),
+                **kwargs,
+            )
+        except FileNotFoundError as exc:
+            raise BackupError(
+                "pg_restore is not installed; install the PostgreSQL client tools."
+            ) from exc
+
+    @staticmethod
+    def _check_exit(returncode: int, errors) -> None:
+        if returncode != 0:
+            errors.seek(0)
+            message = errors.read().decode(errors="replace").strip()
+            raise BackupDamaged(
+                f"pg_restore failed (exit {returncode}): {message[-2000:]}; the live "
+                "database was not changed."
+            )
+
+    def _restore_streamed(
+        self,
+        item: BackupInfo,
+        storage: Storage,
+        target: str,
+        progress: ProgressCallback | None,
+    ) -> None:
+        """One job, fed from the storage's stream: no local copy needed."""
+        digest = Digest(Null(), progress)
+        with tempfile.TemporaryFile() as errors:
+            process = self._start_pg_restore(
+                self._pg_restore_args(target), errors, stdin=subprocess.PIPE
+            )
+            broken = False
+            try:
+                for chunk in storage.read_chunks(item.path):
+                    digest.write(chunk)
+                    if not broken:
+                        try:
+                            process.stdin.write(chunk)
+                        except BrokenPipeError:
+                            broken = True  # pg_restore stopped; its exit code says why
+                try:
+                    process.stdin.close()
+                except BrokenPipeError:
+                    pass
+                returncode = process.wait()
+            except BaseException as exc:
+                process.kill()
+                process.wait()
+                if isinstance(exc, Exception) and not isinstance(exc, BackupError):
+                    raise BackupError(
+                        f"reading {item.name} from storage failed ({describe(exc)}); "
+                        "the live database was not changed."
+                    ) from exc
+                raise
+            check_checksum(item, digest)
+            self._check_exit(returncode, errors)
+
+    def _restore_spooled(
+        self,
+        item: BackupInfo,
+        storage: Storage,
+        target: str,
+        progress: ProgressCallback | None,
+        jobs: int,
+    ) -> None:
+        """Several jobs, from a seekable local file.
+
+        A dump in a local folder is such a file already and is read in place (a
+        prune deleting it meanwhile makes pg_restore fail, never the restore half
+        succeed); one from S3 is spooled to BACKUP_SPOOL_DIR first, after a
+        free-space check. Either way the SHA-256 is checked before the copy can be
+        swapped in; for the local file while pg_restore already reads it.
+        """
+        local = storage.local_path(item.path)
+        if local is not None:
+            self._restore_file(item, local, target, jobs, progress)
+            return
+        with tempfile.TemporaryDirectory(
+            prefix="stagehand-restore-", dir=settings.BACKUP_SPOOL_DIR or None
+        ) as folder:
+            spooled = self._spool(item, storage, Path(folder), progress)
+            self._restore_file(item, spooled, target, jobs, None, verified=True)
+
+    def _spool(
+        self,
+        item: BackupInfo,
+        storage: Storage,
+        folder: Path,
+        progress: ProgressCallback | None,
+    ) -> Path:
+        needed = item.size + SPOOL_MARGIN
+        try:
+            free = shutil.disk_usage(folder).free
+        except OSError as exc:
+            raise BackupError(
+                f"the spool folder {folder} for a parallel restore is not usable "
+                f"({describe(exc)}); set BACKUP_SPOOL_DIR to a folder with room, or "
+                "restore with --jobs 1 (streamed, no local copy)."
+            ) from exc
+        if free < needed:
+            raise BackupError(
+                f"a parallel restore needs {_mib(needed)} free in {folder} for a "
+                f"local copy of {item.name}, and only {_mib(free)} is free; free "
+                "some space, set BACKUP_SPOOL_DIR to a folder with room, or restore "
+                "with --jobs 1 (streamed, no local copy). The live database was not "
+                "changed."
+            )
+        spooled = folder / item.name
+        with open(spooled, "xb") as fh:
+            digest = Digest(fh, progress)
+            try:
+                for chunk in storage.read_chunks(item.path):
+                    digest.write(chunk)
+            except OSError as exc:
+                raise BackupError(
+                    f"spooling {item.name} to {folder} failed ({describe(exc)}); "
+                    "the live database was not changed."
+                ) from exc
+        check_checksum(item, digest)
+        return spooled
+
+    def _restore_file(
+        self,
+        item: BackupInfo,
+        path: Path,
+        target: str,
+        jobs: int,
+        progress: ProgressCallback | None,
+        *,
+        verified: bool = False,
+    ) -> None:
+        """pg_restore --jobs from ``path``; check its SHA-256 meanwhile unless
+        ``verified``. A mismatch stops pg_restore: the copy is never swapped in."""
+        with tempfile.TemporaryFile() as errors:
+            process = self._start_pg_restore(
+                [*self._pg_restore_args(target, jobs), str(path)], errors
+            )
+            try:
+                if not verified:
+                    digest = Digest(Null(), progress)
+                    with open(path, "rb") as fh:
+                        while chunk := fh.read(CHUNK):
+                            digest.write(chunk)
+                    check_checksum(item, digest)
+                returncode = process.wait()
+            except BaseException:
+                process.kill()
+                process.wait()
+                raise
+            self._check_exit(returncode, errors)
+
+
+def _mib(size: int) -> str:
+    return f"{size / (1024 * 1024):,.0f} MiB"
+
+
+class _Copy(SideCopy):
+    def __init__(self, database: str, maintenance: psycopg.Connection, settings_dict):
+        self.database = database
+        self.maintenance = maintenance
+        self.settings_dict = settings_dict
+        self.swapped = False
+
+    def swap_in(self, previous: str) -> None:
+        live = connections[self.database].settings_dict["NAME"]
+        swap(self.maintenance, live, self.settings_dict["NAME"], previous)
+        self.swapped = True
+
+
+def swap(maintenance, live: str, fresh: str, previous: str) -> None:
+    """Rename ``live`` to ``previous`` and ``fresh`` to ``live`` in one transaction."""
+    # This process's own connections would block the rename: close them first.
+    for alias in connections:
+        conn = connections[alias]
+        if conn.vendor == "postgresql" and conn.settings_dict.get("NAME") in {
+            live,
+            fresh,
+        }:
+            conn.close()
+    # Keep new sessions out while the old ones are terminated; an owner may do this,
+    # and when the role may not, terminating and retrying below still works.
+    try:
+        maintenance.execute(
+            f"ALTER DATABASE {quote(live)} WITH ALLOW_CONNECTIONS false"
+        )
+        blocked = True
+    except psycopg.Error:
+        blocked = False
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            maintenance.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = %s AND pid <> pg_backend_pid()",
+                [live],
+            )
+            try:
+                with maintenance.transaction():
+                    maintenance.execute(
+                        f"ALTER DATABASE {quote(live)} RENAME TO {quote(previous)}"
+                    )
+                    maintenance.execute(
+                        f"ALTER DATABASE {quote(fresh)} RENAME TO {quote(live)}"
+                    )
+                break
+            except psycopg.errors.ObjectInUse:
+                if time.monotonic() > deadline:
+                    raise BackupError(
+                        f"sessions kept reconnecting to {live!r} for 30 s, so it could "
+                        "not be swapped; stop the web and worker processes and run "
+                        "restore again. The live database was not changed."
+                    ) from None
+                time.sleep(0.2)
+    except BaseException:
+        if blocked:
+            maintenance.execute(
+                f"ALTER DATABASE {quote(live)} WITH ALLOW_CONNECTIONS true"
+            )
+        raise
+    if blocked:
+        maintenance.execute(
+            f"ALTER DATABASE {quote(previous)} WITH ALLOW_CONNECTIONS true"
+        )
