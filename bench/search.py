@@ -28,12 +28,15 @@ import random
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.test")
 
 import django  # noqa: E402
+from django.db import connection  # noqa: E402
+from django.test.utils import setup_databases, teardown_databases  # noqa: E402
 
 SYLLABLES = (
     "ba be bi bo bu da de di do du ka ke ki ko ku la le li lo lu "
@@ -144,13 +147,11 @@ def percentile(values: list[float], pct: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(pct / 100 * (len(ordered) - 1))))]
 
 
-def latencies(texts: list[str]) -> list[float]:
-    from apps.search import services
-
+def latencies(query: Callable[..., object], texts: list[str]) -> list[float]:
     times = []
     for text in texts:
         start = time.perf_counter()
-        services.query(text, limit=20)
+        query(text, limit=20)
         times.append((time.perf_counter() - start) * 1000)
     return times
 
@@ -173,11 +174,9 @@ def main() -> None:
     args = parser.parse_args()
 
     django.setup()
-    from django.db import connection
-    from django.test.utils import setup_databases, teardown_databases
-
-    from apps.search import services
-    from apps.search.engines import TS_CONFIG
+    # The project's modules import their models: only once Django is set up, here.
+    from apps.search import services  # noqa: PLC0415
+    from apps.search.engines import TS_CONFIG  # noqa: PLC0415
 
     if connection.vendor != "postgresql":
         sys.exit("bench/search.py measures PostgreSQL: set DATABASE_URL=postgres://…")
@@ -237,9 +236,9 @@ def main() -> None:
             for i, w in enumerate(sample)
         ]
         prefixes = [w[:3] for w in random.sample(words, args.queries)]
-        latencies(whole[:10])  # warm the caches
+        latencies(services.query, whole[:10])  # warm the caches
         for label, texts in (("whole words", whole), ("3-letter prefixes", prefixes)):
-            times = latencies(texts)
+            times = latencies(services.query, texts)
             print(
                 f"query latency, {label} ({len(texts)} queries): "
                 f"p50 {statistics.median(times):.1f} ms, "

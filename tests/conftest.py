@@ -15,6 +15,8 @@ from collections.abc import Iterator
 
 import pytest
 from django.conf import settings
+from django.core.cache import cache
+from django.db import connection
 
 from tests.helpers import port_open
 
@@ -70,8 +72,6 @@ def _isolated_storage(settings, tmp_path_factory) -> None:
 
 @pytest.fixture(autouse=True)
 def _clear_cache() -> None:
-    from django.core.cache import cache
-
     yield
     cache.clear()
 
@@ -86,8 +86,6 @@ def base_env() -> dict:
 
 def database_url() -> str:
     """The URL of the database this test runs on (the test database), for a child."""
-    from django.db import connection
-
     db = connection.settings_dict
     user = db.get("USER") or ""
     password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""

@@ -88,9 +88,9 @@ CHILD = ["migrate_safely", "showmigrations", "help", "help create_user", "shell_
 WITH_REDIS = [
     "connections list",
     "connections drop '411b261.*'",
-    "connections drop --interval 50 '411b261.*'",
+    "connections drop --interval-ms 50 '411b261.*'",
     "connections force_reload '411b261.*'",
-    "connections force_reload --interval 50 '411b261.*'",
+    "connections force_reload --interval-ms 50 '411b261.*'",
 ]
 # A Redis broker; `worker start` is the celery_worker fixture (tests/conftest.py).
 WITH_BROKER = [
@@ -107,7 +107,7 @@ def test_the_guide_shows_commands():
     commands = guide_commands()
     assert len(commands) > 40
     assert "jobs run -d log-test" in commands
-    assert "connections drop --interval 50 '411b261.*'" in commands
+    assert "connections drop --interval-ms 50 '411b261.*'" in commands
 
 
 def test_every_command_of_the_guide_is_run():

@@ -3,8 +3,10 @@
 The compose test (make test-compose, e2e/) runs them on a real engine.
 """
 
+import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -112,9 +114,6 @@ def test_local_env_files_are_committed_and_templates_hold_placeholders_only():
 
 def test_entrypoint_waits_for_postgres_with_a_bounded_retry(tmp_path):
     """Run the real entrypoint on the host against a port nobody listens on."""
-    import os
-    import sys
-
     env = {
         **os.environ,
         "POSTGRES_HOST": "127.0.0.1",

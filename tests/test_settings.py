@@ -4,7 +4,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import environ
 import pytest
+
+from apps.core.environment import postgres_url
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -154,10 +157,6 @@ def test_production_passes_check_deploy_with_zero_warnings(base_env):
 
 def test_the_database_url_comes_from_postgres_variables_when_no_database_url():
     """docker compose exec bypasses the entrypoint: the settings build the URL too."""
-    import environ
-
-    from apps.core.environment import postgres_url
-
     environ_vars = {
         "POSTGRES_HOST": "postgres",
         "POSTGRES_USER": "stage hand",

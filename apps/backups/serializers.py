@@ -3,6 +3,7 @@ prints and what the OpenAPI schema documents, defined once."""
 
 from __future__ import annotations
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from . import services
@@ -41,15 +42,13 @@ class RestoreResultSerializer(serializers.Serializer):
     )
     drop_hint = serializers.CharField(allow_blank=True)
     dry_run = serializers.BooleanField()
-    rehearsal = serializers.DictField(
-        allow_null=True, help_text="with dry_run: what the rehearsal showed"
+    rehearsal = serializers.SerializerMethodField(
+        help_text="with dry_run: what the rehearsal showed"
     )
     interrupted = serializers.IntegerField(
         help_text="runs left running in the backup, marked as interrupted"
     )
 
-    def to_representation(self, result) -> dict:
-        data = super().to_representation(result)
-        if result.rehearsal is not None:
-            data["rehearsal"] = result.rehearsal.as_dict()
-        return data
+    @extend_schema_field({"type": "object", "nullable": True})
+    def get_rehearsal(self, result) -> dict | None:
+        return result.rehearsal.as_dict() if result.rehearsal else None

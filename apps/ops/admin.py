@@ -15,6 +15,9 @@ from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
+from apps.backups import services as backups
+from apps.backups.serializers import BackupSerializer
+from apps.connections import services as connections
 from apps.core.output import human_duration
 from apps.jobs import services as jobs
 from apps.jobs.models import JobRun
@@ -51,8 +54,6 @@ def operations_view(request: HttpRequest) -> HttpResponse:
 
 
 def _labels() -> dict:
-    from apps.connections import services as connections
-
     try:
         labels = connections.list_labels()
     except connections.LayerUnavailable as exc:
@@ -116,9 +117,6 @@ def _change_url(app_label: str, model: str, pk: object) -> str:
 
 
 def _latest_backups() -> dict:
-    from apps.backups import services as backups
-    from apps.backups.serializers import BackupSerializer
-
     try:
         found = backups.list_backups()[:LATEST_BACKUPS]
     except Exception as exc:  # noqa: BLE001 - the page shows why storage is unreadable
@@ -140,8 +138,6 @@ def _latest_backups() -> dict:
 
 
 def _connections_action(request: HttpRequest) -> None:
-    from apps.connections import services as connections
-
     label = request.POST.get("label", "")
     try:
         move = connections.Move.of(request.POST.get("action") or "")
@@ -171,8 +167,6 @@ def _connections_action(request: HttpRequest) -> None:
 
 
 def _move_later(request: HttpRequest, move, label: str, interval: int) -> None:
-    from apps.connections import services as connections
-
     try:
         run = connections.move_later(
             move,

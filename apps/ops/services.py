@@ -7,18 +7,37 @@ with a short timeout, and never raises.
 
 from __future__ import annotations
 
+import asyncio
 import platform
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from datetime import timedelta
+from pathlib import Path
 
+import celery
+import channels
+import django
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
 from django.conf import settings
+from django.core.cache import cache
+from django.core.files.storage import storages
+from django.db import connections as databases
+from django.db.models import Max
 from django.utils import timezone
+from django_celery_beat.models import PeriodicTask
 
 from apps.backups import services as backups
+from apps.connections import services as connections
+from apps.core import __version__
 from apps.core.output import human_duration
 from apps.core.secrets import mask_url
+from apps.jobs import services as jobs
+from config.celery_app import app as celery_app
+
+from . import backend
 
 # The one vocabulary of every status Stagehand reports: info, stats, watch, /readyz,
 # /api/v1/stats/, their JSON and the admin's operations page.
@@ -84,12 +103,10 @@ def database_description(alias: str = "default") -> dict:
 
 
 def check_database(alias: str = "default") -> ComponentStatus:
-    from django.db import connections
-
     described = database_description(alias)
 
     def probe() -> str:
-        connection = connections[alias]
+        connection = databases[alias]
         try:
             with connection.cursor() as cursor:
                 cursor.execute("SELECT 1")
@@ -102,9 +119,9 @@ def check_database(alias: str = "default") -> ComponentStatus:
                 connection.close()
             raise
         return (
-            connections[alias].display_name
+            connection.display_name
             + " "
-            + ".".join(str(part) for part in connections[alias].get_database_version())
+            + ".".join(str(part) for part in connection.get_database_version())
         )
 
     status = _timed("database", described["engine"], probe)
@@ -113,8 +130,6 @@ def check_database(alias: str = "default") -> ComponentStatus:
 
 
 def check_cache() -> ComponentStatus:
-    from django.core.cache import cache
-
     backend = settings.CACHES["default"]["BACKEND"].rsplit(".", 1)[-1]
 
     def probe() -> str:
@@ -131,14 +146,9 @@ def check_cache() -> ComponentStatus:
 
 
 def check_channel_layer() -> ComponentStatus:
-    from asgiref.sync import async_to_sync
-    from channels.layers import get_channel_layer
-
     backend = settings.CHANNEL_LAYERS["default"]["BACKEND"].rsplit(".", 1)[-1]
 
     async def roundtrip() -> None:
-        import asyncio
-
         layer = get_channel_layer()
         channel = await layer.new_channel()
         await layer.send(channel, {"type": "health.check"})
@@ -168,13 +178,11 @@ def check_broker() -> ComponentStatus:
             configured=False,
             detail="no CELERY_BROKER_URL: jobs run in-process",
         )
-    from config.celery_app import app
-
     url = settings.CELERY_BROKER_URL
     backend = url.split("://", 1)[0]
 
     def probe() -> str:
-        with app.connection_for_write() as conn:
+        with celery_app.connection_for_write() as conn:
             conn.ensure_connection(max_retries=1, timeout=3)
         return mask_url(url)
 
@@ -183,8 +191,6 @@ def check_broker() -> ComponentStatus:
 
 def check_storage() -> ComponentStatus:
     """Media storage and backup storage: unavailable when either does not answer."""
-    from django.core.files.storage import storages
-
     storage = storages["default"]
     backend = type(storage).__name__
 
@@ -201,8 +207,6 @@ def check_storage() -> ComponentStatus:
             storage.connection.meta.client.head_bucket(Bucket=storage.bucket_name)
             return f"s3://{storage.bucket_name}/{storage.location}"
         # A local folder: make sure it exists and is writable.
-        from pathlib import Path
-
         root = Path(storage.location)
         root.mkdir(parents=True, exist_ok=True)
         probe_file = root / f".health-{uuid.uuid4().hex}"
@@ -231,12 +235,6 @@ def readiness_checks() -> list[ComponentStatus]:
 
 def collect_info() -> dict:
     """Return versions, configuration and the status of every configured component."""
-    import celery
-    import channels
-    import django
-
-    from apps.core import __version__
-
     components = readiness_checks() + [check_storage()]
     return {
         "versions": {
@@ -270,8 +268,6 @@ BEAT_STALE_AFTER = 120.0
 
 def check_processes() -> ComponentStatus:
     """The processes ``backend start`` recorded in the run directory, checked in /proc."""
-    from . import backend
-
     states = backend.inspect_processes()
     where = str(backend.run_dir())
     if not states:
@@ -332,13 +328,11 @@ def _no_broker(name: str) -> ComponentStatus:
 def worker_stats(timeout: float = WORKER_TIMEOUT) -> dict[str, dict]:
     """Return each worker that answers a ping within ``timeout`` seconds, with its
     pool concurrency, tasks processed since it started and tasks running now."""
-    from config.celery_app import app
-
-    replies = app.control.inspect(timeout=timeout).ping() or {}
+    replies = celery_app.control.inspect(timeout=timeout).ping() or {}
     if not replies:
         return {}
     # Ask only the workers that answered, and stop waiting once all of them have.
-    inspect = app.control.inspect(
+    inspect = celery_app.control.inspect(
         destination=sorted(replies), timeout=timeout, limit=len(replies)
     )
     stats = inspect.stats() or {}
@@ -380,8 +374,6 @@ def check_queues() -> ComponentStatus:
     """Tasks waiting in each Celery queue, read by the jobs app from the broker."""
     if not settings.STAGEHAND_HAS_BROKER:
         return _no_broker("queues")
-    from apps.jobs import services as jobs
-
     backend = settings.CELERY_BROKER_URL.split("://", 1)[0]
     figures: dict = {}
 
@@ -402,13 +394,6 @@ def check_beat() -> ComponentStatus:
     """
     if not settings.STAGEHAND_HAS_BROKER:
         return _no_broker("beat")
-    from datetime import timedelta
-
-    from django.db.models import Max
-    from django_celery_beat.models import PeriodicTask
-
-    from apps.jobs import services as jobs
-
     figures: dict = {}
 
     def probe() -> str:
@@ -438,8 +423,6 @@ def check_beat() -> ComponentStatus:
 
 def check_connections() -> ComponentStatus:
     """Live WebSocket connections per deploy label, from the connections registry."""
-    from apps.connections import services as connections
-
     backend = settings.CHANNEL_LAYERS["default"]["BACKEND"].rsplit(".", 1)[-1]
     try:
         connections.require_shared_layer()

@@ -4,6 +4,10 @@ import io
 
 import pytest
 
+from apps.connections.models import ChatMessage
+from apps.worlds import services as worlds
+from apps.worlds.models import Room
+
 
 class TerminalInput(io.StringIO):
     """Standard input that says it is a terminal, answering with the given lines."""
@@ -27,10 +31,6 @@ def media(settings, tmp_path):
 @pytest.fixture
 def expo(db):
     """A world with a chat room, where attendee Cleo and attendee Dan have talked."""
-    from apps.connections.models import ChatMessage
-    from apps.worlds import services as worlds
-    from apps.worlds.models import Room
-
     world = worlds.create_world("expo", "Expo", "expo.example.org")
     room = Room.objects.create(
         world=world,

@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from apps.accounts import services
 from apps.accounts.models import TermsAcceptance
+from apps.worlds import services as worlds
 from config.asgi import application
 
 TIMEOUT = 5
@@ -16,15 +17,11 @@ TIMEOUT = 5
 
 @pytest.fixture
 def world(transactional_db):
-    from apps.worlds import services as worlds
-
     return worlds.create_world("expo", "Expo", "expo.example.org")
 
 
 @pytest.fixture
 def token(world):
-    from apps.worlds import services as worlds
-
     return lambda uid: worlds.generate_token(world, ["attendee"], uid=uid)
 
 
@@ -125,8 +122,6 @@ def test_terms_required_then_accepted_then_authenticated(token):
 
 
 def test_a_purged_attendee_token_is_refused_over_the_websocket(token, world):
-    from apps.worlds import services as worlds
-
     purged_token = token("gone")
     worlds.get_or_create_attendee(world, worlds.verify_token(world, purged_token))
     services.purge_user(services.find_attendee("expo", "gone"))

@@ -10,13 +10,18 @@ import re
 import socket
 import sqlite3
 import threading
+import uuid
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from types import SimpleNamespace
 from urllib.parse import urlsplit
 
+import boto3
 import pytest
+from botocore.exceptions import ClientError
 from django.db import connections
+from moto.server import ThreadedMotoServer
 
 from apps.backups.engines import postgresql
 from tests.helpers import call
@@ -109,8 +114,6 @@ def sqlite_execute(path: Path, sql: str, params=()) -> None:
 
 
 def start_moto(port: int = 0):
-    from moto.server import ThreadedMotoServer
-
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     return server
@@ -132,11 +135,6 @@ def moto_server():
 @pytest.fixture
 def s3(moto_server, settings, backup_root):
     """Point the backup storage at a fresh bucket (not created yet) under ``site-a/``."""
-    import uuid
-    from types import SimpleNamespace
-
-    import boto3
-
     host, port = moto_server.get_host_and_port()
     endpoint = f"http://{host}:{port}"
     bucket = f"stagehand-{uuid.uuid4().hex[:12]}"
@@ -164,8 +162,6 @@ def s3(moto_server, settings, backup_root):
 
 
 def bucket_keys(s3) -> list[str]:
-    from botocore.exceptions import ClientError
-
     try:
         pages = s3.client.get_paginator("list_objects_v2").paginate(Bucket=s3.bucket)
         return sorted(o["Key"] for page in pages for o in page.get("Contents", ()))

@@ -18,6 +18,7 @@ import uuid
 from pathlib import Path
 from types import SimpleNamespace
 
+import boto3
 import psycopg
 import pytest
 from django.conf import settings
@@ -232,8 +233,6 @@ def s3_env(endpoint: str, bucket: str) -> dict[str, str]:
 
 
 def test_auto_backs_up_to_s3_under_backup(site, moto_server):
-    import boto3
-
     host, port = moto_server.get_host_and_port()
     endpoint = f"http://{host}:{port}"
     bucket = f"stagehand-{uuid.uuid4().hex[:12]}"

@@ -22,6 +22,7 @@ from tests.helpers import call
 from .conftest import (
     SQLITE_ALIAS,
     add_database,
+    bucket_keys,
     files_under,
     other_databases,
     remove_database,
@@ -234,8 +235,6 @@ def test_restore_failing_half_way_leaves_the_live_database(live):
 
 
 def test_round_trip_through_s3(live, s3):
-    from .conftest import bucket_keys
-
     make_users()
     before = snapshot()
     name = take_backup()

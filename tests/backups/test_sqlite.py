@@ -14,11 +14,14 @@ import pytest
 from django.core.management import CommandError
 
 from apps.backups import services
+from apps.jobs.registry import get_job
 from tests.helpers import call
 
 from .conftest import (
     SQLITE_ALIAS,
+    add_database,
     files_under,
+    remove_database,
     sqlite_execute,
     sqlite_rows,
     write_consistent_backup,
@@ -165,8 +168,6 @@ def test_prune_keeps_the_newest(sqlite_db, backup_root):
 
 
 def test_backup_job_applies_backup_keep(sqlite_db, backup_root, settings):
-    from apps.jobs.registry import get_job
-
     folder = backup_root / "backup"
     for i in range(3):
         name = f"sqlite-backup-2020010100000{i}.sqlite3.gz"
@@ -307,8 +308,6 @@ def test_restore_asks_first(sqlite_db, monkeypatch):
 
 
 def test_in_memory_database_is_refused(backup_root):
-    from .conftest import add_database, remove_database
-
     add_database(
         "backup_memory", {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}
     )

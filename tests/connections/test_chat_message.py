@@ -6,9 +6,9 @@ from apps.connections.models import ChatMessage
 
 
 @pytest.fixture
-def room(harbor):
+def room(harbor_live):
     """Harbor's Hallway Track, a chat room."""
-    return harbor.rooms.get(import_id="hallway")
+    return harbor_live.rooms.get(import_id="hallway")
 
 
 def test_a_deleted_sender_leaves_the_message_unsigned(room, django_user_model):

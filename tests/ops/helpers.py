@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import urllib.request
 
+from asgiref.sync import async_to_sync
+from django.test import override_settings
+
+from apps.connections import services
 from apps.ops import backend
 
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(600)"]
@@ -25,8 +30,6 @@ def processes(env: dict) -> dict[str, dict]:
     """The backend processes recorded in ``env``'s var dir, read in this process
     (a subprocess per poll would be slow); `backend processes --json` is tested
     separately."""
-    from django.test import override_settings
-
     with override_settings(VAR_DIR=env["STAGEHAND_VAR_DIR"]):
         return {s.record.name: s.as_dict() for s in backend.inspect_processes()}
 
@@ -41,9 +44,6 @@ def healthz(port: int) -> bool:
 
 def receive(layer, channel: str, timeout: float = 10.0) -> dict:
     """Receive one message on ``channel``; fail instead of waiting forever."""
-    import asyncio
-
-    from asgiref.sync import async_to_sync
 
     async def receive_one() -> dict:
         return await asyncio.wait_for(layer.receive(channel), timeout)
@@ -55,10 +55,6 @@ def connect(layer, label: str) -> str:
     """Return a new channel that stands for a server process with one consumer of
     ``label``: counted as the consumer is, and in the label's group as the process's
     hub is (so it receives a drop or reload with or without an interval)."""
-    from asgiref.sync import async_to_sync
-
-    from apps.connections import services
-
     channel = async_to_sync(layer.new_channel)()
     async_to_sync(services.register)(label, channel)
     async_to_sync(layer.group_add)(services.label_group(label), channel)

@@ -8,11 +8,22 @@ channels on the Redis channel layer, registered under a label as a consumer woul
 from __future__ import annotations
 
 import os
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from datetime import timedelta
+from io import BytesIO
 
 import pytest
+from channels.layers import get_channel_layer
+from django.db import connections
+from django.utils import timezone
+from PIL import Image
+from playwright.sync_api import sync_playwright
 
+from apps.connections.registry import get_registry
+from apps.jobs import services as jobs
+from apps.jobs.models import JobRun
 from tests.conftest import service_missing
 from tests.ops.helpers import connect, receive
 
@@ -35,7 +46,6 @@ def chromium_page(color_scheme: str = "light"):
     while it is open, so the database and async_to_sync are used outside it."""
     if not os.path.exists(CHROMIUM):
         service_missing("needs Debian's chromium: apt-get install -y chromium")
-    from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
@@ -51,7 +61,6 @@ def outside_the_browser_loop(function, *args):
     """Call ``function`` in another thread: the ORM refuses to run in this one while
     Playwright's event loop does. The thread's connection is closed after it, or
     the test database could not be dropped."""
-    from django.db import connections
 
     def call():
         try:
@@ -80,10 +89,6 @@ def operator(transactional_db, django_user_model):
 @pytest.fixture
 def live_label(settings, var_dir):
     """Two connections on a label, as two consumers would register them."""
-    from channels.layers import get_channel_layer
-
-    from apps.connections.registry import get_registry
-
     layer = get_channel_layer()
     registry = get_registry()
     registry.clear()
@@ -99,8 +104,6 @@ def test_operator_logs_in_sees_the_page_and_force_reloads_a_label(
     label, channels = live_label
     with chromium_page() as page:
         see_the_page_and_force_reload(page, live_server.url, label)
-
-    from channels.layers import get_channel_layer
 
     layer = get_channel_layer()
     for channel in channels:
@@ -138,13 +141,6 @@ apps.jobs.tasks.DeliberateError: error-test: this failure is deliberate"""
 
 def record_runs() -> dict:
     """A failed run three minutes ago, a successful one, and a nightly schedule."""
-    from datetime import timedelta
-
-    from django.utils import timezone
-
-    from apps.jobs import services as jobs
-    from apps.jobs.models import JobRun
-
     now = timezone.now()
     failed = JobRun.objects.create(
         job="error-test",
@@ -167,8 +163,6 @@ def record_runs() -> dict:
 
 
 def new_run() -> int:
-    from apps.jobs.models import JobRun
-
     return JobRun.objects.create(job="cache_flush", trigger="admin").pk
 
 
@@ -243,19 +237,12 @@ def contrast_ratio(a: tuple[int, int, int], b: tuple[int, int, int]) -> float:
 def measured_contrast(png: bytes) -> float:
     """The contrast of text in a screenshot of one badge: its commonest colour is the
     ground, and the pixel that differs most from it is the core of a glyph."""
-    from collections import Counter
-    from io import BytesIO
-
-    from PIL import Image
-
     pixels = list(Image.open(BytesIO(png)).convert("RGB").get_flattened_data())
     ground = Counter(pixels).most_common(1)[0][0]
     return max(contrast_ratio(ground, pixel) for pixel in set(pixels))
 
 
 def record_failure() -> None:
-    from apps.jobs.models import JobRun
-
     JobRun.objects.create(job="error-test", trigger="shell", outcome="failure")
     JobRun.objects.create(job="log-test", trigger="shell", outcome="success")
 

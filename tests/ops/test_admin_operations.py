@@ -6,9 +6,12 @@ import hashlib
 import json
 
 import pytest
+from channels.layers import get_channel_layer
 from django.core.files.base import ContentFile
 from django.core.files.storage import storages
 
+from apps.connections.registry import get_registry
+from apps.jobs.models import JobRun
 from tests.ops.helpers import connect, receive
 
 
@@ -24,8 +27,6 @@ def test_the_admin_index_links_to_the_operations_page(staff_client):
 
 
 def test_the_page_shows_components_connections_and_job_runs(staff_client, var_dir):
-    from apps.jobs.models import JobRun
-
     JobRun.objects.create(job="cache_flush", trigger="shell", outcome="success")
     response = staff_client.get("/admin/operations/")
     assert response.status_code == 200
@@ -68,10 +69,6 @@ def test_a_bad_action_is_refused_with_a_message(staff_client, var_dir):
 
 @pytest.mark.redis
 def test_force_reload_reaches_exactly_the_label_of_the_row(staff_client, var_dir):
-    from channels.layers import get_channel_layer
-
-    from apps.connections.registry import get_registry
-
     layer = get_channel_layer()
     registry = get_registry()
     registry.clear()
@@ -101,9 +98,6 @@ def test_force_reload_reaches_exactly_the_label_of_the_row(staff_client, var_dir
 
 
 def test_the_page_lists_the_latest_backups_newest_first(staff_client, var_dir):
-    from django.core.files.base import ContentFile
-    from django.core.files.storage import storages
-
     storage = storages["backups"]
     for stamp in ("20261123030000", "20261124030000"):
         storage.save(f"backup/postgresql-backup-{stamp}.dump", ContentFile(b"x" * 2048))
@@ -146,11 +140,6 @@ def test_the_page_says_when_there_is_no_backup(staff_client, var_dir):
 @pytest.mark.redis
 @pytest.mark.django_db(transaction=True)  # the job is sent when its run commits
 def test_a_paced_send_goes_to_the_workers_as_a_job(staff_client, var_dir, settings):
-    from channels.layers import get_channel_layer
-
-    from apps.connections.registry import get_registry
-    from apps.jobs.models import JobRun
-
     # A broker as far as the page can tell; Celery stays eager in the tests, so the
     # "worker" that runs the job is this process (real workers: test_live.py).
     settings.STAGEHAND_HAS_BROKER = True

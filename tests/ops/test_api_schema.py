@@ -9,9 +9,12 @@ import json
 
 import pytest
 import schemathesis
+from django.core.signals import request_finished, request_started
 from django.core.wsgi import get_wsgi_application
-from django.db import transaction
+from django.db import close_old_connections, transaction
+from drf_spectacular.generators import SchemaGenerator
 from hypothesis import HealthCheck, settings
+from rest_framework.authtoken.models import Token
 from schemathesis.checks import (
     content_type_conformance,
     response_schema_conformance,
@@ -24,9 +27,6 @@ def _keep_the_test_transaction():
     """Calls go through Django's real WSGI handler, which closes the database
     connection after each request; the test client suspends that, and so do we, or
     the test's transaction would be closed under it (PostgreSQL)."""
-    from django.core.signals import request_finished, request_started
-    from django.db import close_old_connections
-
     request_started.disconnect(close_old_connections)
     request_finished.disconnect(close_old_connections)
     yield
@@ -36,8 +36,6 @@ def _keep_the_test_transaction():
 
 @pytest.fixture
 def staff_token(alice) -> str:
-    from rest_framework.authtoken.models import Token
-
     return Token.objects.create(user=alice).key
 
 
@@ -57,8 +55,6 @@ def load_schema() -> schemathesis.BaseSchema:
     fixture-based loader of schemathesis does not work with this pytest);
     ``test_the_served_schema_is_the_one_tested`` checks it is what the site serves.
     """
-    from drf_spectacular.generators import SchemaGenerator
-
     raw = json.loads(json.dumps(SchemaGenerator().get_schema(public=True), default=str))
     loaded = schemathesis.openapi.from_dict(raw)
     loaded.app = get_wsgi_application()

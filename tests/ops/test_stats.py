@@ -8,9 +8,11 @@ import subprocess
 import sys
 
 import pytest
+from channels.layers import get_channel_layer
 from django.conf import settings
 from django.core.management import CommandError
 
+from apps.connections.registry import get_registry
 from apps.ops import backend
 from tests.helpers import call, free_port, manage, wait_for
 from tests.ops.helpers import SLEEPER, connect
@@ -154,10 +156,6 @@ def test_stats_reads_rabbitmq_queues_without_a_worker(child_env):
 @pytest.mark.redis
 @pytest.mark.django_db
 def test_stats_counts_live_connections_per_label(var_dir):
-    from channels.layers import get_channel_layer
-
-    from apps.connections.registry import get_registry
-
     layer = get_channel_layer()
     registry = get_registry()
     registry.clear()

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import shlex
 
+from apps.search import services
 from tests.helpers import call
 
 
@@ -13,6 +14,4 @@ def run_printed(command: str) -> str:
 
 
 def found(text: str, **kwargs) -> list[tuple[str, str]]:
-    from apps.search import services
-
     return [(h.model, h.id) for h in services.query(text, **kwargs)]

@@ -4,11 +4,14 @@ import re
 import pytest
 from django.core.management import CommandError
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from apps.accounts.models import User
+from apps.jobs.registry import get_job
 from apps.search import services
 from apps.search.models import Generation
+from apps.worlds import services as worlds
 from apps.worlds.models import Room, World
 from tests.helpers import call
 
@@ -181,8 +184,6 @@ def test_soft_delete_removes_the_document(
 
 
 def test_soft_deleted_world_hides_its_rooms_and_attendees(harbor_search):
-    from apps.worlds import services as worlds
-
     call("search", "index")
     worlds.delete_world(World.objects.get(pk="harborconf"))  # a queryset update
     assert found("harbor") == []
@@ -205,8 +206,6 @@ def test_updates_before_the_first_index_do_nothing(harbor_search):
 
 
 def test_nightly_job_reindexes(harbor_search):
-    from apps.jobs.registry import get_job
-
     call("search", "index")
     summary = get_job("search-index").func()
     assert "rooms rooms-" in summary and "(2)" in summary
@@ -224,8 +223,6 @@ def test_status_lists_active_generations(harbor_search):
 def test_one_transaction_of_many_writes_sends_one_batched_update(
     harbor_search, django_capture_on_commit_callbacks
 ):
-    from django.test.utils import CaptureQueriesContext
-
     call("search", "index")
     with django_capture_on_commit_callbacks() as callbacks:
         for n in range(5):
@@ -246,8 +243,6 @@ def test_one_transaction_of_many_writes_sends_one_batched_update(
 def test_renaming_a_world_leaves_its_attendees_alone(
     harbor_search, django_capture_on_commit_callbacks
 ):
-    from django.test.utils import CaptureQueriesContext
-
     call("search", "index")
     attendees = Generation.objects.get(model="attendees").table
     with django_capture_on_commit_callbacks(execute=True):

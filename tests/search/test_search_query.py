@@ -2,7 +2,9 @@ import json
 
 import pytest
 from django.core.management import CommandError
+from django.db import connection
 
+from apps.search import engines, services
 from apps.worlds.models import Room, World
 from tests.helpers import call
 
@@ -89,10 +91,6 @@ def test_postgres_folds_sharp_s_too(harbor_search):
 
 
 def test_sqlite_without_fts5_says_so_in_one_sentence(harbor_search, monkeypatch):
-    from django.db import connection
-
-    from apps.search import services
-
     # This Python's SQLite has FTS5; pretend the probe found none.
     monkeypatch.setattr(services, "_sqlite_has_fts5", lambda: False)
     if connection.vendor == "postgresql":  # PostgreSQL never needs FTS5
@@ -105,8 +103,6 @@ def test_sqlite_without_fts5_says_so_in_one_sentence(harbor_search, monkeypatch)
 
 @pytest.mark.postgres
 def test_postgres_ranks_a_bounded_number_of_matches(harbor_search, monkeypatch):
-    from apps.search import engines
-
     for n in range(4):
         Room.objects.create(
             world=harbor_search, import_id=f"b{n}", name=f"Breakout {n}"

@@ -1,7 +1,9 @@
 import pytest
 
+from apps.worlds import services
+
 
 @pytest.fixture
-def world(sample):
-    """The world most worlds tests work on: the sample persona."""
-    return sample
+def world(db):
+    """A fresh world made the way create_world makes it."""
+    return services.create_world("sample", "Sample World", "sample.example.org")

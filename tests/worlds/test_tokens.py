@@ -6,9 +6,11 @@ import time
 
 import jwt
 import pytest
+from django.utils import timezone
 from hypothesis import given
 from hypothesis import strategies as st
 
+from apps.accounts.models import User
 from apps.core.validation import text_problem
 from apps.worlds import services
 from apps.worlds.models import World
@@ -175,8 +177,6 @@ def test_get_or_create_attendee_follows_the_token(world):
 
 
 def test_a_removed_or_deactivated_attendee_is_refused(world):
-    from django.utils import timezone
-
     bob = services.get_or_create_attendee(world, {"uid": "bob", "traits": []})
     bob.is_active = False
     bob.save()
@@ -196,8 +196,6 @@ def test_a_removed_or_deactivated_attendee_is_refused(world):
 
 
 def test_the_claim_limits_follow_the_attendee_model():
-    from apps.accounts.models import User
-
     assert services.UID_MAX_LENGTH == User._meta.get_field("token_id").max_length
 
 
