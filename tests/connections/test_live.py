@@ -430,7 +430,7 @@ async def authenticate_until(server: Server, token: str, expected: str) -> float
 
 
 def test_a_changed_secret_and_new_terms_reach_a_server_that_had_them_cached(
-    servers, token, harbor_config
+    servers, token, harbor_live_config
 ):
     # The server keeps the world and the terms in memory (snapshots.py) and reads
     # them again only when told they changed: here, by this process's import_config
@@ -444,10 +444,10 @@ def test_a_changed_secret_and_new_terms_reach_a_server_that_had_them_cached(
     async def body():
         # Cached: the world with its old secrets, and no terms.
         await (await attendee(server, old_token)).close()
-        harbor_config["world"]["JWT_secrets"] = [
+        harbor_live_config["world"]["JWT_secrets"] = [
             {"issuer": "any", "audience": "stagehand", "secret": "r" * 64}
         ]
-        world = (await with_database(import_config, harbor_config)).world
+        world = (await with_database(import_config, harbor_live_config)).world
         new_token = await asyncio.to_thread(generate_token, world, [], 1, "grace")
 
         assert await authenticate_until(server, new_token, "authenticated") < 5
