@@ -9,18 +9,18 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
-from urllib.parse import urlsplit
 
 import pytest
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
 
-from apps.accounts.models import User
+from tests.helpers import port_open
+
+pytest_plugins = ["tests.personas"]
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
@@ -29,17 +29,6 @@ def service_missing(reason: str) -> None:
     if IN_CI:
         pytest.fail(f"{reason} (CI=true: a missing service is a failure, not a skip)")
     pytest.skip(reason)
-
-
-def port_open(url: str, default_port: int) -> bool:
-    parts = urlsplit(url)
-    try:
-        with socket.create_connection(
-            (parts.hostname or "127.0.0.1", parts.port or default_port), timeout=2
-        ):
-            return True
-    except OSError:
-        return False
 
 
 def postgres_available() -> bool:
@@ -85,14 +74,6 @@ def _isolated_storage(settings, tmp_path_factory) -> None:
 def _clear_cache() -> None:
     yield
     cache.clear()
-
-
-@pytest.fixture
-def alice(db):
-    """Alice, the operator: staff and superuser."""
-    return User.objects.create_superuser(
-        "alice", "alice@example.org", "correct horse battery"
-    )
 
 
 @pytest.fixture
@@ -157,15 +138,3 @@ def celery_worker(broker_env: dict) -> Iterator[subprocess.Popen]:
             proc.wait()
         if proc.stdout:
             proc.stdout.close()
-
-
-def manage(env: dict, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    """Run ``manage.py ARGS`` in a child process with ``env``, as an operator would."""
-    return subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=settings.BASE_DIR,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )

@@ -10,7 +10,7 @@ from email.message import Message
 import pytest
 from aiosmtpd.controller import Controller
 
-from tests.conftest import manage
+from tests.helpers import manage
 
 PRODUCTION_ENV = {
     "DJANGO_SECRET_KEY": "x9!Fq2@Lr7#Vm4$Tz8%Wb1^Hc6&Jn3*Pd5(Ks0)Yg-e_u+i=o~a;s:d,f.g/h",

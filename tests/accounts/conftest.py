@@ -4,7 +4,6 @@ import io
 
 import pytest
 
-from apps.accounts.models import User
 from apps.connections.models import ChatMessage
 from apps.worlds import services as worlds
 from apps.worlds.models import Room
@@ -20,12 +19,6 @@ class TerminalInput(io.StringIO):
 @pytest.fixture
 def terminal():
     return TerminalInput
-
-
-@pytest.fixture
-def bob(db):
-    """Bob, an operator without admin rights."""
-    return User.objects.create_user("bob", "bob@example.org", "tulip-river-91")
 
 
 @pytest.fixture

@@ -1,19 +1,10 @@
 import pytest
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from apps.accounts.models import User
 from apps.connections.models import ChatMessage
 
 URL = "/api/v1/users/purge/"
-
-
-@pytest.fixture
-def api(alice):
-    client = APIClient()
-    token = Token.objects.create(user=alice)
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
-    return client
 
 
 @pytest.mark.django_db

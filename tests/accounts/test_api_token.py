@@ -7,30 +7,24 @@ import json
 import re
 import shlex
 import subprocess
-from io import StringIO
 from pathlib import Path
 
 import pytest
 from django.conf import settings
-from django.core.management import CommandError, call_command
+from django.core.management import CommandError
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from apps.accounts.models import User
 from apps.worlds import services as worlds
+from tests.helpers import printed
 
 DOCS = Path(settings.BASE_DIR) / "docs" / "api.md"
 DOCUMENTED_HOST = "https://stagehand.example.org"
 
 
-def api_token(*args: str) -> tuple[str, str]:
-    out, err = StringIO(), StringIO()
-    call_command("api_token", *args, stdout=out, stderr=err)
-    return out.getvalue(), err.getvalue()
-
-
 def test_create_prints_the_key_once_and_it_works(alice):
-    out, err = api_token("create", "ALICE@example.org")
+    out, err = printed("api_token", "create", "ALICE@example.org")
     key = out.strip()
     assert Token.objects.get(user=alice).key == key
     assert "shown only now" in err and key not in err
@@ -38,19 +32,19 @@ def test_create_prints_the_key_once_and_it_works(alice):
     client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
     assert client.get("/api/v1/stats/").status_code == 200
 
-    listed, _ = api_token("list")
+    listed, _ = printed("api_token", "list")
     assert "alice@example.org" in listed and key not in listed
     assert listed.rstrip().endswith("1 token.")
-    [row] = json.loads(api_token("list", "alice", "--json")[0])
+    [row] = json.loads(printed("api_token", "list", "alice", "--json")[0])
     assert row["email"] == "alice@example.org" and "key" not in row
 
     with pytest.raises(CommandError, match="already has an API token; .* revoke"):
-        api_token("create", "alice@example.org")
+        printed("api_token", "create", "alice@example.org")
     assert Token.objects.get(user=alice).key == key
 
 
 def test_create_json_carries_the_key(alice):
-    data = json.loads(api_token("create", "alice@example.org", "--json")[0])
+    data = json.loads(printed("api_token", "create", "alice@example.org", "--json")[0])
     assert data["key"] == Token.objects.get(user=alice).key
     assert data["email"] == "alice@example.org" and data["staff"] is True
 
@@ -58,23 +52,23 @@ def test_create_json_carries_the_key(alice):
 def test_only_staff_get_a_token(db):
     User.objects.create_user("bob", "bob@example.org", "pw-123456789")
     with pytest.raises(CommandError, match="not an active staff user.*set_admin"):
-        api_token("create", "bob@example.org")
+        printed("api_token", "create", "bob@example.org")
     assert not Token.objects.exists()
 
 
 def test_revoke(alice):
-    key = api_token("create", "alice@example.org")[0].strip()
-    out, _ = api_token("revoke", "alice@example.org")
+    key = printed("api_token", "create", "alice@example.org")[0].strip()
+    out, _ = printed("api_token", "revoke", "alice@example.org")
     assert "Revoked the API token of alice@example.org." in out
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
     assert client.get("/api/v1/stats/").status_code == 401
     with pytest.raises(CommandError, match="has no API token"):
-        api_token("revoke", "alice@example.org")
-    assert json.loads(api_token("list", "--json")[0]) == []
-    assert api_token("list")[0].rstrip().endswith("0 tokens.")
-    api_token("create", "alice")
-    assert json.loads(api_token("revoke", "alice", "--json")[0]) == {
+        printed("api_token", "revoke", "alice@example.org")
+    assert json.loads(printed("api_token", "list", "--json")[0]) == []
+    assert printed("api_token", "list")[0].rstrip().endswith("0 tokens.")
+    printed("api_token", "create", "alice")
+    assert json.loads(printed("api_token", "revoke", "alice", "--json")[0]) == {
         "email": "alice@example.org",
         "revoked": True,
     }
@@ -93,12 +87,12 @@ def test_revoke(alice):
 )
 def test_unknown_or_hostile_users_are_errors(alice, action, identifier, message):
     with pytest.raises(CommandError, match=message):
-        api_token(action, identifier)
+        printed("api_token", action, identifier)
 
 
 def test_a_missing_email_is_an_error(db):
     with pytest.raises(CommandError):
-        api_token("revoke")
+        printed("api_token", "revoke")
 
 
 def sh_blocks(text: str) -> list[list[str]]:
@@ -112,10 +106,12 @@ def run_documented(lines: list[str], env: dict, base_url: str) -> list[str]:
     for line in lines:
         assignment = re.fullmatch(r"(\w+)=\$\(python manage\.py (.*)\)", line)
         if assignment:
-            env[assignment[1]] = api_token(*shlex.split(assignment[2])[1:])[0].strip()
+            env[assignment[1]] = printed("api_token", *shlex.split(assignment[2])[1:])[
+                0
+            ].strip()
             continue
         if line.startswith("python manage.py "):
-            outputs.append(api_token(*shlex.split(line)[3:])[0])
+            outputs.append(printed("api_token", *shlex.split(line)[3:])[0])
             continue
         assert line.startswith("curl "), line
         result = subprocess.run(

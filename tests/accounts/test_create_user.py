@@ -6,22 +6,13 @@ from django.core.management import CommandError, call_command
 
 from apps.accounts.models import User
 from apps.worlds import services as worlds
-from tests.scripting import documented, run_json
+from tests.helpers import documented, printed, run_json
 
 GOOD = "lantern-orbit-73"
 
 
-def create(*args, stdin=None, **kwargs) -> str:
-    out = StringIO()
-    call_command(
-        "create_user",
-        *args,
-        stdin=stdin or StringIO(""),
-        stdout=out,
-        stderr=out,
-        **kwargs,
-    )
-    return out.getvalue()
+def create(*args, stdin="", **options) -> str:
+    return printed("create_user", *args, stdin=stdin, **options).both
 
 
 @pytest.mark.django_db

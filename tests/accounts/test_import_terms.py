@@ -1,14 +1,13 @@
 from datetime import timedelta
-from io import StringIO
 
 import pytest
-from django.core.management import CommandError, call_command
+from django.core.management import CommandError
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from apps.accounts import services
 from apps.accounts.models import Terms, TermsAcceptance
-from tests.scripting import documented, run_json
+from tests.helpers import call, documented, run_json
 
 TOS = """Some preamble without a heading.
 
@@ -16,12 +15,6 @@ TOS = """Some preamble without a heading.
 
 You agree to behave.
 """
-
-
-def import_terms(*args) -> str:
-    out = StringIO()
-    call_command("import_terms", *args, stdout=out)
-    return out.getvalue()
 
 
 @pytest.fixture
@@ -33,7 +26,7 @@ def tos_file(tmp_path):
 
 @pytest.mark.django_db
 def test_import_terms_takes_the_name_from_the_first_heading(tos_file):
-    output = import_terms("tos", "1", str(tos_file))
+    output = call("import_terms", "tos", "1", str(tos_file))
     terms = Terms.objects.get(slug="tos", version="1")
     assert terms.name == "Terms of Service"
     assert terms.text == TOS
@@ -44,7 +37,8 @@ def test_import_terms_takes_the_name_from_the_first_heading(tos_file):
 
 @pytest.mark.django_db
 def test_import_terms_with_name_and_active_from(tos_file):
-    import_terms(
+    call(
+        "import_terms",
         "tos",
         "2",
         str(tos_file),
@@ -62,7 +56,7 @@ def test_import_terms_with_name_and_active_from(tos_file):
 def test_import_terms_setext_heading_and_plain_date(tmp_path):
     path = tmp_path / "privacy.md"
     path.write_text("Privacy notice\n==============\n\nWe keep little.\n")
-    import_terms("privacy", "2026-1", str(path), "--active-from", "2030-01-01")
+    call("import_terms", "privacy", "2026-1", str(path), "--active-from", "2030-01-01")
     terms = Terms.objects.get(slug="privacy")
     assert terms.name == "Privacy notice"
     assert timezone.localtime(terms.active_from).hour == 0
@@ -77,25 +71,25 @@ def test_first_heading_ignores_code_fences():
 @pytest.mark.django_db
 def test_import_terms_error_paths(tmp_path, tos_file):
     with pytest.raises(CommandError, match="no such file"):
-        import_terms("tos", "1", str(tmp_path / "missing.md"))
+        call("import_terms", "tos", "1", str(tmp_path / "missing.md"))
     headless = tmp_path / "headless.md"
     headless.write_text("Just text.\n")
     with pytest.raises(CommandError, match="no Markdown heading.*pass --name"):
-        import_terms("tos", "1", str(headless))
+        call("import_terms", "tos", "1", str(headless))
     with pytest.raises(CommandError, match="not a date or date-time"):
-        import_terms("tos", "1", str(tos_file), "--active-from", "next tuesday")
+        call("import_terms", "tos", "1", str(tos_file), "--active-from", "next tuesday")
     with pytest.raises(CommandError, match="not a valid slug"):
-        import_terms("terms of service", "1", str(tos_file))
+        call("import_terms", "terms of service", "1", str(tos_file))
     with pytest.raises(CommandError, match="version must be 1 to 50 characters"):
-        import_terms("tos", "v" * 51, str(tos_file))
+        call("import_terms", "tos", "v" * 51, str(tos_file))
     binary = tmp_path / "binary.md"
     binary.write_bytes(b"\xff\xfe\x00bad")
     with pytest.raises(CommandError, match="cannot be read as UTF-8"):
-        import_terms("tos", "1", str(binary))
+        call("import_terms", "tos", "1", str(binary))
     assert not Terms.objects.exists()
-    import_terms("tos", "1", str(tos_file))
+    call("import_terms", "tos", "1", str(tos_file))
     with pytest.raises(CommandError, match="exist already; import the changed text"):
-        import_terms("tos", "1", str(tos_file))
+        call("import_terms", "tos", "1", str(tos_file))
 
 
 @pytest.mark.django_db

@@ -1,11 +1,10 @@
 import os
 from datetime import timedelta
-from io import StringIO
 
 import pytest
 from django.contrib.auth import authenticate
 from django.core.files.base import ContentFile
-from django.core.management import CommandError, call_command
+from django.core.management import CommandError
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
@@ -15,13 +14,11 @@ from apps.accounts.models import Terms, TermsAcceptance, User
 from apps.connections.models import ChatMessage
 from apps.search import services as search
 from apps.worlds import services as worlds
-from tests.scripting import documented, run_json
+from tests.helpers import call, documented, run_json
 
 
 def purge(*args, answer: str = "") -> str:
-    out = StringIO()
-    call_command("purge_user", *args, stdin=StringIO(answer), stdout=out)
-    return out.getvalue()
+    return call("purge_user", *args, stdin=answer)
 
 
 def snapshot():

@@ -1,24 +1,16 @@
-from io import StringIO
-
 import pytest
-from django.core.management import CommandError, call_command
+from django.core.management import CommandError
 
 from apps.accounts.models import User
-from tests.scripting import documented, run_json
-
-
-def set_admin(*args) -> str:
-    out = StringIO()
-    call_command("set_admin", *args, stdout=out)
-    return out.getvalue()
+from tests.helpers import call, documented, run_json
 
 
 @pytest.mark.django_db
 def test_set_admin_grants_and_revokes(alice, bob):
-    assert "bob@example.org is now an admin" in set_admin("BOB@example.org")
+    assert "bob@example.org is now an admin" in call("set_admin", "BOB@example.org")
     bob.refresh_from_db()
     assert bob.is_staff and bob.is_superuser
-    assert "no longer an admin" in set_admin("bob@example.org", "--revoke")
+    assert "no longer an admin" in call("set_admin", "bob@example.org", "--revoke")
     bob.refresh_from_db()
     assert not bob.is_staff and not bob.is_superuser
 
@@ -28,13 +20,13 @@ def test_set_admin_unknown_email_is_a_clear_error(alice):
     with pytest.raises(
         CommandError, match="No user with username or email 'nobody@example.org'"
     ):
-        set_admin("nobody@example.org")
+        call("set_admin", "nobody@example.org")
 
 
 @pytest.mark.django_db
 def test_set_admin_refuses_to_revoke_the_last_admin(alice):
     with pytest.raises(CommandError, match="last active admin"):
-        set_admin("alice@example.org", "--revoke")
+        call("set_admin", "alice@example.org", "--revoke")
     alice.refresh_from_db()
     assert alice.is_superuser
 

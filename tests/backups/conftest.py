@@ -13,7 +13,6 @@ import threading
 import uuid
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from io import StringIO
 from pathlib import Path
 from types import SimpleNamespace
 from urllib.parse import urlsplit
@@ -21,11 +20,11 @@ from urllib.parse import urlsplit
 import boto3
 import pytest
 from botocore.exceptions import ClientError
-from django.core.management import call_command
 from django.db import connections
 from moto.server import ThreadedMotoServer
 
 from apps.backups.engines import postgresql
+from tests.helpers import call
 
 SQLITE_ALIAS = "backup_sqlite"
 
@@ -315,14 +314,8 @@ def fast_s3_timeouts(settings):
 # PostgreSQL: the test database is the live one -------------------------------
 
 
-def run(*args: str) -> str:
-    out = StringIO()
-    call_command(*args, stdout=out)
-    return out.getvalue()
-
-
 def take_backup(*extra: str) -> str:
-    output = run("backup", *extra)
+    output = call("backup", *extra)
     return output.split(" to ", 1)[1].split(" ", 1)[0]
 
 

@@ -13,8 +13,7 @@ from django.db import OperationalError, connections
 
 from apps.accounts.models import User
 from apps.jobs.models import JobRun
-from tests.conftest import manage
-from tests.jobs.conftest import wait_for
+from tests.helpers import manage, wait_for
 
 from .conftest import files_under
 

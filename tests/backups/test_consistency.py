@@ -11,7 +11,9 @@ import time
 import pytest
 from django.db import connections
 
-from .conftest import run, take_backup
+from tests.helpers import call
+
+from .conftest import take_backup
 
 pytestmark = pytest.mark.postgres
 
@@ -62,7 +64,7 @@ def test_a_backup_under_writes_from_another_process_restores_a_prefix(
     after = written()
 
     metadata = json.loads((backup_root / "backup" / f"{name}.json").read_text())
-    run("restore", name, "--noinput")
+    call("restore", name, "--noinput")
     with connections["default"].cursor() as cursor:
         cursor.execute("SELECT grp, count(*) FROM backup_pair GROUP BY grp")
         counts = dict(cursor.fetchall())

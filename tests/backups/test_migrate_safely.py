@@ -14,7 +14,6 @@ import shutil
 import socket
 import sqlite3
 import subprocess
-import sys
 import uuid
 from pathlib import Path
 from types import SimpleNamespace
@@ -23,6 +22,8 @@ import boto3
 import psycopg
 import pytest
 from django.conf import settings
+
+from tests.helpers import manage
 
 from .conftest import bucket_keys
 
@@ -73,17 +74,6 @@ def child_env(var: Path, database_url: str) -> dict[str, str]:
     return env
 
 
-def manage(env: dict[str, str], *args: str, **extra: str):
-    return subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=ROOT,
-        env={**env, **extra},
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-
-
 @pytest.fixture(scope="module")
 def rolled_back(tmp_path_factory):
     """engine -> a database fully migrated, then with ROLLED_BACK rolled back.
@@ -106,7 +96,7 @@ def rolled_back(tmp_path_factory):
             steps = [("migrate", "--noinput")]
             steps += [("migrate", app, "zero") for app in ROLLED_BACK]
             for args in steps:
-                result = manage(env, *args)
+                result = manage(env, *args, timeout=180)
                 assert result.returncode == 0, result.stderr
         return made[engine]
 
@@ -152,7 +142,7 @@ def site(request, rolled_back, tmp_path):
     assert applied("search") == [] and applied("worlds") != []
     yield SimpleNamespace(
         engine=request.param,
-        run=lambda *args, **extra: manage(env, *args, **extra),
+        run=lambda *args, **extra: manage({**env, **extra}, *args, timeout=180),
         applied=applied,
         backups=var / "backups" / "backup",
     )
@@ -294,7 +284,9 @@ def test_an_unknown_policy_is_refused_before_anything(site):
 
 def test_a_new_database_has_nothing_to_back_up(tmp_path):
     env = child_env(tmp_path / "var", f"sqlite:///{tmp_path / 'new.sqlite3'}")
-    result = manage(env, "migrate_safely", "--noinput", MIGRATE_BACKUP="always")
+    result = manage(
+        {**env, "MIGRATE_BACKUP": "always"}, "migrate_safely", "--noinput", timeout=180
+    )
     assert result.returncode == 0, result.stderr
     assert re.search(
         r"^No backup before applying \d+ migrations: the database is new, nothing to "

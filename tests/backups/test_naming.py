@@ -8,13 +8,13 @@ import subprocess
 import sys
 import threading
 import time
-from io import StringIO
 
 import pytest
-from django.core.management import CommandError, call_command
+from django.core.management import CommandError
 
 from apps.backups import services
 from tests.conftest import database_url
+from tests.helpers import printed
 
 from .conftest import (
     SQLITE_ALIAS,
@@ -79,12 +79,6 @@ def test_concurrent_backup_processes_all_succeed_with_different_names(base_env, 
         assert metadata["name"] == name
 
 
-def run(*args: str) -> tuple[str, str]:
-    out, err = StringIO(), StringIO()
-    call_command(*args, stdout=out, stderr=err)
-    return out.getvalue(), err.getvalue()
-
-
 def name_of(output: str) -> str:
     return output.split(" to ", 1)[1].split(" ", 1)[0]
 
@@ -115,19 +109,19 @@ def test_backups_in_the_same_second_get_different_names(sqlite_db, backup_root):
 
 def test_old_style_names_still_list_and_restore(sqlite_db, backup_root):
     before = sqlite_rows(sqlite_db)
-    new = name_of(run("backup", "--database", SQLITE_ALIAS)[0])
+    new = name_of(printed("backup", "--database", SQLITE_ALIAS)[0])
     old = "sqlite-backup-20240101020000.sqlite3.gz"  # as taken before this change
     folder = backup_root / "backup"
     (folder / new).rename(folder / old)
     (folder / f"{new}.json").rename(folder / f"{old}.json")
-    listed = json.loads(run("backups", "--json")[0])
+    listed = json.loads(printed("backups", "--json")[0])
     assert [(b["name"], b["state"]) for b in listed] == [(old, "complete")]
     assert listed[0]["created"] == "2024-01-01T02:00:00Z"
     sqlite_execute(sqlite_db, "DELETE FROM note")
-    run("restore", old, "--database", SQLITE_ALIAS, "--noinput")
+    printed("restore", old, "--database", SQLITE_ALIAS, "--noinput")
     assert sqlite_rows(sqlite_db) == before
     sqlite_execute(sqlite_db, "DELETE FROM note")
-    run("restore", "latest", "--database", SQLITE_ALIAS, "--noinput")
+    printed("restore", "latest", "--database", SQLITE_ALIAS, "--noinput")
     assert sqlite_rows(sqlite_db) == before
 
 
@@ -143,7 +137,7 @@ def test_a_dump_without_metadata_is_incomplete_never_latest_and_pruned_after_a_d
     sqlite_db, s3
 ):
     before = sqlite_rows(sqlite_db)
-    good = name_of(run("backup", "--database", SQLITE_ALIAS)[0])
+    good = name_of(printed("backup", "--database", SQLITE_ALIAS)[0])
     # Orphans an older version left when S3 went away before the metadata: one
     # from just now (newer than the good one), one from two days ago.
     young = f"sqlite-backup-{stamp(dt.timedelta(0))}-999999-aaaaaa.sqlite3.gz"
@@ -151,11 +145,11 @@ def test_a_dump_without_metadata_is_incomplete_never_latest_and_pruned_after_a_d
     put(s3, young, b"half a dump")
     put(s3, stale, b"half a dump")
 
-    table, _ = run("backups")
+    table, _ = printed("backups")
     assert f"{young} is incomplete: it has no metadata file." in table
     assert f"{stale} is incomplete: it has no metadata file." in table
     assert table.splitlines()[-1] == "3 backups, 2 not restorable."
-    listed = json.loads(run("backups", "--json")[0])
+    listed = json.loads(printed("backups", "--json")[0])
     assert [(b["name"], b["state"]) for b in listed] == [
         (young, "incomplete"),
         (good, "complete"),
@@ -163,19 +157,19 @@ def test_a_dump_without_metadata_is_incomplete_never_latest_and_pruned_after_a_d
     ]
 
     sqlite_execute(sqlite_db, "DELETE FROM note")
-    out, err = run("restore", "latest", "--database", SQLITE_ALIAS, "--noinput")
+    out, err = printed("restore", "latest", "--database", SQLITE_ALIAS, "--noinput")
     assert f"Skipped {young}: it is incomplete (it has no metadata file)" in err
     assert f"Restored {SQLITE_ALIAS} from {good}." in out
     assert sqlite_rows(sqlite_db) == before
 
-    out, _ = run("prune_backups", "--keep", "5", "--dry-run")
+    out, _ = printed("prune_backups", "--keep", "5", "--dry-run")
     rows = {line.split()[0]: line for line in out.splitlines()[1:-1]}
     assert "keep" in rows[young] and "incomplete for less than a day" in rows[young]
     assert "would delete" in rows[stale]
     assert "incomplete for more than a day" in rows[stale]
     assert "the newest complete backup" in rows[good]
     assert len(bucket_keys(s3)) == 4
-    out, _ = run("prune_backups", "--keep", "5")
+    out, _ = printed("prune_backups", "--keep", "5")
     assert out.splitlines()[-1].startswith("Deleted 1 backup")
     assert bucket_keys(s3) == sorted(
         [
@@ -191,7 +185,7 @@ def test_s3_failing_right_after_the_dump_publishes_nothing(sqlite_db, faulty_s3)
     good = services.backup(SQLITE_ALIAS).name
     s3.proxy.fails = lambda method, path: method == "PUT" and path.endswith(".json")
     with pytest.raises(CommandError, match="metadata failed.*not published") as exc:
-        run("backup", "--database", SQLITE_ALIAS)
+        printed("backup", "--database", SQLITE_ALIAS)
     assert s3.proxy.endpoint in str(exc.value)
     assert "cleaning up failed" not in str(exc.value)
     assert bucket_keys(s3) == [f"site-a/backup/{good}", f"site-a/backup/{good}.json"]
@@ -203,7 +197,7 @@ def test_s3_failing_right_after_the_dump_publishes_nothing(sqlite_db, faulty_s3)
         or (method == "DELETE" and "uploadId=" in path)
     )
     with pytest.raises(CommandError, match="metadata failed") as exc:
-        run("backup", "--database", SQLITE_ALIAS)
+        printed("backup", "--database", SQLITE_ALIAS)
     assert "cleaning up failed too" in str(exc.value)
     assert "AbortIncompleteMultipartUpload" in str(exc.value)
     assert [b.name for b in services.list_backups()] == [good]
@@ -212,7 +206,7 @@ def test_s3_failing_right_after_the_dump_publishes_nothing(sqlite_db, faulty_s3)
     # Publishing fails after the metadata: the metadata is removed again.
     s3.proxy.fails = lambda method, path: method == "POST" and "uploadId=" in path
     with pytest.raises(CommandError, match="publishing the backup failed"):
-        run("backup", "--database", SQLITE_ALIAS)
+        printed("backup", "--database", SQLITE_ALIAS)
     assert [b.name for b in services.list_backups()] == [good]
     assert bucket_keys(s3) == [f"site-a/backup/{good}", f"site-a/backup/{good}.json"]
 
@@ -222,7 +216,7 @@ def test_a_failed_cleanup_is_reported_as_failed(sqlite_db, faulty_s3):
     names = [services.backup(SQLITE_ALIAS).name for _ in range(3)]
     s3.proxy.fails = lambda method, path: method == "DELETE"
     with pytest.raises(CommandError, match="Pruning failed: deleting .* failed") as exc:
-        run("prune_backups", "--keep", "1")
+        printed("prune_backups", "--keep", "1")
     assert "deleted 0 of 2" in str(exc.value)
     assert s3.proxy.failed
     assert len(bucket_keys(s3)) == 6
@@ -253,7 +247,7 @@ def test_hostile_metadata_makes_a_backup_not_restorable_never_a_traceback(
     assert listed[good] == "complete" and listed[bad] in {"incomplete", "damaged"}
     assert services.resolve("latest").name == good
     with pytest.raises(CommandError, match=bad):
-        run("restore", bad, "--database", SQLITE_ALIAS, "--noinput")
+        printed("restore", bad, "--database", SQLITE_ALIAS, "--noinput")
 
 
 def test_metadata_left_without_its_dump_is_never_listed_and_pruned_after_a_day(
@@ -267,9 +261,9 @@ def test_metadata_left_without_its_dump_is_never_listed_and_pruned_after_a_day(
     for name in (stale, young):
         (folder / f"{name}.json").write_text("{}")
     assert [b.name for b in services.list_backups()] == [good]
-    out, _ = run("prune_backups", "--keep", "1", "--dry-run")
+    out, _ = printed("prune_backups", "--keep", "1", "--dry-run")
     assert f"{stale}.json" in out and "only its metadata file is left" in out
-    run("prune_backups", "--keep", "1")
+    printed("prune_backups", "--keep", "1")
     assert files_under(backup_root) == sorted(
         [f"backup/{good}", f"backup/{good}.json", f"backup/{young}.json"]
     )

@@ -8,8 +8,9 @@ from django.core.management import CommandError
 
 from apps.accounts.models import User
 from apps.backups.engines import postgresql
+from tests.helpers import call
 
-from .conftest import other_databases, run, take_backup
+from .conftest import other_databases, take_backup
 
 pytestmark = pytest.mark.postgres
 
@@ -23,7 +24,7 @@ def test_restore_with_each_number_of_jobs(live, backup_root, jobs):
     User.objects.create_user("alice", "alice@example.org", "pw")
     name = take_backup()
     User.objects.create_user("bob", "bob@example.org", "pw")
-    output = run("restore", name, "--noinput", "--jobs", jobs)
+    output = call("restore", name, "--noinput", "--jobs", jobs)
     assert f"Restored default from {name}." in output
     assert usernames() == ["alice"]
 
@@ -37,7 +38,7 @@ def test_a_damaged_file_is_refused_while_pg_restore_reads_it(live, backup_root):
     dump.write_bytes(bytes(data))
     User.objects.create_user("bob", "bob@example.org", "pw")
     with pytest.raises(CommandError, match="does not match its checksum"):
-        run("restore", name, "--noinput", "--jobs", "2")
+        call("restore", name, "--noinput", "--jobs", "2")
     assert usernames() == ["alice", "bob"]  # the live database as it was
     assert other_databases(live) == []
 
@@ -51,7 +52,7 @@ def test_an_s3_backup_is_spooled_then_restored_in_parallel(
     User.objects.create_user("alice", "alice@example.org", "pw")
     name = take_backup()
     User.objects.create_user("bob", "bob@example.org", "pw")
-    run("restore", name, "--noinput", "--jobs", "2")
+    call("restore", name, "--noinput", "--jobs", "2")
     assert usernames() == ["alice"]
     assert list(spool.iterdir()) == []  # the spooled copy is gone
 
@@ -65,11 +66,11 @@ def test_too_little_room_to_spool_says_how_much_is_needed(
     with pytest.raises(
         CommandError, match=r"needs [0-9,]+ MiB free in .* or restore with --jobs 1"
     ):
-        run("restore", name, "--noinput", "--jobs", "2")
+        call("restore", name, "--noinput", "--jobs", "2")
     assert other_databases(live) == []
-    run("restore", name, "--noinput", "--jobs", "1")  # streamed: no room needed
+    call("restore", name, "--noinput", "--jobs", "1")  # streamed: no room needed
 
 
 def test_jobs_must_be_positive(live):
     with pytest.raises(CommandError, match="--jobs must be at least 1"):
-        run("restore", "latest", "--noinput", "--jobs", "0")
+        call("restore", "latest", "--noinput", "--jobs", "0")

@@ -17,6 +17,7 @@ from django.db import connections
 from apps.accounts.models import User
 from apps.backups import services
 from apps.backups.engines import postgresql
+from tests.helpers import call
 
 from .conftest import (
     SQLITE_ALIAS,
@@ -25,7 +26,6 @@ from .conftest import (
     files_under,
     other_databases,
     remove_database,
-    run,
     take_backup,
 )
 
@@ -63,7 +63,7 @@ def test_round_trip_restores_the_snapshot_row_for_row(live, backup_root):
     # Another session on the live database: restore ends it to swap the names.
     bystander = postgresql.connect(connections["default"].settings_dict, live)
     try:
-        output = run("restore", "latest", "--noinput")
+        output = call("restore", "latest", "--noinput")
         with pytest.raises(psycopg.OperationalError):
             bystander.execute("SELECT 1")
     finally:
@@ -84,7 +84,7 @@ def test_dry_run_changes_nothing(live):
     make_users()
     name = take_backup("--no-compress")
     User.objects.all().delete()
-    output = run("restore", name, "--dry-run")
+    output = call("restore", name, "--dry-run")
     assert "Dry run" in output and "would be kept" in output
     assert snapshot() == []
     assert other_databases(live) == []
@@ -120,7 +120,7 @@ def test_backup_taken_while_writes_continue_restores_consistently(live):
         stop.set()
         thread.join()
 
-    run("restore", name, "--noinput")
+    call("restore", name, "--noinput")
     with connections["default"].cursor() as cursor:
         cursor.execute("SELECT grp, count(*) FROM backup_pair GROUP BY grp")
         counts = dict(cursor.fetchall())
@@ -140,7 +140,7 @@ def test_pg_dump_failing_leaves_nothing_in_storage(live, backup_root):
         with pytest.raises(
             CommandError, match="pg_dump failed.*no_such_role_for_backup"
         ):
-            run("backup", "--database", "backup_broken")
+            call("backup", "--database", "backup_broken")
     finally:
         remove_database("backup_broken")
     assert files_under(backup_root) == []
@@ -157,7 +157,7 @@ def test_pg_dump_gives_up_on_a_held_lock_and_leaves_nothing(
         with pytest.raises(
             CommandError, match="(?s)LOCK TABLE.*BACKUP_LOCK_WAIT_TIMEOUT"
         ):
-            run("backup")
+            call("backup")
         other.execute("ROLLBACK")
     assert files_under(backup_root) == []
     assert take_backup()  # the lock gone, the same command succeeds
@@ -170,7 +170,7 @@ def test_truncated_backup_is_refused(live, backup_root):
     dump = backup_root / "backup" / name
     dump.write_bytes(dump.read_bytes()[:-100])
     with pytest.raises(CommandError, match="truncated"):
-        run("restore", name, "--noinput")
+        call("restore", name, "--noinput")
     assert snapshot() == before
     assert other_databases(live) == []
 
@@ -185,7 +185,7 @@ def test_wrong_checksum_is_refused_before_the_swap(live, backup_root):
     data[len(data) // 2] ^= 0x01
     dump.write_bytes(bytes(data))
     with pytest.raises(CommandError, match="checksum"):
-        run("restore", name, "--noinput")
+        call("restore", name, "--noinput")
     assert snapshot() == before
     assert other_databases(live) == []
 
@@ -193,21 +193,21 @@ def test_wrong_checksum_is_refused_before_the_swap(live, backup_root):
 def test_wrong_engine_is_refused(live, sqlite_db):
     make_users()
     before = snapshot()
-    output = run("backup", "--database", SQLITE_ALIAS)
+    output = call("backup", "--database", SQLITE_ALIAS)
     name = output.split(" to ", 1)[1].split(" ", 1)[0]
     with pytest.raises(
         CommandError, match="sqlite backup and database 'default' is postgresql"
     ):
-        run("restore", name, "--noinput")
+        call("restore", name, "--noinput")
     assert snapshot() == before
     assert other_databases(live) == []
 
 
 def test_missing_backup_is_refused(live):
     with pytest.raises(CommandError, match="there is no backup"):
-        run("restore", "postgresql-backup-20000101000000.dump", "--noinput")
+        call("restore", "postgresql-backup-20000101000000.dump", "--noinput")
     with pytest.raises(CommandError, match="not a backup name"):
-        run("restore", "../../etc/passwd", "--noinput")
+        call("restore", "../../etc/passwd", "--noinput")
     assert other_databases(live) == []
 
 
@@ -229,7 +229,7 @@ def test_restore_failing_half_way_leaves_the_live_database(live):
     User.objects.filter(username="bob").delete()
     before = snapshot()
     with pytest.raises(CommandError, match="pg_restore failed.*backup_probe_limits"):
-        run("restore", name, "--noinput")
+        call("restore", name, "--noinput")
     assert snapshot() == before
     assert other_databases(live) == []
 
@@ -240,14 +240,14 @@ def test_round_trip_through_s3(live, s3):
     name = take_backup()
     assert bucket_keys(s3) == [f"site-a/backup/{name}", f"site-a/backup/{name}.json"]
     User.objects.all().delete()
-    run("restore", "latest", "--noinput")
+    call("restore", "latest", "--noinput")
     assert snapshot() == before
 
 
 def test_an_uncompressed_dump_is_listed_as_uncompressed(live, s3, client, alice):
     plain = take_backup("--no-compress")
     packed = take_backup()
-    listed = {b["name"]: b["compressed"] for b in json.loads(run("backups", "--json"))}
+    listed = {b["name"]: b["compressed"] for b in json.loads(call("backups", "--json"))}
     assert listed == {plain: False, packed: True}
     client.force_login(alice)
     page = client.get("/api/v1/backups/").json()["results"]
@@ -279,7 +279,7 @@ def test_retention_keeps_the_newest_complete_backup_and_counts_only_complete_one
         s3_put(s3, name, s3_object(s3, name)[:-100])
 
     # The case: --keep 2 used to delete the two good older backups.
-    output = run("prune_backups", "--keep", "2", "--dry-run")
+    output = call("prune_backups", "--keep", "2", "--dry-run")
     rows = {line.split()[0]: line for line in output.splitlines()[1:-1]}
     assert "keep" in rows[cut_2] and "damaged, newer than the newest 2" in rows[cut_2]
     assert "truncated or damaged" in rows[cut_1]
@@ -290,12 +290,12 @@ def test_retention_keeps_the_newest_complete_backup_and_counts_only_complete_one
     )
     assert output.splitlines()[-1].startswith("Would delete 0 backups")
     assert (
-        run("prune_backups", "--keep", "2")
+        call("prune_backups", "--keep", "2")
         .splitlines()[-1]
         .startswith("Deleted 0 backups")
     )
 
-    output = run("prune_backups", "--keep", "1")
+    output = call("prune_backups", "--keep", "1")
     rows = {line.split()[0]: line for line in output.splitlines()[1:-1]}
     assert (
         "deleted" in rows[no_checksum]
@@ -310,5 +310,5 @@ def test_retention_keeps_the_newest_complete_backup_and_counts_only_complete_one
         (good_new, "complete"),
     ]
     User.objects.all().delete()
-    run("restore", "latest", "--noinput")  # the newest complete one is still there
+    call("restore", "latest", "--noinput")  # the newest complete one is still there
     assert [u[1] for u in snapshot()] == ["alice", "bob", "carol"]

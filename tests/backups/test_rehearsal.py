@@ -22,8 +22,9 @@ from apps.accounts.models import User
 from apps.backups import services
 from apps.jobs import services as jobs
 from apps.jobs.models import JobRun
+from tests.helpers import call
 
-from .conftest import files_under, other_databases, run, take_backup
+from .conftest import files_under, other_databases, take_backup
 
 pytestmark = pytest.mark.postgres
 
@@ -34,7 +35,7 @@ def make_users() -> None:
 
 
 def listed(name: str) -> dict:
-    return {b["name"]: b for b in json.loads(run("backups", "--json"))}[name]
+    return {b["name"]: b for b in json.loads(call("backups", "--json"))}[name]
 
 
 def rewrite_metadata(backup_root, name: str, **changes) -> None:
@@ -51,7 +52,7 @@ def test_verify_restores_into_a_scratch_database_and_records_ok(live, backup_roo
     assert metadata["rows"]["accounts_user"] == 3
     assert listed(name)["verified"] == "not yet"
 
-    output = run("restore", "--verify", name)
+    output = call("restore", "--verify", name)
     assert "Migrations:" in output and "recorded; the code's." in output
     assert "Integrity checks: no problems." in output
     assert "all as counted at dump time" in output
@@ -60,7 +61,7 @@ def test_verify_restores_into_a_scratch_database_and_records_ok(live, backup_roo
     entry = listed(name)
     assert entry["verified"] == "ok" and entry["verified_at"]
     assert f"backup/{name}.verified.json" in files_under(backup_root)
-    table = run("backups")
+    table = call("backups")
     assert table.splitlines()[1].split()[-2:] == ["ok", "ok"]
     assert services.newest_verified().name == name
 
@@ -68,7 +69,7 @@ def test_verify_restores_into_a_scratch_database_and_records_ok(live, backup_roo
 def test_dry_run_is_the_same_rehearsal_with_the_table_of_counts(live, backup_root):
     make_users()
     name = take_backup()
-    output = run("restore", name, "--dry-run", "-v", "2")
+    output = call("restore", name, "--dry-run", "-v", "2")
     assert "would be kept" in output
     line = next(li for li in output.splitlines() if li.startswith("accounts_user "))
     assert line.split() == ["accounts_user", "3", "3"]
@@ -90,10 +91,10 @@ def test_a_dump_pg_restore_cannot_read_fails_and_is_recorded(live, backup_root):
         sha256=hashlib.sha256(garbage).hexdigest(),
     )
     with pytest.raises(CommandError, match="rehearsal of .* failed: pg_restore"):
-        run("restore", name, "--dry-run")
+        call("restore", name, "--dry-run")
     entry = listed(name)
     assert entry["verified"] == "failed" and "pg_restore" in entry["verify_problem"]
-    assert f"{name} failed its verification" in run("backups")
+    assert f"{name} failed its verification" in call("backups")
     assert other_databases(live) == []
     assert services.newest_verified() is None
 
@@ -106,7 +107,7 @@ def test_row_counts_that_differ_from_the_dump_fail(live, backup_root):
     with pytest.raises(
         CommandError, match=r"row counts differ .*accounts_user 3 \(dumped 4\)"
     ):
-        run("restore", "--verify", name)
+        call("restore", "--verify", name)
     assert listed(name)["verified"] == "failed"
 
 
@@ -124,7 +125,7 @@ def test_migrations_of_a_newer_stagehand_fail(live, backup_root):
                 "DELETE FROM django_migrations WHERE name = '9999_from_the_future'"
             )
     with pytest.raises(CommandError, match="accounts.9999_from_the_future.*newer"):
-        run("restore", "--verify", name)
+        call("restore", "--verify", name)
 
 
 def test_integrity_problems_in_the_copy_fail(live, backup_root):
@@ -137,7 +138,7 @@ def test_integrity_problems_in_the_copy_fail(live, backup_root):
     name = take_backup()
     PeriodicTask.objects.filter(name="left over").delete()  # fixed live, not in it
     with pytest.raises(CommandError, match="integrity: unknown_periodic_tasks: 1"):
-        run("restore", "--verify", name)
+        call("restore", "--verify", name)
     assert other_databases(live) == []
 
 
@@ -162,14 +163,14 @@ def test_the_backup_job_without_verification(live, backup_root, settings):
 
 
 def test_stats_show_the_age_of_the_newest_verified_backup(live, backup_root):
-    out = run("stats", "--json")
+    out = call("stats", "--json")
     storage = {c["name"]: c for c in json.loads(out)}["storage"]
     assert "no verified backup yet" in storage["detail"]
     assert storage["figures"]["newest_verified_backup"] is None
     name = take_backup()
-    run("restore", "--verify", name)
+    call("restore", "--verify", name)
     newer = take_backup()  # not verified: the verified one is still the newest such
-    out = run("stats", "--json")
+    out = call("stats", "--json")
     storage = {c["name"]: c for c in json.loads(out)}["storage"]
     assert storage["figures"]["newest_verified_backup"] == name != newer
     assert storage["figures"]["newest_verified_age_s"] >= 0
@@ -183,7 +184,7 @@ def test_files_uploaded_after_the_backup_do_not_fail_it(live, backup_root):
     name = take_backup()
     stored = default_storage.save("uploaded-later.txt", ContentFile(b"new"))
     try:
-        output = run("restore", "--verify", name)
+        output = call("restore", "--verify", name)
     finally:
         default_storage.delete(stored)
     assert "Integrity checks: no problems." in output

@@ -7,7 +7,9 @@ import json
 
 import pytest
 
-from .conftest import SQLITE_ALIAS, files_under, run, write_consistent_backup
+from tests.helpers import call
+
+from .conftest import SQLITE_ALIAS, files_under, write_consistent_backup
 
 NAMES = [f"sqlite-backup-2020010100000{i}.sqlite3.gz" for i in range(5)]
 
@@ -33,7 +35,7 @@ def mixed(backup_root):
 
 
 def decisions(*args: str) -> dict[str, dict]:
-    data = json.loads(run("prune_backups", *args, "--json"))
+    data = json.loads(call("prune_backups", *args, "--json"))
     return {d["name"]: d for d in data["decisions"]}
 
 
@@ -55,7 +57,7 @@ def test_only_verified_and_newer_unverified_backups_count(mixed):
 
 
 def test_the_newest_verified_backup_is_never_deleted(mixed):
-    output = run("prune_backups", "--keep", "1", "--dry-run")
+    output = call("prune_backups", "--keep", "1", "--dry-run")
     rows = {line.split()[0]: line for line in output.splitlines()[1:-1]}
     assert "keep" in rows[NAMES[4]] and "the newest complete backup" in rows[NAMES[4]]
     assert "keep" in rows[NAMES[2]] and "the newest verified backup" in rows[NAMES[2]]
@@ -63,7 +65,7 @@ def test_the_newest_verified_backup_is_never_deleted(mixed):
     for name in (NAMES[0], NAMES[1], NAMES[3]):
         assert "would delete" in rows[name]
 
-    data = json.loads(run("prune_backups", "--keep", "1", "--json"))
+    data = json.loads(call("prune_backups", "--keep", "1", "--json"))
     assert data["dry_run"] is False
     assert sorted(data["deleted"]) == sorted([NAMES[0], NAMES[1], NAMES[3]])
     assert files_under(mixed.parent) == [
@@ -89,7 +91,7 @@ def test_failed_newest_backups_do_not_push_good_ones_out(backup_root):
 
 
 def test_backup_json_names_the_new_backup(sqlite_db, backup_root):
-    data = json.loads(run("backup", "--database", SQLITE_ALIAS, "--json"))
+    data = json.loads(call("backup", "--database", SQLITE_ALIAS, "--json"))
     assert data["name"].startswith("sqlite-backup-") and data["size"] > 0
     assert data["verified"] == "not yet" and data["duration"] >= 0
     assert f"backup/{data['name']}" in files_under(backup_root)

@@ -10,8 +10,9 @@ from apps.backups import services
 from apps.jobs import services as jobs
 from apps.jobs.models import JobRun
 from apps.jobs.registry import REGISTRY, job
+from tests.helpers import call
 
-from .conftest import run, take_backup
+from .conftest import take_backup
 
 pytestmark = pytest.mark.postgres
 
@@ -23,7 +24,7 @@ def test_runs_left_running_are_interrupted_and_the_restore_is_recorded(live):
     name = take_backup()
     JobRun.objects.all().delete()
 
-    output = run("restore", name, "--noinput")
+    output = call("restore", name, "--noinput")
     assert "Marked 1 run left running in the backup as interrupted" in output
     backup_run = JobRun.objects.get(job="backup")
     assert backup_run.outcome == JobRun.Outcome.FAILURE

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import socket
-from io import StringIO
 
 import pytest
-from django.core.management import CommandError, call_command
+from django.core.management import CommandError
 
 from apps.backups import services, storage
+from tests.helpers import call
 
 from .conftest import (
     SQLITE_ALIAS,
@@ -21,12 +21,6 @@ from .conftest import (
 )
 
 MiB = 1024 * 1024
-
-
-def run(*args: str) -> str:
-    out = StringIO()
-    call_command(*args, stdout=out)
-    return out.getvalue()
 
 
 def point_at(settings, endpoint: str) -> None:
@@ -55,7 +49,7 @@ def test_round_trip_through_s3_in_parts_under_a_location_prefix(
     blobs = sqlite_rows(sqlite_db, "blob")
     assert bucket_keys(s3) == []  # the bucket does not exist yet
 
-    output = run("backup", "--database", SQLITE_ALIAS)
+    output = call("backup", "--database", SQLITE_ALIAS)
     name = output.split(" to ", 1)[1].split(" ", 1)[0]
     assert bucket_keys(s3) == [f"site-a/backup/{name}", f"site-a/backup/{name}.json"]
     head = s3.client.head_object(Bucket=s3.bucket, Key=f"site-a/backup/{name}")
@@ -68,18 +62,18 @@ def test_round_trip_through_s3_in_parts_under_a_location_prefix(
     )
     assert metadata["size"] == head["ContentLength"]
 
-    listed = json.loads(run("backups", "--json"))
+    listed = json.loads(call("backups", "--json"))
     assert [b["name"] for b in listed] == [name]
 
     sqlite_execute(sqlite_db, "DELETE FROM note")
     sqlite_execute(sqlite_db, "DELETE FROM blob WHERE id % 2 = 0")
-    run("restore", "latest", "--database", SQLITE_ALIAS, "--noinput")
+    call("restore", "latest", "--database", SQLITE_ALIAS, "--noinput")
     assert sqlite_rows(sqlite_db) == before
     assert sqlite_rows(sqlite_db, "blob") == blobs
 
 
 def test_listing_a_bucket_that_does_not_exist_yet(s3):
-    assert json.loads(run("backups", "--json")) == []
+    assert json.loads(call("backups", "--json")) == []
 
 
 def test_s3_unreachable_fails_cleanly(sqlite_db, s3, settings, backup_root):
@@ -88,7 +82,7 @@ def test_s3_unreachable_fails_cleanly(sqlite_db, s3, settings, backup_root):
         closed_port = sock.getsockname()[1]
     point_at(settings, f"http://127.0.0.1:{closed_port}")
     with pytest.raises(CommandError, match="storage is not reachable"):
-        run("backup", "--database", SQLITE_ALIAS)
+        call("backup", "--database", SQLITE_ALIAS)
     assert bucket_keys(s3) == []
 
 

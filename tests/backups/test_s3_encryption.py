@@ -8,8 +8,9 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 
 from apps.core.environment import s3_encryption_parameters
+from tests.helpers import call
 
-from .conftest import SQLITE_ALIAS, run, sqlite_execute, sqlite_rows
+from .conftest import SQLITE_ALIAS, sqlite_execute, sqlite_rows
 
 
 def encrypt_with(settings, **parameters) -> None:
@@ -31,7 +32,7 @@ def test_every_object_of_a_backup_is_encrypted_and_says_so(
     sqlite_db, s3, settings, sse, key_id
 ):
     encrypt_with(settings, **s3_encryption_parameters(sse, key_id))
-    data = json.loads(run("backup", "--database", SQLITE_ALIAS, "--json"))
+    data = json.loads(call("backup", "--database", SQLITE_ALIAS, "--json"))
     key = f"site-a/backup/{data['name']}"
     for object_key in (key, key + ".json"):
         head = s3.client.head_object(Bucket=s3.bucket, Key=object_key)
@@ -45,16 +46,16 @@ def test_every_object_of_a_backup_is_encrypted_and_says_so(
 
     # The verification record is encrypted too, and the backup still restores.
     before = sqlite_rows(sqlite_db)
-    run("restore", "--verify", data["name"], "--database", SQLITE_ALIAS)
+    call("restore", "--verify", data["name"], "--database", SQLITE_ALIAS)
     head = s3.client.head_object(Bucket=s3.bucket, Key=key + ".verified.json")
     assert head["ServerSideEncryption"] == sse
     sqlite_execute(sqlite_db, "DELETE FROM note")
-    run("restore", data["name"], "--database", SQLITE_ALIAS, "--noinput")
+    call("restore", data["name"], "--database", SQLITE_ALIAS, "--noinput")
     assert sqlite_rows(sqlite_db) == before
 
 
 def test_without_sse_the_metadata_says_none(sqlite_db, s3):
-    data = json.loads(run("backup", "--database", SQLITE_ALIAS, "--json"))
+    data = json.loads(call("backup", "--database", SQLITE_ALIAS, "--json"))
     key = f"site-a/backup/{data['name']}.json"
     metadata = json.loads(
         s3.client.get_object(Bucket=s3.bucket, Key=key)["Body"].read()

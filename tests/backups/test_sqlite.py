@@ -11,10 +11,11 @@ import threading
 from io import StringIO
 
 import pytest
-from django.core.management import CommandError, call_command
+from django.core.management import CommandError
 
 from apps.backups import services
 from apps.jobs.registry import get_job
+from tests.helpers import call
 
 from .conftest import (
     SQLITE_ALIAS,
@@ -27,14 +28,8 @@ from .conftest import (
 )
 
 
-def run(*args: str) -> str:
-    out = StringIO()
-    call_command(*args, stdout=out)
-    return out.getvalue()
-
-
 def take_backup(*extra: str) -> str:
-    output = run("backup", "--database", SQLITE_ALIAS, *extra)
+    output = call("backup", "--database", SQLITE_ALIAS, *extra)
     return output.split(" to ", 1)[1].split(" ", 1)[0]
 
 
@@ -54,7 +49,7 @@ def test_round_trip_restores_the_snapshot_row_for_row(sqlite_db, backup_root, ca
     assert sqlite_rows(sqlite_db) != snapshot
 
     with caplog.at_level(logging.INFO, logger="apps.backups.services"):
-        output = run("restore", "latest", "--database", SQLITE_ALIAS, "--noinput")
+        output = call("restore", "latest", "--database", SQLITE_ALIAS, "--noinput")
     assert sqlite_rows(sqlite_db) == snapshot
     assert f"Restored {SQLITE_ALIAS} from {name}." in output
     # The database that was live before is kept beside it, unchanged.
@@ -75,7 +70,7 @@ def test_uncompressed_backup_round_trips(sqlite_db):
     name = take_backup("--no-compress")
     assert name.endswith(".sqlite3")
     sqlite_execute(sqlite_db, "DELETE FROM note")
-    run("restore", name, "--database", SQLITE_ALIAS, "--noinput")
+    call("restore", name, "--database", SQLITE_ALIAS, "--noinput")
     assert sqlite_rows(sqlite_db) == snapshot
 
 
@@ -108,7 +103,7 @@ def test_backup_taken_while_writes_continue_restores_consistently(sqlite_db):
         stop.set()
         thread.join()
 
-    run("restore", name, "--database", SQLITE_ALIAS, "--noinput")
+    call("restore", name, "--database", SQLITE_ALIAS, "--noinput")
     counts = dict(
         sqlite3.connect(sqlite_db)
         .execute("SELECT grp, count(*) FROM pair GROUP BY grp")
@@ -125,7 +120,7 @@ def test_listing_is_newest_first_and_json(sqlite_db, backup_root):
     (backup_root / "backup" / "notes.txt").write_text("not a backup")
     older = "sqlite-backup-20000101000000.sqlite3.gz"
     (backup_root / "backup" / older).write_bytes(b"x")
-    table = run("backups")
+    table = call("backups")
     lines = table.splitlines()
     # The State column is new: a dump without metadata (older) is incomplete.
     # Verified says whether a rehearsal restored it (none has yet).
@@ -144,15 +139,15 @@ def test_listing_is_newest_first_and_json(sqlite_db, backup_root):
     assert f"{older} is incomplete: it has no metadata file." in table
     assert table.splitlines()[-1] == "2 backups, 1 not restorable."
     assert "notes.txt" not in table
-    data = json.loads(run("backups", "--json"))
+    data = json.loads(call("backups", "--json"))
     assert [d["name"] for d in data] == [first, older]
     assert data[0]["engine"] == "sqlite" and data[0]["size"] > 0
     assert [d["state"] for d in data] == ["complete", "incomplete"]
 
 
 def test_listing_an_empty_storage(backup_root):
-    assert json.loads(run("backups", "--json")) == []
-    assert "0 backups." in run("backups")
+    assert json.loads(call("backups", "--json")) == []
+    assert "0 backups." in call("backups")
 
 
 def test_prune_keeps_the_newest(sqlite_db, backup_root):
@@ -160,16 +155,16 @@ def test_prune_keeps_the_newest(sqlite_db, backup_root):
     folder = backup_root / "backup"
     for name in names:
         write_consistent_backup(folder, name, b"x")
-    output = run("prune_backups", "--keep", "2", "--dry-run")
+    output = call("prune_backups", "--keep", "2", "--dry-run")
     assert "Would delete 2 backups" in output
     assert len(files_under(backup_root)) == 8
-    output = run("prune_backups", "--keep", "2")
+    output = call("prune_backups", "--keep", "2")
     assert "Deleted 2 backups" in output
     assert files_under(backup_root) == sorted(
         f"backup/{n}{suffix}" for n in names[2:] for suffix in ("", ".json")
     )
     with pytest.raises(CommandError, match="at least 1"):
-        run("prune_backups", "--keep", "0")
+        call("prune_backups", "--keep", "0")
 
 
 def test_backup_job_applies_backup_keep(sqlite_db, backup_root, settings):
@@ -202,7 +197,7 @@ def test_truncated_backup_is_refused(sqlite_db, backup_root):
     dump.write_bytes(dump.read_bytes()[:-10])
     before = live_bytes(sqlite_db)
     with pytest.raises(CommandError, match="truncated"):
-        run("restore", name, "--database", SQLITE_ALIAS, "--noinput")
+        call("restore", name, "--database", SQLITE_ALIAS, "--noinput")
     assert live_bytes(sqlite_db) == before
     assert sorted(p.name for p in sqlite_db.parent.iterdir()) == [
         "backups",
@@ -218,9 +213,9 @@ def test_wrong_checksum_is_refused(sqlite_db, backup_root):
     dump.write_bytes(bytes(data))
     before = live_bytes(sqlite_db)
     with pytest.raises(CommandError, match="checksum"):
-        run("restore", name, "--database", SQLITE_ALIAS, "--noinput")
+        call("restore", name, "--database", SQLITE_ALIAS, "--noinput")
     with pytest.raises(CommandError, match="checksum"):
-        run("restore", name, "--database", SQLITE_ALIAS, "--dry-run")
+        call("restore", name, "--database", SQLITE_ALIAS, "--dry-run")
     assert live_bytes(sqlite_db) == before
     assert sorted(p.name for p in sqlite_db.parent.iterdir()) == [
         "backups",
@@ -238,15 +233,15 @@ def test_wrong_engine_is_refused(sqlite_db, backup_root):
     )
     before = live_bytes(sqlite_db)
     with pytest.raises(CommandError, match="postgresql backup.*sqlite"):
-        run("restore", name, "--database", SQLITE_ALIAS, "--noinput")
+        call("restore", name, "--database", SQLITE_ALIAS, "--noinput")
     assert live_bytes(sqlite_db) == before
 
 
 def test_missing_backup_and_missing_metadata_are_refused(sqlite_db, backup_root):
     with pytest.raises(CommandError, match="no backups yet"):
-        run("restore", "latest", "--database", SQLITE_ALIAS, "--noinput")
+        call("restore", "latest", "--database", SQLITE_ALIAS, "--noinput")
     with pytest.raises(CommandError, match="there is no backup"):
-        run(
+        call(
             "restore",
             "sqlite-backup-20000101000000.sqlite3.gz",
             "--database",
@@ -257,7 +252,7 @@ def test_missing_backup_and_missing_metadata_are_refused(sqlite_db, backup_root)
     (backup_root / "backup" / f"{name}.json").unlink()
     before = live_bytes(sqlite_db)
     with pytest.raises(CommandError, match="no readable metadata"):
-        run("restore", name, "--database", SQLITE_ALIAS, "--noinput")
+        call("restore", name, "--database", SQLITE_ALIAS, "--noinput")
     assert live_bytes(sqlite_db) == before
 
 
@@ -270,7 +265,7 @@ def test_restore_failing_half_way_leaves_the_live_file(sqlite_db, backup_root, c
         gzip.compress(b"definitely not a database" * 1000),
     )
     with pytest.raises(CommandError, match="integrity check"):
-        run("restore", "latest", "--database", SQLITE_ALIAS, "--noinput")
+        call("restore", "latest", "--database", SQLITE_ALIAS, "--noinput")
     failed = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert len(failed) == 1
     assert (
@@ -289,7 +284,7 @@ def test_restore_failing_half_way_leaves_the_live_file(sqlite_db, backup_root, c
         good[: len(good) // 2] + b"\x00" * 64 + good[len(good) // 2 :],
     )
     with pytest.raises(CommandError, match="Restore failed"):
-        run("restore", "latest", "--database", SQLITE_ALIAS, "--noinput")
+        call("restore", "latest", "--database", SQLITE_ALIAS, "--noinput")
     assert live_bytes(sqlite_db) == before
     assert sorted(p.name for p in sqlite_db.parent.iterdir()) == [
         "backups",
@@ -305,10 +300,10 @@ def test_restore_asks_first(sqlite_db, monkeypatch):
     assert changed != before
     monkeypatch.setattr("sys.stdin", StringIO("no\n"))
     with pytest.raises(CommandError, match="cancelled"):
-        run("restore", "--database", SQLITE_ALIAS)
+        call("restore", "--database", SQLITE_ALIAS)
     assert live_bytes(sqlite_db) == changed
     monkeypatch.setattr("sys.stdin", StringIO("yes\n"))
-    run("restore", "--database", SQLITE_ALIAS)
+    call("restore", "--database", SQLITE_ALIAS)
     assert len(sqlite_rows(sqlite_db)) == 3
 
 
@@ -318,7 +313,7 @@ def test_in_memory_database_is_refused(backup_root):
     )
     try:
         with pytest.raises(CommandError, match="in memory"):
-            run("backup", "--database", "backup_memory")
+            call("backup", "--database", "backup_memory")
     finally:
         remove_database("backup_memory")
     assert files_under(backup_root) == []
@@ -326,7 +321,7 @@ def test_in_memory_database_is_refused(backup_root):
 
 def test_unknown_database_alias_is_refused():
     with pytest.raises(CommandError, match="there is no database 'nope'"):
-        run("backup", "--database", "nope")
+        call("backup", "--database", "nope")
 
 
 def test_verify_rehearses_a_sqlite_backup_and_compares_row_counts(
@@ -335,10 +330,10 @@ def test_verify_rehearses_a_sqlite_backup_and_compares_row_counts(
     name = take_backup()
     metadata = json.loads((backup_root / "backup" / f"{name}.json").read_text())
     assert metadata["rows"] == {"note": 3}
-    output = run("restore", "--verify", name, "--database", SQLITE_ALIAS)
+    output = call("restore", "--verify", name, "--database", SQLITE_ALIAS)
     assert "Integrity checks: not run: no Stagehand schema in the backup." in output
     assert "Rows: 3 rows in 1 table; all as counted at dump time." in output
-    assert json.loads(run("backups", "--json"))[0]["verified"] == "ok"
+    assert json.loads(call("backups", "--json"))[0]["verified"] == "ok"
     # The scratch copy beside the live file is gone.
     assert sorted(p.name for p in sqlite_db.parent.iterdir()) == [
         "backups",
@@ -348,14 +343,14 @@ def test_verify_rehearses_a_sqlite_backup_and_compares_row_counts(
     metadata["rows"] = {"note": 2}
     (backup_root / "backup" / f"{name}.json").write_text(json.dumps(metadata))
     with pytest.raises(CommandError, match=r"row counts differ.*note 3 \(dumped 2\)"):
-        run("restore", name, "--dry-run", "--database", SQLITE_ALIAS)
-    entry = json.loads(run("backups", "--json"))[0]
+        call("restore", name, "--dry-run", "--database", SQLITE_ALIAS)
+    entry = json.loads(call("backups", "--json"))[0]
     assert entry["verified"] == "failed" and "note 3" in entry["verify_problem"]
 
 
 @pytest.mark.django_db
 def test_jobs_run_verify_backup_rehearses_the_newest_backup(sqlite_db, backup_root):
     name = take_backup()
-    output = run("jobs", "run", "verify-backup", f"database={SQLITE_ALIAS}")
+    output = call("jobs", "run", "verify-backup", f"database={SQLITE_ALIAS}")
     assert f"{name} restores: 3 rows in 1 table as dumped" in output
-    assert json.loads(run("backups", "--json"))[0]["verified"] == "ok"
+    assert json.loads(call("backups", "--json"))[0]["verified"] == "ok"

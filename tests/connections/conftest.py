@@ -1,9 +1,7 @@
 from __future__ import annotations
 
 import copy
-import json
 import shutil
-from pathlib import Path
 
 import pytest
 
@@ -53,38 +51,12 @@ def in_memory_layer(settings):
     }
 
 
-EXAMPLE = Path(__file__).parent.parent / "worlds" / "world-config-example.json"
-
-
 @pytest.fixture
-def harbor_config() -> dict:
-    """The example world, on a domain, with a room where chat is read-only."""
-    config = json.loads(EXAMPLE.read_text())
-    config["world"]["domain"] = "harbor.example.org"
-    config["roles"]["listener"] = ["room:view", "room:chat.read"]
-    config["rooms"].append(
-        {
-            "id": "gallery",
-            "name": "Gallery",
-            "trait_grants": {"listener": []},
-            "modules": [{"type": "chat.native", "config": {}}],
-        }
-    )
-    return config
-
-
-@pytest.fixture
-def harbor(transactional_db, harbor_config):
-    """World 'harborconf' imported (committed, so consumers in any thread see it)."""
-    return services.import_config(harbor_config).world
-
-
-@pytest.fixture
-def token(harbor):
+def token(harbor_live):
     """Make a token for ``harbor``: token(traits, uid=None)."""
 
     def make(traits=("ticket",), uid=None) -> str:
-        return services.generate_token(harbor, list(traits), uid=uid)
+        return services.generate_token(harbor_live, list(traits), uid=uid)
 
     return make
 

@@ -3,21 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from apps.jobs.models import JobRun
 
 from .helpers import inbox, open_channels
-
-
-@pytest.fixture
-def api(alice) -> APIClient:
-    client = APIClient()
-    client.credentials(
-        HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=alice).key}"
-    )
-    return client
 
 
 def test_needs_staff(db):

@@ -3,14 +3,12 @@ from __future__ import annotations
 import pytest
 
 from apps.connections.models import ChatMessage
-from apps.worlds.models import Room
-from apps.worlds.services import create_world
 
 
 @pytest.fixture
-def room(db):
-    world = create_world("harborconf", "Harbor Conference", "harbor.example.org")
-    return Room.objects.create(world=world, import_id="hallway", name="Hallway")
+def room(harbor_live):
+    """Harbor's Hallway Track, a chat room."""
+    return harbor_live.rooms.get(import_id="hallway")
 
 
 def test_a_deleted_sender_leaves_the_message_unsigned(room, django_user_model):

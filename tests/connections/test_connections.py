@@ -18,21 +18,16 @@ from django.core.management.base import CommandError
 from apps.connections import services
 from apps.connections.registry import label_key
 from config.settings.base import redis_channel_layers
+from tests.helpers import call
 
 from .helpers import inbox, open_channels
-
-
-def run(*args: str) -> str:
-    out = StringIO()
-    call_command("connections", *args, stdout=out)
-    return out.getvalue()
 
 
 @pytest.mark.redis
 def test_list_counts_per_label_biggest_first(registry):
     open_channels(registry, {"abc123.production": 2, "def456.production": 3})
 
-    out = run("list")
+    out = call("connections", "list")
 
     lines = out.splitlines()
     assert lines[0].split("  ")[0] == "label"
@@ -47,14 +42,14 @@ def test_list_counts_per_label_biggest_first(registry):
 @pytest.mark.redis
 def test_list_says_one_label_and_one_connection(registry):
     open_channels(registry, {"abc123.production": 1})
-    assert run("list").splitlines()[-1] == "1 connection in 1 label"
+    assert call("connections", "list").splitlines()[-1] == "1 connection in 1 label"
 
 
 @pytest.mark.redis
 def test_list_json(registry):
     open_channels(registry, {"abc123.production": 1})
 
-    data = json.loads(run("list", "--json"))
+    data = json.loads(call("connections", "list", "--json"))
 
     assert data == [{"label": "abc123.production", "connections": 1}]
 
@@ -68,7 +63,7 @@ def test_stale_members_age_out_and_are_trimmed(registry, settings):
     old = time.time() - settings.CONNECTIONS_HEARTBEAT_WINDOW - 5
     client.zadd(label_key("abc123.production"), {stale: old})
 
-    assert json.loads(run("list", "--json")) == [
+    assert json.loads(call("connections", "list", "--json")) == [
         {"label": "abc123.production", "connections": 1}
     ]
     assert client.zscore(label_key("abc123.production"), stale) is None
@@ -80,7 +75,7 @@ def test_drop_reaches_matching_labels_only(registry, processes):
     abc = processes.join("abc123.production")
     other = processes.join("def456.production")
 
-    out = run("drop", "abc*")
+    out = call("connections", "drop", "abc*")
 
     assert out.splitlines()[-1] == "Dropped 2 connections (labels: abc123.production)"
     # The label's server processes are told; they close their own connections.
@@ -89,7 +84,7 @@ def test_drop_reaches_matching_labels_only(registry, processes):
     assert got[other] == []
     for channel in opened["abc123.production"]:
         assert got[channel] == []
-    assert json.loads(run("list", "--json")) == [
+    assert json.loads(call("connections", "list", "--json")) == [
         {"label": "def456.production", "connections": 1}
     ]
 
@@ -98,7 +93,7 @@ def test_drop_reaches_matching_labels_only(registry, processes):
 def test_drop_defaults_to_every_label(registry):
     open_channels(registry, {"abc123.production": 1, "def456.staging": 1})
 
-    out = run("drop")
+    out = call("connections", "drop")
 
     assert out.splitlines()[-1] == (
         "Dropped 2 connections (labels: abc123.production, def456.staging)"
@@ -111,7 +106,7 @@ def test_several_globs_with_interval(registry):
         registry, {"abc123.production": 2, "def456.staging": 1, "fff000.test": 1}
     )
 
-    out = run("force_reload", "--interval", "20", "abc*", "*.staging")
+    out = call("connections", "force_reload", "--interval", "20", "abc*", "*.staging")
 
     assert out.splitlines()[-1] == (
         "Reloaded 3 connections (labels: abc123.production, def456.staging)"
@@ -127,7 +122,7 @@ def test_several_globs_with_interval(registry):
 def test_dry_run_sends_nothing(registry):
     opened = open_channels(registry, {"abc123.production": 2})
 
-    out = run("drop", "--dry-run")
+    out = call("connections", "drop", "--dry-run")
 
     assert out.splitlines() == [
         "abc123.production: 2",
@@ -140,7 +135,7 @@ def test_dry_run_sends_nothing(registry):
 
 @pytest.mark.redis
 def test_nobody_connected_and_no_glob_given_is_no_error(registry):
-    out = run("drop")
+    out = call("connections", "drop")
 
     assert out.splitlines()[-1] == "Dropped 0 connections (labels: none)"
 
@@ -158,12 +153,12 @@ def test_a_glob_that_matches_nothing_is_an_error_and_sends_nothing(
         match=r"^The label glob 'zzz\*' matches no live connection; nothing was sent\. "
         r"`manage\.py connections list` shows the labels",
     ) as info:
-        run(action, *dry_run, "zzz*")
+        call("connections", action, *dry_run, "zzz*")
     assert info.value.returncode != 0
     with pytest.raises(
         CommandError, match=r"^The label globs 'zzz\*', '\*\.staging' match no live"
     ):
-        run(action, *dry_run, "abc*", "zzz*", "*.staging")
+        call("connections", action, *dry_run, "abc*", "zzz*", "*.staging")
     # nothing half-applied: the glob that matched was not sent to either
     assert inbox(opened["abc123.production"]) == {opened["abc123.production"][0]: []}
 
@@ -171,7 +166,7 @@ def test_a_glob_that_matches_nothing_is_an_error_and_sends_nothing(
 @pytest.mark.redis
 def test_negative_interval_is_refused(registry):
     with pytest.raises(CommandError, match="zero or more milliseconds"):
-        run("drop", "--interval", "-5")
+        call("connections", "drop", "--interval", "-5")
 
 
 @pytest.mark.parametrize(
@@ -179,7 +174,7 @@ def test_negative_interval_is_refused(registry):
 )
 def test_in_memory_layer_is_refused(in_memory_layer, args):
     with pytest.raises(CommandError, match=r"in-memory.*set REDIS_URL"):
-        run(*args)
+        call("connections", *args)
 
 
 @pytest.mark.redis
@@ -192,7 +187,7 @@ def test_without_interval_each_process_gets_one_message(registry, processes):
         processes.join("abc123.production"),
     )
 
-    out = run("force_reload", "abc123.*")
+    out = call("connections", "force_reload", "abc123.*")
 
     assert out.splitlines()[-1] == (
         "Reloaded 600 connections (labels: abc123.production)"
@@ -201,7 +196,7 @@ def test_without_interval_each_process_gets_one_message(registry, processes):
     message = {"type": "connections.reload", "label": "abc123.production"}
     assert got[first] == got[second] == [message]
     assert all(got[c] == [] for c in opened["abc123.production"])
-    assert json.loads(run("list", "--json")) == []
+    assert json.loads(call("connections", "list", "--json")) == []
 
 
 @pytest.mark.redis
@@ -249,7 +244,7 @@ def test_interval_shows_a_progress_bar_on_a_terminal(registry):
 def test_no_progress_bar_when_not_a_terminal(registry):
     open_channels(registry, {"abc123.production": 3})
 
-    out = run("force_reload", "--interval", "1")
+    out = call("connections", "force_reload", "--interval", "1")
 
     # Off a terminal, one summary line with the duration instead of a bar.
     assert "\r" not in out
@@ -265,7 +260,7 @@ def test_interval_ms_is_spelled_out_and_the_old_spelling_still_works(
 ):
     opened = open_channels(registry, {"abc123.production": 2})
 
-    out = run("drop", spelling, "1")
+    out = call("connections", "drop", spelling, "1")
 
     assert out.splitlines()[-1] == "Dropped 2 connections (labels: abc123.production)"
     got = inbox(opened["abc123.production"])
@@ -278,8 +273,8 @@ def test_json_result_for_scripts(registry, processes, action):
     open_channels(registry, {"abc123.production": 2, "def456.production": 1})
     processes.join("abc123.production")
 
-    dry = json.loads(run(action, "--json", "--dry-run", "abc*"))
-    done = json.loads(run(action, "--json", "abc*"))
+    dry = json.loads(call("connections", action, "--json", "--dry-run", "abc*"))
+    done = json.loads(call("connections", action, "--json", "abc*"))
 
     assert dry == {
         "count": 2,
@@ -288,7 +283,7 @@ def test_json_result_for_scripts(registry, processes, action):
         "dry_run": True,
     }
     assert done == {**dry, "dry_run": False}
-    assert json.loads(run("list", "--json")) == [
+    assert json.loads(call("connections", "list", "--json")) == [
         {"label": "def456.production", "connections": 1}
     ]
 
@@ -300,7 +295,7 @@ def test_redis_unreachable_is_a_command_error_that_says_what_to_do(settings, arg
     settings.CHANNEL_LAYERS = redis_channel_layers(settings.REDIS_URL)
 
     with pytest.raises(CommandError) as info:
-        run(*args)
+        call("connections", *args)
 
     message = str(info.value)
     assert message.startswith("Redis at redis://127.0.0.1:1/0 does not answer")

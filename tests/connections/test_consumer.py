@@ -18,7 +18,7 @@ from config.asgi import application
 from .communicators import TIMEOUT, ask, attendee, connect, scenario
 
 
-def test_ping_before_and_after_authentication(harbor, token):
+def test_ping_before_and_after_authentication(harbor_live, token):
     async def body():
         comm = await connect()
         assert await ask(comm, ["ping", 1234]) == ["pong", 1234]
@@ -31,12 +31,12 @@ def test_ping_before_and_after_authentication(harbor, token):
     scenario(body)
 
 
-def test_authenticate_answers_world_and_the_rooms_the_traits_allow(harbor, token):
+def test_authenticate_answers_world_and_the_rooms_the_traits_allow(harbor_live, token):
     async def body():
         comm = await connect()
         reply = await ask(comm, ["authenticate", {"token": token(["ticket"], "u1")}])
         assert reply[0] == "authenticated"
-        assert reply[1]["world"] == {"id": "harborconf", "title": harbor.title}
+        assert reply[1]["world"] == {"id": "harborconf", "title": harbor_live.title}
         assert [r["id"] for r in reply[1]["rooms"]] == [
             "welcome",
             "main-stage",
@@ -54,21 +54,21 @@ def test_authenticate_answers_world_and_the_rooms_the_traits_allow(harbor, token
     scenario(body)
 
     assert set(
-        User.objects.filter(world=harbor).values_list("token_id", flat=True)
+        User.objects.filter(world=harbor_live).values_list("token_id", flat=True)
     ) == {
         "u1",
         "u2",
     }
 
 
-def test_reconnecting_updates_the_attendees_traits(harbor, token):
+def test_reconnecting_updates_the_attendees_traits(harbor_live, token):
     async def body():
         for traits in (["ticket"], ["ticket", "moderator"]):
             comm = await attendee(token(traits, "same-uid"))
             await comm.disconnect()
 
     scenario(body)
-    user = harbor.attendees.get(token_id="same-uid")
+    user = harbor_live.attendees.get(token_id="same-uid")
     assert user.traits == ["ticket", "moderator"]
 
 
@@ -96,9 +96,9 @@ def expired_token(world) -> str:
         ("expired", "auth.expired_token"),
     ],
 )
-def test_refused_tokens_leave_the_connection_usable(harbor, token, payload, code):
+def test_refused_tokens_leave_the_connection_usable(harbor_live, token, payload, code):
     if payload == "expired":
-        payload = {"token": expired_token(harbor)}
+        payload = {"token": expired_token(harbor_live)}
 
     async def body():
         comm = await connect()
@@ -118,7 +118,8 @@ def test_refused_tokens_leave_the_connection_usable(harbor, token, payload, code
     scenario(body)
 
 
-def test_a_token_of_another_world_is_invalid(harbor, token):
+def test_a_token_of_another_world_is_invalid(harbor_live, token):
+
     other = create_world("other", "Other", "other.example.org")
     foreign = generate_token(other, ["ticket"])
 
@@ -134,7 +135,7 @@ def test_a_token_of_another_world_is_invalid(harbor, token):
     scenario(body)
 
 
-def test_anything_but_ping_and_authenticate_needs_authentication(harbor):
+def test_anything_but_ping_and_authenticate_needs_authentication(harbor_live):
     async def body():
         comm = await connect()
         reply = await ask(comm, ["chat.send", 7, {"room": "hallway", "text": "hi"}])
@@ -162,7 +163,7 @@ def test_unknown_world_is_told_and_closed(transactional_db):
     "text",
     ["not json", "{}", "[]", "[1, 2]", '"ping"', '["room.enter", 1]', '["x", 1, 2]'],
 )
-def test_bad_frames_are_refused_and_the_connection_stays(harbor, token, text):
+def test_bad_frames_are_refused_and_the_connection_stays(harbor_live, token, text):
     async def body():
         comm = await attendee(token())
         await comm.send_to(text_data=text)
@@ -175,7 +176,7 @@ def test_bad_frames_are_refused_and_the_connection_stays(harbor, token, text):
     scenario(body)
 
 
-def test_binary_frames_are_invalid(harbor):
+def test_binary_frames_are_invalid(harbor_live):
     async def body():
         comm = await connect()
         await comm.send_to(bytes_data=b"\x00\x01")
@@ -186,7 +187,7 @@ def test_binary_frames_are_invalid(harbor):
     scenario(body)
 
 
-def test_unknown_action(harbor, token):
+def test_unknown_action(harbor_live, token):
     async def body():
         comm = await attendee(token())
         reply = await ask(comm, ["poll.vote", 3, {}])
@@ -197,7 +198,7 @@ def test_unknown_action(harbor, token):
     scenario(body)
 
 
-def test_too_large_frame_is_refused_and_closed(harbor, settings):
+def test_too_large_frame_is_refused_and_closed(harbor_live, settings):
     settings.CONNECTIONS_MAX_FRAME_BYTES = 100
 
     async def body():
@@ -211,7 +212,7 @@ def test_too_large_frame_is_refused_and_closed(harbor, settings):
     scenario(body)
 
 
-def test_rooms_enter_leave_and_chat_is_broadcast_and_stored(harbor, token):
+def test_rooms_enter_leave_and_chat_is_broadcast_and_stored(harbor_live, token):
     async def body():
         ann = await attendee(token(["ticket"], "ann"))
         bob = await attendee(token(["ticket"], "bob"))
@@ -243,7 +244,7 @@ def test_rooms_enter_leave_and_chat_is_broadcast_and_stored(harbor, token):
         await bob.disconnect()
 
     scenario(body)
-    ann = harbor.attendees.get(token_id="ann")
+    ann = harbor_live.attendees.get(token_id="ann")
     assert list(
         ChatMessage.objects.values_list("sender", "room__import_id", "text")
     ) == [
@@ -259,7 +260,7 @@ def test_rooms_enter_leave_and_chat_is_broadcast_and_stored(harbor, token):
         (["ticket"], "nowhere", "room.unknown_room"),
     ],
 )
-def test_rooms_the_traits_do_not_allow(harbor, token, traits, room, code):
+def test_rooms_the_traits_do_not_allow(harbor_live, token, traits, room, code):
     async def body():
         comm = await attendee(token(traits))
         reply = await ask(comm, ["room.enter", 1, {"room": room}])
@@ -280,7 +281,7 @@ def test_rooms_the_traits_do_not_allow(harbor, token, traits, room, code):
         ("hallway", ["hi"], "chat.invalid_text"),
     ],
 )
-def test_chat_refusals(harbor, token, room, text, code):
+def test_chat_refusals(harbor_live, token, room, text, code):
     async def body():
         # No ticket: no world-wide participant role, only what each room grants.
         comm = await attendee(token([]))
@@ -294,9 +295,9 @@ def test_chat_refusals(harbor, token, room, text, code):
     assert ChatMessage.objects.count() == 0
 
 
-def test_connection_limit_replaces_the_oldest(harbor, token, registry):
-    harbor.config["connection_limit"] = 2
-    harbor.save()
+def test_connection_limit_replaces_the_oldest(harbor_live, token, registry):
+    harbor_live.config["connection_limit"] = 2
+    harbor_live.save()
 
     async def body():
         first = await attendee(token(["ticket"], "carol"))
@@ -316,9 +317,9 @@ def test_connection_limit_replaces_the_oldest(harbor, token, registry):
     scenario(body)
 
 
-def test_unlimited_permission_ignores_the_limit(harbor, token, registry):
-    harbor.config["connection_limit"] = 1
-    harbor.save()
+def test_unlimited_permission_ignores_the_limit(harbor_live, token, registry):
+    harbor_live.config["connection_limit"] = 1
+    harbor_live.save()
 
     async def body():
         first = await attendee(token(["admin"], "root"))
@@ -336,7 +337,7 @@ def only_channel(registry) -> str:
     return channel
 
 
-def test_registered_while_connected(harbor, registry):
+def test_registered_while_connected(harbor_live, registry):
     async def body():
         comm = await connect()
         assert registry.counts() == {current_label(): 1}
@@ -346,7 +347,7 @@ def test_registered_while_connected(harbor, registry):
     scenario(body)
 
 
-def test_drop_message_closes(harbor, token, registry):
+def test_drop_message_closes(harbor_live, token, registry):
     async def body():
         comm = await attendee(token())
         await get_channel_layer().send(
@@ -358,7 +359,7 @@ def test_drop_message_closes(harbor, token, registry):
     scenario(body)
 
 
-def test_reload_message_tells_then_closes(harbor, registry, settings):
+def test_reload_message_tells_then_closes(harbor_live, registry, settings):
     settings.CONNECTIONS_RELOAD_GRACE = 0.1
 
     async def body():
@@ -386,7 +387,7 @@ def test_reload_message_tells_then_closes(harbor, registry, settings):
         ("null", False),
     ],
 )
-def test_origin_check(harbor, origin, accepted):
+def test_origin_check(harbor_live, origin, accepted):
     async def body():
         comm = WebsocketCommunicator(
             application,
@@ -401,7 +402,8 @@ def test_origin_check(harbor, origin, accepted):
     scenario(body)
 
 
-def test_origin_of_another_worlds_domain_is_refused(harbor):
+def test_origin_of_another_worlds_domain_is_refused(harbor_live):
+
     create_world("other", "Other", "other.example.org")
 
     async def body():

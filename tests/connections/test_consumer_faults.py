@@ -35,7 +35,7 @@ def tracebacks(caplog, text: str) -> list[logging.LogRecord]:
 
 
 def test_a_failing_handler_answers_server_error_and_the_connection_stays(
-    harbor, token, monkeypatch, caplog
+    harbor_live, token, monkeypatch, caplog
 ):
     monkeypatch.setattr(rooms, "find_room", failing(RuntimeError("boom")))
 
@@ -59,7 +59,7 @@ def test_a_failing_handler_answers_server_error_and_the_connection_stays(
 
 
 def test_a_failing_authentication_answers_server_error(
-    harbor, token, monkeypatch, caplog
+    harbor_live, token, monkeypatch, caplog
 ):
     monkeypatch.setattr(auth, "load_attendee", failing(OSError("db away")))
 
@@ -82,7 +82,7 @@ def only_channel(registry) -> str:
 
 
 def test_a_bad_message_from_the_channel_layer_does_not_end_the_connection(
-    harbor, token, registry, caplog
+    harbor_live, token, registry, caplog
 ):
     # A process of another build (during a deploy) may send what this one cannot
     # handle: a chat.message without its message, a type it does not know.
@@ -108,7 +108,7 @@ def test_a_bad_message_from_the_channel_layer_does_not_end_the_connection(
     assert "Ignored a message of unknown type 'poll.vote'" in caplog.text
 
 
-def test_a_cancelled_consumer_leaves_the_count_at_once(harbor, token, registry):
+def test_a_cancelled_consumer_leaves_the_count_at_once(harbor_live, token, registry):
     # A server shutting down, or one giving up on a client, cancels the consumer's
     # task without any websocket.disconnect: it must not stay counted for a window.
     async def body():
@@ -148,7 +148,7 @@ def test_a_world_id_no_world_can_have_is_an_unknown_world(transactional_db, worl
         ("/ws/world/harbor\x00conf/", "https://evil.example.net"),
     ],
 )
-def test_hostile_origins_and_paths_are_refused_not_failed(harbor, path, origin):
+def test_hostile_origins_and_paths_are_refused_not_failed(harbor_live, path, origin):
     async def body():
         comm = WebsocketCommunicator(
             application, path, headers=[(b"origin", origin.encode())]

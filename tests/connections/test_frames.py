@@ -44,7 +44,7 @@ async def still_usable(comm) -> None:
         ),
     ],
 )
-def test_deep_nesting_is_refused_before_decoding(harbor, token, text):
+def test_deep_nesting_is_refused_before_decoding(harbor_live, token, text):
     async def body():
         comm = await attendee(token())
         await comm.send_to(text_data=text)
@@ -60,7 +60,7 @@ def test_deep_nesting_is_refused_before_decoding(harbor, token, text):
     scenario(body)
 
 
-def test_nesting_up_to_the_limit_is_fine(harbor, token):
+def test_nesting_up_to_the_limit_is_fine(harbor_live, token):
     nested = [[[[[["deep"]]]]]]  # the frame, the payload and these six: 8
     frame = ["room.enter", 1, {"room": "hallway", "extra": nested}]
 
@@ -85,7 +85,7 @@ def test_nesting_up_to_the_limit_is_fine(harbor, token):
         ('["auth.accept_terms", {"terms": [18446744073709551616]}]', "Integers must"),
     ],
 )
-def test_numbers_must_be_finite_and_safe(harbor, token, text, message):
+def test_numbers_must_be_finite_and_safe(harbor_live, token, text, message):
     async def body():
         comm = await connect()
         await comm.send_to(text_data=text)
@@ -103,7 +103,7 @@ def test_numbers_must_be_finite_and_safe(harbor, token, text, message):
     "text",
     ["nul\x00here", "lone \ud800 surrogate", "\udfff", "x" * 3999 + "\x00"],
 )
-def test_chat_text_the_database_refuses_never_reaches_it(harbor, token, text):
+def test_chat_text_the_database_refuses_never_reaches_it(harbor_live, token, text):
     async def body():
         comm = await attendee(token())
         assert (await ask(comm, ["room.enter", 1, {"room": "hallway"}]))[0] == "success"
@@ -156,7 +156,9 @@ def test_chat_text_the_database_refuses_never_reaches_it(harbor, token, text):
         ),
     ],
 )
-def test_payload_fields_within_the_models_limits(harbor, token, frame, code, message):
+def test_payload_fields_within_the_models_limits(
+    harbor_live, token, frame, code, message
+):
     async def body():
         comm = await attendee(token())
         reply = await ask(comm, frame)
@@ -182,7 +184,7 @@ def test_payload_fields_within_the_models_limits(harbor, token, frame, code, mes
         ["", 1, {}],
     ],
 )
-def test_ids_and_actions_are_bounded(harbor, token, frame):
+def test_ids_and_actions_are_bounded(harbor_live, token, frame):
     async def body():
         comm = await attendee(token())
         reply = await ask(comm, frame)
@@ -195,7 +197,7 @@ def test_ids_and_actions_are_bounded(harbor, token, frame):
     scenario(body)
 
 
-def test_string_ids_are_echoed(harbor, token):
+def test_string_ids_are_echoed(harbor_live, token):
     async def body():
         comm = await attendee(token())
         assert await ask(comm, ["room.enter", "a-1", {"room": "hallway"}]) == [
@@ -208,7 +210,7 @@ def test_string_ids_are_echoed(harbor, token):
     scenario(body)
 
 
-def test_a_lone_surrogate_in_a_frame_counts_towards_its_size(harbor, settings):
+def test_a_lone_surrogate_in_a_frame_counts_towards_its_size(harbor_live, settings):
     settings.CONNECTIONS_MAX_FRAME_BYTES = 100
 
     async def body():
@@ -233,7 +235,7 @@ def test_a_lone_surrogate_in_a_frame_counts_towards_its_size(harbor, settings):
         "[" * 50,
     ],
 )
-def test_hostile_tokens_are_invalid_and_the_connection_stays(harbor, token, text):
+def test_hostile_tokens_are_invalid_and_the_connection_stays(harbor_live, token, text):
     async def body():
         comm = await connect()
         reply = await ask(comm, ["authenticate", {"token": text}])

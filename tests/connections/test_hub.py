@@ -37,7 +37,7 @@ def slot_sets(registry) -> list[str]:
 
 
 @pytest.mark.redis
-def test_one_message_to_the_group_closes_every_consumer(harbor, token, registry):
+def test_one_message_to_the_group_closes_every_consumer(harbor_live, token, registry):
     async def body():
         comms = [await attendee(token(uid=f"u{i}")) for i in range(3)]
         await get_channel_layer().group_send(
@@ -50,7 +50,9 @@ def test_one_message_to_the_group_closes_every_consumer(harbor, token, registry)
 
 
 @pytest.mark.redis
-def test_drop_forgets_the_connections_and_their_slots_at_once(harbor, token, registry):
+def test_drop_forgets_the_connections_and_their_slots_at_once(
+    harbor_live, token, registry
+):
     async def body():
         comms = [await attendee(token(uid=f"u{i}")) for i in range(3)]
         for comm in comms:
@@ -75,7 +77,7 @@ def test_drop_forgets_the_connections_and_their_slots_at_once(harbor, token, reg
 
 @pytest.mark.redis
 def test_reload_to_the_group_tells_every_client_then_closes(
-    harbor, token, registry, settings
+    harbor_live, token, registry, settings
 ):
     settings.CONNECTIONS_RELOAD_GRACE = 0.1
 
@@ -96,7 +98,7 @@ def test_reload_to_the_group_tells_every_client_then_closes(
 
 
 @pytest.mark.redis
-def test_only_the_labels_consumers_are_closed(harbor, token, registry, settings):
+def test_only_the_labels_consumers_are_closed(harbor_live, token, registry, settings):
     settings.STAGEHAND_ENVIRONMENT = "test"
 
     async def body():
@@ -121,7 +123,7 @@ def test_only_the_labels_consumers_are_closed(harbor, token, registry, settings)
 
 
 @pytest.mark.redis
-def test_refresh_renews_a_lost_group_membership(harbor, token, registry):
+def test_refresh_renews_a_lost_group_membership(harbor_live, token, registry):
     async def body():
         comm = await attendee(token())
         layer = get_channel_layer()
@@ -138,7 +140,7 @@ def test_refresh_renews_a_lost_group_membership(harbor, token, registry):
 
 
 @pytest.mark.redis
-def test_the_hub_refreshes_by_itself(harbor, token, registry, settings):
+def test_the_hub_refreshes_by_itself(harbor_live, token, registry, settings):
     settings.CONNECTIONS_HEARTBEAT_REFRESH = 0.05
 
     async def body():
@@ -160,7 +162,7 @@ def test_the_hub_refreshes_by_itself(harbor, token, registry, settings):
 
 @pytest.mark.redis
 def test_bad_messages_are_logged_and_the_hub_keeps_going(
-    harbor, token, registry, caplog
+    harbor_live, token, registry, caplog
 ):
     async def body():
         comm = await attendee(token())
@@ -207,7 +209,7 @@ def test_a_hub_whose_layer_fails_keeps_trying(caplog):
 
 
 @pytest.mark.redis
-def test_a_stopping_hub_leaves_its_group(harbor, token, registry):
+def test_a_stopping_hub_leaves_its_group(harbor_live, token, registry):
     async def body():
         layer = get_channel_layer()
         comm = await attendee(token())
@@ -225,7 +227,7 @@ def test_a_stopping_hub_leaves_its_group(harbor, token, registry):
     scenario(body)
 
 
-def test_the_hub_works_on_the_in_memory_layer(in_memory_layer, harbor, token):
+def test_the_hub_works_on_the_in_memory_layer(in_memory_layer, harbor_live, token):
     get_registry().clear()
 
     async def body():
@@ -256,7 +258,7 @@ def test_consumers_of_an_unknown_world_stay_out_of_the_hub(transactional_db, reg
 
 
 def test_a_drop_keeps_the_collector_off_the_objects_it_found(
-    in_memory_layer, harbor, token, monkeypatch
+    in_memory_layer, harbor_live, token, monkeypatch
 ):
     # At 10,000 sockets, full collections scanning every live object were half of
     # a drop (docs/benchmarks.md): the closes run with the heap frozen.
@@ -305,7 +307,7 @@ def test_a_freeze_made_by_someone_else_is_left_alone():
 
 
 def test_a_socket_dropped_while_connecting_is_closed_once_open(
-    in_memory_layer, harbor, monkeypatch
+    in_memory_layer, harbor_live, monkeypatch
 ):
     get_registry().clear()
     register = services.register

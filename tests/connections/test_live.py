@@ -23,6 +23,7 @@ from apps.connections.services import process_of
 from apps.jobs.models import JobRun
 from apps.worlds.services import generate_token, import_config
 from tests.conftest import database_url
+from tests.helpers import call
 
 from .server import Server, server_env
 
@@ -32,15 +33,9 @@ WINDOW = 3.0  # seconds; short, so a killed server's connections age out quickly
 TIMEOUT = 20
 
 
-def command(*args: str) -> str:
-    out = StringIO()
-    call_command("connections", *args, stdout=out)
-    return out.getvalue()
-
-
 async def in_thread(*args: str) -> str:
     # call_command runs its own event loop (async_to_sync): not on this one.
-    return await asyncio.to_thread(command, *args)
+    return await asyncio.to_thread(call, "connections", *args)
 
 
 async def counts() -> dict[str, int]:
@@ -49,7 +44,7 @@ async def counts() -> dict[str, int]:
 
 
 @pytest.fixture
-def servers(harbor, registry, base_env, settings):
+def servers(harbor_live, registry, base_env, settings):
     """Start servers by commit: servers("aaa111", "bbb222"); all stopped at the end.
 
     Keyword arguments are more environment for them, e.g. a CELERY_BROKER_URL, or
@@ -434,7 +429,7 @@ async def authenticate_until(server: Server, token: str, expected: str) -> float
 
 
 def test_a_changed_secret_and_new_terms_reach_a_server_that_had_them_cached(
-    servers, token, harbor_config
+    servers, token, harbor_live_config
 ):
     # The server keeps the world and the terms in memory (snapshots.py) and reads
     # them again only when told they changed: here, by this process's import_config
@@ -445,10 +440,10 @@ def test_a_changed_secret_and_new_terms_reach_a_server_that_had_them_cached(
     async def body():
         # Cached: the world with its old secrets, and no terms.
         await (await attendee(server, old_token)).close()
-        harbor_config["world"]["JWT_secrets"] = [
+        harbor_live_config["world"]["JWT_secrets"] = [
             {"issuer": "any", "audience": "stagehand", "secret": "r" * 64}
         ]
-        world = (await with_database(import_config, harbor_config)).world
+        world = (await with_database(import_config, harbor_live_config)).world
         new_token = await asyncio.to_thread(generate_token, world, [], 1, "grace")
 
         assert await authenticate_until(server, new_token, "authenticated") < 5

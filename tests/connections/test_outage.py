@@ -31,7 +31,7 @@ def test_a_slot_claimed_again_after_a_restart_keeps_its_first_time(registry):
     scenario(body)
 
 
-def test_a_room_through_an_outage(private_redis, harbor, token):
+def test_a_room_through_an_outage(private_redis, harbor_live, token):
     async def body():
         ann, bob = await attendee(token()), await attendee(token())
         for comm in (ann, bob):
@@ -69,9 +69,11 @@ def test_a_room_through_an_outage(private_redis, harbor, token):
     assert list(ChatMessage.objects.values_list("text", flat=True)) == ["back"]
 
 
-def test_the_oldest_connection_goes_once_redis_is_back(private_redis, harbor, token):
-    harbor.config["connection_limit"] = 1
-    harbor.save()
+def test_the_oldest_connection_goes_once_redis_is_back(
+    private_redis, harbor_live, token
+):
+    harbor_live.config["connection_limit"] = 1
+    harbor_live.save()
 
     async def body():
         first = await attendee(token(["ticket"], "carol"))

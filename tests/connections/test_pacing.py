@@ -25,7 +25,7 @@ def test_the_default_spread_is_sized_from_the_count(settings):
     assert default_spread_ms(999) == 0
 
 
-def test_a_spread_drop_tells_each_client_when_to_come_back(harbor, token):
+def test_a_spread_drop_tells_each_client_when_to_come_back(harbor_live, token):
     async def body():
         comms = [await attendee(token(uid=f"u{i}")) for i in range(5)]
         hub = await hub_for(get_channel_layer())
@@ -45,7 +45,7 @@ def test_a_spread_drop_tells_each_client_when_to_come_back(harbor, token):
     scenario(body)
 
 
-def test_a_spread_reload_carries_the_hint_in_its_frame(harbor, token, settings):
+def test_a_spread_reload_carries_the_hint_in_its_frame(harbor_live, token, settings):
     settings.CONNECTIONS_RELOAD_GRACE = 0.1
 
     async def body():
@@ -107,7 +107,7 @@ def test_a_bad_spread_is_refused(value):
         call_command("connections", "drop", "--spread", value, stdout=StringIO())
 
 
-def test_an_overloaded_process_answers_1013_with_a_hint(harbor, token, settings):
+def test_an_overloaded_process_answers_1013_with_a_hint(harbor_live, token, settings):
     settings.CONNECTIONS_MAX_PENDING = 2
 
     async def body():

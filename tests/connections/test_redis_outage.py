@@ -27,7 +27,7 @@ LATE = 5  # clients per server that connect the moment Redis is back
 
 
 @pytest.fixture
-def outage_servers(harbor, private_redis, base_env):
+def outage_servers(harbor_live, private_redis, base_env):
     started: list[Server] = []
     for commit in ("aaa111", "bbb222"):
         started.append(

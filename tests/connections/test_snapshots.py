@@ -30,7 +30,7 @@ def reads(monkeypatch):
     return counted
 
 
-def test_handshakes_read_the_world_and_the_terms_once(harbor, token, reads):
+def test_handshakes_read_the_world_and_the_terms_once(harbor_live, token, reads):
     async def body():
         for i in range(5):
             await (await attendee(token(uid=f"u{i}"))).disconnect()
@@ -39,11 +39,11 @@ def test_handshakes_read_the_world_and_the_terms_once(harbor, token, reads):
     scenario(body)
 
 
-def test_a_saved_world_is_read_again(harbor, harbor_config, token, reads):
+def test_a_saved_world_is_read_again(harbor_live, harbor_live_config, token, reads):
     async def body():
         await (await attendee(token())).disconnect()
-        harbor_config["world"]["title"] = "Harbor, renamed"
-        await worlds_import(harbor_config)
+        harbor_live_config["world"]["title"] = "Harbor, renamed"
+        await worlds_import(harbor_live_config)
         comm = await connect()
         reply = await ask(comm, ["authenticate", {"token": token()}])
         assert reply[1]["world"]["title"] == "Harbor, renamed"
@@ -53,11 +53,13 @@ def test_a_saved_world_is_read_again(harbor, harbor_config, token, reads):
     scenario(body)
 
 
-def test_a_room_added_after_connecting_can_be_entered(harbor, harbor_config, token):
+def test_a_room_added_after_connecting_can_be_entered(
+    harbor_live, harbor_live_config, token
+):
     async def body():
         comm = await attendee(token())
-        harbor_config["rooms"].append({"id": "annex", "name": "Annex"})
-        await worlds_import(harbor_config)
+        harbor_live_config["rooms"].append({"id": "annex", "name": "Annex"})
+        await worlds_import(harbor_live_config)
         reply = await ask(comm, ["room.enter", 1, {"room": "annex"}])
         assert reply == ["success", 1, {"room": "annex"}]
         await comm.disconnect()
@@ -70,18 +72,18 @@ async def worlds_import(config: dict) -> None:
 
 
 def test_a_returning_attendee_is_one_query_and_a_new_one_an_insert(
-    harbor, django_assert_num_queries
+    harbor_live, django_assert_num_queries
 ):
     claims = [{"uid": f"u{i}", "traits": ["ticket"]} for i in range(50)]
     # New: the lookup, and one INSERT for all in one transaction (BEGIN, COMMIT).
     with django_assert_num_queries(4):
-        created = worlds.find_or_create_attendees(harbor, claims, [])
+        created = worlds.find_or_create_attendees(harbor_live, claims, [])
     # Returning, with the acceptance of two terms looked up along: one query.
     with django_assert_num_queries(1):
-        again = worlds.find_or_create_attendees(harbor, claims, [1, 2])
+        again = worlds.find_or_create_attendees(harbor_live, claims, [1, 2])
     assert [a.pk for a in again] == [a.pk for a in created]
     assert all(a.accepted == frozenset() for a in again)
     # Changed traits: a write for that one only.
     claims[0]["traits"] = ["ticket", "moderator"]
     with django_assert_num_queries(2):
-        worlds.find_or_create_attendees(harbor, claims, [])
+        worlds.find_or_create_attendees(harbor_live, claims, [])

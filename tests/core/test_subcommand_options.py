@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 import os
-from io import StringIO
 
 import pytest
 from django.core.cache import cache
-from django.core.management import CommandError, call_command, load_command_class
+from django.core.management import CommandError, load_command_class
+
+from tests.helpers import call
 
 pytestmark = pytest.mark.django_db
 
@@ -51,12 +52,6 @@ SUBCOMMANDS = [
 IDS = [" ".join([name, *argv]) for _, name, argv in SUBCOMMANDS]
 
 
-def out_of(*args: str) -> str:
-    out = StringIO()
-    call_command(*args, stdout=out)
-    return out.getvalue()
-
-
 @pytest.mark.parametrize(("app", "name", "argv"), SUBCOMMANDS, ids=IDS)
 def test_every_subcommand_takes_the_common_options(app, name, argv):
     parser = load_command_class(app, name).create_parser("manage.py", name)
@@ -81,45 +76,45 @@ def test_options_before_the_subcommand_are_kept(app, name, argv):
 @pytest.mark.redis
 def test_cache_flush_v2_as_docs_jobs_md_documents_it():
     cache.set("greeting", "hello")
-    assert out_of("cache", "flush", "-v", "2").splitlines() == [
+    assert call("cache", "flush", "-v", "2").splitlines() == [
         "1 key deleted",
         "✔ Cache flushed",
     ]
-    assert "keys deleted" not in out_of("cache", "flush", "-v", "1")
-    assert "0 keys deleted" in out_of("cache", "-v", "2", "flush")
+    assert "keys deleted" not in call("cache", "flush", "-v", "1")
+    assert "0 keys deleted" in call("cache", "-v", "2", "flush")
 
 
 def test_no_color_and_force_color_after_the_subcommand():
-    assert "\x1b[" in out_of("cache", "flush", "--force-color")
-    assert "\x1b[" not in out_of("cache", "flush", "--no-color")
+    assert "\x1b[" in call("cache", "flush", "--force-color")
+    assert "\x1b[" not in call("cache", "flush", "--no-color")
     with pytest.raises(CommandError, match="--no-color and --force-color"):
-        out_of("cache", "flush", "--no-color", "--force-color")
+        call("cache", "flush", "--no-color", "--force-color")
 
 
 def test_jobs_subcommands_run_with_common_options():
-    assert "log-test" in out_of("jobs", "list", "-v", "0", "--no-color")
-    assert json.loads(out_of("jobs", "scheduled", "--json", "-v", "2")) is not None
-    assert json.loads(out_of("jobs", "history", "--json", "--traceback")) == []
+    assert "log-test" in call("jobs", "list", "-v", "0", "--no-color")
+    assert json.loads(call("jobs", "scheduled", "--json", "-v", "2")) is not None
+    assert json.loads(call("jobs", "history", "--json", "--traceback")) == []
 
 
 def test_backend_processes_with_common_options():
-    assert json.loads(out_of("backend", "processes", "--json", "-v", "2")) == []
+    assert json.loads(call("backend", "processes", "--json", "-v", "2")) == []
 
 
 @pytest.mark.postgres
 def test_search_status_with_common_options():
-    assert isinstance(json.loads(out_of("search", "status", "--json", "-v", "2")), list)
+    assert isinstance(json.loads(call("search", "status", "--json", "-v", "2")), list)
 
 
 @pytest.mark.redis
 def test_connections_list_with_common_options():
     assert isinstance(
-        json.loads(out_of("connections", "list", "--json", "-v", "2")), list
+        json.loads(call("connections", "list", "--json", "-v", "2")), list
     )
 
 
 @pytest.mark.rabbitmq
 def test_worker_status_with_common_options():
     broker = os.environ["RABBITMQ_URL"]
-    rows = json.loads(out_of("worker", "status", "-b", broker, "--json", "-v", "2"))
+    rows = json.loads(call("worker", "status", "-b", broker, "--json", "-v", "2"))
     assert isinstance(rows, list)

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -37,28 +34,6 @@ def temp_job() -> Iterator[Callable[..., registry.Job]]:
     for name in added:
         job = registry.REGISTRY.pop(name)
         app.tasks.pop(job.task_name, None)
-
-
-def manage(env: dict, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=BASE_DIR,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-def wait_for(predicate: Callable[[], object], what: str, timeout: float = 90) -> object:
-    """Poll until predicate() is truthy; fail naming what never happened."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    pytest.fail(f"timed out waiting for {what}")
 
 
 @pytest.fixture

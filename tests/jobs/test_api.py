@@ -2,11 +2,10 @@
 
 import pytest
 from django_celery_beat.models import PeriodicTask
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from apps.accounts.models import User
 from apps.jobs.models import JobRun
+from tests.helpers import api_client
 
 URL = "/api/v1/jobs/"
 
@@ -16,21 +15,9 @@ URL = "/api/v1/jobs/"
 RUN_TESTS = pytest.mark.django_db(transaction=True)
 
 
-def client_for(user: User) -> APIClient:
-    client = APIClient()
-    token = Token.objects.create(user=user)
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
-    return client
-
-
-@pytest.fixture
-def api(alice):
-    return client_for(alice)
-
-
 @RUN_TESTS
-def test_only_staff_may_use_the_jobs_api():
-    bob = client_for(User.objects.create_user("bob", "bob@example.org", "pw-123456"))
+def test_only_staff_may_use_the_jobs_api(bob):
+    bob = api_client(bob)
     assert bob.get(URL).status_code == 403
     assert APIClient().get(URL).status_code in (401, 403)
     response = bob.post(URL + "run/", {"name": "log-test"}, format="json")

@@ -1,24 +1,16 @@
-from io import StringIO
-
 import pytest
 import redis
 from django.conf import settings
 from django.core.cache import cache, caches
 from django.core.cache.backends.redis import RedisCache
-from django.core.management import CommandError, call_command
+from django.core.management import CommandError
 
-from tests.scripting import documented, run_json
-
-
-def flush() -> str:
-    out = StringIO()
-    call_command("cache", "flush", stdout=out)
-    return out.getvalue()
+from tests.helpers import call, documented, run_json
 
 
 def test_cache_flush_clears_the_cache():
     cache.set("greeting", "hello")
-    assert flush().strip() == "✔ Cache flushed"
+    assert call("cache", "flush").strip() == "✔ Cache flushed"
     assert cache.get("greeting") is None
 
 
@@ -30,7 +22,7 @@ def test_on_redis_only_the_caches_keys_go():
         cache.set("other", "x", version=7)
         client.set("stagehand:group:room-1", "channel layer state")
         client.set("unrelated", "broker or anything else")
-        flush()
+        call("cache", "flush")
         assert cache.get("greeting") is None and cache.get("other", version=7) is None
         assert client.get("stagehand:group:room-1") == b"channel layer state"
         assert client.get("unrelated") == b"broker or anything else"
@@ -48,7 +40,7 @@ def test_an_unreachable_redis_is_an_error_that_says_what_to_do(settings):
         }
     }
     with pytest.raises(CommandError, match="The cache's Redis does not answer") as err:
-        flush()
+        call("cache", "flush")
     assert "check REDIS_URL with `info`, start Redis" in str(err.value)
 
 

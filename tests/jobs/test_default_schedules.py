@@ -11,8 +11,7 @@ from apps.jobs import services
 from apps.jobs.models import DefaultSchedule
 from apps.jobs.registry import REGISTRY
 from tests.conftest import database_url
-
-from .conftest import manage
+from tests.helpers import call, manage
 
 
 def schedules() -> dict[str, tuple[str, bool]]:
@@ -45,12 +44,6 @@ def test_migrate_installs_the_defaults_once(default_jobs, settings):
     assert PeriodicTask.objects.count() == 3
 
 
-def scheduled_output() -> str:
-    out = StringIO()
-    call_command("jobs", "scheduled", stdout=out)
-    return out.getvalue()
-
-
 @pytest.mark.django_db
 def test_an_operators_change_is_kept_and_a_changed_setting_is_only_noted(
     default_jobs, settings
@@ -75,9 +68,9 @@ def test_an_operators_change_is_kept_and_a_changed_setting_is_only_noted(
         "note: BACKUP_SCHEDULE is 15 2 * * * but backup() is scheduled at 0 4 * * *; "
         'run `jobs schedule "15 2 * * *" backup` to apply it.'
     )
-    assert note in scheduled_output()
+    assert note in call("jobs", "scheduled")
     call_command("jobs", "schedule", "15 2 * * *", "backup", stdout=StringIO())
-    assert "note:" not in scheduled_output()
+    assert "note:" not in call("jobs", "scheduled")
     assert schedules()["backup()"] == ("15 2 * * *", True)
 
     settings.BACKUP_SCHEDULE = "none"
@@ -103,7 +96,7 @@ def test_an_unscheduled_backup_stays_away_and_a_new_setting_says_so(
     call_command("jobs", "unschedule", "backup", stdout=StringIO())
     call_command("migrate", verbosity=0, stdout=StringIO())
     assert "backup()" not in schedules()
-    assert "note:" not in scheduled_output()
+    assert "note:" not in call("jobs", "scheduled")
 
     settings.BACKUP_SCHEDULE = "30 4 * * *"
     call_command("migrate", verbosity=0, stdout=StringIO())
@@ -111,7 +104,7 @@ def test_an_unscheduled_backup_stays_away_and_a_new_setting_says_so(
     assert (
         "note: BACKUP_SCHEDULE is 30 4 * * * but backup() is not scheduled; "
         'run `jobs schedule "30 4 * * *" backup` to apply it.'
-    ) in scheduled_output()
+    ) in call("jobs", "scheduled")
     err = StringIO()
     call_command("jobs", "scheduled", "--json", stdout=StringIO(), stderr=err)
     assert "BACKUP_SCHEDULE is 30 4 * * *" in err.getvalue()

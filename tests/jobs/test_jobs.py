@@ -1,17 +1,11 @@
 import json
-from io import StringIO
 
 import pytest
-from django.core.management import CommandError, call_command
+from django.core.management import CommandError
 from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
 from apps.jobs.models import JobRun
-
-
-def jobs(*args: str) -> str:
-    out = StringIO()
-    call_command("jobs", *args, stdout=out)
-    return out.getvalue()
+from tests.helpers import call
 
 
 @pytest.fixture
@@ -25,7 +19,7 @@ def no_schedules(db):
 
 
 def test_list_names_sorted_with_descriptions():
-    lines = jobs("list").splitlines()
+    lines = call("jobs", "list").splitlines()
     assert lines[0].split() == ["job", "description"]
     names = [line.split()[0] for line in lines[1:]]
     assert names == sorted(names)
@@ -36,7 +30,7 @@ def test_list_names_sorted_with_descriptions():
 
 
 def test_list_json():
-    data = json.loads(jobs("list", "--json"))
+    data = json.loads(call("jobs", "list", "--json"))
     assert {"name": "log-test", "task": "stagehand.log-test"}.items() <= data[
         [d["name"] for d in data].index("log-test")
     ].items()
@@ -45,7 +39,7 @@ def test_list_json():
 @pytest.mark.django_db
 def test_run_in_the_shell_records_the_run_with_its_parameters(temp_job):
     temp_job("echo")
-    output = jobs("run", "echo", "a", "k=v=w", "n=3")
+    output = call("jobs", "run", "echo", "a", "k=v=w", "n=3")
     assert "echo ['a'] {'k': 'v=w', 'n': 3}" in output
     assert '✔ Job echo("a", k="v=w", n=3) done in' in output
     run = JobRun.objects.get()
@@ -59,7 +53,7 @@ def test_run_in_the_shell_records_the_run_with_its_parameters(temp_job):
 @pytest.mark.django_db
 def test_a_failing_job_is_an_error_and_recorded_with_its_traceback():
     with pytest.raises(CommandError, match=r"error-test\(\) failed .*DeliberateError"):
-        jobs("run", "error-test")
+        call("jobs", "run", "error-test")
     run = JobRun.objects.get()
     assert run.outcome == "failure"
     assert "Traceback" in run.error and "this failure is deliberate" in run.error
@@ -70,9 +64,9 @@ def test_unknown_job_names_the_closest_known_jobs():
     with pytest.raises(
         CommandError, match="No job named 'log-tst'; did you mean log-test"
     ):
-        jobs("run", "log-tst")
+        call("jobs", "run", "log-tst")
     with pytest.raises(CommandError, match="`jobs list` shows the"):
-        jobs("run", "zzzzzz")
+        call("jobs", "run", "zzzzzz")
     assert not JobRun.objects.exists()
 
 
@@ -80,7 +74,7 @@ def test_unknown_job_names_the_closest_known_jobs():
 def test_run_d_without_a_broker_says_celery_broker_url_is_needed(settings):
     settings.STAGEHAND_HAS_BROKER = False
     with pytest.raises(CommandError, match="needs a broker: set CELERY_BROKER_URL"):
-        jobs("run", "-d", "log-test")
+        call("jobs", "run", "-d", "log-test")
     assert not JobRun.objects.exists()
 
 
@@ -92,7 +86,7 @@ def test_schedule_creates_a_periodic_task_in_the_configured_time_zone(
     no_schedules, params_job, settings
 ):
     settings.CELERY_TIMEZONE = "Europe/Paris"
-    output = jobs("schedule", "0 * * * *", "params-test", "a", "k=v=w")
+    output = call("jobs", "schedule", "0 * * * *", "params-test", "a", "k=v=w")
     assert output.strip() == (
         '➢ Scheduled Job params-test("a", k="v=w") with the following crontab: 0 * * * *'
     )
@@ -105,8 +99,8 @@ def test_schedule_creates_a_periodic_task_in_the_configured_time_zone(
 
 
 def test_scheduling_the_same_identity_again_reschedules_it(no_schedules, params_job):
-    jobs("schedule", "0 * * * *", "params-test", "k=1")
-    output = jobs("schedule", "@daily", "params-test", "k=1")
+    call("jobs", "schedule", "0 * * * *", "params-test", "k=1")
+    output = call("jobs", "schedule", "@daily", "params-test", "k=1")
     assert "with the following crontab: 0 0 * * *" in output
     task = PeriodicTask.objects.get()
     assert (task.crontab.minute, task.crontab.hour) == ("0", "0")
@@ -115,27 +109,27 @@ def test_scheduling_the_same_identity_again_reschedules_it(no_schedules, params_
 
 
 def test_different_parameters_are_different_schedules(no_schedules, params_job):
-    jobs("schedule", "@hourly", "params-test")
-    jobs("schedule", "@hourly", "params-test", "k=1")
-    jobs("schedule", "@hourly", "params-test", "k=2")
-    jobs("schedule", "@hourly", "params-test", "1")
+    call("jobs", "schedule", "@hourly", "params-test")
+    call("jobs", "schedule", "@hourly", "params-test", "k=1")
+    call("jobs", "schedule", "@hourly", "params-test", "k=2")
+    call("jobs", "schedule", "@hourly", "params-test", "1")
     assert PeriodicTask.objects.count() == 4
     # Same parameters in another order or spelling: same identity.
-    jobs("schedule", "@daily", "params-test", "k=1")
+    call("jobs", "schedule", "@daily", "params-test", "k=1")
     assert PeriodicTask.objects.count() == 4
 
 
 def test_unschedule_needs_the_same_parameters(no_schedules, params_job):
-    jobs("schedule", "5 4 * * 1", "params-test", "a", "k=1")
+    call("jobs", "schedule", "5 4 * * 1", "params-test", "a", "k=1")
     with pytest.raises(
         CommandError, match=r'✘ No scheduled job match Job params-test\("a"\)'
     ) as info:
-        jobs("unschedule", "params-test", "a")
+        call("jobs", "unschedule", "params-test", "a")
     assert info.value.returncode != 0
     with pytest.raises(CommandError, match="No scheduled job match"):
-        jobs("unschedule", "params-test", "a", "k=2")
+        call("jobs", "unschedule", "params-test", "a", "k=2")
     assert PeriodicTask.objects.count() == 1
-    output = jobs("unschedule", "params-test", "a", "k=1")
+    output = call("jobs", "unschedule", "params-test", "a", "k=1")
     assert output.strip() == (
         '➢ Unscheduled Job params-test("a", k=1) with the following crontab: 5 4 * * 1'
     )
@@ -144,8 +138,8 @@ def test_unschedule_needs_the_same_parameters(no_schedules, params_job):
 
 
 def test_unschedule_dry_run_names_the_schedule_and_keeps_it(no_schedules, params_job):
-    jobs("schedule", "5 4 * * 1", "params-test", "a", "k=1")
-    output = jobs("unschedule", "params-test", "a", "k=1", "--dry-run")
+    call("jobs", "schedule", "5 4 * * 1", "params-test", "a", "k=1")
+    output = call("jobs", "unschedule", "params-test", "a", "k=1", "--dry-run")
     assert output.splitlines() == [
         'Would unschedule Job params-test("a", k=1) with the following crontab: '
         "5 4 * * 1",
@@ -153,7 +147,7 @@ def test_unschedule_dry_run_names_the_schedule_and_keeps_it(no_schedules, params
     ]
     assert PeriodicTask.objects.count() == CrontabSchedule.objects.count() == 1
     with pytest.raises(CommandError, match="No scheduled job match") as info:
-        jobs("unschedule", "params-test", "a", "--dry-run")
+        call("jobs", "unschedule", "params-test", "a", "--dry-run")
     assert info.value.returncode == 2
 
 
@@ -171,14 +165,14 @@ def test_unschedule_dry_run_names_the_schedule_and_keeps_it(no_schedules, params
 )
 def test_bad_crons_are_errors_and_write_nothing(no_schedules, cron):
     with pytest.raises(CommandError, match="Invalid crontab"):
-        jobs("schedule", cron, "log-test")
+        call("jobs", "schedule", cron, "log-test")
     assert not PeriodicTask.objects.exists()
     assert not CrontabSchedule.objects.exists()
 
 
 def test_scheduling_an_unknown_job_writes_nothing(no_schedules):
     with pytest.raises(CommandError, match="No job named 'nope'"):
-        jobs("schedule", "@daily", "nope")
+        call("jobs", "schedule", "@daily", "nope")
     assert not PeriodicTask.objects.exists()
 
 
@@ -192,7 +186,7 @@ def test_scheduling_an_unknown_job_writes_nothing(no_schedules):
     ],
 )
 def test_cron_aliases(no_schedules, alias, cron):
-    assert f"crontab: {cron}" in jobs("schedule", alias, "log-test")
+    assert f"crontab: {cron}" in call("jobs", "schedule", alias, "log-test")
 
 
 @pytest.mark.parametrize(
@@ -200,7 +194,7 @@ def test_cron_aliases(no_schedules, alias, cron):
     [("7", "0"), ("0", "0"), ("sun", "sun"), ("5-7", "0,5,6"), ("1,7", "0,1")],
 )
 def test_day_of_week_7_is_sunday_as_in_cron(no_schedules, day_of_week, stored):
-    output = jobs("schedule", f"0 0 * * {day_of_week}", "log-test")
+    output = call("jobs", "schedule", f"0 0 * * {day_of_week}", "log-test")
     assert output.strip().endswith(f"crontab: 0 0 * * {stored}")
     assert PeriodicTask.objects.get().crontab.day_of_week == stored
 
@@ -208,7 +202,7 @@ def test_day_of_week_7_is_sunday_as_in_cron(no_schedules, day_of_week, stored):
 @pytest.mark.parametrize("day_of_week", ["8", "0-8", "7-9", "-1"])
 def test_days_of_week_beyond_7_stay_errors(no_schedules, day_of_week):
     with pytest.raises(CommandError, match="Invalid crontab"):
-        jobs("schedule", f"0 0 * * {day_of_week}", "log-test")
+        call("jobs", "schedule", f"0 0 * * {day_of_week}", "log-test")
     assert not PeriodicTask.objects.exists()
 
 
@@ -227,7 +221,7 @@ def test_days_of_week_beyond_7_stay_errors(no_schedules, day_of_week):
 )
 def test_schedule_refuses_parameters_the_job_cannot_take(no_schedules, params, match):
     with pytest.raises(CommandError, match=match):
-        jobs("schedule", "@daily", "log-test", *params)
+        call("jobs", "schedule", "@daily", "log-test", *params)
     assert not PeriodicTask.objects.exists() and not CrontabSchedule.objects.exists()
 
 
@@ -237,27 +231,31 @@ def test_schedule_checks_annotated_types(no_schedules):
         match=r"interval_ms=true is not int \| str; connections-drop takes "
         r"\(\*labels: str, interval_ms: int \| str = 0\)",
     ):
-        jobs("schedule", "@daily", "connections-drop", "interval_ms=true")
+        call("jobs", "schedule", "@daily", "connections-drop", "interval_ms=true")
     with pytest.raises(CommandError, match=r"labels=1 is not str"):
-        jobs("schedule", "@daily", "connections-drop", "1")
+        call("jobs", "schedule", "@daily", "connections-drop", "1")
     with pytest.raises(CommandError, match=r"error-test takes none"):
-        jobs("schedule", "@daily", "error-test", "x=1")
+        call("jobs", "schedule", "@daily", "error-test", "x=1")
     assert not PeriodicTask.objects.exists()
-    output = jobs("schedule", "@daily", "connections-drop", "abc.*", "interval_ms=50")
+    output = call(
+        "jobs", "schedule", "@daily", "connections-drop", "abc.*", "interval_ms=50"
+    )
     assert 'connections-drop("abc.*", interval_ms=50)' in output
-    assert "log-test(message=" in jobs("schedule", "@daily", "log-test", 'message="3"')
+    assert "log-test(message=" in call(
+        "jobs", "schedule", "@daily", "log-test", 'message="3"'
+    )
 
 
 def test_scheduled_lists_description_label_and_cron(no_schedules, params_job):
-    assert jobs("scheduled").strip() == "# No scheduled jobs"
-    jobs("schedule", "0 3 * * *", "params-test", "k=1")
-    jobs("schedule", "@weekly", "error-test")
-    lines = jobs("scheduled").splitlines()
+    assert call("jobs", "scheduled").strip() == "# No scheduled jobs"
+    call("jobs", "schedule", "0 3 * * *", "params-test", "k=1")
+    call("jobs", "schedule", "@weekly", "error-test")
+    lines = call("jobs", "scheduled").splitlines()
     assert lines == [
         "Fail on purpose, to check that job errors are reported: error-test() ↦ 0 0 * * 0",
         "Test job params-test: params-test(k=1) ↦ 0 3 * * *",
     ]
-    data = json.loads(jobs("scheduled", "--json"))
+    data = json.loads(call("jobs", "scheduled", "--json"))
     assert [(d["job"], d["kwargs"], d["cron"]) for d in data] == [
         ("error-test", {}, "0 0 * * 0"),
         ("params-test", {"k": 1}, "0 3 * * *"),
@@ -270,15 +268,15 @@ def test_scheduled_lists_description_label_and_cron(no_schedules, params_job):
 
 @pytest.mark.django_db
 def test_history_shows_every_run_newest_first():
-    jobs("run", "log-test")
+    call("jobs", "run", "log-test")
     with pytest.raises(CommandError):
-        jobs("run", "error-test")
-    jobs("run", "log-test", "message=x")
+        call("jobs", "run", "error-test")
+    call("jobs", "run", "log-test", "message=x")
     # A run the workers have not picked up yet.
     JobRun.objects.create(
         job="log-test", trigger="api", outcome="queued", task_id="t-1"
     )
-    lines = jobs("history").splitlines()
+    lines = call("jobs", "history").splitlines()
     assert lines[0].split() == [
         "id",
         "job",
@@ -298,19 +296,19 @@ def test_history_shows_every_run_newest_first():
     assert "DeliberateError: error-test: this failure is deliberate" in lines[3]
     assert "queued" in lines[1] and "t-1" in lines[1]
 
-    only = jobs("history", "error-test").splitlines()
+    only = call("jobs", "history", "error-test").splitlines()
     assert len(only) == 2 and "failure" in only[1]
-    assert len(jobs("history", "--limit", "2").splitlines()) == 3
+    assert len(call("jobs", "history", "--limit", "2").splitlines()) == 3
 
-    data = json.loads(jobs("history", "--json", "--limit", "1"))
+    data = json.loads(call("jobs", "history", "--json", "--limit", "1"))
     assert data[0]["job"] == "log-test" and data[0]["outcome"] == "queued"
     assert data[0]["trigger"] == "api"
 
 
 @pytest.mark.django_db
 def test_history_of_an_unknown_job_suggests_names():
-    assert jobs("history").strip() == "# No job runs recorded"
+    assert call("jobs", "history").strip() == "# No job runs recorded"
     with pytest.raises(CommandError, match="did you mean log-test"):
-        jobs("history", "log-tes")
+        call("jobs", "history", "log-tes")
     with pytest.raises(CommandError, match="--limit"):
-        jobs("history", "--limit", "0")
+        call("jobs", "history", "--limit", "0")

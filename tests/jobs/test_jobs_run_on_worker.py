@@ -1,16 +1,13 @@
 """`jobs run -d` on a real Redis broker, executed by a real `worker start` process."""
 
 import uuid
-from io import StringIO
 
 import pytest
 from celery import Celery
 from django.conf import settings
-from django.core.management import call_command
 
 from apps.jobs.models import JobRun
-
-from .conftest import manage, wait_for
+from tests.helpers import call, manage, wait_for
 
 pytestmark = [
     pytest.mark.postgres,
@@ -67,9 +64,7 @@ def test_jobs_run_d_is_executed_by_a_worker_and_visible_in_history(
     run = wait_for(lambda: finished(beat_id), "the worker to run the beat message")
     assert run.trigger == "beat" and run.outcome == "success"
 
-    out = StringIO()
-    call_command("jobs", "history", stdout=out)
-    history = out.getvalue()
+    history = call("jobs", "history")
     assert task_id in history and failed_id in history and beat_id in history
     line = next(line for line in history.splitlines() if task_id in line)
     assert line.split()[0] == str(run_id)

@@ -13,8 +13,7 @@ from django.utils import timezone
 
 from apps.jobs import services
 from apps.jobs.models import JobRun
-
-from .conftest import manage, wait_for
+from tests.helpers import manage, wait_for
 
 
 def running(started_ago: float, heartbeat_ago: float | None) -> JobRun:

@@ -5,23 +5,17 @@ import os
 import subprocess
 import sys
 import uuid
-from io import StringIO
 
 import pytest
 import redis
 from celery import Celery
 from django.conf import settings
-from django.core.management import CommandError, call_command
+from django.core.management import CommandError
 
 from apps.jobs.services import munin_field
+from tests.helpers import call
 
 from .conftest import BASE_DIR
-
-
-def worker(*args: str) -> str:
-    out = StringIO()
-    call_command("worker", *args, stdout=out)
-    return out.getvalue()
 
 
 @pytest.fixture
@@ -42,7 +36,7 @@ def test_status_counts_every_priority_sub_queue_per_task(redis_queue):
     for priority in (0, 0, 5, 9):
         app.send_task("stagehand.log-test", queue=queue, priority=priority)
     app.send_task("stagehand.error-test", queue=queue, priority=3)
-    output = worker("status", "-b", settings.REDIS_URL, "-q", queue)
+    output = call("worker", "status", "-b", settings.REDIS_URL, "-q", queue)
     rows = [line.split() for line in output.splitlines()]
     assert rows[0] == ["queue", "task", "waiting"]
     assert rows[1:4] == [
@@ -52,7 +46,9 @@ def test_status_counts_every_priority_sub_queue_per_task(redis_queue):
     ]
     assert "✔ 5 waiting tasks in 1 queue" in output
 
-    data = json.loads(worker("status", "-b", settings.REDIS_URL, "-q", queue, "--json"))
+    data = json.loads(
+        call("worker", "status", "-b", settings.REDIS_URL, "-q", queue, "--json")
+    )
     assert data == [
         {
             "queue": queue,
@@ -61,7 +57,7 @@ def test_status_counts_every_priority_sub_queue_per_task(redis_queue):
         }
     ]
 
-    munin = worker("status", "-b", settings.REDIS_URL, "-q", queue, "--munin")
+    munin = call("worker", "status", "-b", settings.REDIS_URL, "-q", queue, "--munin")
     lines = munin.splitlines()
     assert lines[0] == "total.value 5"
     assert "stagehand_log_test.value 4" in lines
@@ -72,7 +68,9 @@ def test_status_counts_every_priority_sub_queue_per_task(redis_queue):
 @pytest.mark.redis
 def test_an_empty_redis_queue_has_nothing_waiting(redis_queue):
     _, queue = redis_queue
-    data = json.loads(worker("status", "-b", settings.REDIS_URL, "-q", queue, "--json"))
+    data = json.loads(
+        call("worker", "status", "-b", settings.REDIS_URL, "-q", queue, "--json")
+    )
     assert data == [{"queue": queue, "waiting": 0, "tasks": {}}]
 
 
@@ -84,11 +82,13 @@ def test_status_reads_the_rabbitmq_message_count():
     try:
         for _ in range(3):
             app.send_task("stagehand.log-test", queue=queue)
-        output = worker("status", "-b", url, "-q", queue, "-q", "never-declared-queue")
+        output = call(
+            "worker", "status", "-b", url, "-q", queue, "-q", "never-declared-queue"
+        )
         rows = [line.split() for line in output.splitlines()]
         assert [queue, "(all)", "3"] in rows
         assert ["never-declared-queue", "(all)", "0"] in rows
-        munin = worker("status", "-b", url, "-q", queue, "--munin").splitlines()
+        munin = call("worker", "status", "-b", url, "-q", queue, "--munin").splitlines()
         assert munin[0] == "total.value 3"
         assert "stagehand_log_test.value U" in munin
     finally:
@@ -98,7 +98,7 @@ def test_status_reads_the_rabbitmq_message_count():
 
 
 def test_munin_config_lists_total_and_every_job():
-    lines = worker("status", "--munin-config", "-q", "celery").splitlines()
+    lines = call("worker", "status", "--munin-config", "-q", "celery").splitlines()
     assert lines[:4] == [
         "graph_title Waiting tasks in queue celery",
         "graph_vlabel tasks",
@@ -115,10 +115,11 @@ def test_munin_config_lists_total_and_every_job():
 
 def test_munin_config_without_a_queue_graphs_every_queue_of_the_workers(settings):
     # The project's workers consume one queue: its graph, as with -q celery.
-    assert worker("status", "--munin-config") == worker(
-        "status", "--munin-config", "-q", "celery"
+    assert call("worker", "status", "--munin-config") == call(
+        "worker", "status", "--munin-config", "-q", "celery"
     )
-    lines = worker(
+    lines = call(
+        "worker",
         "status",
         "--munin-config",
         "-q",
@@ -144,19 +145,29 @@ def test_munin_config_without_a_queue_graphs_every_queue_of_the_workers(settings
 
 def test_munin_thresholds_must_be_in_order():
     with pytest.raises(CommandError, match="0 <= warning <= critical"):
-        worker("status", "--munin-config", "--warning", "10", "--critical", "5")
+        call("worker", "status", "--munin-config", "--warning", "10", "--critical", "5")
 
 
 def test_munin_values_are_unknown_and_exit_0_when_the_broker_is_down(settings):
-    lines = worker("status", "-b", "redis://127.0.0.1:1/0", "--munin").splitlines()
+    lines = call(
+        "worker", "status", "-b", "redis://127.0.0.1:1/0", "--munin"
+    ).splitlines()
     assert lines[0] == "total.value U"
     assert "stagehand_log_test.value U" in lines
-    two = worker(
-        "status", "-b", "redis://127.0.0.1:1/0", "--munin", "-q", "a", "-q", "b"
+    two = call(
+        "worker",
+        "status",
+        "-b",
+        "redis://127.0.0.1:1/0",
+        "--munin",
+        "-q",
+        "a",
+        "-q",
+        "b",
     )
     assert two.splitlines() == ["a.value U", "b.value U"]
     settings.STAGEHAND_HAS_BROKER = False
-    assert worker("status", "--munin").splitlines()[0] == "total.value U"
+    assert call("worker", "status", "--munin").splitlines()[0] == "total.value U"
 
 
 @pytest.mark.redis
@@ -164,33 +175,46 @@ def test_munin_values_per_queue(redis_queue):
     app, queue = redis_queue
     for _ in range(2):
         app.send_task("stagehand.log-test", queue=queue)
-    lines = worker(
-        "status", "-b", settings.REDIS_URL, "--munin", "-q", queue, "-q", "empty-q"
+    lines = call(
+        "worker",
+        "status",
+        "-b",
+        settings.REDIS_URL,
+        "--munin",
+        "-q",
+        queue,
+        "-q",
+        "empty-q",
     ).splitlines()
     assert lines == [f"{munin_field(queue)}.value 2", "empty_q.value 0"]
 
 
 @pytest.mark.redis
 def test_munin_autoconf_says_yes_when_the_broker_answers():
-    assert worker("status", "-b", settings.REDIS_URL, "--munin-autoconf") == "yes\n"
+    assert (
+        call("worker", "status", "-b", settings.REDIS_URL, "--munin-autoconf")
+        == "yes\n"
+    )
 
 
 def test_munin_autoconf_says_no_and_why_with_exit_0(settings):
-    answer = worker("status", "-b", "redis://127.0.0.1:1/0", "--munin-autoconf")
+    answer = call("worker", "status", "-b", "redis://127.0.0.1:1/0", "--munin-autoconf")
     assert answer.startswith("no (Cannot read the queues from the broker")
     settings.STAGEHAND_HAS_BROKER = False
-    assert worker("status", "--munin-autoconf").startswith("no (Reading the queues")
+    assert call("worker", "status", "--munin-autoconf").startswith(
+        "no (Reading the queues"
+    )
 
 
 def test_status_needs_a_broker(settings):
     settings.STAGEHAND_HAS_BROKER = False
     with pytest.raises(CommandError, match="needs a broker: set CELERY_BROKER_URL"):
-        worker("status")
+        call("worker", "status")
 
 
 def test_unreachable_broker_is_an_error():
     with pytest.raises(CommandError, match="Cannot read the queues from the broker"):
-        worker("status", "-b", "redis://127.0.0.1:1/0")
+        call("worker", "status", "-b", "redis://127.0.0.1:1/0")
 
 
 def test_worker_start_without_a_broker_says_so(base_env):

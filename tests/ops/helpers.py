@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import socket
-import subprocess
 import sys
-import time
 import urllib.request
 
-import pytest
 from asgiref.sync import async_to_sync
 from django.test import override_settings
 
@@ -25,39 +21,9 @@ STUBBORN = [
 ]
 
 
-def wait_for(predicate, what: str, timeout: float = 60.0):
-    """Poll until ``predicate()`` is truthy; fail (never hang) after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    pytest.fail(f"timed out waiting for {what}")
-
-
 def pid_running(pid: int) -> bool:
     stat = backend.read_stat(pid)
     return stat is not None and stat["state"] not in {"Z", "X"}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def manage(env: dict, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run(
-        [sys.executable, "manage.py", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    if check:
-        assert result.returncode == 0, result.stdout + result.stderr
-    return result
 
 
 def processes(env: dict) -> dict[str, dict]:

@@ -15,7 +15,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 from rest_framework.views import APIView
 
-from apps.accounts.models import User
+from tests.helpers import api_client
 
 API_PREFIX = "api/v1/"
 METHODS = ("get", "post", "put", "patch", "delete")
@@ -66,13 +66,6 @@ def test_the_walk_finds_the_api():
     assert len({p.split("/")[3] for p in paths}) >= 2
 
 
-@pytest.fixture
-def bob(db):
-    """Bob, an attendee with a login and a token: not staff."""
-    user = User.objects.create_user("bob", "bob@example.org", "bob's password")
-    return user, Token.objects.create(user=user).key
-
-
 def call(client: APIClient, method: str, path: str):
     """One request in a savepoint of its own: DRF marks the innermost atomic block for
     rollback when a view that opted out of ATOMIC_REQUESTS answers an error, which
@@ -91,15 +84,12 @@ def test_anonymous_callers_are_refused(path, method):
 
 @pytest.mark.parametrize(("path", "method"), ENDPOINTS)
 def test_non_staff_callers_are_refused_with_a_token_or_a_session(bob, path, method):
-    user, key = bob
-    with_token = APIClient()
-    with_token.credentials(HTTP_AUTHORIZATION=f"Token {key}")
-    response = call(with_token, method, path)
+    response = call(api_client(bob), method, path)
     assert response.status_code == 403, (path, method, response.content)
     assert response.json()["error"] == "permission_denied"
 
     with_session = APIClient(enforce_csrf_checks=True)
-    with_session.force_login(user)
+    with_session.force_login(bob)
     response = call(with_session, method, path)
     assert response.status_code == 403, (path, method, response.content)
 

@@ -18,10 +18,9 @@ import pytest
 from django.core.management import call_command
 from django.db import transaction
 from drf_spectacular.generators import SchemaGenerator
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from apps.worlds import services as worlds
+from tests.helpers import api_client
 
 from .test_api_access import api_endpoints
 
@@ -149,18 +148,16 @@ def concrete(path: str, value: str = "sample") -> str:
 @pytest.fixture
 def staff(alice) -> APIClient:
     # A view's exception comes back as the 500 a browser would see, not raised here.
-    client = APIClient(raise_request_exception=False)
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=alice)}")
-    return client
+    return api_client(alice, raise_request_exception=False)
 
 
 @pytest.fixture
-def sample(db):
-    """A world for the paths with an id, and a search index built over it, so that
-    each value reaches the code behind the checks (search answers 503 without one)."""
-    world = worlds.create_world("sample", "Sample", "sample.example.org")
+def indexed_sample(sample):
+    """The sample world for the paths with an id, and a search index built over it,
+    so that each value reaches the code behind the checks (search answers 503
+    without one)."""
     call_command("search", "index", stdout=StringIO())
-    return world
+    return sample
 
 
 def call(client: APIClient, method: str, url: str, body: object = None):
@@ -250,7 +247,7 @@ def test_every_endpoint_is_in_the_schema():
 
 @pytest.mark.parametrize(("path", "method", "operation"), OPERATIONS, ids=IDS)
 def test_no_hostile_number_length_or_nesting_is_a_server_error(
-    staff, sample, path, method, operation
+    staff, indexed_sample, path, method, operation
 ):
     baseline = BASELINES.get((path, method), {})
     bodies = hostile_bodies(operation, baseline, {**NUMBERS, **NESTING})
@@ -265,7 +262,7 @@ def test_no_hostile_number_length_or_nesting_is_a_server_error(
 @pytest.mark.postgres
 @pytest.mark.parametrize(("path", "method", "operation"), OPERATIONS, ids=IDS)
 def test_no_nul_or_lone_surrogate_is_a_server_error_on_postgresql(
-    staff, sample, path, method, operation
+    staff, indexed_sample, path, method, operation
 ):
     baseline = BASELINES.get((path, method), {})
     bodies = hostile_bodies(operation, baseline, TEXTS) + long_bodies(

@@ -1,16 +1,5 @@
-import pytest
-from rest_framework.test import APIClient
-
-
-@pytest.fixture
-def staff_client(alice):
-    client = APIClient()
-    client.force_authenticate(alice)
-    return client
-
-
-def test_stats_endpoint_returns_every_component(staff_client, var_dir):
-    response = staff_client.get("/api/v1/stats/")
+def test_stats_endpoint_returns_every_component(api, var_dir):
+    response = api.get("/api/v1/stats/")
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "ok"
@@ -20,16 +9,14 @@ def test_stats_endpoint_returns_every_component(staff_client, var_dir):
     assert database["status"] == "ok" and database["figures"]["engine"]
 
 
-def test_stats_endpoint_says_unavailable_when_the_cache_is_down(
-    staff_client, settings, var_dir
-):
+def test_stats_endpoint_says_unavailable_when_the_cache_is_down(api, settings, var_dir):
     settings.CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": "redis://127.0.0.1:1/0",
         }
     }
-    body = staff_client.get("/api/v1/stats/").json()
+    body = api.get("/api/v1/stats/").json()
     assert body["status"] == "unavailable"
     cache = next(c for c in body["components"] if c["name"] == "cache")
     assert cache["status"] == "unavailable" and cache["ok"] is False

@@ -14,22 +14,12 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from apps.ops import backend
-from tests.ops.helpers import (
-    SLEEPER,
-    STUBBORN,
-    free_port,
-    healthz,
-    manage,
-    pid_running,
-    processes,
-    wait_for,
-)
+from tests.helpers import free_port, manage, printed, wait_for
+from tests.ops.helpers import SLEEPER, STUBBORN, healthz, pid_running, processes
 
 
 def run_backend(*args: str) -> str:
-    out = StringIO()
-    call_command("backend", *args, stdout=out, stderr=out)
-    return out.getvalue()
+    return printed("backend", *args).both
 
 
 def test_supervisor_restarts_a_child_killed_from_outside(var_dir):
@@ -178,12 +168,18 @@ def test_start_rejects_a_bad_bind(var_dir):
 def test_detached_backend_restarts_a_killed_server_cleans_up_and_stops(child_env):
     port = free_port()
     started = manage(
-        child_env, "backend", "start", "--detach", "--bind", f"127.0.0.1:{port}"
+        child_env,
+        "backend",
+        "start",
+        "--detach",
+        "--bind",
+        f"127.0.0.1:{port}",
+        check=True,
     )
     try:
         assert "No broker configured" in started.stdout
         assert "starting the server alone" in started.stdout
-        listed = manage(child_env, "backend", "processes", "--json").stdout
+        listed = manage(child_env, "backend", "processes", "--json", check=True).stdout
         assert {p["name"] for p in json.loads(listed)} == {"supervisor", "server"}
         first = processes(child_env)
         assert set(first) == {"supervisor", "server"}
@@ -205,7 +201,13 @@ def test_detached_backend_restarts_a_killed_server_cleans_up_and_stops(child_env
 
         # A second start stops what the first one left running.
         again = manage(
-            child_env, "backend", "start", "--detach", "--bind", f"127.0.0.1:{port}"
+            child_env,
+            "backend",
+            "start",
+            "--detach",
+            "--bind",
+            f"127.0.0.1:{port}",
+            check=True,
         )
         assert "left over from an earlier start" in again.stdout
         third = processes(child_env)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import manage
+from tests.helpers import manage
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 TEMPLATES = ROOT / ".envs" / ".production"

@@ -24,6 +24,7 @@ from apps.jobs import registry
 from apps.ops.integrity import file_findings
 from apps.worlds import services as worlds
 from apps.worlds.models import Room, World
+from tests.helpers import call
 
 
 @pytest.fixture
@@ -48,12 +49,10 @@ def healthy(db, settings, tmp_path):
 
 
 def run(*args) -> tuple[str, int]:
-    out = StringIO()
     try:
-        call_command("check_integrity", *args, stdout=out)
+        return call("check_integrity", *args), 0
     except CommandError as exc:
-        return out.getvalue(), exc.returncode
-    return out.getvalue(), 0
+        return exc.printed.out, exc.returncode
 
 
 def found() -> dict[str, dict]:

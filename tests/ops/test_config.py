@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import json
 import subprocess
-from io import StringIO
 from pathlib import Path
 
-from django.core.management import call_command
-
-from tests.conftest import manage
+from tests.helpers import call, manage
 from tests.test_configuration_docs import variables_read_by_settings
 
 SECRET_KEY = "x9!Fq2@Lr7#Vm4$Tz8%Wb1^Hc6&Jn3*Pd5(Ks0)Yg-e_u+i=o~a;s:d,f.g/h"
@@ -132,8 +129,6 @@ def test_show_secrets_prints_them_only_when_asked(base_env, tmp_path):
 
 
 def test_config_in_process_reflects_this_process_environment():
-    out = StringIO()
-    call_command("config", "--json", stdout=out)
-    variables = {v["name"]: v for v in json.loads(out.getvalue())}
+    variables = {v["name"]: v for v in json.loads(call("config", "--json"))}
     assert "SEARCH_MAX_FIELD_CHARS" in variables
     assert variables["DJANGO_LOG_LEVEL"]["source"] in {"default", "environment"}

@@ -1,22 +1,17 @@
 import json
 import subprocess
 import sys
-from io import StringIO
 
 import pytest
 from django.conf import settings
-from django.core.management import CommandError, call_command
+from django.core.management import CommandError
 
-
-def run_info(*args: str) -> str:
-    out = StringIO()
-    call_command("info", *args, stdout=out)
-    return out.getvalue()
+from tests.helpers import call
 
 
 @pytest.mark.django_db
 def test_info_lists_versions_label_and_components():
-    output = run_info()
+    output = call("info")
     assert "Django" in output and "Celery" in output and "Channels" in output
     assert f"{settings.STAGEHAND_COMMIT}.{settings.STAGEHAND_ENVIRONMENT}" in output
     for component in ("database", "cache", "channel layer", "broker", "storage"):
@@ -26,7 +21,7 @@ def test_info_lists_versions_label_and_components():
 
 @pytest.mark.django_db
 def test_info_json_is_parseable_and_ok():
-    data = json.loads(run_info("--json"))
+    data = json.loads(call("info", "--json"))
     assert data["ok"] is True
     assert data["deploy_label"] == "unknown.test"
     statuses = {c["name"]: c["status"] for c in data["components"]}
@@ -38,7 +33,7 @@ def test_info_json_is_parseable_and_ok():
 @pytest.mark.redis
 @pytest.mark.django_db
 def test_info_on_postgres_and_redis_shows_ok_rows():
-    data = json.loads(run_info("--json"))
+    data = json.loads(call("info", "--json"))
     rows = {c["name"]: c for c in data["components"]}
     assert rows["database"]["backend"] == "postgresql"
     assert rows["database"]["status"] == "ok"
@@ -99,5 +94,5 @@ def test_info_exit_code_is_nonzero_when_a_component_fails(settings):
         }
     }
     with pytest.raises(CommandError, match="cache did not answer") as raised:
-        run_info()
+        call("info")
     assert raised.value.returncode == 2

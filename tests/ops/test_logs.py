@@ -19,7 +19,8 @@ import pytest
 
 from apps.ops import backend
 from tests.conftest import database_url
-from tests.ops.helpers import free_port, healthz, manage, processes, wait_for
+from tests.helpers import free_port, manage, wait_for
+from tests.ops.helpers import healthz, processes
 
 TEXT_LINE = re.compile(
     r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3} "

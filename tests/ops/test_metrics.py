@@ -23,7 +23,8 @@ from apps.jobs.models import BeatLock, JobRun
 from config.celery_app import app
 from tests.backups.conftest import write_consistent_backup
 from tests.connections.server import Server
-from tests.ops.helpers import connect, manage
+from tests.helpers import manage
+from tests.ops.helpers import connect
 
 pytestmark = pytest.mark.django_db
 

@@ -12,7 +12,6 @@ import asyncio
 import json
 import logging
 import subprocess
-import sys
 import urllib.request
 import uuid
 
@@ -20,9 +19,8 @@ import pytest
 from django.conf import settings
 from websockets.asyncio.client import connect
 
-from tests.conftest import port_open
 from tests.connections.server import Server, server_env
-from tests.ops.helpers import free_port, wait_for
+from tests.helpers import free_port, manage, port_open, wait_for
 
 pytestmark = pytest.mark.redis
 
@@ -61,22 +59,17 @@ def with_secret_redis(settings, secret_url):
     return secret_url
 
 
-def manage(env: dict, *args: str) -> str:
-    result = subprocess.run(
-        [sys.executable, "manage.py", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    return result.stdout + result.stderr
+def output_of(env: dict, *args: str) -> str:
+    """What `manage.py ARGS` printed in a child, on both streams."""
+    done = manage(env, *args)
+    return done.stdout + done.stderr
 
 
 @pytest.mark.parametrize(
     "args", [("info",), ("info", "--json"), ("stats",), ("stats", "--json")]
 )
 def test_commands_mask_the_password(child_env, secret_url, password, args):
-    output = manage({**child_env, "REDIS_URL": secret_url}, *args)
+    output = output_of({**child_env, "REDIS_URL": secret_url}, *args)
     assert password not in output
     # The URL is shown, masked: the cache and the channel layer answered on it.
     assert MASKED in output, output
@@ -163,8 +156,8 @@ def test_a_server_logs_nothing_of_the_password(child_env, password, private_redi
     port, redis_proc = private_redis
     url = f"redis://127.0.0.1:{port}/0?password={password}"
     env = server_env(child_env, REDIS_URL=url)
-    manage(env, "migrate", "-v0")
-    manage(
+    output_of(env, "migrate", "-v0")
+    output_of(
         env,
         "create_world",
         "--noinput",
@@ -175,7 +168,7 @@ def test_a_server_logs_nothing_of_the_password(child_env, password, private_redi
         "--domain",
         "logs.example.org",
     )
-    token = manage(env, "generate_token", "logs", "--raw").strip()
+    token = output_of(env, "generate_token", "logs", "--raw").strip()
     server = Server(env)
     try:
         server.wait_ready()

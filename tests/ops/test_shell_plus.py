@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.ops.helpers import manage
+from tests.helpers import manage
 
 CODE = (
     "print(World.__name__, Room.__name__, User.__name__, JobRun.__name__); "

@@ -6,27 +6,21 @@ import json
 import os
 import subprocess
 import sys
-from io import StringIO
 
 import pytest
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.core.management import CommandError, call_command
+from django.core.management import CommandError
 
 from apps.connections.registry import get_registry
 from apps.ops import backend
-from tests.ops.helpers import SLEEPER, connect, free_port, manage, wait_for
-
-
-def run_stats(*args: str) -> str:
-    out = StringIO()
-    call_command("stats", *args, stdout=out)
-    return out.getvalue()
+from tests.helpers import call, free_port, manage, wait_for
+from tests.ops.helpers import SLEEPER, connect
 
 
 @pytest.mark.django_db
 def test_stats_on_embedded_defaults_is_ok_and_says_what_is_not_configured(var_dir):
-    output = run_stats()
+    output = call("stats")
     rows = {line.split()[0]: line for line in output.splitlines()[1:-1]}
     assert rows["workers"].split()[1:3] == ["not", "configured"]
     assert "no broker (CELERY_BROKER_URL)" in rows["workers"]
@@ -34,7 +28,7 @@ def test_stats_on_embedded_defaults_is_ok_and_says_what_is_not_configured(var_di
     assert rows["database"].split()[1] == "ok"
     assert output.splitlines()[-1] == "Every component is ok."
 
-    data = {c["name"]: c for c in json.loads(run_stats("--json"))}
+    data = {c["name"]: c for c in json.loads(call("stats", "--json"))}
     assert list(data) == [
         "processes",
         "workers",
@@ -64,14 +58,14 @@ def test_stats_counts_recorded_processes_and_fails_on_a_stale_one(var_dir):
     child = subprocess.Popen(SLEEPER)
     try:
         backend.ProcessRecord.for_pid("server", "server", child.pid, SLEEPER).write()
-        data = {c["name"]: c for c in json.loads(run_stats("--json"))}
+        data = {c["name"]: c for c in json.loads(call("stats", "--json"))}
         assert data["processes"]["status"] == "ok"
         assert data["processes"]["figures"]["processes"][0]["pid"] == child.pid
     finally:
         child.kill()
         child.wait()
     with pytest.raises(CommandError, match="unavailable: processes") as raised:
-        run_stats()
+        call("stats")
     assert raised.value.returncode == 2
 
 
@@ -87,7 +81,7 @@ def stats_of(env: dict) -> tuple[int, dict]:
 @pytest.mark.redis
 def test_stats_with_and_without_a_worker_running(child_env):
     env = broker_env(child_env, settings.REDIS_URL)
-    manage(env, "migrate", "--noinput", "-v0")
+    manage(env, "migrate", "--noinput", "-v0", check=True)
     celery = [sys.executable, "-m", "celery", "-A", "config.celery_app"]
     subprocess.run([*celery, "purge", "-f"], env=env, check=True, capture_output=True)
     # One task waiting, nobody to run it.
@@ -96,6 +90,7 @@ def test_stats_with_and_without_a_worker_running(child_env):
         "shell",
         "-c",
         "from config.celery_app import app; app.send_task('stagehand.ops-test-noop')",
+        check=True,
     )
 
     code, before = stats_of(env)
@@ -120,6 +115,7 @@ def test_stats_with_and_without_a_worker_running(child_env):
         "1",
         "--bind",
         f"127.0.0.1:{port}",
+        check=True,
     )
     try:
         after = wait_for(
@@ -147,7 +143,7 @@ def test_stats_with_and_without_a_worker_running(child_env):
 @pytest.mark.rabbitmq
 def test_stats_reads_rabbitmq_queues_without_a_worker(child_env):
     env = broker_env(child_env, os.environ["RABBITMQ_URL"])
-    manage(env, "migrate", "--noinput", "-v0")
+    manage(env, "migrate", "--noinput", "-v0", check=True)
     code, data = stats_of(env)
     assert code == 2
     assert data["broker"]["status"] == "ok"
@@ -167,7 +163,7 @@ def test_stats_counts_live_connections_per_label(var_dir):
         connect(layer, "abc123.production")
         connect(layer, "abc123.production")
         connect(layer, "def456.production")
-        data = {c["name"]: c for c in json.loads(run_stats("--json"))}
+        data = {c["name"]: c for c in json.loads(call("stats", "--json"))}
     finally:
         registry.clear()
     connections = data["connections"]
@@ -185,6 +181,6 @@ def test_stats_says_connections_need_redis(var_dir, settings):
     settings.CHANNEL_LAYERS = {
         "default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}
     }
-    data = {c["name"]: c for c in json.loads(run_stats("--json"))}
+    data = {c["name"]: c for c in json.loads(call("stats", "--json"))}
     assert data["connections"]["configured"] is False
     assert "in-memory channel layer" in data["connections"]["detail"]

@@ -16,7 +16,8 @@ from django.db import connection
 from apps.ops import backend
 from apps.ops.management.commands.watch import Command as Watch
 from tests.conftest import database_url
-from tests.ops.helpers import SLEEPER, wait_for
+from tests.helpers import wait_for
+from tests.ops.helpers import SLEEPER
 
 
 @pytest.mark.django_db

@@ -10,8 +10,9 @@ from apps.search import services
 from apps.search.models import Generation
 from apps.search.sources import ROOMS
 from apps.worlds.models import Room
+from tests.helpers import call
 
-from .conftest import found, run
+from .conftest import found
 
 pytestmark = pytest.mark.postgres
 
@@ -26,8 +27,8 @@ def active_generations() -> dict[str, str]:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_searches_keep_answering_during_reindex(harbor):
-    run("index")
+def test_searches_keep_answering_during_reindex(harbor_search):
+    call("search", "index")
     stop = threading.Event()
     answers: list[int] = []
     failures: list[BaseException] = []
@@ -70,10 +71,12 @@ def test_searches_keep_answering_during_reindex(harbor):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_every_row_is_written_once_when_written_in_parts(harbor):
+def test_every_row_is_written_once_when_written_in_parts(harbor_search):
     for n in range(9):
-        Room.objects.create(world=harbor, import_id=f"b{n}", name=f"Breakout {n}")
-    run("index")
+        Room.objects.create(
+            world=harbor_search, import_id=f"b{n}", name=f"Breakout {n}"
+        )
+    call("search", "index")
     assert not connection.in_atomic_block  # so the builds ran on their own connections
 
     results = services.index(reindex=True)
@@ -97,16 +100,16 @@ def test_every_row_is_written_once_when_written_in_parts(harbor):
 
 @pytest.mark.django_db(transaction=True)
 def test_a_failed_build_keeps_every_old_generation_and_leaves_no_tables(
-    harbor, settings
+    harbor_search, settings
 ):
     settings.SEARCH_MAX_FIELD_CHARS = 10_000_000  # let the whole text through
-    run("index")
+    call("search", "index")
     before = active_generations()
     tables = generation_tables()
     # More text than a tsvector holds (1 MB): PostgreSQL refuses this room's vector.
     words = " ".join(f"w{i:07d}" for i in range(120_000))
     Room.objects.bulk_create(
-        [Room(world=harbor, import_id="huge", name="Huge", description=words)]
+        [Room(world=harbor_search, import_id="huge", name="Huge", description=words)]
     )
 
     with pytest.raises(OperationalError, match="too long for tsvector"):
@@ -120,8 +123,8 @@ def test_a_failed_build_keeps_every_old_generation_and_leaves_no_tables(
 
 
 @pytest.mark.django_db(transaction=True)
-def test_next_switch_drops_abandoned_builds_but_not_running_ones(harbor):
-    run("index")
+def test_next_switch_drops_abandoned_builds_but_not_running_ones(harbor_search):
+    call("search", "index")
     eng = services.engine()
     built: dict[str, Generation] = {}
     running_started = threading.Event()
@@ -135,7 +138,7 @@ def test_next_switch_drops_abandoned_builds_but_not_running_ones(harbor):
                 name=name,
                 table=f"search_gen_{name.replace('-', '_')}",
                 state="building",
-                started_at=harbor.created_at,
+                started_at=harbor_search.created_at,
             )
             with connection.cursor() as cursor:
                 eng.lock_build(cursor, gen.pk)

@@ -12,15 +12,6 @@ from apps.worlds import services
 from apps.worlds.models import World
 
 
-@pytest.fixture
-def api(alice) -> APIClient:
-    client = APIClient()
-    client.credentials(
-        HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=alice).key}"
-    )
-    return client
-
-
 def secrets_of(*worlds) -> list[str]:
     return [e["secret"] for w in worlds for e in w.config["JWT_secrets"]]
 

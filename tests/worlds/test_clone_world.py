@@ -8,16 +8,7 @@ from rest_framework.test import APIClient
 from apps.accounts.models import User
 from apps.worlds import services
 from apps.worlds.models import World
-from tests.scripting import documented, run_json
-
-
-def run(*args, stdin: str | None = None) -> str:
-    out = StringIO()
-    kwargs = {"stdout": out, "stderr": StringIO()}
-    if stdin is not None:
-        kwargs["stdin"] = StringIO(stdin)
-    call_command("clone_world", *args, **kwargs)
-    return out.getvalue()
+from tests.helpers import call, documented, run_json
 
 
 def test_clone_copies_settings_and_rooms_but_no_users(harbor):
@@ -28,7 +19,8 @@ def test_clone_copies_settings_and_rooms_but_no_users(harbor):
     )
     harbor.save()
     services.get_or_create_attendee(harbor, {"uid": "bob", "traits": ["ticket"]})
-    out = run(
+    out = call(
+        "clone_world",
         "harborconf",
         "--noinput",
         "--id",
@@ -64,7 +56,8 @@ def test_clone_copies_settings_and_rooms_but_no_users(harbor):
 
 def test_deleted_rooms_are_not_cloned(harbor):
     harbor.rooms.filter(import_id="hallway").update(deleted_at=harbor.created_at)
-    run(
+    call(
+        "clone_world",
         "harborconf",
         "--noinput",
         "--id",
@@ -83,7 +76,8 @@ def test_deleted_rooms_are_not_cloned(harbor):
 
 
 def test_new_secrets(harbor):
-    run(
+    call(
+        "clone_world",
         "harborconf",
         "--noinput",
         "--new-secrets",
@@ -103,14 +97,15 @@ def test_new_secrets(harbor):
 
 
 def test_interactive(harbor):
-    out = run("harborconf", stdin="h5\nHarbor Five\nh5.example.org\n")
+    out = call("clone_world", "harborconf", stdin="h5\nHarbor Five\nh5.example.org\n")
     assert "Internal ID for the new world (alphanumeric): " in out
     assert World.objects.get(pk="h5").title == "Harbor Five"
 
 
 def test_unknown_and_deleted_sources(world):
     with pytest.raises(CommandError, match="No world 'nope'; list_worlds"):
-        run(
+        call(
+            "clone_world",
             "nope",
             "--noinput",
             "--id",
@@ -122,7 +117,8 @@ def test_unknown_and_deleted_sources(world):
         )
     services.delete_world(world)
     with pytest.raises(CommandError, match="No world 'sample'"):
-        run(
+        call(
+            "clone_world",
             "sample",
             "--noinput",
             "--id",
@@ -136,7 +132,8 @@ def test_unknown_and_deleted_sources(world):
 
 def test_taken_id_and_domain(world, harbor):
     with pytest.raises(CommandError, match="'sample' already exists"):
-        run(
+        call(
+            "clone_world",
             "harborconf",
             "--noinput",
             "--id",
@@ -147,7 +144,8 @@ def test_taken_id_and_domain(world, harbor):
             "x.example.org",
         )
     with pytest.raises(CommandError, match="already used by world 'sample'"):
-        run(
+        call(
+            "clone_world",
             "harborconf",
             "--noinput",
             "--id",

@@ -17,8 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from apps.worlds import services
-
-from .conftest import FIXTURE
+from tests.personas import EXAMPLE_CONFIG
 
 EXAMPLES = int(os.environ.get("STAGEHAND_FUZZ_EXAMPLES", "150"))
 FUZZ = settings(
@@ -61,7 +60,7 @@ def nested(depth: int, leaf=0):
 
 
 DEEP = st.builds(nested, st.integers(0, 3 * services.MAX_CONFIG_DEPTH), SCALARS)
-EXAMPLE = json.loads(FIXTURE.read_text())
+EXAMPLE = json.loads(EXAMPLE_CONFIG.read_text())
 # Where an attacker puts a value: every part the validator knows, and beyond.
 PLACES = [
     ("world", "id"),

@@ -1,23 +1,13 @@
 import ast
 import re
-from io import StringIO
 
 import pytest
-from django.core.management import CommandError, call_command
+from django.core.management import CommandError
 from rest_framework.test import APIClient
 
 from apps.worlds import services
 from apps.worlds.models import World
-from tests.scripting import documented, run_json
-
-
-def run(*args, stdin: str | None = None) -> tuple[str, str]:
-    out, err = StringIO(), StringIO()
-    kwargs = {"stdout": out, "stderr": err}
-    if stdin is not None:
-        kwargs["stdin"] = StringIO(stdin)
-    call_command("create_world", *args, **kwargs)
-    return out.getvalue(), err.getvalue()
+from tests.helpers import documented, printed, run_json
 
 
 def api_keys(out: str) -> list[dict]:
@@ -27,7 +17,9 @@ def api_keys(out: str) -> list[dict]:
 
 @pytest.mark.django_db
 def test_interactive_prompts_ask_id_title_domain():
-    out, err = run(stdin="harbor2027\nHarbor 2027\nEvents.Example.org\n")
+    out, err = printed(
+        "create_world", stdin="harbor2027\nHarbor 2027\nEvents.Example.org\n"
+    )
     assert "Internal ID for the new world (alphanumeric): " in out
     assert out.index("Internal ID") < out.index("Title") < out.index("Domain")
     assert out.rstrip().endswith("World created.")
@@ -43,22 +35,50 @@ def test_interactive_prompts_ask_id_title_domain():
 
 @pytest.mark.django_db
 def test_noinput_with_options():
-    out, _ = run("--noinput", "--id", "a1", "--title", "A", "--domain", "a.example.org")
+    out, _ = printed(
+        "create_world",
+        "--noinput",
+        "--id",
+        "a1",
+        "--title",
+        "A",
+        "--domain",
+        "a.example.org",
+    )
     assert "World created." in out
     assert World.objects.get(pk="a1").domain == "a.example.org"
 
 
 @pytest.mark.django_db
 def test_each_world_gets_its_own_secret():
-    out1, _ = run("--noinput", "--id", "a", "--title", "A", "--domain", "a.example.org")
-    out2, _ = run("--noinput", "--id", "b", "--title", "B", "--domain", "b.example.org")
+    out1, _ = printed(
+        "create_world",
+        "--noinput",
+        "--id",
+        "a",
+        "--title",
+        "A",
+        "--domain",
+        "a.example.org",
+    )
+    out2, _ = printed(
+        "create_world",
+        "--noinput",
+        "--id",
+        "b",
+        "--title",
+        "B",
+        "--domain",
+        "b.example.org",
+    )
     assert api_keys(out1)[0]["secret"] != api_keys(out2)[0]["secret"]
 
 
 @pytest.mark.django_db
 def test_a_bad_answer_is_explained_and_asked_again(world):
-    out, err = run(
-        stdin="Bad-ID\nsample\ngood\nTitle\nhttps://x.example.org/\nsample.example.org\nx.example.org\n"
+    out, err = printed(
+        "create_world",
+        stdin="Bad-ID\nsample\ngood\nTitle\nhttps://x.example.org/\nsample.example.org\nx.example.org\n",
     )
     assert "lowercase letters and digits" in err
     assert "already exists" in err
@@ -71,21 +91,28 @@ def test_a_bad_answer_is_explained_and_asked_again(world):
 @pytest.mark.django_db
 def test_end_of_input_is_an_error():
     with pytest.raises(CommandError, match="--noinput --id ID"):
-        run(stdin="onlyid\n")
+        printed("create_world", stdin="onlyid\n")
     assert not World.objects.exists()
 
 
 @pytest.mark.django_db
 def test_noinput_needs_every_option():
     with pytest.raises(CommandError, match="--noinput needs --title, --domain"):
-        run("--noinput", "--id", "x")
+        printed("create_world", "--noinput", "--id", "x")
 
 
 @pytest.mark.django_db
 def test_existing_id_is_refused_not_overwritten(world):
     with pytest.raises(CommandError, match="'sample' already exists"):
-        run(
-            "--noinput", "--id", "sample", "--title", "New", "--domain", "n.example.org"
+        printed(
+            "create_world",
+            "--noinput",
+            "--id",
+            "sample",
+            "--title",
+            "New",
+            "--domain",
+            "n.example.org",
         )
     world.refresh_from_db()
     assert world.title == "Sample World"
@@ -94,7 +121,16 @@ def test_existing_id_is_refused_not_overwritten(world):
 @pytest.mark.django_db
 def test_existing_domain_is_refused(world):
     with pytest.raises(CommandError, match="already used by world 'sample'"):
-        run("--noinput", "--id", "x", "--title", "X", "--domain", "SAMPLE.example.org")
+        printed(
+            "create_world",
+            "--noinput",
+            "--id",
+            "x",
+            "--title",
+            "X",
+            "--domain",
+            "SAMPLE.example.org",
+        )
     assert not World.objects.filter(pk="x").exists()
 
 
@@ -102,14 +138,32 @@ def test_existing_domain_is_refused(world):
 @pytest.mark.parametrize("bad_id", ["Upper", "with-dash", "a" * 51, "ü"])
 def test_bad_ids_are_refused(bad_id):
     with pytest.raises(CommandError, match="world ID"):
-        run("--noinput", "--id", bad_id, "--title", "X", "--domain", "x.example.org")
+        printed(
+            "create_world",
+            "--noinput",
+            "--id",
+            bad_id,
+            "--title",
+            "X",
+            "--domain",
+            "x.example.org",
+        )
 
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("bad_domain", ["https://x.org", "x.org/path", "-x.org", "a b"])
 def test_bad_domains_are_refused(bad_domain):
     with pytest.raises(CommandError, match="domain"):
-        run("--noinput", "--id", "x", "--title", "X", "--domain", bad_domain)
+        printed(
+            "create_world",
+            "--noinput",
+            "--id",
+            "x",
+            "--title",
+            "X",
+            "--domain",
+            bad_domain,
+        )
     assert not World.objects.exists()
 
 
@@ -118,7 +172,16 @@ def test_a_title_over_the_column_is_a_command_error_on_every_database():
     # Checked before the database: PostgreSQL would raise DataError, SQLite store it.
     title = "x" * (World._meta.get_field("title").max_length + 1)
     with pytest.raises(CommandError, match="longer than 300 characters"):
-        run("--noinput", "--id", "longt", "--title", title, "--domain", "l.example")
+        printed(
+            "create_world",
+            "--noinput",
+            "--id",
+            "longt",
+            "--title",
+            title,
+            "--domain",
+            "l.example",
+        )
     assert not World.objects.exists()
 
 

@@ -1,22 +1,16 @@
 import json
-from io import StringIO
 
 import pytest
-from django.core.management import CommandError, call_command
+from django.core.management import CommandError
 
 from apps.worlds import services
 from apps.worlds.models import World
-
-
-def run(*args) -> str:
-    out = StringIO()
-    call_command("delete_world", *args, stdout=out)
-    return out.getvalue()
+from tests.helpers import call
 
 
 def test_dry_run_counts_and_changes_nothing(harbor):
     services.get_or_create_attendee(harbor, {"uid": "bob", "traits": []})
-    out = run("harborconf", "--dry-run")
+    out = call("delete_world", "harborconf", "--dry-run")
     assert (
         "Would delete world 'harborconf' (Harbor Conference 2027): 3 rooms, 1 attendee."
         in out
@@ -27,7 +21,7 @@ def test_dry_run_counts_and_changes_nothing(harbor):
 
 
 def test_soft_delete(harbor):
-    out = run("harborconf")
+    out = call("delete_world", "harborconf")
     assert "Deleted world 'harborconf'" in out and "3 rooms, 0 attendees" in out
     assert out.rstrip().endswith("World 'harborconf' deleted.")
     world = World.objects.get(pk="harborconf")
@@ -39,15 +33,15 @@ def test_soft_delete(harbor):
 
 def test_unknown_or_already_deleted(harbor):
     with pytest.raises(CommandError, match="No world 'nope'"):
-        run("nope")
-    run("harborconf")
+        call("delete_world", "nope")
+    call("delete_world", "harborconf")
     with pytest.raises(CommandError, match="No world 'harborconf'"):
-        run("harborconf")
+        call("delete_world", "harborconf")
 
 
 def test_json_for_scripts(harbor):
     services.get_or_create_attendee(harbor, {"uid": "bob", "traits": []})
-    dry = json.loads(run("harborconf", "--dry-run", "--json"))
+    dry = json.loads(call("delete_world", "harborconf", "--dry-run", "--json"))
     assert dry == {
         "world": "harborconf",
         "title": "Harbor Conference 2027",
@@ -58,7 +52,7 @@ def test_json_for_scripts(harbor):
     }
     harbor.refresh_from_db()
     assert harbor.deleted_at is None
-    done = json.loads(run("harborconf", "--json"))
+    done = json.loads(call("delete_world", "harborconf", "--json"))
     assert done == {**dry, "dry_run": False, "deleted": True}
     harbor.refresh_from_db()
     assert harbor.deleted_at is not None

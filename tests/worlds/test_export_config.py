@@ -6,14 +6,8 @@ from django.core.management import CommandError, call_command
 from django.forms.models import model_to_dict
 
 from apps.worlds.models import World
-
-from .conftest import FIXTURE
-
-
-def run(command: str, *args) -> str:
-    out = StringIO()
-    call_command(command, *args, stdout=out)
-    return out.getvalue()
+from tests.helpers import call
+from tests.personas import EXAMPLE_CONFIG
 
 
 def snapshot() -> dict:
@@ -31,27 +25,27 @@ def snapshot() -> dict:
 
 @pytest.mark.django_db
 def test_round_trip_on_an_empty_database(tmp_path):
-    run("import_config", str(FIXTURE))
+    call("import_config", str(EXAMPLE_CONFIG))
     world = World.objects.get(pk="harborconf")
     world.domain, world.locale, world.timezone = "h.example.org", "de", "Europe/Berlin"
     world.save()
     path = tmp_path / "export.json"
-    run("export_config", "harborconf", "-o", str(path))
+    call("export_config", "harborconf", "-o", str(path))
     before = snapshot()
     World.objects.all().delete()
     assert snapshot() == {}
-    run("import_config", str(path))
+    call("import_config", str(path))
     assert snapshot() == before
     assert json.loads(path.read_text()) == json.loads(
-        run("export_config", "harborconf")
+        call("export_config", "harborconf")
     )
 
 
 @pytest.mark.django_db
 def test_export_is_the_venueless_format_and_keeps_unknown_sections():
-    run("import_config", str(FIXTURE))
-    exported = json.loads(run("export_config", "harborconf"))
-    original = json.loads(FIXTURE.read_text())
+    call("import_config", str(EXAMPLE_CONFIG))
+    exported = json.loads(call("export_config", "harborconf"))
+    original = json.loads(EXAMPLE_CONFIG.read_text())
     assert exported["exhibitors"] == original["exhibitors"]
     assert exported["roles"] == original["roles"]
     assert exported["trait_grants"] == original["trait_grants"]
@@ -62,7 +56,7 @@ def test_export_is_the_venueless_format_and_keeps_unknown_sections():
 
 
 def test_created_world_exports_and_reimports(world):
-    text = run("export_config", "sample")
+    text = call("export_config", "sample")
     data = json.loads(text)
     assert data["world"]["domain"] == "sample.example.org"
     assert data["rooms"] == []
@@ -74,18 +68,18 @@ def test_created_world_exports_and_reimports(world):
 
 def test_errors(world, tmp_path):
     with pytest.raises(CommandError, match="No world 'nope'; list_worlds"):
-        run("export_config", "nope")
+        call("export_config", "nope")
     with pytest.raises(CommandError, match="Cannot write"):
-        run("export_config", "sample", "-o", str(tmp_path / "missing-dir" / "x.json"))
+        call("export_config", "sample", "-o", str(tmp_path / "missing-dir" / "x.json"))
 
 
 def test_the_export_file_is_private(world, tmp_path):
     path = tmp_path / "w.json"
     path.write_text("old")
-    out = run("export_config", "sample", "-o", str(path))
+    out = call("export_config", "sample", "-o", str(path))
     assert out.strip() == f"World 'sample' exported to {path}."
     assert json.loads(path.read_text())["world"]["id"] == "sample"
     assert path.stat().st_mode & 0o777 == 0o600
     new = tmp_path / "new.json"
-    run("export_config", "sample", "-o", str(new))
+    call("export_config", "sample", "-o", str(new))
     assert new.stat().st_mode & 0o777 == 0o600

@@ -1,18 +1,10 @@
-from io import StringIO
-
 import jwt
 import pytest
-from django.core.management import CommandError, call_command
+from django.core.management import CommandError
 from rest_framework.test import APIClient
 
 from apps.worlds import services
-from tests.scripting import documented, run_json
-
-
-def run(*args) -> str:
-    out = StringIO()
-    call_command("generate_token", *args, stdout=out)
-    return out.getvalue().strip()
+from tests.helpers import call, documented, run_json
 
 
 def decode(world, token: str) -> dict:
@@ -27,7 +19,9 @@ def decode(world, token: str) -> dict:
 
 
 def test_prints_a_login_link_with_repeated_traits(world):
-    out = run("sample", "--trait", "moderator", "--trait", "speaker")
+    out = call(
+        "generate_token", "sample", "--trait", "moderator", "--trait", "speaker"
+    ).strip()
     prefix = "https://sample.example.org/#token="
     assert out.startswith(prefix)
     claims = decode(world, out.removeprefix(prefix))
@@ -40,7 +34,9 @@ def test_prints_a_login_link_with_repeated_traits(world):
 
 
 def test_raw_days_and_uid(world):
-    token = run("sample", "--raw", "--days", "2", "--uid", "bob")
+    token = call(
+        "generate_token", "sample", "--raw", "--days", "2", "--uid", "bob"
+    ).strip()
     claims = decode(world, token)
     assert claims["uid"] == "bob"
     assert claims["traits"] == []
@@ -50,7 +46,7 @@ def test_raw_days_and_uid(world):
 def test_the_first_secret_signs(harbor):
     harbor.domain = "harbor.example.org"
     harbor.save()
-    token = run("harborconf", "--raw")
+    token = call("generate_token", "harborconf", "--raw").strip()
     claims = decode(harbor, token)
     assert (claims["iss"], claims["aud"]) == (
         "https://tickets.example.org/",
@@ -60,32 +56,34 @@ def test_the_first_secret_signs(harbor):
 
 def test_errors(world, harbor):
     with pytest.raises(CommandError, match="No world 'nope'; list_worlds"):
-        run("nope")
+        call("generate_token", "nope").strip()
     with pytest.raises(CommandError, match="--days"):
-        run("sample", "--days", "0")
+        call("generate_token", "sample", "--days", "0").strip()
     with pytest.raises(CommandError, match="has no domain.*--raw"):
-        run("harborconf")
+        call("generate_token", "harborconf").strip()
     world.config = {}
     world.save()
     with pytest.raises(CommandError, match="no JWT secret"):
-        run("sample")
+        call("generate_token", "sample").strip()
     services.delete_world(harbor)
     with pytest.raises(CommandError, match="No world 'harborconf'"):
-        run("harborconf", "--raw")
+        call("generate_token", "harborconf", "--raw").strip()
 
 
 def test_a_token_that_could_not_log_in_is_never_printed(world):
     with pytest.raises(CommandError, match="--days.*from 1 to 3650"):
-        run("sample", "--days", "3000000")
+        call("generate_token", "sample", "--days", "3000000").strip()
     with pytest.raises(CommandError, match="--days"):
-        run("sample", "--days", "9" * 5000)
+        call("generate_token", "sample", "--days", "9" * 5000).strip()
     with pytest.raises(CommandError, match="uid is longer than 200 characters"):
-        run("sample", "--uid", "u" * 201)
+        call("generate_token", "sample", "--uid", "u" * 201).strip()
     with pytest.raises(CommandError, match="uid contains a NUL character"):
-        run("sample", "--uid", "a\x00b")
+        call("generate_token", "sample", "--uid", "a\x00b").strip()
     with pytest.raises(CommandError, match="trait .* contains a lone surrogate"):
-        run("sample", "--trait", "\ud800")
-    token = run("sample", "--raw", "--days", "3650", "--uid", "u" * 200)
+        call("generate_token", "sample", "--trait", "\ud800").strip()
+    token = call(
+        "generate_token", "sample", "--raw", "--days", "3650", "--uid", "u" * 200
+    ).strip()
     assert services.verify_token(world, token)["uid"] == "u" * 200
 
 

@@ -11,8 +11,8 @@ from django.core.management import CommandError, call_command
 
 from apps.worlds import services
 from apps.worlds.models import Room, World
-
-from .conftest import FIXTURE
+from tests.helpers import call
+from tests.personas import EXAMPLE_CONFIG
 
 
 def nested(depth: int, leaf=0):
@@ -116,9 +116,7 @@ def _depth(value) -> int:
 def run_import(tmp_path, text: str) -> str:
     path = tmp_path / "config.json"
     path.write_text(text, encoding="utf-8", errors="surrogatepass")
-    out = StringIO()
-    call_command("import_config", str(path), stdout=out)
-    return out.getvalue()
+    return call("import_config", str(path))
 
 
 @pytest.mark.django_db
@@ -205,7 +203,7 @@ def test_an_update_with_a_hostile_value_leaves_the_world_as_it_was(example_confi
 
 @pytest.mark.django_db
 def test_the_example_fixture_still_imports():
-    assert services.import_config(json.loads(FIXTURE.read_text())).created
+    assert services.import_config(json.loads(EXAMPLE_CONFIG.read_text())).created
 
 
 @pytest.mark.django_db

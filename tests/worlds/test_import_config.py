@@ -1,22 +1,12 @@
 import json
-from io import StringIO
 
 import pytest
-from django.core.management import CommandError, call_command
+from django.core.management import CommandError
 
 from apps.worlds import services
 from apps.worlds.models import Room, World
-
-from .conftest import FIXTURE
-
-
-def run(*args, stdin: str | None = None) -> str:
-    out = StringIO()
-    kwargs = {"stdout": out}
-    if stdin is not None:
-        kwargs["stdin"] = StringIO(stdin)
-    call_command("import_config", *args, **kwargs)
-    return out.getvalue()
+from tests.helpers import call
+from tests.personas import EXAMPLE_CONFIG
 
 
 def write(tmp_path, data) -> str:
@@ -27,7 +17,7 @@ def write(tmp_path, data) -> str:
 
 @pytest.mark.django_db
 def test_the_example_fixture_imports():
-    out = run(str(FIXTURE))
+    out = call("import_config", str(EXAMPLE_CONFIG))
     assert "Rooms: 3 created, 0 updated, 0 removed." in out
     assert out.rstrip().endswith("World 'harborconf' created.")
     world = World.objects.get(pk="harborconf")
@@ -45,13 +35,13 @@ def test_the_example_fixture_imports():
 
 @pytest.mark.django_db
 def test_reimport_updates_in_place_and_removes_missing_rooms(tmp_path, example_config):
-    run(str(FIXTURE))
+    call("import_config", str(EXAMPLE_CONFIG))
     example_config["world"]["title"] = "Renamed"
     example_config["rooms"] = [
         {**example_config["rooms"][0], "picture": "https://x.example.org/p.png"},
         {"id": "new", "name": "New room"},
     ]
-    out = run(write(tmp_path, example_config))
+    out = call("import_config", write(tmp_path, example_config))
     assert "Rooms: 1 created, 1 updated, 2 removed." in out
     assert out.rstrip().endswith("World 'harborconf' updated.")
     world = World.objects.get(pk="harborconf")
@@ -66,7 +56,7 @@ def test_reimport_updates_in_place_and_removes_missing_rooms(tmp_path, example_c
 
 @pytest.mark.django_db
 def test_stdin(example_config):
-    run("-", stdin=json.dumps(example_config))
+    call("import_config", "-", stdin=json.dumps(example_config))
     assert World.objects.filter(pk="harborconf").exists()
 
 
@@ -148,7 +138,7 @@ def test_invalid_configs_report_every_problem_and_write_nothing(
     tmp_path, data, messages
 ):
     with pytest.raises(CommandError) as info:
-        run(write(tmp_path, data))
+        call("import_config", write(tmp_path, data))
     text = str(info.value)
     for message in messages:
         assert message in text
@@ -160,12 +150,12 @@ def test_invalid_configs_report_every_problem_and_write_nothing(
 
 @pytest.mark.django_db
 def test_invalid_update_leaves_the_world_as_it_was(tmp_path, example_config):
-    run(str(FIXTURE))
+    call("import_config", str(EXAMPLE_CONFIG))
     before = services.export_config(World.objects.get(pk="harborconf"))
     example_config["world"]["title"] = "Changed"
     example_config["rooms"].append({"id": "welcome", "name": "Duplicate"})
     with pytest.raises(CommandError, match=r"\$\.rooms\[3\]\.id"):
-        run(write(tmp_path, example_config))
+        call("import_config", write(tmp_path, example_config))
     assert services.export_config(World.objects.get(pk="harborconf")) == before
 
 
@@ -176,7 +166,7 @@ def test_a_domain_of_another_world_is_refused(tmp_path, world, example_config):
         CommandError,
         match=r"\$\.world\.domain: 'sample.example.org' is used by world 'sample'",
     ):
-        run(write(tmp_path, example_config))
+        call("import_config", write(tmp_path, example_config))
     assert not World.objects.filter(pk="harborconf").exists()
 
 
@@ -184,20 +174,20 @@ def test_a_domain_of_another_world_is_refused(tmp_path, world, example_config):
 def test_a_deleted_world_is_not_overwritten(tmp_path, harbor, example_config):
     services.delete_world(harbor)
     with pytest.raises(CommandError, match="is deleted and waits for the purge job"):
-        run(write(tmp_path, example_config))
+        call("import_config", write(tmp_path, example_config))
 
 
 @pytest.mark.django_db
 def test_a_missing_file(tmp_path):
     with pytest.raises(CommandError, match="Cannot read .*nope.json"):
-        run(str(tmp_path / "nope.json"))
+        call("import_config", str(tmp_path / "nope.json"))
 
 
 @pytest.mark.django_db
 def test_a_byte_order_mark_is_fine(tmp_path):
     path = tmp_path / "bom.json"
-    path.write_bytes(b"\xef\xbb\xbf" + FIXTURE.read_bytes())
-    run(str(path))
+    path.write_bytes(b"\xef\xbb\xbf" + EXAMPLE_CONFIG.read_bytes())
+    call("import_config", str(path))
     assert World.objects.filter(pk="harborconf").exists()
 
 
@@ -206,20 +196,20 @@ def test_not_utf8(tmp_path):
     path = tmp_path / "latin1.json"
     path.write_bytes('{"world": {"id": "x", "title": "Caf\xe9"}}'.encode("latin-1"))
     with pytest.raises(CommandError, match=r"\$: is not valid JSON"):
-        run(str(path))
+        call("import_config", str(path))
 
 
 @pytest.mark.django_db
 def test_dry_run_lists_the_rooms_it_would_soft_delete_and_changes_nothing(
     tmp_path, django_capture_on_commit_callbacks
 ):
-    run(str(FIXTURE))
-    data = json.loads(FIXTURE.read_text())
+    call("import_config", str(EXAMPLE_CONFIG))
+    data = json.loads(EXAMPLE_CONFIG.read_text())
     gone = data["rooms"].pop(0)
     data["world"]["title"] = "Renamed"
     before = services.export_config(World.objects.get(pk="harborconf"))
     with django_capture_on_commit_callbacks() as callbacks:
-        out = run(write(tmp_path, data), "--dry-run")
+        out = call("import_config", write(tmp_path, data), "--dry-run")
     assert callbacks == []  # nothing committed, so nothing reindexed
     assert "Rooms: 0 would be created, 2 would be updated, 1 would be removed." in out
     assert f"would remove room {gone['id']!r} ({gone['name']})" in out
@@ -230,7 +220,7 @@ def test_dry_run_lists_the_rooms_it_would_soft_delete_and_changes_nothing(
     assert not Room.objects.filter(deleted_at__isnull=False).exists()
 
     # The same file for real removes exactly that room.
-    out = run(write(tmp_path, data))
+    out = call("import_config", write(tmp_path, data))
     assert f"removed room {gone['id']!r} ({gone['name']})" in out
     assert list(
         Room.objects.filter(deleted_at__isnull=False).values_list(
@@ -241,8 +231,8 @@ def test_dry_run_lists_the_rooms_it_would_soft_delete_and_changes_nothing(
 
 @pytest.mark.django_db
 def test_a_dry_run_of_a_new_world_creates_nothing(tmp_path):
-    data = json.loads(FIXTURE.read_text())
-    out = run(write(tmp_path, data), "--dry-run")
+    data = json.loads(EXAMPLE_CONFIG.read_text())
+    out = call("import_config", write(tmp_path, data), "--dry-run")
     assert "Rooms: 3 would be created" in out
     assert "world 'harborconf' would be created; nothing was changed." in out
     assert not World.objects.exists() and not Room.objects.exists()
@@ -250,15 +240,15 @@ def test_a_dry_run_of_a_new_world_creates_nothing(tmp_path):
 
 @pytest.mark.django_db
 def test_a_dry_run_still_reports_every_problem(tmp_path):
-    data = json.loads(FIXTURE.read_text())
+    data = json.loads(EXAMPLE_CONFIG.read_text())
     data["rooms"][0]["name"] = "x" * 301
     with pytest.raises(CommandError, match=r"\$\.rooms\[0\]\.name"):
-        run(write(tmp_path, data), "--dry-run")
+        call("import_config", write(tmp_path, data), "--dry-run")
 
 
 @pytest.mark.django_db
 def test_json_for_scripts(tmp_path):
-    created = json.loads(run(str(FIXTURE), "--json"))
+    created = json.loads(call("import_config", str(EXAMPLE_CONFIG), "--json"))
     assert created == {
         "world": "harborconf",
         "created": True,
@@ -266,9 +256,11 @@ def test_json_for_scripts(tmp_path):
         "rooms": {"created": 3, "updated": 0, "removed": 0},
         "removed_rooms": [],
     }
-    data = json.loads(FIXTURE.read_text())
+    data = json.loads(EXAMPLE_CONFIG.read_text())
     gone = data["rooms"].pop()
-    dry = json.loads(run(write(tmp_path, data), "--dry-run", "--json"))
+    dry = json.loads(
+        call("import_config", write(tmp_path, data), "--dry-run", "--json")
+    )
     assert dry["dry_run"] is True and dry["created"] is False
     assert dry["rooms"] == {"created": 0, "updated": 2, "removed": 1}
     assert dry["removed_rooms"] == [{"id": str(gone["id"]), "name": gone["name"]}]
@@ -282,13 +274,13 @@ def test_json_for_scripts(tmp_path):
 def test_text_over_a_column_is_refused_before_the_database(tmp_path, where, path):
     """An export of a world that SQLite held with a 301-character title imports
     nowhere: the same CommandError on SQLite and PostgreSQL, nothing written."""
-    data = json.loads(FIXTURE.read_text())
+    data = json.loads(EXAMPLE_CONFIG.read_text())
     if where == "title":
         data["world"]["title"] = "x" * 301
     else:
         data["rooms"][1]["name"] = "y" * 301
     with pytest.raises(CommandError, match=path) as err:
-        run(write(tmp_path, data))
+        call("import_config", write(tmp_path, data))
     assert "longer than 300 characters (301)" in str(err.value)
     assert "Nothing was imported" in str(err.value)
     assert not World.objects.exists() and not Room.objects.exists()

@@ -1,21 +1,14 @@
 import json
-from io import StringIO
 
 import pytest
-from django.core.management import call_command
 
 from apps.worlds import services
-
-
-def run(*args) -> str:
-    out = StringIO()
-    call_command("list_worlds", *args, stdout=out)
-    return out.getvalue()
+from tests.helpers import call
 
 
 def test_table_is_aligned(world, harbor):
     services.create_world("b", "A much longer title here", "b.example.org")
-    lines = run().splitlines()
+    lines = call("list_worlds").splitlines()
     assert lines[0].split() == ["ID", "Title", "URL"]
     assert [line.split()[0] for line in lines[1:]] == ["b", "harborconf", "sample"]
     url_col = lines[0].index("URL")
@@ -25,7 +18,7 @@ def test_table_is_aligned(world, harbor):
 
 
 def test_json(world):
-    [item] = json.loads(run("--json"))
+    [item] = json.loads(call("list_worlds", "--json"))
     assert item["id"] == "sample"
     assert item["url"] == "https://sample.example.org"
     assert "config" not in item
@@ -33,14 +26,16 @@ def test_json(world):
 
 def test_deleted_worlds_only_with_all(world, harbor):
     services.delete_world(world)
-    assert "sample" not in run()
-    assert [w["id"] for w in json.loads(run("--json"))] == ["harborconf"]
-    lines = run("--all").splitlines()
+    assert "sample" not in call("list_worlds")
+    assert [w["id"] for w in json.loads(call("list_worlds", "--json"))] == [
+        "harborconf"
+    ]
+    lines = call("list_worlds", "--all").splitlines()
     assert lines[0].split() == ["ID", "Title", "URL", "Deleted"]
     assert lines[2].startswith("sample") and lines[2].rstrip().endswith(
         world.deleted_at.isoformat(timespec="seconds")
     )
-    assert [w["id"] for w in json.loads(run("--json", "--all"))] == [
+    assert [w["id"] for w in json.loads(call("list_worlds", "--json", "--all"))] == [
         "harborconf",
         "sample",
     ]
@@ -48,5 +43,5 @@ def test_deleted_worlds_only_with_all(world, harbor):
 
 @pytest.mark.django_db
 def test_no_worlds():
-    assert run().strip() == "ID  Title  URL"
-    assert json.loads(run("--json")) == []
+    assert call("list_worlds").strip() == "ID  Title  URL"
+    assert json.loads(call("list_worlds", "--json")) == []

@@ -24,14 +24,9 @@ from apps.search import services as search
 from apps.search.models import Generation
 from apps.worlds import services
 from apps.worlds.models import Room, World
+from tests.helpers import call
 
 NOW = timezone.now()
-
-
-def purge(*args: str) -> str:
-    out = StringIO()
-    call_command("purge", *args, stdout=out, stderr=StringIO())
-    return out.getvalue()
 
 
 def make_room(world: World, key: str, deleted: bool = False) -> Room:
@@ -101,7 +96,7 @@ def snapshot() -> dict:
 
 def test_dry_run_counts_and_changes_nothing(data):
     before = snapshot()
-    output = purge("--dry-run")
+    output = call("purge", "--dry-run")
     assert snapshot() == before
     assert output.splitlines() == [
         "-> Purging worlds (dry run)",
@@ -122,7 +117,7 @@ def test_dry_run_counts_and_changes_nothing(data):
 
 
 def test_purge_removes_the_soft_deleted_and_keeps_what_others_see(data):
-    output = purge()
+    output = call("purge")
     assert "-> Purging worlds" in output and "-> Purging users" in output
     # Off a terminal each section's progress is one line: rows against the total
     # a dry run counted (1 world + 2 rooms + 11 messages + 2 attendees), and time.
@@ -156,7 +151,7 @@ def test_purge_removes_the_soft_deleted_and_keeps_what_others_see(data):
 
     # Nothing left: a rerun changes nothing.
     after = snapshot()
-    again = purge()
+    again = call("purge")
     assert snapshot() == after
     assert again.count("   nothing to purge") == 3
 
@@ -169,7 +164,7 @@ def test_a_purged_attendees_token_stays_refused(data):
     }
     live.save()
     token = worlds.generate_token(live, traits=[], uid="dave")
-    purge()
+    call("purge")
     claims = worlds.verify_token(data["live"], token)
     with pytest.raises(worlds.TokenError, match="deleted"):
         worlds.get_or_create_attendee(data["live"], claims)
@@ -177,18 +172,18 @@ def test_a_purged_attendees_token_stays_refused(data):
 
 
 def test_flags_choose_what_is_purged(data):
-    output = purge("--rooms")
+    output = call("purge", "--rooms")
     assert output.splitlines()[0] == "-> Purging rooms"
     assert "-> Purging worlds" not in output
     assert World.objects.filter(pk="gone").exists()
     # Only soft-deleted rooms went: the gone world's lobby and the live annex.
     assert sorted(Room.objects.values_list("import_id", flat=True)) == ["hall", "stage"]
-    purge("--users", "--worlds")
+    call("purge", "--users", "--worlds")
     assert not World.objects.filter(pk="gone").exists()
 
 
 def test_tiny_batches_give_the_same_result(data):
-    purge("--batch-size", "1")
+    call("purge", "--batch-size", "1")
     assert ChatMessage.objects.count() == 6
     assert list(World.objects.values_list("pk", flat=True)) == ["live"]
 
@@ -220,7 +215,7 @@ def test_an_interrupted_purge_leaves_consistent_data_and_a_rerun_finishes(data):
 
 
 def test_json_and_the_purge_job(data):
-    data_out = json.loads(purge("--dry-run", "--json", "--worlds"))
+    data_out = json.loads(call("purge", "--dry-run", "--json", "--worlds"))
     assert data_out["dry_run"] is True
     assert data_out["counts"] == {
         "worlds": {
@@ -235,13 +230,15 @@ def test_json_and_the_purge_job(data):
     assert "1 world deleted" in out.getvalue()
     assert User.objects.filter(pk=data["dave"].pk).exists()  # users=false
     with pytest.raises(CommandError, match="--batch-size"):
-        purge("--batch-size", "0")
+        call("purge", "--batch-size", "0")
 
 
 def test_delete_world_counts_what_purge_dry_run_counts(data):
     # delete_world --dry-run and the API's dry_run count messages as the purge does.
     gone = World.objects.get(pk="gone")
-    dry = json.loads(purge("--dry-run", "--json", "--worlds"))["counts"]["worlds"]
+    dry = json.loads(call("purge", "--dry-run", "--json", "--worlds"))["counts"][
+        "worlds"
+    ]
     assert services.deletion_counts(gone) == {
         what.removesuffix(" deleted"): count for what, count in dry.items()
     }
@@ -325,7 +322,7 @@ def test_every_dependant_of_a_purged_attendee_is_handled(
         assert rows.filter(**{fk[label]: bob}).exists(), label
 
     with django_capture_on_commit_callbacks(execute=True):
-        purge("--worlds")
+        call("purge", "--worlds")
 
     assert not User.objects.filter(pk=erin.pk).exists()
     for label, rows in through.items():
@@ -350,7 +347,7 @@ def test_a_file_that_cannot_be_deleted_is_logged_and_the_others_go(
     (stuck / "inside").write_bytes(b"x")
 
     with django_capture_on_commit_callbacks(execute=True):
-        purge("--worlds")
+        call("purge", "--worlds")
 
     assert not User.objects.filter(pk__in=[erin.pk, frank.pk]).exists()
     assert not default_storage.exists(frank.avatar.name)
@@ -377,7 +374,7 @@ def test_purged_rows_leave_the_search_index(data, django_capture_on_commit_callb
     assert (documents("attendees"), documents("rooms")) == (3, 2)
 
     with django_capture_on_commit_callbacks(execute=True):
-        purge("--worlds")
+        call("purge", "--worlds")
     # With the world gone, a document left behind could be found again.
     assert found("erin") == found("frank") == found("gonestage") == []
     assert found("bob") == ["attendee"]
@@ -396,7 +393,7 @@ def test_a_dependant_with_its_own_delete_receiver_goes_through_the_collector(
     try:
         with pytest.raises(deletion.NeedsCollector, match="TermsAcceptance"):
             deletion.deletion_plan(User)
-        purge("--worlds")
+        call("purge", "--worlds")
     finally:
         post_delete.disconnect(sender=TermsAcceptance, dispatch_uid="test-purge")
     assert seen == [erin_everywhere["erin"].pk]  # the receiver was not skipped
