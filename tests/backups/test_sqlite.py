@@ -15,7 +15,7 @@ from django.core.management import CommandError
 
 from apps.backups import services
 from apps.jobs.registry import get_job
-from tests.helpers import call
+from tests.helpers import call, documented, run_json
 
 from .conftest import (
     SQLITE_ALIAS,
@@ -346,6 +346,28 @@ def test_verify_rehearses_a_sqlite_backup_and_compares_row_counts(
         call("restore", name, "--dry-run", "--database", SQLITE_ALIAS)
     entry = json.loads(call("backups", "--json"))[0]
     assert entry["verified"] == "failed" and "note 3" in entry["verify_problem"]
+
+
+def test_restore_json_for_scripts(sqlite_db, backup_root):
+    snapshot = sqlite_rows(sqlite_db)
+    name = take_backup()
+    with pytest.raises(CommandError, match="add --noinput"):
+        call("restore", "latest", "--database", SQLITE_ALIAS, "--json")
+
+    verified, _ = run_json(
+        "restore", "--verify", name, "--database", SQLITE_ALIAS, "--json"
+    )
+    assert verified["name"] == name and verified["ok"] is True
+    dry, _ = run_json("restore", "--dry-run", "--database", SQLITE_ALIAS, "--json")
+    assert dry["dry_run"] is True and dry["backup"]["name"] == name
+    assert dry["rehearsal"]["ok"] is True
+
+    sqlite_execute(sqlite_db, "DELETE FROM note")
+    args = documented("docs/backup-restore.md", "restore latest --noinput --json")
+    done, _ = run_json(*args, "--database", SQLITE_ALIAS)
+    assert sqlite_rows(sqlite_db) == snapshot
+    assert done["dry_run"] is False and done["backup"]["name"] == name
+    assert done["previous"] and done["interrupted"] == 0
 
 
 @pytest.mark.django_db

@@ -1,5 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
+from apps.backups.serializers import RestoreResultSerializer
 from apps.backups.services import (
     BackupError,
     Rehearsal,
@@ -14,6 +15,7 @@ from apps.core.output import (
     confirm,
     counted,
     human_size,
+    write_json,
     write_table,
 )
 
@@ -54,6 +56,11 @@ class Command(BaseCommand):
             help="pg_restore jobs (default: BACKUP_RESTORE_JOBS, else the number of "
             "cores); 1 streams the dump without a local copy",
         )
+        parser.add_argument(
+            "--json",
+            action="store_true",
+            help="print the outcome as JSON for scripts (a restore needs --noinput)",
+        )
 
     def handle(
         self,
@@ -64,10 +71,16 @@ class Command(BaseCommand):
         dry_run: bool,
         verify: bool,
         jobs: int | None,
+        json: bool,
         **options,
     ) -> None:
         if jobs is not None and jobs < 1:
             raise CommandError("--jobs must be at least 1.")
+        if json and interactive and not (dry_run or verify):
+            raise CommandError(
+                "--json leaves standard output to the JSON, so it cannot ask: add "
+                "--noinput to restore without the question."
+            )
         verbose = options["verbosity"] >= 2
         try:
             if name == "latest":
@@ -80,11 +93,19 @@ class Command(BaseCommand):
                 name = item.name
             if verify and not dry_run:
                 report = rehearse(name, database, pg_jobs=jobs)
+                if json:
+                    write_json(self.stdout, report.as_dict())
+                    self._end_rehearsal(report, "", quiet=True)
+                    return
                 self._report(report, verbose)
                 self._end_rehearsal(report, f"{report.backup.name} restores")
                 return
             if dry_run:
                 plan = restore(name, database, dry_run=True, pg_jobs=jobs)
+                if json:
+                    write_json(self.stdout, RestoreResultSerializer(plan).data)
+                    self._end_rehearsal(plan.rehearsal, "", quiet=True)
+                    return
                 self._describe(plan)
                 self._report(plan.rehearsal, verbose)
                 self._end_rehearsal(
@@ -100,7 +121,14 @@ class Command(BaseCommand):
                 stdout=self.stdout,
             ):
                 raise CommandError("Restore cancelled; nothing was changed.")
-            bar = Progress(self.stdout, item.size, label="Restoring", unit="B")
+            # With --json, standard output holds only the JSON; a terminal still
+            # sees the progress on standard error.
+            bar = Progress(
+                self.stderr if json else self.stdout,
+                item.size,
+                label="Restoring",
+                unit="B",
+            )
             with bar:
                 result = restore(
                     item.name,
@@ -110,6 +138,9 @@ class Command(BaseCommand):
                 )
         except BackupError as exc:
             raise CommandError(f"Restore failed: {exc}") from exc
+        if json:
+            write_json(self.stdout, RestoreResultSerializer(result).data)
+            return
         self._describe(result)
         if result.interrupted:
             self.stdout.write(
@@ -183,7 +214,9 @@ class Command(BaseCommand):
                     ],
                 )
 
-    def _end_rehearsal(self, report: Rehearsal, success: str) -> None:
+    def _end_rehearsal(
+        self, report: Rehearsal, success: str, *, quiet: bool = False
+    ) -> None:
         if not report.ok:
             raise CommandError(
                 f"Restore failed: the rehearsal of {report.backup.name} failed: "
@@ -191,6 +224,8 @@ class Command(BaseCommand):
                 "database was not changed.",
                 returncode=1,
             )
+        if quiet:
+            return
         self.stdout.write(
             self.style.SUCCESS(
                 f"{success} (rehearsed in a scratch database in "
