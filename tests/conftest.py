@@ -138,3 +138,17 @@ def celery_worker(broker_env: dict) -> Iterator[subprocess.Popen]:
             proc.wait()
         if proc.stdout:
             proc.stdout.close()
+
+
+@pytest.fixture
+def child_env(base_env, tmp_path) -> dict:
+    """Embedded defaults for a backend in its own var dir (no broker, no Redis)."""
+    env = {
+        **base_env,
+        "DJANGO_SETTINGS_MODULE": "config.settings.test",
+        "STAGEHAND_VAR_DIR": str(tmp_path / "var"),
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+    }
+    for name in ("REDIS_URL", "CELERY_BROKER_URL"):
+        env.pop(name, None)
+    return env

@@ -112,15 +112,9 @@ def run_in_terminal(args: list[str], env: dict, timeout: float = 120) -> str:
 
 
 @pytest.fixture
-def sqlite_env(base_env, tmp_path) -> dict:
-    env = {
-        **base_env,
-        "DJANGO_SETTINGS_MODULE": "config.settings.test",
-        "STAGEHAND_VAR_DIR": str(tmp_path / "var"),
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
-    }
-    for name in ("REDIS_URL", "CELERY_BROKER_URL"):
-        env.pop(name, None)
+def sqlite_env(child_env) -> dict:
+    """The embedded defaults (tests/conftest.py), migrated and with one backup."""
+    env = child_env
     for args in (["migrate", "-v", "0"], ["backup", "--no-compress"]):
         subprocess.run(
             [sys.executable, "manage.py", *args],
