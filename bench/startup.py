@@ -13,10 +13,10 @@ Python, the same venv) in a scratch folder:
 then runs, alternating and each ``--runs`` times, ``manage.py check`` and ``manage.py
 help`` in each of them and Stagehand's ``check``, ``help`` and ``list_worlds``.
 
-``list_worlds`` is compared with the anchors' ``check``: every command run from the
-command line runs the system checks first, so a listing command is ``check`` plus
-its work (one query of an empty table and a line of output), and the anchors have no
-table of their own to list.
+``list_worlds`` is compared with the anchors' ``help``: a command that only reads runs
+no system checks (as Django's own ``shell``, ``dbshell`` and ``diffsettings``), so it
+is the start-up every command pays plus its work (one query of an empty table and a
+line of output), and the anchors have no table of their own to list.
 
 Each figure is the median over the runs of the child's CPU time (user + system, from
 ``os.wait4``) and its peak resident memory (``ru_maxrss``). CPU time, not wall time:
@@ -55,7 +55,7 @@ ANCHORS = ("empty", "libraries")
 OURS = [
     ("check", ["check"], "check"),
     ("help", ["help"], "help"),
-    ("list_worlds", ["list_worlds"], "check"),
+    ("list_worlds", ["list_worlds"], "help"),
 ]
 THEIRS = [("check", ["check"]), ("help", ["help"])]
 
@@ -181,9 +181,12 @@ def main() -> None:
     widths = [max(map(len, column)) for column in zip(header, *lines, strict=True)]
     for line in (header, *lines):
         print("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())
-    worst = max(row["cpu_ratio_empty"] for row in results)
-    verdict = "meets" if worst <= TARGET else "misses"
-    print(f"worst CPU ratio to the empty project {worst:.2f}x {verdict} {TARGET}x")
+    for project in ANCHORS:
+        worst = max(row[f"cpu_ratio_{project}"] for row in results)
+        verdict = "meets" if worst <= TARGET else "misses"
+        print(
+            f"worst CPU ratio to the {project} project {worst:.2f}x {verdict} {TARGET}x"
+        )
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """Start-up: what every `manage.py` command loads (bench/startup.py measures its cost).
 
 Heavy libraries load only where they are used; these tests keep them out of a plain
-`manage.py check`, which every command runs first, and prove that what loads them
-later still works.
+`manage.py check` (which loads every URL, hence every API view) and `manage.py help`
+(which loads what every command loads: the apps, their admin and their jobs), and
+prove that what loads them later still works.
 """
 
 from __future__ import annotations
@@ -18,27 +19,47 @@ from django.urls import resolve
 from drf_spectacular.generators import SchemaGenerator
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from apps.connections import layer, registry
 from apps.core.urls import LazyView
 
-# Imported by nothing a `check` needs; each one costs tens of milliseconds of CPU.
-LAZY = ["drf_spectacular.views", "jwt"]
+# Imported by nothing a `check` needs; each one costs milliseconds to tens of them:
+# the schema views, PyJWT, S3's botocore, redis-py and channels-redis (without a Redis
+# they are never needed, and a `check` makes no Redis call), prometheus-client, tqdm.
+LAZY = [
+    "drf_spectacular.views",
+    "jwt",
+    "botocore",
+    "channels_redis",
+    "prometheus_client",
+    "tqdm",
+]
+if not settings.REDIS_URL:
+    LAZY.append("redis")
+# What `check` needs for the API's URLs only (DRF's serializers, the schema class that
+# `extend_schema` subclasses) stays out of every other command.
+LAZY_BEYOND_CHECK = [
+    *LAZY,
+    "redis",
+    "rest_framework.serializers",
+    "drf_spectacular.openapi",
+    "django.test",
+]
 
-CHECK_THEN_LIST_MODULES = """
+RUN_THEN_LIST_MODULES = """
 import json, os, sys
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
 from django.core.management import execute_from_command_line
-execute_from_command_line(["manage.py", "check"])
+execute_from_command_line(["manage.py", sys.argv[1]])
 print(json.dumps(sorted(sys.modules)))
 """
 
 
-@pytest.fixture(scope="module")
-def loaded_by_check(tmp_path_factory) -> set[str]:
-    """The modules a `manage.py check` child process has loaded when it is done."""
+def loaded_by(command: str, var_dir) -> set[str]:
+    """The modules a `manage.py COMMAND` child process has loaded when it is done."""
     env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
-    env["STAGEHAND_VAR_DIR"] = str(tmp_path_factory.mktemp("var"))
+    env["STAGEHAND_VAR_DIR"] = str(var_dir)
     done = subprocess.run(
-        [sys.executable, "-c", CHECK_THEN_LIST_MODULES],
+        [sys.executable, "-c", RUN_THEN_LIST_MODULES, command],
         cwd=settings.BASE_DIR,
         env=env,
         capture_output=True,
@@ -49,9 +70,26 @@ def loaded_by_check(tmp_path_factory) -> set[str]:
     return set(json.loads(done.stdout.splitlines()[-1]))
 
 
+@pytest.fixture(scope="module")
+def loaded_by_check(tmp_path_factory) -> set[str]:
+    return loaded_by("check", tmp_path_factory.mktemp("var"))
+
+
 def test_check_runs_without_loading_the_heavy_modules(loaded_by_check):
     assert "apps.worlds.models" in loaded_by_check  # the child did load Stagehand
+    assert "apps.worlds.api" in loaded_by_check  # and the API's URLs
     assert [module for module in LAZY if module in loaded_by_check] == []
+
+
+def test_help_loads_no_library_it_does_not_use(tmp_path):
+    loaded = loaded_by("help", tmp_path)
+    assert {"apps.ops.admin", "apps.backups.tasks"} <= loaded  # admin and jobs
+    assert [module for module in LAZY_BEYOND_CHECK if module in loaded] == []
+
+
+def test_redis_errors_are_the_layers_once_redis_is_loaded():
+    """What the services catch without importing redis-py is what the layer names."""
+    assert registry.redis_errors() == layer.REDIS_ERRORS
 
 
 def test_the_schema_views_are_built_on_first_use():
@@ -99,7 +137,7 @@ def test_the_benchmark_measures_every_command_against_both_anchors():
     assert figures["runs"] == 1 and figures["load"]["min"] >= 0
     rows = {row["command"]: row for row in figures["results"]}
     assert list(rows) == ["check", "help", "list_worlds"]
-    assert rows["list_worlds"]["anchor_command"] == "check"
+    assert rows["list_worlds"]["anchor_command"] == "help"
     for row in rows.values():
         # Stagehand loads more than either anchor, whatever the machine's load.
         assert row["cpu_s"] > row["empty_cpu_s"] > 0

@@ -57,8 +57,7 @@ from .catalog import (
     with_metadata,
     write_verification,
 )
-from .engines import engine_of
-from .engines.postgresql import restore_jobs
+from .engines import engine_of, restore_jobs
 from .errors import (
     BackupDamaged,
     BackupError,

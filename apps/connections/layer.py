@@ -43,6 +43,7 @@ RESTORED = "layer.restored"
 
 # What Redis being away (refusing, cut, restarting, loading) raises; redis-py wraps
 # the socket's own errors in these.
+# What Redis being away raises (registry.redis_errors(), once redis-py is loaded).
 REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
 PROBE_FIRST_PAUSE = 0.05  # seconds

@@ -30,10 +30,9 @@ from apps.core.secrets import mask_url
 from apps.jobs import services as jobs
 
 from .batching import PerLoop
-from .layer import REDIS_ERRORS
 from .models import ChatMessage
 from .protocol import DROP, PING, RELOAD, REPLACED, Move
-from .registry import get_registry
+from .registry import get_registry, redis_errors
 
 __all__ = ["DROP", "RELOAD", "REPLACED", "Move"]  # the message types, re-exported
 
@@ -180,7 +179,7 @@ def redis_answering() -> Iterator[None]:
     """Turn Redis being away into LayerUnavailable, which says what to do."""
     try:
         yield
-    except REDIS_ERRORS as exc:
+    except redis_errors() as exc:
         raise LayerUnavailable(
             f"Redis at {mask_url(settings.REDIS_URL)} does not answer ({exc}), so "
             "connections cannot be counted or reached right now; nothing was sent. "

@@ -41,9 +41,8 @@ from apps.worlds.models import Room, World
 from apps.worlds.services import get_world, permissions_for
 from apps.worlds.signals import world_changed
 
-from .layer import REDIS_ERRORS
 from .protocol import CHAT_MODULE
-from .registry import get_registry
+from .registry import get_registry, redis_errors
 
 logger = logging.getLogger(__name__)
 
@@ -207,7 +206,7 @@ class Snapshots:
     async def _check(self) -> None:
         try:
             generation = await get_registry().generation()
-        except REDIS_ERRORS as exc:
+        except redis_errors() as exc:
             # Redis away: the snapshots stay, up to their maximum age.
             logger.debug("connections: could not read the snapshot generation: %s", exc)
             generation = self.generation
@@ -284,7 +283,7 @@ def _bump() -> None:
         found.forget()
     try:
         get_registry().bump_generation()
-    except REDIS_ERRORS as exc:
+    except redis_errors() as exc:
         logger.warning(
             "connections: could not tell other server processes that a world "
             "changed (%s); they read it again within %s s",

@@ -15,9 +15,6 @@ from collections.abc import Iterable, Sequence
 from contextlib import ExitStack
 from typing import Any, TextIO
 
-from tqdm import tqdm
-from tqdm.contrib.logging import logging_redirect_tqdm
-
 
 def format_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
     """Return rows as an aligned text table with a header line."""
@@ -106,9 +103,14 @@ class Progress:
         self._finished = False
         raw = getattr(stream, "_out", stream)
         self.enabled = bool(getattr(raw, "isatty", lambda: False)())
-        self._bar: tqdm | None = None
+        self._bar: Any = None  # a tqdm bar
         self._redirect: ExitStack | None = None
         if self.enabled:
+            # tqdm only for a bar on a terminal: ~5 ms of every command's start-up
+            # otherwise (bench/startup.py), and off a terminal there is none.
+            from tqdm import tqdm  # noqa: PLC0415
+            from tqdm.contrib.logging import logging_redirect_tqdm  # noqa: PLC0415
+
             bytes_format = (
                 "{l_bar}{bar}| {n_fmt}B/{total_fmt}B [{elapsed}<{remaining}, "
                 "{rate_fmt}]"

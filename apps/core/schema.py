@@ -1,15 +1,13 @@
-"""The OpenAPI schema's shared parts: the error shape, and the error answers every
-operation documents (``REST_FRAMEWORK["DEFAULT_SCHEMA_CLASS"]``).
+"""The OpenAPI schema's shared parts: the error shape, for the views' ``extend_schema``.
 
-A module apart from :mod:`apps.core.api` so that drf-spectacular is imported only where
-a schema is built or described.
+The schema generator itself (``REST_FRAMEWORK["DEFAULT_SCHEMA_CLASS"]``) is in
+:mod:`apps.core.autoschema`: ``drf_spectacular.openapi`` imports ``rest_framework.test``
+and ``django.test``, about 45 ms of every command's start-up when the URL check loads
+the API views (bench/startup.py), and only a schema needs it.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-from drf_spectacular import openapi
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import serializers
 
@@ -38,32 +36,3 @@ class ErrorSerializer(serializers.Serializer):
 def error(description: str) -> OpenApiResponse:
     """A documented error answer, for a view's ``extend_schema(responses=…)``."""
     return OpenApiResponse(ErrorSerializer, description=description)
-
-
-MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
-
-
-class AutoSchema(openapi.AutoSchema):
-    """drf-spectacular's schema, with the error answers each operation can give."""
-
-    def _get_response_bodies(self, direction: str = "response") -> dict[str, Any]:
-        responses = super()._get_response_bodies(direction)
-        errors = {
-            "401": "no credentials: send `Authorization: Token <key>` "
-            "(manage.py api_token create EMAIL)",
-            "400": "the request is invalid; `problems` says where",
-            "403": "the caller is not staff",
-            "404": "no such object (or no such endpoint)",
-            "503": "a service this call needs is unavailable",
-        }
-        if self.method in MUTATING:
-            errors["413"] = "the body is larger than the API reads"
-            errors["429"] = "too many changes; retry after the Retry-After header"
-        for code, description in errors.items():
-            if code not in responses:
-                responses[code] = self._get_response_for_code(
-                    OpenApiResponse(ErrorSerializer, description=description),
-                    code,
-                    direction=direction,
-                )
-        return dict(sorted(responses.items()))

@@ -17,7 +17,8 @@ from django.utils.module_loading import import_string
 
 
 class LazyView:
-    """The view ``ViewClass.as_view(**initkwargs)``, built on first use.
+    """The view ``ViewClass.as_view(**initkwargs)`` (or a view function), built on
+    first use.
 
     It answers requests as that view does, and every other attribute (DRF's ``cls``
     and ``initkwargs`` that schema generators read, ``csrf_exempt``, ``view_class``)
@@ -30,7 +31,8 @@ class LazyView:
 
     @cached_property
     def _view(self) -> Any:
-        return import_string(self._view_class).as_view(**self._initkwargs)
+        view = import_string(self._view_class)
+        return view.as_view(**self._initkwargs) if hasattr(view, "as_view") else view
 
     def __call__(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         return self._view(request, *args, **kwargs)

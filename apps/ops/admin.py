@@ -16,7 +16,6 @@ from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
 from apps.backups import services as backups
-from apps.backups.serializers import BackupSerializer
 from apps.connections import services as connections
 from apps.core.output import human_duration
 from apps.jobs import services as jobs
@@ -121,6 +120,11 @@ def _latest_backups() -> dict:
         found = backups.list_backups()[:LATEST_BACKUPS]
     except Exception as exc:  # noqa: BLE001 - the page shows why storage is unreadable
         return {"backups": [], "backups_unavailable": f"{type(exc).__name__}: {exc}"}
+    # DRF when the page is shown, not when the admin loads: its serializers bring
+    # psycopg, requests and pygments, ~100 ms of every command's start-up
+    # (bench/startup.py).
+    from apps.backups.serializers import BackupSerializer  # noqa: PLC0415
+
     rows = [{**BackupSerializer(b).data, "created": b.created} for b in found]
     verified = next((b for b in found if b.complete and b.verified_ok), None)
     if verified is None:

@@ -1,4 +1,4 @@
-"""``/metrics``: Stagehand in Prometheus' text format (docs/metrics.md).
+"""``/metrics``: Stagehand in Prometheus' text format (docs/metrics.md), and its view.
 
 Two kinds of figures:
 
@@ -20,13 +20,19 @@ import hmac
 from collections.abc import Callable, Iterator
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models import Count, Max, Sum
+from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_safe
 from prometheus_client import (
+    CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
     Gauge,
     ProcessCollector,
+    generate_latest,
 )
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -40,6 +46,8 @@ from apps.backups import services as backups
 from apps.connections import services as connections
 from apps.jobs import services as jobs
 from apps.jobs.models import JobRun
+
+from .views import is_staff
 
 REGISTRY = CollectorRegistry()
 ProcessCollector(registry=REGISTRY)
@@ -244,3 +252,25 @@ def token_matches(header: str) -> bool:
     if not token or scheme.lower() != "bearer":
         return False
     return hmac.compare_digest(given.strip().encode(), token.encode())
+
+
+@never_cache
+@require_safe
+@transaction.non_atomic_requests
+def metrics_view(request: HttpRequest) -> HttpResponse:
+    """Prometheus' scrape: for the METRICS_TOKEN bearer token, or a staff user."""
+    header = request.headers.get("Authorization", "")
+    if not token_matches(header) and not is_staff(request):
+        how = (
+            "send the header Authorization: Bearer <METRICS_TOKEN>"
+            if settings.METRICS_TOKEN
+            else "set METRICS_TOKEN and send it as Authorization: Bearer <token>"
+        )
+        response = HttpResponse(
+            f"/metrics needs a token: {how}, or log in to the admin as staff.\n",
+            status=401,
+            content_type="text/plain; charset=utf-8",
+        )
+        response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
+    return HttpResponse(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST)

@@ -1,11 +1,8 @@
-from django.conf import settings
 from django.db import DatabaseError, transaction
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_safe
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from . import metrics, services
+from . import services
 
 
 @never_cache
@@ -26,7 +23,7 @@ def readyz(request: HttpRequest) -> JsonResponse:
     """
     checks = services.readiness_checks()
     ready = all(c.ok for c in checks)
-    staff = _is_staff(request)
+    staff = is_staff(request)
     return JsonResponse(
         {
             "status": services.OK if ready else services.UNAVAILABLE,
@@ -41,34 +38,10 @@ def readyz(request: HttpRequest) -> JsonResponse:
     )
 
 
-def _is_staff(request: HttpRequest) -> bool:
+def is_staff(request: HttpRequest) -> bool:
     """Whether a staff user asks; with the database down (its session unreadable),
     the caller is answered as anyone is, not with a 500."""
     try:
         return request.user.is_authenticated and request.user.is_staff
     except DatabaseError:
         return False
-
-
-@never_cache
-@require_safe
-@transaction.non_atomic_requests
-def metrics_view(request: HttpRequest) -> HttpResponse:
-    """Prometheus' scrape: for the METRICS_TOKEN bearer token, or a staff user."""
-    header = request.headers.get("Authorization", "")
-    if not metrics.token_matches(header) and not _is_staff(request):
-        how = (
-            "send the header Authorization: Bearer <METRICS_TOKEN>"
-            if settings.METRICS_TOKEN
-            else "set METRICS_TOKEN and send it as Authorization: Bearer <token>"
-        )
-        response = HttpResponse(
-            f"/metrics needs a token: {how}, or log in to the admin as staff.\n",
-            status=401,
-            content_type="text/plain; charset=utf-8",
-        )
-        response["WWW-Authenticate"] = 'Bearer realm="metrics"'
-        return response
-    return HttpResponse(
-        generate_latest(metrics.REGISTRY), content_type=CONTENT_TYPE_LATEST
-    )

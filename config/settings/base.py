@@ -365,7 +365,7 @@ REST_FRAMEWORK = {
         "rest_framework.parsers.FormParser",
         "rest_framework.parsers.MultiPartParser",
     ],
-    "DEFAULT_SCHEMA_CLASS": "apps.core.schema.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "apps.core.autoschema.AutoSchema",
     "EXCEPTION_HANDLER": "apps.core.api.exception_handler",
     # Calls that change something, per user; reading is not throttled (429 beyond).
     "DEFAULT_THROTTLE_CLASSES": ["apps.core.throttling.MutationThrottle"],

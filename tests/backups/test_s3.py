@@ -8,7 +8,8 @@ import socket
 import pytest
 from django.core.management import CommandError
 
-from apps.backups import services, storage
+from apps.backups import s3 as s3_storage
+from apps.backups import services
 from tests.helpers import call
 
 from .conftest import (
@@ -43,7 +44,7 @@ def grow(path, megabytes: int) -> None:
 def test_round_trip_through_s3_in_parts_under_a_location_prefix(
     sqlite_db, s3, monkeypatch
 ):
-    monkeypatch.setattr(storage, "PART_SIZE", 5 * MiB)  # S3's smallest part
+    monkeypatch.setattr(s3_storage, "PART_SIZE", 5 * MiB)  # S3's smallest part
     grow(sqlite_db, 12)
     before = sqlite_rows(sqlite_db)
     blobs = sqlite_rows(sqlite_db, "blob")
@@ -95,7 +96,7 @@ def test_s3_going_away_during_the_upload_leaves_no_backup(sqlite_db, s3, setting
 
     def cut_off(done: int) -> None:
         # The first part is on its way: take the server down under the upload.
-        if done > storage.PART_SIZE and not stopped:
+        if done > s3_storage.PART_SIZE and not stopped:
             stop_moto(server)
             stopped.append(done)
 

@@ -3,10 +3,12 @@ they share."""
 
 from __future__ import annotations
 
+import os
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.conf import settings
 from django.db import connections
 from django.db.utils import ConnectionDoesNotExist
 
@@ -94,6 +96,12 @@ def engine_of(database: str) -> str:
             f"database {database!r} is {vendor}; backups support PostgreSQL and SQLite."
         )
     return vendor
+
+
+def restore_jobs(jobs: int | None = None) -> int:
+    """The number of pg_restore jobs: ``jobs``, else BACKUP_RESTORE_JOBS, else cores."""
+    chosen = jobs if jobs is not None else settings.BACKUP_RESTORE_JOBS
+    return chosen if chosen and chosen > 0 else (os.cpu_count() or 1)
 
 
 def check_checksum(item: BackupInfo, digest: Digest) -> None:

@@ -109,12 +109,6 @@ def count_rows_on(conn: psycopg.Connection) -> dict[str, int]:
     return {_key(schema, table): count for schema, table, count in rows}
 
 
-def restore_jobs(jobs: int | None = None) -> int:
-    """The number of pg_restore jobs: ``jobs``, else BACKUP_RESTORE_JOBS, else cores."""
-    chosen = jobs if jobs is not None else settings.BACKUP_RESTORE_JOBS
-    return chosen if chosen and chosen > 0 else (os.cpu_count() or 1)
-
-
 class PostgreSQL(Engine):
     vendor = "postgresql"
 

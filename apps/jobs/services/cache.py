@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from django.core.cache import caches
 from django.core.cache.backends.redis import RedisCache
-from redis.exceptions import RedisError
 
 from apps.core.output import counted
 
@@ -21,6 +20,10 @@ def flush_cache(alias: str = "default") -> int | None:
     if not isinstance(cache, RedisCache):
         cache.clear()
         return None
+    # redis-py only for a Redis cache: ~40 ms of every command's start-up otherwise
+    # (bench/startup.py); Django's RedisCache imports it on first use too.
+    from redis.exceptions import RedisError  # noqa: PLC0415
+
     client = cache._cache.get_client(write=True)
     prefix = cache.key_prefix
     pattern = f"{prefix}:[0-9]*:*" if prefix else "[0-9]*:*"

@@ -4,11 +4,13 @@ from django.core.management.base import BaseCommand
 
 from apps.core.output import write_json, write_table
 from apps.worlds import services
-from apps.worlds.serializers import WorldSerializer
 
 
 class Command(BaseCommand):
     help = "List the worlds: ID, title and URL."
+    # Reading only: no system checks first, as Django's shell, dbshell and
+    # diffsettings (and stats, info, config) skip them; `check` runs them all.
+    requires_system_checks: list = []
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument(
@@ -24,6 +26,10 @@ class Command(BaseCommand):
     def handle(self, *, json: bool, include_deleted: bool, **options: Any) -> None:
         worlds = services.list_worlds(include_deleted=include_deleted)
         if json:
+            # DRF only for --json: its serializers bring psycopg, requests and
+            # pygments, ~100 ms of the listing's start-up (bench/startup.py).
+            from apps.worlds.serializers import WorldSerializer  # noqa: PLC0415
+
             write_json(self.stdout, WorldSerializer(worlds, many=True).data)
             return
         headers = ["ID", "Title", "URL"]
