@@ -20,6 +20,7 @@ from typing import Any, NamedTuple, TextIO, TypeVar
 from urllib.parse import urlsplit
 
 import pytest
+from django.core.files.storage import storages
 from django.core.management import CommandError, call_command
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
@@ -145,3 +146,17 @@ def documented(doc: str, command: str) -> list[str]:
     pattern = rf"manage\.py {re.escape(command)}[ \t]*(#.*)?$"
     assert re.search(pattern, text, re.MULTILINE), f"{doc} no longer shows {command}"
     return shlex.split(command)
+
+
+def close_s3_connections() -> None:
+    """Close the pooled HTTP connections of the S3 storages built so far.
+
+    django-storages keeps a boto3 resource per storage and thread; when a test's
+    ``STORAGES`` are swapped back, Django forgets the storage and its sockets to the
+    loopback S3 server are left to the garbage collector, whose ResourceWarning then
+    fails whichever later test it runs in. Call this before the swap back.
+    """
+    for storage in storages._storages.values():
+        connection = getattr(getattr(storage, "_connections", None), "connection", None)
+        if connection is not None:
+            connection.meta.client.close()

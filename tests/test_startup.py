@@ -18,14 +18,23 @@ from django.conf import settings
 from django.urls import resolve
 from drf_spectacular.generators import SchemaGenerator
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.routers import SimpleRouter
 
 from apps.connections import layer, registry
 from apps.core.urls import LazyView
+from apps.worlds import api_urls
+from apps.worlds.api import WorldViewSet
 
 # Imported by nothing a `check` needs; each one costs milliseconds to tens of them:
 # the schema views, PyJWT, S3's botocore, redis-py and channels-redis (without a Redis
 # they are never needed, and a `check` makes no Redis call), prometheus-client, tqdm.
 LAZY = [
+    # The API's views, and with them drf-spectacular's schema generator, which imports
+    # the test client (apps/core/urls.py).
+    "apps.worlds.api",
+    "apps.ops.api",
+    "drf_spectacular.openapi",
+    "django.test",
     "drf_spectacular.views",
     "jwt",
     "botocore",
@@ -35,15 +44,9 @@ LAZY = [
 ]
 if not settings.REDIS_URL:
     LAZY.append("redis")
-# What `check` needs for the API's URLs only (DRF's serializers, the schema class that
-# `extend_schema` subclasses) stays out of every other command.
-LAZY_BEYOND_CHECK = [
-    *LAZY,
-    "redis",
-    "rest_framework.serializers",
-    "drf_spectacular.openapi",
-    "django.test",
-]
+# What `check` loads for the admin's template check only (DRF's template tags, hence
+# its serializers) stays out of every other command.
+LAZY_BEYOND_CHECK = [*LAZY, "redis", "rest_framework.serializers"]
 
 RUN_THEN_LIST_MODULES = """
 import json, os, sys
@@ -77,7 +80,7 @@ def loaded_by_check(tmp_path_factory) -> set[str]:
 
 def test_check_runs_without_loading_the_heavy_modules(loaded_by_check):
     assert "apps.worlds.models" in loaded_by_check  # the child did load Stagehand
-    assert "apps.worlds.api" in loaded_by_check  # and the API's URLs
+    assert "apps.worlds.api_urls" in loaded_by_check  # and the API's URLs
     assert [module for module in LAZY if module in loaded_by_check] == []
 
 
@@ -90,6 +93,19 @@ def test_help_loads_no_library_it_does_not_use(tmp_path):
 def test_redis_errors_are_the_layers_once_redis_is_loaded():
     """What the services catch without importing redis-py is what the layer names."""
     assert registry.redis_errors() == layer.REDIS_ERRORS
+
+
+def test_the_spelled_out_world_routes_are_the_routers():
+    router = SimpleRouter()
+    router.register("", WorldViewSet, basename="world")
+    expected = [(str(url.pattern), url.name) for url in router.urls]
+    assert [(str(url.pattern), url.name) for url in api_urls.urlpatterns] == expected
+    for url in api_urls.urlpatterns:  # each reaches the router's own view
+        assert url.callback.cls is WorldViewSet
+        assert (
+            url.callback.actions
+            == {route.name: route.callback for route in router.urls}[url.name].actions
+        )
 
 
 def test_the_schema_views_are_built_on_first_use():

@@ -1,7 +1,7 @@
 from django.urls import path
 
-from .api import PurgeUserView
+from apps.core.urls import LazyView
 
 urlpatterns = [
-    path("purge/", PurgeUserView.as_view(), name="users-purge"),
+    path("purge/", LazyView("apps.accounts.api.PurgeUserView"), name="users-purge"),
 ]

@@ -1,8 +1,8 @@
 from django.urls import path
 
-from .api import BackupListView, RestoreView
+from apps.core.urls import LazyView
 
 urlpatterns = [
-    path("", BackupListView.as_view(), name="backups"),
-    path("restore/", RestoreView.as_view(), name="backups-restore"),
+    path("", LazyView("apps.backups.api.BackupListView"), name="backups"),
+    path("restore/", LazyView("apps.backups.api.RestoreView"), name="backups-restore"),
 ]

@@ -270,7 +270,10 @@ class _Unsupported(Storage):
 def backup_storage() -> Storage:
     """Return the configured backup storage (``STORAGES["backups"]``)."""
     django_storage = storages["backups"]
-    if hasattr(django_storage, "bucket_name") and hasattr(django_storage, "connection"):
+    # Asked of the class: on an S3Storage, `connection` is a property that would
+    # open a boto3 session for nothing.
+    kind = type(django_storage)
+    if hasattr(django_storage, "bucket_name") and hasattr(kind, "connection"):
         # Only S3 needs botocore: ~70 ms of every command's start-up otherwise
         # (botocore, urllib3, pyOpenSSL; bench/startup.py).
         from .s3 import S3  # noqa: PLC0415

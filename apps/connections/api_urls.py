@@ -1,9 +1,13 @@
 from django.urls import path
 
-from .api import ConnectionListView, DropView, ForceReloadView
+from apps.core.urls import LazyView
 
 urlpatterns = [
-    path("", ConnectionListView.as_view(), name="connections"),
-    path("drop/", DropView.as_view(), name="connections-drop"),
-    path("force_reload/", ForceReloadView.as_view(), name="connections-force-reload"),
+    path("", LazyView("apps.connections.api.ConnectionListView"), name="connections"),
+    path("drop/", LazyView("apps.connections.api.DropView"), name="connections-drop"),
+    path(
+        "force_reload/",
+        LazyView("apps.connections.api.ForceReloadView"),
+        name="connections-force-reload",
+    ),
 ]

@@ -1,10 +1,13 @@
 """URL helpers: views that are imported when first used, not when the URLs load.
 
-Every ``manage.py`` command runs the system checks, which load the whole URLconf;
-a view whose module pulls in a heavy library makes every command pay for it. The
-OpenAPI schema views are the case in point: ``drf_spectacular.views`` imports the
-schema generator, ``rest_framework.test`` and ``django.test`` (Jinja2 included),
-about 45 ms of CPU of each command's start-up (docs/benchmarks.md, "Start-up").
+``manage.py check`` (and every command that runs the system checks) loads the whole
+URLconf; a view whose module pulls in a heavy library makes each of them pay for it.
+The API's views are the case in point: their ``@extend_schema`` decorators import
+drf-spectacular's schema generator, which imports ``rest_framework.test`` and
+``django.test`` (Jinja2 included), and the schema views import it too: about 90 ms
+of CPU of a ``check`` (docs/benchmarks.md, "Start-up"). So every API route names its
+view by path (:class:`LazyView`, :class:`LazyRoute`), and the view's module is
+imported on the first request, or when a schema is generated.
 """
 
 from __future__ import annotations
@@ -47,3 +50,26 @@ class LazyView:
 
     def __repr__(self) -> str:
         return f"<LazyView {self._view_class}>"
+
+
+class LazyRoute(LazyView):
+    """The view of the route named ``name`` of the DRF router at ``router`` (a dotted
+    path), built on first use: a viewset's routes without importing the viewset.
+
+    The URL patterns are then spelled out beside it (the router makes them from the
+    viewset's methods); tests/test_startup.py checks that they are the router's.
+    """
+
+    def __init__(self, router: str, name: str) -> None:
+        super().__init__(router)
+        self._name = name
+
+    @cached_property
+    def _view(self) -> Any:
+        routes = {
+            url.name: url.callback for url in import_string(self._view_class).urls
+        }
+        return routes[self._name]
+
+    def __repr__(self) -> str:
+        return f"<LazyRoute {self._view_class} {self._name}>"

@@ -1,12 +1,14 @@
 from django.urls import path
 
-from . import api
+from apps.core.urls import LazyView
 
 urlpatterns = [
-    path("", api.JobListView.as_view(), name="jobs-list"),
-    path("run/", api.RunJobView.as_view(), name="jobs-run"),
-    path("schedule/", api.ScheduleView.as_view(), name="jobs-schedule"),
-    path("unschedule/", api.UnscheduleView.as_view(), name="jobs-unschedule"),
-    path("scheduled/", api.ScheduledView.as_view(), name="jobs-scheduled"),
-    path("history/", api.HistoryView.as_view(), name="jobs-history"),
+    path("", LazyView("apps.jobs.api.JobListView"), name="jobs-list"),
+    path("run/", LazyView("apps.jobs.api.RunJobView"), name="jobs-run"),
+    path("schedule/", LazyView("apps.jobs.api.ScheduleView"), name="jobs-schedule"),
+    path(
+        "unschedule/", LazyView("apps.jobs.api.UnscheduleView"), name="jobs-unschedule"
+    ),
+    path("scheduled/", LazyView("apps.jobs.api.ScheduledView"), name="jobs-scheduled"),
+    path("history/", LazyView("apps.jobs.api.HistoryView"), name="jobs-history"),
 ]

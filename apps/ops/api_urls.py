@@ -1,7 +1,7 @@
 from django.urls import path
 
-from .api import StatsView
+from apps.core.urls import LazyView
 
 urlpatterns = [
-    path("", StatsView.as_view(), name="stats"),
+    path("", LazyView("apps.ops.api.StatsView"), name="stats"),
 ]

@@ -1,5 +1,5 @@
 from django.urls import path
 
-from .api import SearchView
+from apps.core.urls import LazyView
 
-urlpatterns = [path("", SearchView.as_view(), name="search")]
+urlpatterns = [path("", LazyView("apps.search.api.SearchView"), name="search")]

@@ -14,6 +14,7 @@ from rest_framework import serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.routers import SimpleRouter
 
 from apps.accounts.models import User
 from apps.core.api import ApiError, Pagination, joined, paginated
@@ -185,3 +186,8 @@ class WorldViewSet(viewsets.ViewSet):
             raise ApiError("world.invalid", str(exc)) from exc
         url = services.token_url(world, token) if world.domain else None
         return Response(TokenSerializer({"token": token, "url": url}).data)
+
+
+# Its routes, which api_urls.py spells out and reaches by name (apps/core/urls.py).
+router = SimpleRouter()
+router.register("", WorldViewSet, basename="world")

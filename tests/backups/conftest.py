@@ -24,7 +24,7 @@ from django.db import connections
 from moto.server import ThreadedMotoServer
 
 from apps.backups.engines import postgresql
-from tests.helpers import call
+from tests.helpers import call, close_s3_connections
 
 SQLITE_ALIAS = "backup_sqlite"
 
@@ -159,6 +159,7 @@ def s3(moto_server, settings, backup_root):
     )
     yield SimpleNamespace(client=client, bucket=bucket, endpoint=endpoint)
     client.close()
+    close_s3_connections()
 
 
 def bucket_keys(s3) -> list[str]:

@@ -24,7 +24,7 @@ from apps.jobs import registry
 from apps.ops.integrity import file_findings
 from apps.worlds import services as worlds
 from apps.worlds.models import Room, World
-from tests.helpers import call
+from tests.helpers import call, close_s3_connections
 
 
 @pytest.fixture
@@ -217,9 +217,11 @@ def s3_media(settings):
     host, port = server.get_host_and_port()
     endpoint = f"http://{host}:{port}"
     credentials = {"aws_access_key_id": "test", "aws_secret_access_key": "test"}
-    boto3.client(
+    client = boto3.client(
         "s3", endpoint_url=endpoint, region_name="us-east-1", **credentials
-    ).create_bucket(Bucket="stagehand-test")
+    )
+    client.create_bucket(Bucket="stagehand-test")
+    client.close()
     settings.STORAGES = {
         **settings.STORAGES,
         "default": {
@@ -236,6 +238,7 @@ def s3_media(settings):
         },
     }
     yield
+    close_s3_connections()
     server.stop()
 
 
