@@ -16,16 +16,36 @@ N expire together (a slowloris), the memory held per pending socket, and the swe
 walk per second while N wait; beside the anchor measured in the same run: one event
 loop hop (``await asyncio.sleep(0)``) per socket, the least a handshake already
 pays many times over. The load average is printed beside the figures.
+
+    DATABASE_URL=postgres://... REDIS_URL=redis://... \
+        .venv/bin/python bench/auth_deadline.py --server IDLE [--attendees M]
+
+does it for real instead: a uvicorn server (as bench/connections.py serves it)
+taking ``CONNECTIONS_MAX_PENDING`` = IDLE handshakes, IDLE sockets that open and
+never authenticate (a slowloris), then M attendees who retry each 1013 after its
+hint, as browsers should. It prints how long until all M are authenticated, with
+``CONNECTIONS_AUTH_TIMEOUT`` = 5 and with 0 (no deadline: given up after 30 s), and
+the anchor: the same M on the same server with no idle socket. It creates and
+deletes a world ``benchdeadline``.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import gc
+import json
 import os
+import secrets
 import sys
 import time
 import tracemalloc
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+DEADLINE = 5.0  # CONNECTIONS_AUTH_TIMEOUT of the --server run
+GIVE_UP = 30.0  # seconds the attendees keep trying without a deadline
 
 
 class Socket:
@@ -145,5 +165,99 @@ async def main(n: int) -> None:
         print(line + f" ({load()})")
 
 
+async def attend(url: str, frames: list[str], failures) -> tuple[float, int]:
+    """Return (seconds until every ``frames`` attendee is in, how many got in);
+    the 1013s they were answered are counted in ``failures.busy``."""
+    from bench.connections import close_all, open_one  # noqa: PLC0415 (as below)
+
+    started = time.monotonic()
+    tries = [asyncio.ensure_future(open_one(url, f, failures)) for f in frames]
+    done, late = await asyncio.wait(tries, timeout=GIVE_UP)
+    for task in late:
+        task.cancel()
+    clients = [t.result() for t in done if t.result() is not None]
+    took = time.monotonic() - started
+    await close_all(clients)
+    return took, len(clients)
+
+
+async def slowloris(url: str, idle_n: int, frames: list[str]) -> str:
+    from bench.connections import Failures, close_all, open_clients  # noqa: PLC0415
+
+    started = time.monotonic()
+    idle, failed = await open_clients(url, [None] * idle_n)
+    opened = time.monotonic() - started
+    if failed.count:
+        raise SystemExit(f"idle sockets: {failed}")
+    retried = Failures()
+    took, got = await attend(url, frames, retried)
+    await asyncio.sleep(0.5)  # the last closes reach the idle clients
+    closed = [ws.close_code for ws in idle if ws.close_code is not None]
+    await close_all(idle)
+    await asyncio.sleep(1.0)  # let the server forget them
+    return (
+        f"opened in {opened:.2f} s; then {got}/{len(frames)} attendees in after "
+        f"{took:.2f} s, answered 1013 "
+        f"{retried.busy} times; {closed.count(4008)} of the {idle_n} idle closed "
+        "with 4008 by then"
+    )
+
+
+def server_run(idle_n: int, attendees: int) -> None:
+    # Only this mode needs Django, and bench.connections sets the environment for it
+    # as it is imported; the timer figures above are taken without either loaded.
+    import django  # noqa: PLC0415
+
+    import bench.connections as connections  # noqa: PLC0415
+
+    django.setup()
+    from apps.worlds import services as worlds  # noqa: PLC0415
+    from apps.worlds.models import World  # noqa: PLC0415
+
+    commit = "bench" + secrets.token_hex(3)
+    World.objects.filter(pk="benchdeadline").delete()
+    world = worlds.create_world("benchdeadline", "Benchmark", f"{commit}.example.org")
+    url = None
+    try:
+        for timeout in (DEADLINE, 0.0):
+            frames = [
+                json.dumps(
+                    ["authenticate", {"token": worlds.generate_token(world, [], uid=u)}]
+                )
+                for u in (f"{timeout:g}-{i}" for i in range(attendees))
+            ]
+            env = {
+                **os.environ,
+                "STAGEHAND_COMMIT": commit,
+                "STAGEHAND_ENVIRONMENT": "bench",
+                "PYTHONPATH": str(connections.ROOT),
+                "CONNECTIONS_MAX_PENDING": str(idle_n),
+                "CONNECTIONS_AUTH_TIMEOUT": str(timeout),
+            }
+            server = connections.Server("config.asgi:application", env)
+            url = f"ws://127.0.0.1:{server.port}/ws/world/benchdeadline/"
+            try:
+                anchor_s, _ = asyncio.run(attend(url, frames, connections.Failures()))
+                print(
+                    f"CONNECTIONS_AUTH_TIMEOUT={timeout:g}: {attendees} attendees "
+                    f"alone (anchor) {anchor_s:.2f} s ({load()})",
+                    flush=True,
+                )
+                text = asyncio.run(slowloris(url, idle_n, frames))
+                print(f"  behind {idle_n} idle sockets: {text} ({load()})", flush=True)
+            finally:
+                server.stop()
+    finally:
+        World.objects.filter(pk="benchdeadline").delete()
+
+
 if __name__ == "__main__":
-    asyncio.run(main(int(sys.argv[1]) if len(sys.argv) > 1 else 10_000))
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("n", type=int, nargs="?", default=10_000)
+    parser.add_argument("--server", type=int, metavar="IDLE")
+    parser.add_argument("--attendees", type=int, default=200)
+    args = parser.parse_args()
+    if args.server:
+        server_run(args.server, args.attendees)
+    else:
+        asyncio.run(main(args.n))
