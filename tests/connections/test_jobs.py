@@ -81,7 +81,11 @@ def test_a_paced_job_with_a_spread_gives_each_client_its_hint(registry, spread_m
 
 @pytest.mark.redis
 @pytest.mark.django_db
-@pytest.mark.parametrize(("spread_ms", "sent"), [(45_000, 45_000), (0, None)])
+# None (`spread_ms=null`): the default, sized from the count (3: none).
+@pytest.mark.parametrize(
+    ("spread_ms", "sent"),
+    [(45_000, 45_000), ("45000", 45_000), (0, None), (None, None)],
+)
 def test_an_unpaced_job_hands_its_spread_to_every_process(
     registry, processes, spread_ms, sent
 ):
