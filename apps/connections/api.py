@@ -22,7 +22,6 @@ from .serializers import LabelSerializer, SendResultSerializer
 
 # A minute between two connections is already a very slow drop.
 MAX_INTERVAL_MS = 60_000
-MAX_SPREAD_MS = 3_600_000
 
 
 class SendSerializer(serializers.Serializer):
@@ -37,7 +36,7 @@ class SendSerializer(serializers.Serializer):
         default=None,
         allow_null=True,
         min_value=0,
-        max_value=MAX_SPREAD_MS,
+        max_value=services.MAX_SPREAD_MS,
         help_text="clients come back at random within this many ms (default: "
         "count / CONNECTIONS_RECONNECT_RATE seconds; none when paced)",
     )
@@ -90,7 +89,9 @@ class SendView(APIView):
         try:
             selection = services.select(data["labels"])
             if data["delay"] and not data["dry_run"]:
-                return self.delay(data["labels"], data["interval_ms"])
+                return self.delay(
+                    data["labels"], data["interval_ms"], data["spread_ms"]
+                )
             if data["dry_run"]:
                 result = services.SendResult(
                     selection.count, selection.labels, move=self.move
@@ -108,11 +109,17 @@ class SendView(APIView):
             SendResultSerializer(result.as_dict(dry_run=data["dry_run"])).data
         )
 
-    def delay(self, labels: list[str], interval_ms: int) -> Response:
+    def delay(
+        self, labels: list[str], interval_ms: int, spread_ms: int | None
+    ) -> Response:
         """Queue the job for the workers; answer 202 with its run, as jobs/run."""
         try:
             run = services.move_later(
-                self.move, labels, interval_ms=interval_ms, trigger=JobRun.Trigger.API
+                self.move,
+                labels,
+                interval_ms=interval_ms,
+                spread_ms=spread_ms,
+                trigger=JobRun.Trigger.API,
             )
         except jobs.JobError as exc:
             raise api_error(exc) from exc

@@ -7,17 +7,26 @@ every one before a handler sees it. Replies are ``["success", id, payload]`` or
 none). A bad frame gets an error frame and the connection stays usable, and so does
 a handler that fails unexpectedly (``server.error``, logged with its traceback);
 only an unknown world, an oversized frame, a replaced, dropped or reloaded
-connection, or a failure to open it closes it, with the close codes below. A Redis
-outage closes nothing either (``outage.py``).
+connection, no valid token in time, or a failure to open it closes it, with the
+close codes of ``protocol.py``. A Redis outage closes nothing either
+(``outage.py``).
 
 When current terms (``import_terms``) are not accepted yet, ``authenticate`` answers
 ``["auth.terms_required", {"terms": [...]}]`` instead of ``authenticated``; the client
 accepts with ``["auth.accept_terms", {"terms": [id, ...]}]`` (no id either) and then
 gets ``authenticated``.
+
+A socket that has sent no valid token ``CONNECTIONS_AUTH_TIMEOUT`` seconds after it
+opened gets ``auth.timeout`` and is closed with 4008, so that idle sockets cannot
+hold the process's pending handshakes (``CONNECTIONS_MAX_PENDING``) and make it
+answer every real attendee with 1013. One ``loop.call_later`` timer per pending
+socket, cancelled when its token is verified or it leaves: a heap entry, no task
+(measured: docs/benchmarks.md, "The authentication deadline").
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import random
@@ -37,6 +46,8 @@ from .hub import hub_for
 from .layer import REDIS_ERRORS
 from .modules import auth, chat, rooms
 from .protocol import (
+    AUTH_TIMEOUT,
+    CLOSE_AUTH_TIMEOUT,
     CLOSE_DROPPED,
     CLOSE_REPLACED,
     CLOSE_SERVER_ERROR,
@@ -88,6 +99,10 @@ class WorldConsumer(AsyncWebsocketConsumer):
     last_beat = 0.0
     moving = False  # a drop or reload of this connection alone has started
     pending = False  # counted in _pending: connected, not authenticated yet
+    auth_deadline = None  # its timer (asyncio.TimerHandle) while pending
+    authenticating = False  # an authenticate or accept_terms frame is being handled
+    overdue = False  # the deadline passed while authenticating: close if that fails
+    expiry = None  # the task closing it once its deadline passed
     label = None
     entered: dict[str, int] = {}  # replaced per connection, never changed in place
 
@@ -176,6 +191,14 @@ class WorldConsumer(AsyncWebsocketConsumer):
         await self._accept()
         if self.close_when_accepted:
             await self._close(CLOSE_DROPPED)
+            return
+        timeout = settings.CONNECTIONS_AUTH_TIMEOUT
+        if timeout > 0:
+            # From the moment the client can send: what it does not send by then,
+            # it is not going to.
+            self.auth_deadline = asyncio.get_running_loop().call_later(
+                timeout, self._deadline_passed
+            )
 
     async def _busy(self) -> None:
         """Refuse a handshake of an overloaded process: 1013 with a hint."""
@@ -194,19 +217,58 @@ class WorldConsumer(AsyncWebsocketConsumer):
         )
         await self._close(CLOSE_TRY_AGAIN_LATER)
 
-    def authenticated(self) -> None:
-        """The handshake is over: it no longer counts as pending."""
+    def identified(self) -> None:
+        """Its token is verified (``authenticated``, or terms still to accept): it no
+        longer counts as pending, and its authentication deadline is off."""
+        self._stop_pending()
+
+    def _stop_pending(self) -> None:
+        """Leave the pending handshakes and cancel the deadline; again does nothing."""
         global _pending
+        deadline, self.auth_deadline = self.auth_deadline, None
+        if deadline is not None:
+            deadline.cancel()
         if self.pending:
             self.pending = False
             _pending -= 1
+
+    def _deadline_passed(self) -> None:
+        """No valid token within ``CONNECTIONS_AUTH_TIMEOUT``: close the socket.
+
+        One being authenticated right now (its frame came in time, the server is
+        slow, as in a rush) is closed only if that attempt fails. The pending slot
+        is freed here, before the close frame goes out: a client that does not read
+        cannot hold it.
+        """
+        self.auth_deadline = None
+        if not self.pending or self.closing:
+            return
+        if self.authenticating:
+            self.overdue = True
+            return
+        self._stop_pending()
+        self.expiry = asyncio.get_running_loop().create_task(self._expire())
+
+    async def _expire(self) -> None:
+        try:
+            timeout = settings.CONNECTIONS_AUTH_TIMEOUT
+            await self._error(
+                None,
+                AUTH_TIMEOUT,
+                f"No valid token within {timeout:g} seconds of connecting; "
+                "reconnect and send authenticate at once.",
+            )
+            await self._close(CLOSE_AUTH_TIMEOUT)
+        except Exception:
+            # The socket went away meanwhile: nothing is left to close.
+            logger.debug("Closing an unauthenticated socket failed", exc_info=True)
 
     async def disconnect(self, code: int) -> None:
         await self._leave()
 
     async def _leave(self) -> None:
         """Leave the hub, the registry and the rooms' groups; again does nothing."""
-        self.authenticated()  # (or never will be)
+        self._stop_pending()  # first, before anything can fail
         if self.hub is not None:
             self.hub.discard(self)
         registered, self.registered = self.registered, False
@@ -259,6 +321,10 @@ class WorldConsumer(AsyncWebsocketConsumer):
                 "The server failed to handle this frame (it has been logged); "
                 "the connection is still usable.",
             )
+        if self.overdue and self.pending:
+            # Its deadline passed while this attempt ran, and it failed.
+            self._stop_pending()
+            await self._expire()
 
     async def _route(self, frame: Frame) -> None:
         if frame.action == "ping":
@@ -266,7 +332,11 @@ class WorldConsumer(AsyncWebsocketConsumer):
             return
         before_auth = BEFORE_AUTH.get(frame.action)
         if before_auth is not None:
-            await before_auth(self, frame.payload)
+            self.authenticating = True
+            try:
+                await before_auth(self, frame.payload)
+            finally:
+                self.authenticating = False
             return
         if self.user_id is None:
             raise FrameError(UNAUTHENTICATED, "Send authenticate before anything else.")

@@ -18,12 +18,16 @@ CLOSE_SERVER_ERROR = 1011  # the connection could not be opened: reconnect later
 CLOSE_TRY_AGAIN_LATER = 1013  # this server is overloaded: reconnect after the hint
 CLOSE_REPLACED = 4001  # connection_limit: the client should not reconnect by itself
 CLOSE_UNKNOWN_WORLD = 4004
+# No authenticate within CONNECTIONS_AUTH_TIMEOUT of the socket opening (as HTTP 408):
+# reconnect and send authenticate at once.
+CLOSE_AUTH_TIMEOUT = 4008
 
 # Error codes the consumer itself answers with (frames.py has the protocol.* ones) --
 
 SERVER_ERROR = "server.error"
 SERVER_BUSY = "server.busy"
 UNAUTHENTICATED = "protocol.unauthenticated"
+AUTH_TIMEOUT = "auth.timeout"
 UNKNOWN_ACTION = "protocol.unknown_action"
 UNKNOWN_WORLD = "world.unknown_world"
 SERVICE_UNAVAILABLE = "service.unavailable"

@@ -48,6 +48,8 @@ PING_PATIENCE = 2.0
 PING_EVERY = 5.0
 # A spread shorter than this is no spread: clients come back at once.
 MIN_SPREAD_MS = 1000
+# Nobody should be told to wait longer than an hour (the command, the API, the jobs).
+MAX_SPREAD_MS = 3_600_000
 
 
 class LayerUnavailable(Exception):
@@ -321,8 +323,8 @@ def move(
         raise ValueError("interval_ms must be zero or positive")
     if spread_ms is None:
         spread_ms = 0 if interval_ms else default_spread_ms(selection.count)
-    if spread_ms < 0:
-        raise ValueError("spread_ms must be zero or positive")
+    if not 0 <= spread_ms <= MAX_SPREAD_MS:
+        raise ValueError(f"spread_ms must be from 0 to {MAX_SPREAD_MS} (an hour)")
     with redis_answering():
         registry = get_registry()
         hubs = registry.processes()
@@ -337,15 +339,24 @@ def move(
     return SendResult(sent, selection.labels, unreachable, move=move)
 
 
-def move_later(move: Move, patterns: Iterable[str], *, interval_ms: int, trigger: str):
+def move_later(
+    move: Move,
+    patterns: Iterable[str],
+    *,
+    interval_ms: int,
+    spread_ms: int | None = None,
+    trigger: str,
+):
     """Queue a drop or reload as a job (``Move.job``); return its JobRun.
 
     A paced one takes count × interval, longer than a request or a page should
     wait; a worker runs ``connections-drop`` / ``connections-reload`` instead.
+    ``spread_ms`` None leaves the job to size the spread from the count it finds.
     """
-    return jobs.send(
-        move.job, list(patterns), {"interval_ms": interval_ms}, trigger=trigger
-    )
+    kwargs: dict[str, int] = {"interval_ms": interval_ms}
+    if spread_ms is not None:
+        kwargs["spread_ms"] = spread_ms
+    return jobs.send(move.job, list(patterns), kwargs, trigger=trigger)
 
 
 def process_of(channel: str) -> str:

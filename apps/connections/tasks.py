@@ -3,6 +3,8 @@
 ``jobs run -d connections-reload 'abc123.*' interval_ms=50`` (or the REST API's
 ``delay``) hands a reload of thousands of browsers, which takes count × interval, to
 the workers instead of holding a shell or an HTTP request for that long.
+``spread_ms=30000`` tells the clients to come back at random within 30 s, as
+``connections drop --spread 30s`` does.
 """
 
 from __future__ import annotations
@@ -13,41 +15,72 @@ from . import services
 from .protocol import Move
 
 
-def _interval(interval_ms: int | str) -> int:
-    """Return ``interval_ms`` as a whole number of ms (a schedule's kwargs are text)."""
-    if isinstance(interval_ms, int) and not isinstance(interval_ms, bool):
-        value = interval_ms
-    elif isinstance(interval_ms, str) and interval_ms.strip().isdigit():
-        value = int(interval_ms)
+def _milliseconds(name: str, value: int | str, maximum: int | None = None) -> int:
+    """Return ``value`` as a whole number of ms (a schedule's kwargs are text)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        ms = value
+    elif isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        ms = int(value)
     else:
-        value = -1
-    if value < 0:
+        ms = -1
+    if ms < 0 or (maximum is not None and ms > maximum):
+        limit = f"from 0 to {maximum:,}" if maximum is not None else "0 or more"
         raise ValueError(
-            f"interval_ms must be a whole number of milliseconds, 0 or more; got "
-            f"{interval_ms!r}."
+            f"{name} must be a whole number of milliseconds, {limit}; got {value!r}."
         )
-    return value
+    return ms
 
 
-def _send(move: Move, labels: tuple[str, ...], interval_ms: int | str) -> str:
-    interval = _interval(interval_ms)
-    result = services.move(move, services.select(labels), interval_ms=interval)
+def interval_param(interval_ms: int | str) -> int:
+    """Return the ``interval_ms`` parameter in ms; ValueError saying what it takes."""
+    return _milliseconds("interval_ms", interval_ms)
+
+
+def spread_param(spread_ms: int | str | None) -> int | None:
+    """Return the ``spread_ms`` parameter in ms, or None for the default (sized from
+    the count); ValueError saying what it takes."""
+    if spread_ms is None:
+        return None
+    try:
+        return _milliseconds("spread_ms", spread_ms, services.MAX_SPREAD_MS)
+    except ValueError as exc:
+        raise ValueError(
+            f"{exc} (30000 is 30 s, 3600000 an hour; 0 for at once; leave it out "
+            "for the default, count / CONNECTIONS_RECONNECT_RATE seconds)"
+        ) from None
+
+
+def _send(
+    move: Move,
+    labels: tuple[str, ...],
+    interval_ms: int | str,
+    spread_ms: int | str | None,
+) -> str:
+    # Both checked before anything is sent.
+    interval, spread = interval_param(interval_ms), spread_param(spread_ms)
+    result = services.move(
+        move, services.select(labels), interval_ms=interval, spread_ms=spread
+    )
     return " ".join(filter(None, [result.summary(), result.unreachable_note()]))
 
 
 @job(
     Move.DROP.job,
     "Close the connections whose label matches the globs (all when none); "
-    "interval_ms paces them.",
+    "interval_ms paces them, spread_ms spreads their return.",
 )
-def drop_job(*labels: str, interval_ms: int | str = 0) -> str:
-    return _send(Move.DROP, labels, interval_ms)
+def drop_job(
+    *labels: str, interval_ms: int | str = 0, spread_ms: int | str | None = None
+) -> str:
+    return _send(Move.DROP, labels, interval_ms, spread_ms)
 
 
 @job(
     Move.RELOAD.job,
     "Tell the clients whose label matches the globs (all when none) to reload, then "
-    "close them; interval_ms paces them.",
+    "close them; interval_ms paces them, spread_ms spreads their return.",
 )
-def reload_job(*labels: str, interval_ms: int | str = 0) -> str:
-    return _send(Move.RELOAD, labels, interval_ms)
+def reload_job(
+    *labels: str, interval_ms: int | str = 0, spread_ms: int | str | None = None
+) -> str:
+    return _send(Move.RELOAD, labels, interval_ms, spread_ms)

@@ -295,6 +295,9 @@ CONNECTIONS_RECONNECT_RATE = env.float("CONNECTIONS_RECONNECT_RATE", default=100
 # A server process with this many handshakes not yet authenticated answers new ones
 # with close code 1013 and a reconnect_after_ms hint (0: never).
 CONNECTIONS_MAX_PENDING = env.int("CONNECTIONS_MAX_PENDING", default=2000)
+# A socket that has not sent a valid token this many seconds after opening is told
+# auth.timeout and closed with 4008, freeing its pending slot (0: never).
+CONNECTIONS_AUTH_TIMEOUT = env.float("CONNECTIONS_AUTH_TIMEOUT", default=10.0)
 
 # CELERY
 # ------------------------------------------------------------------------------

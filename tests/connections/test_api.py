@@ -76,6 +76,28 @@ def test_negative_interval_is_refused(api, registry):
     assert "interval_ms" in response.json()["detail"]
 
 
+@pytest.mark.redis
+@pytest.mark.django_db(transaction=True)  # DRF marks a test's transaction for rollback
+@pytest.mark.parametrize("delay", [False, True])
+@pytest.mark.parametrize("spread_ms", [-1, 3_600_001, "soon", True, 1.5, 2**63])
+def test_a_bad_spread_is_refused_before_anything_is_sent(
+    api, registry, settings, delay, spread_ms
+):
+    settings.STAGEHAND_HAS_BROKER = True  # the queued path checks it as well
+    opened = open_channels(registry, {"abc123.production": 1})["abc123.production"]
+
+    response = api.post(
+        "/api/v1/connections/drop/",
+        {"spread_ms": spread_ms, "delay": delay},
+        format="json",
+    )
+
+    assert response.status_code == 400
+    assert "spread_ms" in response.json()["detail"]
+    assert inbox(opened) == {opened[0]: []}
+    assert not JobRun.objects.exists()
+
+
 def test_in_memory_layer_is_refused(api, in_memory_layer):
     response = api.get("/api/v1/connections/")
 

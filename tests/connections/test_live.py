@@ -398,6 +398,51 @@ def test_a_paced_reload_from_the_api_runs_on_a_worker(
     asyncio.run(body())
 
 
+def test_a_spread_drop_from_the_api_keeps_its_spread_on_the_worker(
+    servers, token, alice, celery_worker, settings
+):
+    # The API's delay hands the request's spread_ms to the job: the worker's drop
+    # tells each client of the real server when to come back, within the window.
+    (server,) = servers("aaa111", CELERY_BROKER_URL=settings.REDIS_URL)
+    key = Token.objects.create(user=alice).key
+
+    def post_drop() -> tuple[int, dict]:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{server.port}/api/v1/connections/drop/",
+            data=json.dumps(
+                {"labels": ["aaa111.*"], "spread_ms": 30_000, "delay": True}
+            ).encode(),
+            headers={
+                "Authorization": f"Token {key}",
+                "Content-Type": "application/json",
+            },
+        )
+        with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
+            return response.status, json.loads(response.read())
+
+    async def body():
+        clients = await attendees(server, [token() for _ in range(8)])
+
+        status, run = await asyncio.to_thread(post_drop)
+        assert status == 202, run
+        assert run["kwargs"] == {"interval_ms": 0, "spread_ms": 30_000}
+        assert run["label"] == (
+            'connections-drop("aaa111.*", interval_ms=0, spread_ms=30000)'
+        )
+
+        hints = []
+        for ws in clients:
+            action, payload = await next_frame(ws)
+            assert action == "connection.drop"
+            hints.append(payload["reconnect_after_ms"])
+            await asyncio.wait_for(ws.wait_closed(), TIMEOUT)
+            assert ws.close_code == 1001
+        assert all(0 <= hint <= 30_000 for hint in hints)
+        assert len(set(hints)) > 1
+
+    asyncio.run(body())
+
+
 async def with_database(function, *args):
     """Run ``function`` in a thread of its own, closing its database connection."""
 

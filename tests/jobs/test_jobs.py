@@ -229,7 +229,8 @@ def test_schedule_checks_annotated_types(no_schedules):
     with pytest.raises(
         CommandError,
         match=r"interval_ms=true is not int \| str; connections-drop takes "
-        r"\(\*labels: str, interval_ms: int \| str = 0\)",
+        r"\(\*labels: str, interval_ms: int \| str = 0, spread_ms: int \| str \| None = "
+        r"None\)",
     ):
         call("jobs", "schedule", "@daily", "connections-drop", "interval_ms=true")
     with pytest.raises(CommandError, match=r"labels=1 is not str"):

@@ -186,7 +186,8 @@ def test_periodic_tasks_whose_job_cannot_take_their_arguments(healthy):
         "periodic task 'typo': got an unexpected keyword argument 'nosuch'; "
         "log-test takes (message: str = 'log-test')",
         "periodic task 'bool': interval_ms=true is not int | str; connections-drop "
-        "takes (*labels: str, interval_ms: int | str = 0)",
+        "takes (*labels: str, interval_ms: int | str = 0, spread_ms: int | str | None "
+        "= None)",
         "periodic task 'broken': its args or kwargs are not a JSON list / object",
     ]
 

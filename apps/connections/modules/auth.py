@@ -61,6 +61,9 @@ async def authenticate(consumer: WorldConsumer, payload: dict) -> None:
         attendee = await load_attendee(world, claims, terms.ids)
     except TokenError as exc:
         raise FrameError(exc.code, exc.message) from None
+    # Whoever it is has shown a valid token: no longer a pending handshake, and no
+    # deadline while a person reads the terms.
+    consumer.identified()
     pending = [t for t in terms.required if t["id"] not in attendee.accepted]
     if pending:
         # Not authenticated until the current terms are accepted (accept_terms).
@@ -90,7 +93,6 @@ async def accept_terms(consumer: WorldConsumer, payload: dict) -> None:
 async def _authenticated(consumer: WorldConsumer, attendee: Attendee) -> None:
     welcome, limit = consumer.world.welcome(attendee.pk, attendee.traits)
     consumer.user_id, consumer.traits = attendee.pk, attendee.traits
-    consumer.authenticated()
     await consumer.send_frame(["authenticated", welcome])
     consumer.slot_user, consumer.slot_limit = attendee.pk, limit
     consumer.slot_since = time.time()

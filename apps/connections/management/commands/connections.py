@@ -26,7 +26,6 @@ def interval(value: str) -> int:
 
 SPREAD = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m)?")
 SPREAD_UNITS = {"ms": 1, "s": 1000, "m": 60_000, None: 1000}
-MAX_SPREAD_MS = 3_600_000
 
 
 def spread(value: str) -> int:
@@ -37,7 +36,7 @@ def spread(value: str) -> int:
             f"{value!r} is not a duration such as 30s, 500ms or 2m"
         )
     ms = round(float(match[1]) * SPREAD_UNITS[match[2]])
-    if ms > MAX_SPREAD_MS:
+    if ms > services.MAX_SPREAD_MS:
         raise argparse.ArgumentTypeError("must be at most an hour (60m)")
     return ms
 
