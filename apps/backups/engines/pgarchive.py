@@ -36,9 +36,9 @@ DEFAULT_COMPRESSION = -1
 LEVEL = 6
 # Uncompressed bytes per piece; a few pieces per thread are in flight at most, so
 # memory stays a few MiB whatever the size of the database.
-PIECE = 1024 * 1024
+PIECE = 512 * 1024
 WINDOW = 32 * 1024
-READ = 1024 * 1024
+READ = 256 * 1024
 _INT = struct.Struct("<BI")  # pg_dump's int: a sign byte, then 4 bytes, low first
 _ADLER_BASE = 65521
 
