@@ -10,6 +10,7 @@ import io
 import json
 import re
 import subprocess
+import threading
 import zlib
 
 import pytest
@@ -21,7 +22,7 @@ from hypothesis import strategies as st
 from apps.backups.engines import pgarchive, postgresql
 from tests.helpers import call
 
-from .conftest import other_databases, take_backup
+from .conftest import files_under, other_databases, take_backup
 
 pytestmark = pytest.mark.postgres
 
@@ -132,3 +133,39 @@ def test_a_bad_restore_memory_setting_says_what_to_set(live, settings):
     ):
         call("restore", name, "--noinput")
     assert other_databases(live) == []
+
+
+def test_pg_dump_stopped_half_way_fails_with_its_own_error(live, backup_root):
+    with connections["default"].cursor() as cursor:
+        cursor.execute(
+            "CREATE TABLE backup_probe (id int PRIMARY KEY, body text);"
+            "INSERT INTO backup_probe SELECT g, repeat(md5(g::text), 4)"
+            " FROM generate_series(1, 600000) g"
+        )
+    outcome: dict[str, BaseException] = {}
+
+    def run() -> None:
+        try:
+            call("backup")
+        except BaseException as exc:  # noqa: BLE001 - the test reads it below
+            outcome["error"] = exc
+        finally:
+            connections.close_all()  # this thread's own
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    terminated = False
+    with postgresql.connect(connections["default"].settings_dict, live) as conn:
+        while thread.is_alive() and not terminated:
+            terminated = bool(
+                conn.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE application_name = 'pg_dump'"
+                    " AND query LIKE 'COPY public.backup_probe %%'"
+                ).fetchall()
+            )
+    thread.join()
+    assert terminated, "the dump ended before its COPY could be stopped"
+    assert isinstance(outcome.get("error"), CommandError)
+    assert re.search(r"pg_dump failed \(exit 1\).*backup_probe", str(outcome["error"]))
+    assert files_under(backup_root) == []
