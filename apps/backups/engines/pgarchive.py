@@ -231,19 +231,29 @@ class _Compressor:
             self._drain(self.in_flight)
 
         self._chunk(b"\x78\x9c")  # zlib header: deflate, 32 KiB window
-        unpack = _INT.unpack_from
+        # One chunk per row from pg_dump: the loop keeps the buffer in locals and
+        # goes back to the reader only when a chunk runs past what it holds.
+        unpack, int_size = _INT.unpack_from, _INT.size
+        buf, pos = reader.buf, reader.pos
         while True:
-            reader.fill(_INT.size)
-            _sign, length = unpack(reader.buf, reader.pos)
-            reader.pos += _INT.size
+            if len(buf) - pos < int_size:
+                reader.pos = pos
+                reader.fill(int_size)
+                buf, pos = reader.buf, reader.pos
+            _sign, length = unpack(buf, pos)
+            pos += int_size
             if length == 0:
                 break
-            reader.fill(length)
-            parts.append(reader.buf[reader.pos : reader.pos + length])
-            reader.pos += length
+            if len(buf) - pos < length:
+                reader.pos = pos
+                reader.fill(length)
+                buf, pos = reader.buf, reader.pos
+            parts.append(buf[pos : pos + length])
+            pos += length
             size += length
             if size >= PIECE:
                 submit(final=False)
+        reader.pos = pos
         submit(final=True)
         self._drain(0)
         self._chunk(adler[0].to_bytes(4, "big"))
