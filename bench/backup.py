@@ -13,7 +13,9 @@ Generates a PostgreSQL database of at least --size-mb (pg_database_size), then t
   new database, swap); target >= 1.5x.
 
 The two sides alternate within each round, so load from elsewhere hurts both; the
-load average is printed beside every figure. Prints throughput ratios (anchor time /
+load average is printed beside every figure, and so are the core-seconds the whole
+machine was busy during each run (from /proc/stat): the restore's ceiling on this
+machine follows from the anchor's. Prints throughput ratios (anchor time /
 our time) and the peak resident memory of the `backup` and `restore` processes
 (target < 150 MB whatever the size): each is a child of this script, and its peak
 comes from wait4(), which on Linux reports the largest of the process and the
@@ -115,16 +117,27 @@ def generate(server: str, size_mb: int) -> int:
         return conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]
 
 
-def timed(args: list[str], env: dict | None = None) -> tuple[float, int]:
-    """Run a command; return (seconds, peak RSS in bytes)."""
-    started = time.monotonic()
+def busy() -> float:
+    """Core-seconds the whole machine has spent busy (not idle nor waiting on I/O)."""
+    with open("/proc/stat") as fh:
+        user, nice, system, _idle, _iowait, irq, softirq, steal = map(
+            int, fh.readline().split()[1:9]
+        )
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def timed(args: list[str], env: dict | None = None) -> tuple[float, int, float]:
+    """Run a command; return (seconds, peak RSS in bytes, the machine's busy
+    core-seconds meanwhile: the server's processes included, and anyone else's)."""
+    started, cpu = time.monotonic(), busy()
     process = subprocess.Popen(args, env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
     _pid, status, usage = os.wait4(process.pid, 0)
     elapsed = time.monotonic() - started
+    cpu = busy() - cpu
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
         raise SystemExit(f"{args[0]} … exited {code}")
-    return elapsed, usage.ru_maxrss * 1024
+    return elapsed, usage.ru_maxrss * 1024, cpu
 
 
 def load() -> str:
@@ -178,10 +191,11 @@ def main() -> None:
         # cache (and for setting hint bits), whichever it is.
         raw_file = work / "raw.dump"
         raw_dumps, our_dumps, raw_restores, our_restores = [], [], [], []
+        raw_restore_cpus: list[float] = []
         ours_rss = restore_rss = raw_dump_rss = 0
         for round_ in range(1, options.repeat + 1):
             raw_file.unlink(missing_ok=True)
-            seconds, rss = timed(
+            seconds, rss, cpu = timed(
                 [
                     "pg_dump",
                     "--format=custom",
@@ -192,13 +206,14 @@ def main() -> None:
             )
             raw_dumps.append(seconds)
             raw_dump_rss = max(raw_dump_rss, rss)
-            seconds, rss = timed([python, "manage.py", "backup"], env)
+            seconds, rss, ours_cpu = timed([python, "manage.py", "backup"], env)
             our_dumps.append(seconds)
             ours_rss = max(ours_rss, rss)
             print(
-                f"round {round_}: raw pg_dump {raw_dumps[-1]:.1f} s, "
-                f"manage.py backup {our_dumps[-1]:.1f} s (peak RSS "
-                f"{rss / 2**20:.0f} MiB) [{load()}]",
+                f"round {round_}: raw pg_dump {raw_dumps[-1]:.1f} s ({cpu:.1f} "
+                f"busy core-s), manage.py backup {our_dumps[-1]:.1f} s "
+                f"({ours_cpu:.1f} busy core-s, peak RSS {rss / 2**20:.0f} MiB) "
+                f"[{load()}]",
                 flush=True,
             )
         dump_size = raw_file.stat().st_size
@@ -208,7 +223,7 @@ def main() -> None:
         for round_ in range(1, options.repeat + 1):
             with admin(options.server) as conn:
                 conn.execute(f'CREATE DATABASE "{RAW}"')
-            seconds, _ = timed(
+            seconds, _, cpu = timed(
                 [
                     "pg_restore",
                     "--no-owner",
@@ -219,19 +234,20 @@ def main() -> None:
                 ]
             )
             raw_restores.append(seconds)
+            raw_restore_cpus.append(cpu)
             with admin(options.server) as conn:
                 conn.execute(f'DROP DATABASE "{RAW}" WITH (FORCE)')
-            seconds, rss = timed(
+            seconds, rss, ours_cpu = timed(
                 [python, "manage.py", "restore", "latest", "--noinput"], env
             )
             our_restores.append(seconds)
             restore_rss = max(restore_rss, rss)
             drop_kept(options.server)
             print(
-                f"round {round_}: raw single-job pg_restore {raw_restores[-1]:.1f} s, "
-                f"manage.py restore (--jobs {os.cpu_count()}) "
-                f"{our_restores[-1]:.1f} s (peak RSS {rss / 2**20:.0f} MiB) "
-                f"[{load()}]",
+                f"round {round_}: raw single-job pg_restore {raw_restores[-1]:.1f} s "
+                f"({cpu:.1f} busy core-s), manage.py restore (--jobs "
+                f"{os.cpu_count()}) {our_restores[-1]:.1f} s ({ours_cpu:.1f} busy "
+                f"core-s, peak RSS {rss / 2**20:.0f} MiB) [{load()}]",
                 flush=True,
             )
         startup = min(timed([python, "manage.py", "check"], env)[0] for _ in range(2))
@@ -260,7 +276,7 @@ def main() -> None:
                 "AWS_SECRET_ACCESS_KEY": "bench",
                 "AWS_S3_REGION_NAME": "us-east-1",
             }
-            s3_dump, s3_rss = timed([python, "manage.py", "backup"], s3_env)
+            s3_dump, s3_rss, _ = timed([python, "manage.py", "backup"], s3_env)
             s3_line = (
                 f"\nbackup to S3 (moto on loopback): {raw_dump / s3_dump:.2f}x raw "
                 f"({s3_dump:.1f} s), peak RSS {s3_rss / 2**20:.0f} MiB [{load()}]"
@@ -277,6 +293,16 @@ def main() -> None:
         print(
             f"restore throughput vs single-job pg_restore of the same file: "
             f"{raw_restore / ours_restore:.2f}x (target >= 1.5) [{load()}]"
+        )
+        # pg_restore's work (its decompression, the server's COPY, the index builds,
+        # WAL) takes the same core-seconds however many jobs share it; on N cores
+        # it cannot take less than that / N.
+        floor = min(raw_restore_cpus) / (os.cpu_count() or 1)
+        print(
+            f"restore ceiling: single-job pg_restore keeps the machine busy "
+            f"{min(raw_restore_cpus):.1f} core-s (quietest round, anyone else's "
+            f"work included), >= {floor:.1f} s on {os.cpu_count()} cores: at most "
+            f"{raw_restore / floor:.2f}x for the same work, before start-up"
         )
         print(
             f"peak RSS of the backup process: {ours_rss / 2**20:.0f} MiB, of restore "

@@ -348,6 +348,11 @@ BACKUP_VERIFY = env.bool("BACKUP_VERIFY", default=True)
 # the system's temporary folder), which needs the dump's size free.
 BACKUP_RESTORE_JOBS = env.int("BACKUP_RESTORE_JOBS", default=0)
 BACKUP_SPOOL_DIR = env("BACKUP_SPOOL_DIR", default="")
+# maintenance_work_mem of pg_restore's sessions (each job's), for the index builds
+# after the data ("Populating a Database" in PostgreSQL's docs); empty: the server's.
+BACKUP_RESTORE_MAINTENANCE_WORK_MEM = env(
+    "BACKUP_RESTORE_MAINTENANCE_WORK_MEM", default="256MB"
+)
 
 # SEARCH
 # ------------------------------------------------------------------------------

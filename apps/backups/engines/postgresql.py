@@ -1,5 +1,8 @@
 """PostgreSQL: ``pg_dump --format=custom`` out, ``pg_restore`` into a new database.
 
+pg_dump writes its archive uncompressed, and ``pgarchive`` compresses it on every
+core into the archive pg_dump would have written (one core would be the bottleneck).
+
 The dump reads one snapshot, exported by a transaction of ours that also counts the
 rows of every table in that same snapshot, so the counts in the metadata are exactly
 what the dump holds. A restore (or a rehearsal) creates a new database with the live
@@ -13,6 +16,7 @@ transaction, the live database kept under a dated name.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -31,6 +35,7 @@ from ..catalog import BackupInfo
 from ..errors import BackupDamaged, BackupError, describe
 from ..storage import CHUNK, Digest, Null, ProgressCallback, Storage
 from .base import Dumped, Engine, SideCopy, check_checksum
+from .pgarchive import ArchiveError, UnsupportedArchive, compress_archive
 
 # The spooled copy needs the dump's size and this much more free space.
 SPOOL_MARGIN = 64 * 1024 * 1024
@@ -51,6 +56,34 @@ def env(settings_dict: dict) -> dict[str, str]:
     for key in ("sslmode", "sslrootcert", "sslcert", "sslkey"):
         if options.get(key):
             result["PG" + key.upper()] = str(options[key])
+    return result
+
+
+_MEMORY_RE = re.compile(r"^[0-9]+(kB|MB|GB|TB)?$")
+
+
+def restore_env(settings_dict: dict) -> dict[str, str]:
+    """``env`` with the session settings of pg_restore's connections (PGOPTIONS).
+
+    Only the new database is written, and nothing reads it before the swap, whose
+    own commit is synchronous and so makes every earlier commit durable: its
+    sessions need not wait for each commit to reach the disk. Index builds get
+    BACKUP_RESTORE_MAINTENANCE_WORK_MEM each, so that a table's index sorts in memory
+    instead of in temporary files.
+    """
+    result = env(settings_dict)
+    options = ["-c synchronous_commit=off"]
+    memory = str(settings.BACKUP_RESTORE_MAINTENANCE_WORK_MEM).strip()
+    if memory:
+        if not _MEMORY_RE.match(memory):
+            raise BackupError(
+                f"BACKUP_RESTORE_MAINTENANCE_WORK_MEM is {memory!r}; set it to an "
+                "amount such as 256MB or 1GB (kB, MB, GB, TB), or leave it empty for "
+                "the server's maintenance_work_mem. The live database was not "
+                "changed."
+            )
+        options.append(f"-c maintenance_work_mem={memory}")
+    result["PGOPTIONS"] = " ".join([result.get("PGOPTIONS", ""), *options]).strip()
     return result
 
 
@@ -126,8 +159,9 @@ class PostgreSQL(Engine):
             "--no-password",
             f"--dbname={live}",
         ]
-        if not compress:
-            args.append("--compress=0")
+        # Uncompressed from pg_dump either way: compressed here on every core
+        # (pgarchive), unless pg_dump's archive version is not one parsed there.
+        args.append("--compress=0")
         lock_wait = settings.BACKUP_LOCK_WAIT_TIMEOUT
         if lock_wait > 0:
             # pg_dump's shared locks wait behind a migration's exclusive one, and
@@ -152,7 +186,7 @@ class PostgreSQL(Engine):
             counter = threading.Thread(
                 target=self._count_into, args=(exporter, counted), daemon=True
             )
-            self._run_pg_dump(args, settings_dict, out, counter, exporter)
+            self._run_pg_dump(args, settings_dict, out, counter, exporter, compress)
             if "error" in counted:
                 raise BackupError(
                     f"counting the rows of the dump failed ({counted['error']}); "
@@ -177,22 +211,39 @@ class PostgreSQL(Engine):
         out: Digest,
         counter: threading.Thread,
         exporter: psycopg.Connection,
+        compress: bool,
     ) -> None:
         with tempfile.TemporaryFile() as errors:
-            try:
-                process = subprocess.Popen(
-                    args, stdout=subprocess.PIPE, stderr=errors, env=env(settings_dict)
-                )
-            except FileNotFoundError as exc:
-                raise BackupError(
-                    "pg_dump is not installed; install the PostgreSQL client tools "
-                    "matching the server's major version."
-                ) from exc
+            process = _start_pg_dump(args, settings_dict, errors)
             # Counting runs beside the dump (psycopg waits without the GIL).
             counter.start()
+            unreadable = ""
             try:
-                while chunk := process.stdout.read(CHUNK):
-                    out.write(chunk)
+                if compress:
+                    try:
+                        compress_archive(process.stdout, out)
+                    except UnsupportedArchive:
+                        # Nothing written yet: let pg_dump compress, as it does by
+                        # default, on the same snapshot.
+                        process.kill()
+                        process.wait()
+                        process.stdout.close()
+                        errors.seek(0)
+                        errors.truncate()
+                        process = _start_pg_dump(
+                            [a for a in args if a != "--compress=0"],
+                            settings_dict,
+                            errors,
+                        )
+                        _copy(process.stdout, out)
+                    except ArchiveError as exc:
+                        # pg_dump stopping half way truncates its archive: its own
+                        # error (below) says why; read on so that it can exit.
+                        unreadable = str(exc)
+                        while process.stdout.read(CHUNK):
+                            pass
+                else:
+                    _copy(process.stdout, out)
                 returncode = process.wait()
             except BaseException:
                 process.kill()
@@ -202,6 +253,14 @@ class PostgreSQL(Engine):
                 raise
             finally:
                 process.stdout.close()
+            if unreadable and returncode == 0:
+                exporter.cancel_safe()
+                counter.join()
+                raise BackupError(
+                    f"pg_dump's archive could not be compressed ({unreadable}); "
+                    "run backup with --no-compress, and report this with the "
+                    "output of pg_dump --version."
+                )
             if returncode != 0:
                 exporter.cancel_safe()
             counter.join()
@@ -308,7 +367,7 @@ class PostgreSQL(Engine):
                 args,
                 stdout=subprocess.DEVNULL,
                 stderr=errors,
-                env=env(self.settings_dict),
+                env=restore_env(self.settings_dict),
                 **kwargs,
             )
         except FileNotFoundError as exc:
@@ -458,6 +517,23 @@ class PostgreSQL(Engine):
                 process.wait()
                 raise
             self._check_exit(returncode, errors)
+
+
+def _start_pg_dump(args: list[str], settings_dict: dict, errors) -> subprocess.Popen:
+    try:
+        return subprocess.Popen(
+            args, stdout=subprocess.PIPE, stderr=errors, env=env(settings_dict)
+        )
+    except FileNotFoundError as exc:
+        raise BackupError(
+            "pg_dump is not installed; install the PostgreSQL client tools "
+            "matching the server's major version."
+        ) from exc
+
+
+def _copy(source, out: Digest) -> None:
+    while chunk := source.read(CHUNK):
+        out.write(chunk)
 
 
 def _mib(size: int) -> str:
