@@ -339,6 +339,17 @@ def test_a_drop_of_many_clients_of_one_process(servers, token, registry):
     asyncio.run(body())
 
 
+def post_api(server: Server, path: str, key: str, body: dict) -> tuple[int, dict]:
+    """POST ``body`` to the API of a real server process; its status and answer."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{server.port}/api/v1/{path}",
+        data=json.dumps(body).encode(),
+        headers={"Authorization": f"Token {key}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
+        return response.status, json.loads(response.read())
+
+
 def test_a_paced_reload_from_the_api_runs_on_a_worker(
     servers, token, alice, celery_worker, settings
 ):
@@ -347,20 +358,6 @@ def test_a_paced_reload_from_the_api_runs_on_a_worker(
     # at once, and a real worker paces the clients.
     old, new = servers("aaa111", "bbb222", CELERY_BROKER_URL=settings.REDIS_URL)
     key = Token.objects.create(user=alice).key
-
-    def post_reload() -> tuple[int, dict]:
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{new.port}/api/v1/connections/force_reload/",
-            data=json.dumps(
-                {"labels": ["aaa111.*"], "interval_ms": 20, "delay": True}
-            ).encode(),
-            headers={
-                "Authorization": f"Token {key}",
-                "Content-Type": "application/json",
-            },
-        )
-        with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
-            return response.status, json.loads(response.read())
 
     def finished(run_id: int) -> JobRun | None:
         try:
@@ -374,7 +371,13 @@ def test_a_paced_reload_from_the_api_runs_on_a_worker(
         old_clients = await attendees(old, [token() for _ in range(3)])
         new_clients = await attendees(new, [token()])
 
-        status, run = await asyncio.to_thread(post_reload)
+        status, run = await asyncio.to_thread(
+            post_api,
+            new,
+            "connections/force_reload/",
+            key,
+            {"labels": ["aaa111.*"], "interval_ms": 20, "delay": True},
+        )
         assert status == 202, run
         assert (run["job"], run["trigger"], run["outcome"]) == (
             "connections-reload",
@@ -406,24 +409,16 @@ def test_a_spread_drop_from_the_api_keeps_its_spread_on_the_worker(
     (server,) = servers("aaa111", CELERY_BROKER_URL=settings.REDIS_URL)
     key = Token.objects.create(user=alice).key
 
-    def post_drop() -> tuple[int, dict]:
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{server.port}/api/v1/connections/drop/",
-            data=json.dumps(
-                {"labels": ["aaa111.*"], "spread_ms": 30_000, "delay": True}
-            ).encode(),
-            headers={
-                "Authorization": f"Token {key}",
-                "Content-Type": "application/json",
-            },
-        )
-        with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
-            return response.status, json.loads(response.read())
-
     async def body():
         clients = await attendees(server, [token() for _ in range(8)])
 
-        status, run = await asyncio.to_thread(post_drop)
+        status, run = await asyncio.to_thread(
+            post_api,
+            server,
+            "connections/drop/",
+            key,
+            {"labels": ["aaa111.*"], "spread_ms": 30_000, "delay": True},
+        )
         assert status == 202, run
         assert run["kwargs"] == {"interval_ms": 0, "spread_ms": 30_000}
         assert run["label"] == (
