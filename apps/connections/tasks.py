@@ -45,9 +45,17 @@ def spread_param(spread_ms: int | str | None) -> int | None:
         return _milliseconds("spread_ms", spread_ms, services.MAX_SPREAD_MS)
     except ValueError as exc:
         raise ValueError(
-            f"{exc} (30000 is 30 s, 3600000 an hour; 0 for at once; leave it out "
-            "for the default, count / CONNECTIONS_RECONNECT_RATE seconds)"
+            f"{str(exc).rstrip('.')} (30000 is 30 s, 3600000 an hour; 0 for at once; "
+            "leave it out for the default, count / CONNECTIONS_RECONNECT_RATE seconds)."
         ) from None
+
+
+def _check(
+    *labels: str, interval_ms: int | str = 0, spread_ms: int | str | None = None
+) -> None:
+    """ValueError unless the pacing parameters are ones a drop or reload can take."""
+    interval_param(interval_ms)
+    spread_param(spread_ms)
 
 
 def _send(
@@ -68,6 +76,7 @@ def _send(
     Move.DROP.job,
     "Close the connections whose label matches the globs (all when none); "
     "interval_ms paces them, spread_ms spreads their return.",
+    check=_check,
 )
 def drop_job(
     *labels: str, interval_ms: int | str = 0, spread_ms: int | str | None = None
@@ -79,6 +88,7 @@ def drop_job(
     Move.RELOAD.job,
     "Tell the clients whose label matches the globs (all when none) to reload, then "
     "close them; interval_ms paces them, spread_ms spreads their return.",
+    check=_check,
 )
 def reload_job(
     *labels: str, interval_ms: int | str = 0, spread_ms: int | str | None = None

@@ -26,6 +26,9 @@ class Job:
     task: Any
     # The schedule installed once by ``migrate``: a crontab, FromSetting, or None.
     default_schedule: str | FromSetting | None = None
+    # Called with the job's parameters before they are scheduled; raises ValueError
+    # saying what is wrong with their values (their types are checked anyway).
+    check: Callable[..., Any] | None = None
 
     @property
     def task_name(self) -> str:

@@ -48,9 +48,14 @@ def job(
     description: str,
     *,
     default_schedule: str | FromSetting | None = None,
+    check: Callable[..., Any] | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Register ``func`` as the job ``name`` and as the Celery task ``stagehand.<name>``,
-    scheduled by default at ``default_schedule`` (a crontab or ``FromSetting``)."""
+    scheduled by default at ``default_schedule`` (a crontab or ``FromSetting``).
+
+    ``check``, called with the parameters of a schedule before it is saved, raises
+    ValueError when their values are wrong (``jobs schedule`` refuses them then,
+    instead of every run failing)."""
 
     def decorator(func: Callable[..., Any]) -> Callable[..., Any]:
         if name in REGISTRY and REGISTRY[name].func is not func:
@@ -72,6 +77,7 @@ def job(
             func=func,
             task=task,
             default_schedule=default_schedule,
+            check=check,
         )
         return func
 

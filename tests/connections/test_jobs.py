@@ -5,6 +5,9 @@ On a real worker, from the REST API's ``delay``: tests/jobs/test_jobs_run_on_wor
 
 from __future__ import annotations
 
+import json
+import re
+
 import pytest
 from django.core.management.base import CommandError
 from hypothesis import given
@@ -142,6 +145,24 @@ def test_a_schedule_refuses_a_spread_that_is_no_number(settings):
         r"spread_ms: int \| str \| None = None\)",
     ):
         call("jobs", "schedule", "@daily", "connections-drop", "spread_ms=true")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("param", "problem"),
+    [
+        ("spread_ms=-5", "spread_ms must be a whole number of milliseconds, from 0"),
+        ("spread_ms=30s", "got '30s' (30000 is 30 s"),
+        ("interval_ms=-1", "interval_ms must be a whole number of milliseconds"),
+    ],
+)
+def test_a_schedule_refuses_values_out_of_range(param, problem):
+    with pytest.raises(CommandError, match=re.escape(problem)):
+        call("jobs", "schedule", "@daily", "connections-reload", param)
+    scheduled = json.loads(call("jobs", "scheduled", "--json"))
+    assert (
+        scheduled and [s for s in scheduled if s["job"] == "connections-reload"] == []
+    )
 
 
 @pytest.mark.django_db

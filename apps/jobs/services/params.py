@@ -132,6 +132,11 @@ def params_problem(job: Job, args: list[Any], kwargs: dict[str, Any]) -> str | N
                     f"{name}={_literal(one)} is not {_type_name(param.annotation)}; "
                     f"{takes}"
                 )
+    if job.check is not None:
+        try:
+            job.check(*args, **kwargs)
+        except ValueError as exc:
+            return str(exc).rstrip(".")
     return None
 
 
