@@ -15,6 +15,20 @@ def api_keys(out: str) -> list[dict]:
     return ast.literal_eval(line.removeprefix("Default API keys: "))
 
 
+def create(world_id: str, title: str, domain: str) -> tuple[str, str]:
+    """``create_world --noinput`` with these options; its stdout and stderr."""
+    return printed(
+        "create_world",
+        "--noinput",
+        "--id",
+        world_id,
+        "--title",
+        title,
+        "--domain",
+        domain,
+    )
+
+
 @pytest.mark.django_db
 def test_interactive_prompts_ask_id_title_domain():
     out, err = printed(
@@ -35,42 +49,15 @@ def test_interactive_prompts_ask_id_title_domain():
 
 @pytest.mark.django_db
 def test_noinput_with_options():
-    out, _ = printed(
-        "create_world",
-        "--noinput",
-        "--id",
-        "a1",
-        "--title",
-        "A",
-        "--domain",
-        "a.example.org",
-    )
+    out, _ = create("a1", "A", "a.example.org")
     assert "World created." in out
     assert World.objects.get(pk="a1").domain == "a.example.org"
 
 
 @pytest.mark.django_db
 def test_each_world_gets_its_own_secret():
-    out1, _ = printed(
-        "create_world",
-        "--noinput",
-        "--id",
-        "a",
-        "--title",
-        "A",
-        "--domain",
-        "a.example.org",
-    )
-    out2, _ = printed(
-        "create_world",
-        "--noinput",
-        "--id",
-        "b",
-        "--title",
-        "B",
-        "--domain",
-        "b.example.org",
-    )
+    out1, _ = create("a", "A", "a.example.org")
+    out2, _ = create("b", "B", "b.example.org")
     assert api_keys(out1)[0]["secret"] != api_keys(out2)[0]["secret"]
 
 
@@ -104,16 +91,7 @@ def test_noinput_needs_every_option():
 @pytest.mark.django_db
 def test_existing_id_is_refused_not_overwritten(world):
     with pytest.raises(CommandError, match="'sample' already exists"):
-        printed(
-            "create_world",
-            "--noinput",
-            "--id",
-            "sample",
-            "--title",
-            "New",
-            "--domain",
-            "n.example.org",
-        )
+        create("sample", "New", "n.example.org")
     world.refresh_from_db()
     assert world.title == "Sample World"
 
@@ -121,16 +99,7 @@ def test_existing_id_is_refused_not_overwritten(world):
 @pytest.mark.django_db
 def test_existing_domain_is_refused(world):
     with pytest.raises(CommandError, match="already used by world 'sample'"):
-        printed(
-            "create_world",
-            "--noinput",
-            "--id",
-            "x",
-            "--title",
-            "X",
-            "--domain",
-            "SAMPLE.example.org",
-        )
+        create("x", "X", "SAMPLE.example.org")
     assert not World.objects.filter(pk="x").exists()
 
 
@@ -138,32 +107,14 @@ def test_existing_domain_is_refused(world):
 @pytest.mark.parametrize("bad_id", ["Upper", "with-dash", "a" * 51, "ü"])
 def test_bad_ids_are_refused(bad_id):
     with pytest.raises(CommandError, match="world ID"):
-        printed(
-            "create_world",
-            "--noinput",
-            "--id",
-            bad_id,
-            "--title",
-            "X",
-            "--domain",
-            "x.example.org",
-        )
+        create(bad_id, "X", "x.example.org")
 
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("bad_domain", ["https://x.org", "x.org/path", "-x.org", "a b"])
 def test_bad_domains_are_refused(bad_domain):
     with pytest.raises(CommandError, match="domain"):
-        printed(
-            "create_world",
-            "--noinput",
-            "--id",
-            "x",
-            "--title",
-            "X",
-            "--domain",
-            bad_domain,
-        )
+        create("x", "X", bad_domain)
     assert not World.objects.exists()
 
 
@@ -172,16 +123,7 @@ def test_a_title_over_the_column_is_a_command_error_on_every_database():
     # Checked before the database: PostgreSQL would raise DataError, SQLite store it.
     title = "x" * (World._meta.get_field("title").max_length + 1)
     with pytest.raises(CommandError, match="longer than 300 characters"):
-        printed(
-            "create_world",
-            "--noinput",
-            "--id",
-            "longt",
-            "--title",
-            title,
-            "--domain",
-            "l.example",
-        )
+        create("longt", title, "l.example")
     assert not World.objects.exists()
 
 
