@@ -133,6 +133,13 @@ def test_a_bad_restore_memory_setting_says_what_to_set(live, settings):
     ):
         call("restore", name, "--noinput")
     assert other_databases(live) == []
+    # Beyond what PostgreSQL takes, below it, digits of another script:
+    # refused before a database is made, not by pg_restore half way.
+    for bad in ("2048TB", "9223372036854775808", "512kB", "２５６MB"):
+        settings.BACKUP_RESTORE_MAINTENANCE_WORK_MEM = bad
+        with pytest.raises(CommandError, match="from 1MB to 2TB"):
+            call("restore", name, "--noinput")
+        assert other_databases(live) == []
 
 
 def test_pg_dump_stopped_half_way_fails_with_its_own_error(live, backup_root):

@@ -59,7 +59,10 @@ def env(settings_dict: dict) -> dict[str, str]:
     return result
 
 
-_MEMORY_RE = re.compile(r"^[0-9]+(kB|MB|GB|TB)?$")
+_MEMORY_RE = re.compile(r"([0-9]+)(kB|MB|GB|TB)?")
+_KB_PER_UNIT = {None: 1, "kB": 1, "MB": 1024, "GB": 1024**2, "TB": 1024**3}
+# What PostgreSQL accepts for maintenance_work_mem: 1 MB to 2^31 - 1 kB.
+_MEMORY_KB = range(1024, 2**31)
 
 
 def restore_env(settings_dict: dict) -> dict[str, str]:
@@ -75,12 +78,14 @@ def restore_env(settings_dict: dict) -> dict[str, str]:
     options = ["-c synchronous_commit=off"]
     memory = str(settings.BACKUP_RESTORE_MAINTENANCE_WORK_MEM).strip()
     if memory:
-        if not _MEMORY_RE.match(memory):
+        found = _MEMORY_RE.fullmatch(memory)
+        kilobytes = int(found[1]) * _KB_PER_UNIT[found[2]] if found else -1
+        if kilobytes not in _MEMORY_KB:
             raise BackupError(
                 f"BACKUP_RESTORE_MAINTENANCE_WORK_MEM is {memory!r}; set it to an "
-                "amount such as 256MB or 1GB (kB, MB, GB, TB), or leave it empty for "
-                "the server's maintenance_work_mem. The live database was not "
-                "changed."
+                "amount from 1MB to 2TB such as 256MB or 1GB (kB, MB, GB, TB), or "
+                "leave it empty for the server's maintenance_work_mem. The live "
+                "database was not changed."
             )
         options.append(f"-c maintenance_work_mem={memory}")
     result["PGOPTIONS"] = " ".join([result.get("PGOPTIONS", ""), *options]).strip()
