@@ -136,6 +136,16 @@ def test_entrypoint_waits_for_postgres_with_a_bounded_retry(tmp_path):
     assert "started" not in result.stdout
 
 
+@pytest.mark.parametrize("flavour", ["local", "production"])
+def test_beat_waits_for_the_migrations_before_it_starts(flavour):
+    # Beat reads its tables at once; local.yml restarts nothing, so a beat that beat
+    # the django container's migrate stayed dead (seen in the compose test).
+    lines = (ROOT / f"compose/{flavour}/django/celery/beat/start").read_text()
+    commands = [line for line in lines.splitlines() if line and line[0] != "#"]
+    waits = commands.index("python -m apps.jobs.wait_migrated")
+    assert commands[waits + 1].startswith("exec celery -A config.celery_app beat")
+
+
 def test_every_production_service_has_a_restart_policy():
     for service, spec in load("production.yml")["services"].items():
         assert spec.get("restart") == "unless-stopped", service
