@@ -79,6 +79,9 @@ def test_status_reads_the_rabbitmq_message_count():
     url = os.environ["RABBITMQ_URL"]
     queue = f"stagehand-test-{uuid.uuid4().hex[:8]}"
     app = Celery("rabbit-filler", broker=url, set_as_current=False)
+    # Each publish waits for RabbitMQ's confirm: without it the third message may
+    # still be on its way when the count is read (seen: 1 instead of 3 in CI).
+    app.conf.broker_transport_options = {"confirm_publish": True}
     try:
         for _ in range(3):
             app.send_task("stagehand.log-test", queue=queue)
