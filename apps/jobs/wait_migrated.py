@@ -63,9 +63,9 @@ def wait(
     while (reason := why_not_ready()) is not None:
         if time.monotonic() >= deadline:
             say(
-                f"Gave up after {timeout:.0f} s: {reason}. Apply them (the django "
-                "service does at its start: see its log, or run `manage.py "
-                "migrate_safely`), then start this service again."
+                f"Gave up after {timeout:.0f} s: {reason}. The django service "
+                "migrates at its start (see its log, or run `manage.py "
+                "migrate_safely`); start this service again once it has."
             )
             return False
         if reason != said:
