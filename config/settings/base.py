@@ -343,7 +343,8 @@ BACKUP_S3_ATTEMPTS = env.int("BACKUP_S3_ATTEMPTS", default=3)
 # After each scheduled backup, the verify-backup job restores the newest backup into
 # a scratch database and checks it (`restore --verify`); false turns that off.
 BACKUP_VERIFY = env.bool("BACKUP_VERIFY", default=True)
-# pg_restore --jobs for restores and verifications; 0: the number of cores. More than
+# Parallel jobs of restores and verifications (connections loading the tables' data,
+# then pg_restore --jobs building the indexes); 0: the number of cores. More than
 # one job restores from a local copy of the dump spooled to BACKUP_SPOOL_DIR (default:
 # the system's temporary folder), which needs the dump's size free.
 BACKUP_RESTORE_JOBS = env.int("BACKUP_RESTORE_JOBS", default=0)

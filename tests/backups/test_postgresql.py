@@ -7,6 +7,7 @@ test database still exists (with the restored data) when pytest-django tears it 
 from __future__ import annotations
 
 import json
+import re
 import threading
 
 import psycopg
@@ -211,7 +212,14 @@ def test_missing_backup_is_refused(live):
     assert other_databases(live) == []
 
 
-def test_restore_failing_half_way_leaves_the_live_database(live):
+@pytest.mark.parametrize(
+    ("jobs", "failure"),
+    [
+        ("1", "pg_restore failed"),  # streamed into one pg_restore
+        ("2", "the backup's rows of public.backup_probe do not load"),  # pgload's
+    ],
+)
+def test_restore_failing_half_way_leaves_the_live_database(live, jobs, failure):
     make_users()
     with connections["default"].cursor() as cursor:
         # A classic restore failure: a CHECK constraint calls a function that finds
@@ -228,8 +236,10 @@ def test_restore_failing_half_way_leaves_the_live_database(live):
     name = take_backup()
     User.objects.filter(username="bob").delete()
     before = snapshot()
-    with pytest.raises(CommandError, match="pg_restore failed.*backup_probe_limits"):
-        call("restore", name, "--noinput")
+    with pytest.raises(
+        CommandError, match=f"{re.escape(failure)}.*backup_probe_limits"
+    ):
+        call("restore", name, "--noinput", "--jobs", jobs)
     assert snapshot() == before
     assert other_databases(live) == []
 

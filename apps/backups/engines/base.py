@@ -99,7 +99,7 @@ def engine_of(database: str) -> str:
 
 
 def restore_jobs(jobs: int | None = None) -> int:
-    """The number of pg_restore jobs: ``jobs``, else BACKUP_RESTORE_JOBS, else cores."""
+    """The number of restore jobs: ``jobs``, else BACKUP_RESTORE_JOBS, else cores."""
     chosen = jobs if jobs is not None else settings.BACKUP_RESTORE_JOBS
     return chosen if chosen and chosen > 0 else (os.cpu_count() or 1)
 

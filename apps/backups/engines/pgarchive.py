@@ -24,6 +24,7 @@ import zlib
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import BinaryIO, Protocol
 
 # Archive versions whose header and table of contents are parsed below.
@@ -271,3 +272,163 @@ class _Compressor:
     def _drain(self, keep: int) -> None:
         while len(self.pending) > keep:
             self.pending.popleft()()
+
+
+# Sections of a table of contents entry, and the states of its data offset.
+SECTION_DATA, SECTION_POST_DATA = 3, 4
+_OFFSET_SET, _NO_DATA = 2, 3
+
+
+@dataclass(frozen=True)
+class TableData:
+    """One table's data in an archive: its COPY and where its chunks start."""
+
+    dump_id: int
+    schema: str
+    table: str
+    copy: str  # "COPY schema.table (columns) FROM stdin", without the ";"
+    offset: int  # of the first chunk's length, just past the block's header
+    size: int  # the chunks' bytes, as stored (compressed or not)
+
+
+@dataclass(frozen=True)
+class Contents:
+    """What a parallel load needs from an archive's header and table of contents."""
+
+    compression: int  # 0: none; -1 to 9: zlib
+    encoding: str  # of the COPY data (the ENCODING entry)
+    std_strings: str  # "on" or "off" (the STDSTRINGS entry)
+    tables: list[TableData]  # largest first
+    others: list[int]  # every other entry before post-data, in archive order
+
+
+def read_contents(path) -> Contents:
+    """Read the header and table of contents of the archive at ``path`` (a seekable
+    file), and find every table's data in it.
+
+    Raise UnsupportedArchive for an archive version or compression not read here,
+    ArchiveError when it is malformed or ends early.
+    """
+    with open(path, "rb") as fh:
+        reader = _Reader(fh)
+        start = reader.take(len(MAGIC) + 6)
+        if start[:5] != MAGIC:
+            raise UnsupportedArchive("not a pg_dump archive")
+        vmaj, vmin, _vrev, int_size, off_size, fmt = start[5:11]
+        if (vmaj, vmin) not in SUPPORTED or int_size != 4 or fmt != FORMAT_CUSTOM:
+            raise UnsupportedArchive(
+                f"archive version {vmaj}.{vmin} (int {int_size}, format {fmt}) is "
+                "not parsed here"
+            )
+        reader.off_size = off_size
+        _raw, compression = reader.int()
+        if not -1 <= compression <= 9:
+            raise UnsupportedArchive(f"compression {compression} is not zlib")
+        for _ in range(7):  # creation time
+            reader.int()
+        for _ in range(3):  # database name, server version, pg_dump version
+            reader.string()
+        encoding, std_strings = "UTF8", "on"
+        tables: dict[int, list] = {}
+        others: list[int] = []
+        for _ in range(reader.int()[1]):
+            dump_id = reader.int()[1]
+            reader.int()  # has data
+            _table_oid, _oid, tag, desc = (_text(reader.string()) for _ in range(4))
+            section = reader.int()[1]
+            defn, _drop, copy, schema = (_text(reader.string()) for _ in range(4))
+            for _ in range(4):  # tablespace, table access method, owner, with oids
+                reader.string()
+            while (length := reader.int()[1]) >= 0:  # dependencies, up to NULL
+                reader.take(length)
+            flag = reader.take(1)[0]
+            offset = int.from_bytes(reader.take(off_size), "little")
+            if desc == "ENCODING":
+                encoding = _quoted(defn, encoding)
+            elif desc == "STDSTRINGS":
+                std_strings = _quoted(defn, std_strings)
+            if desc == "TABLE DATA" and flag != _NO_DATA:
+                statement = copy.strip().rstrip(";").rstrip()
+                if not statement.upper().startswith("COPY "):
+                    raise UnsupportedArchive(f"table data of {tag} without a COPY")
+                set_offset = offset if flag == _OFFSET_SET else None
+                tables[dump_id] = [schema, tag, statement, set_offset]
+            elif section < SECTION_POST_DATA and dump_id > 0:
+                others.append(dump_id)
+        data_start = fh.tell() - (len(reader.buf) - reader.pos)
+        located = _locate_blocks(fh, data_start, tables)
+    found = [
+        TableData(dump_id, schema, table, statement, *located[dump_id])
+        for dump_id, (schema, table, statement, _offset) in tables.items()
+    ]
+    found.sort(key=lambda t: (-t.size, t.dump_id))
+    return Contents(compression, encoding, std_strings, found, others)
+
+
+def _text(raw: bytes) -> str:
+    return raw[_INT.size :].decode("utf-8", errors="replace")
+
+
+def _quoted(defn: str, default: str) -> str:
+    """The value in ``SET name = 'value';``."""
+    first, quote, rest = defn.partition("'")
+    return rest.split("'", 1)[0] if quote else default
+
+
+def _locate_blocks(
+    fh: BinaryIO, data_start: int, tables: dict[int, list]
+) -> dict[int, tuple[int, int]]:
+    """(offset of the first chunk, bytes of the chunks) of every table's data block:
+    from the offsets in the table of contents when pg_dump could write them (-f), else
+    by walking the data blocks from ``data_start`` (a dump written to a pipe)."""
+
+    def chunks_at(position: int) -> tuple[int, int]:
+        fh.seek(position)
+        size = 0
+        while True:
+            header = fh.read(_INT.size)
+            if len(header) < _INT.size:
+                raise ArchiveError("the archive ends in the middle (truncated)")
+            length = _INT.unpack(header)[1]
+            if length == 0:
+                return position, size
+            size += length
+            fh.seek(length, os.SEEK_CUR)
+
+    def block_header() -> tuple[int, int] | None:
+        head = fh.read(1 + _INT.size)
+        if not head:
+            return None
+        if len(head) < 1 + _INT.size:
+            raise ArchiveError("the archive ends in the middle (truncated)")
+        return head[0], _INT.unpack_from(head, 1)[1]
+
+    located: dict[int, tuple[int, int]] = {}
+    if all(entry[3] is not None for entry in tables.values()):
+        for dump_id, entry in tables.items():
+            fh.seek(entry[3])
+            kind, found = block_header() or (None, None)
+            if kind != BLK_DATA or found != dump_id:
+                raise ArchiveError(f"no data block for entry {dump_id} at its offset")
+            located[dump_id] = chunks_at(entry[3] + 1 + _INT.size)
+        return located
+    fh.seek(data_start)
+    while (header := block_header()) is not None:
+        kind, dump_id = header
+        position = fh.tell()
+        if kind == BLK_DATA:
+            located[dump_id] = chunks_at(position)
+        elif kind == BLK_BLOBS:
+            while True:  # each large object's oid, then its chunks, up to oid 0
+                oid = fh.read(_INT.size)
+                if len(oid) < _INT.size:
+                    raise ArchiveError("the archive ends in the middle (truncated)")
+                if _INT.unpack(oid)[1] == 0:
+                    break
+                chunks_at(fh.tell())
+        else:
+            raise ArchiveError(f"unknown data block type {kind}")
+    missing = set(tables) - set(located)
+    if missing:
+        raise ArchiveError(f"no data block for entries {sorted(missing)}")
+    return located

@@ -34,8 +34,9 @@ from django.db import connections
 from ..catalog import BackupInfo
 from ..errors import BackupDamaged, BackupError, describe
 from ..storage import CHUNK, Digest, Null, ProgressCallback, Storage
+from . import pgload
 from .base import Dumped, Engine, SideCopy, check_checksum
-from .pgarchive import ArchiveError, UnsupportedArchive, compress_archive
+from .pgarchive import ArchiveError, UnsupportedArchive, compress_archive, read_contents
 
 # The spooled copy needs the dump's size and this much more free space.
 SPOOL_MARGIN = 64 * 1024 * 1024
@@ -503,25 +504,65 @@ class PostgreSQL(Engine):
         *,
         verified: bool = False,
     ) -> None:
-        """pg_restore --jobs from ``path``; check its SHA-256 meanwhile unless
-        ``verified``. A mismatch stops pg_restore: the copy is never swapped in."""
-        with tempfile.TemporaryFile() as errors:
-            process = self._start_pg_restore(
-                [*self._pg_restore_args(target, jobs), str(path)], errors
+        """Restore ``path`` with ``jobs`` jobs; check its SHA-256 meanwhile unless
+        ``verified``. A mismatch stops the restore: the copy is never swapped in.
+
+        An archive read here has its tables' data loaded by this process (pgload),
+        after its schema and before its indexes; any other goes to ``pg_restore
+        --jobs`` whole.
+        """
+        try:
+            contents = read_contents(path)
+        except ArchiveError:
+            contents = (
+                None  # another layout, or damaged: pg_restore or the checksum say
             )
+        check = None if verified else lambda: self._check_file(item, path, progress)
+        if contents is None:
+            self._pg_restore([*self._pg_restore_args(target, jobs), str(path)], check)
+            return
+        with tempfile.TemporaryDirectory(prefix="stagehand-restore-") as folder:
+            listing = Path(folder) / "use.list"
+            listing.write_text(pgload.use_list(contents))
+            self._pg_restore(
+                [
+                    *self._pg_restore_args(target),
+                    "--section=pre-data",
+                    "--section=data",
+                    f"--use-list={listing}",
+                    str(path),
+                ],
+                check,
+            )
+        fresh = dict(self.settings_dict, NAME=target)
+        pgload.load(path, contents, lambda: connect(fresh, target), jobs)
+        self._pg_restore(
+            [*self._pg_restore_args(target, jobs), "--section=post-data", str(path)]
+        )
+
+    def _pg_restore(self, args: list[str], meanwhile=None) -> None:
+        """Run pg_restore with ``args`` (and ``meanwhile()`` while it runs)."""
+        with tempfile.TemporaryFile() as errors:
+            process = self._start_pg_restore(args, errors)
             try:
-                if not verified:
-                    digest = Digest(Null(), progress)
-                    with open(path, "rb") as fh:
-                        while chunk := fh.read(CHUNK):
-                            digest.write(chunk)
-                    check_checksum(item, digest)
+                if meanwhile is not None:
+                    meanwhile()
                 returncode = process.wait()
             except BaseException:
                 process.kill()
                 process.wait()
                 raise
             self._check_exit(returncode, errors)
+
+    @staticmethod
+    def _check_file(
+        item: BackupInfo, path: Path, progress: ProgressCallback | None
+    ) -> None:
+        digest = Digest(Null(), progress)
+        with open(path, "rb") as fh:
+            while chunk := fh.read(CHUNK):
+                digest.write(chunk)
+        check_checksum(item, digest)
 
 
 def _start_pg_dump(args: list[str], settings_dict: dict, errors) -> subprocess.Popen:

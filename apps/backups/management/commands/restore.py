@@ -53,8 +53,9 @@ class Command(BaseCommand):
             "--jobs",
             type=int,
             default=None,
-            help="pg_restore jobs (default: BACKUP_RESTORE_JOBS, else the number of "
-            "cores); 1 streams the dump without a local copy",
+            help="parallel jobs: connections loading tables, pg_restore jobs building "
+            "indexes (default: BACKUP_RESTORE_JOBS, else the number of cores); 1 "
+            "streams the dump into one pg_restore without a local copy",
         )
         parser.add_argument(
             "--json",

@@ -1,0 +1,249 @@
+"""A parallel restore's tables loaded by pgload: the archive's table of contents read,
+the data inflated (ISA-L) and COPied FREEZE on several connections, everything else
+left to pg_restore, and pg_restore --jobs whole for an archive not read here."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+from django.core.management import CommandError
+from django.db import connections
+from isal import isal_zlib
+
+from apps.accounts.models import User
+from apps.backups.engines import pgarchive, pgload, postgresql
+from apps.backups.errors import BackupDamaged
+from tests.helpers import call
+
+from .conftest import other_databases, take_backup
+
+pytestmark = pytest.mark.postgres
+
+TABLES = ("load_small", "load_big", "load_parts_a", "load_parts_b")
+
+
+@pytest.fixture
+def tables(live):
+    """Tables of every kind a restore must carry, dropped afterwards."""
+    with connections["default"].cursor() as cursor:
+        cursor.execute(
+            "CREATE TABLE load_small (id serial PRIMARY KEY, note text);"
+            "INSERT INTO load_small (note) VALUES ('tab\tand newline\n'), (NULL), "
+            "('quote '' backslash \\ unicode é ☃');"
+            "CREATE TABLE load_big (id bigint PRIMARY KEY, body text, extra jsonb, "
+            "at timestamptz);"
+            "INSERT INTO load_big SELECT g, md5(g::text), "
+            "jsonb_build_object('n', g), '2026-12-01'::timestamptz + g * interval '1s' "
+            "FROM generate_series(1, 20000) g;"
+            "CREATE INDEX load_big_at ON load_big (at);"
+            "CREATE TABLE load_parts (id int, region text) PARTITION BY LIST (region);"
+            "CREATE TABLE load_parts_a PARTITION OF load_parts FOR VALUES IN ('a');"
+            "CREATE TABLE load_parts_b PARTITION OF load_parts FOR VALUES IN ('b');"
+            "INSERT INTO load_parts SELECT g, CASE WHEN g % 2 = 0 THEN 'a' ELSE 'b' END "
+            "FROM generate_series(1, 1000) g;"
+            "CREATE TABLE load_child (id int REFERENCES load_small (id));"
+            "INSERT INTO load_child VALUES (1), (3);"
+        )
+        cursor.execute("SELECT lo_from_bytea(0, 'a large object')")
+        (oid,) = cursor.fetchone()
+    yield oid
+    with connections["default"].cursor() as cursor:
+        cursor.execute(
+            "DROP TABLE IF EXISTS load_child, load_small, load_big, load_parts;"
+            f"SELECT lo_unlink({oid}) FROM pg_largeobject_metadata WHERE oid = {oid}"
+        )
+
+
+def contents_of_live() -> dict:
+    with connections["default"].cursor() as cursor:
+        result = {}
+        for table in (*TABLES, "load_parts", "load_child"):
+            cursor.execute(
+                f"SELECT md5(string_agg(t::text, ',' ORDER BY t::text)), "
+                f"count(*) FROM {table} t"
+            )
+            result[table] = cursor.fetchone()
+        cursor.execute(
+            "SELECT indexname FROM pg_indexes WHERE tablename LIKE 'load%' ORDER BY 1"
+        )
+        result["indexes"] = [r[0] for r in cursor.fetchall()]
+        cursor.execute(
+            "SELECT conname FROM pg_constraint WHERE conrelid = 'load_child'::regclass"
+        )
+        result["constraints"] = [r[0] for r in cursor.fetchall()]
+    return result
+
+
+def test_a_parallel_restore_carries_every_kind_of_table(tables, live, backup_root):
+    oid = tables
+    User.objects.create_user("alice", "alice@example.org", "pw")
+    before = contents_of_live()
+    name = take_backup()
+    with connections["default"].cursor() as cursor:
+        cursor.execute("DELETE FROM load_child; DELETE FROM load_big WHERE id > 10")
+    User.objects.create_user("bob", "bob@example.org", "pw")
+
+    call("restore", name, "--noinput", "--jobs", "2")
+
+    assert contents_of_live() == before
+    assert list(User.objects.values_list("username", flat=True)) == ["alice"]
+    with connections["default"].cursor() as cursor:
+        cursor.execute(f"SELECT convert_from(lo_get({oid}), 'UTF8')")
+        assert cursor.fetchone() == ("a large object",)  # left to pg_restore
+        # The sequence values came back too: a new row does not collide.
+        cursor.execute("INSERT INTO load_small (note) VALUES ('new') RETURNING id")
+        assert cursor.fetchone() == (4,)
+
+
+def test_the_restored_tables_are_frozen_and_all_visible(tables, live):
+    name = take_backup()
+    call("restore", name, "--noinput", "--jobs", "2")
+    with connections["default"].cursor() as cursor:
+        cursor.execute("CREATE EXTENSION IF NOT EXISTS pg_visibility")
+        try:
+            cursor.execute(
+                "SELECT all_visible, all_frozen FROM "
+                "pg_visibility_map_summary('load_big')"
+            )
+            visible, frozen = cursor.fetchone()
+            cursor.execute("SELECT pg_relation_size('load_big') / 8192")
+            (pages,) = cursor.fetchone()
+        finally:
+            cursor.execute("DROP EXTENSION pg_visibility")
+    assert pages > 10
+    assert visible == frozen == pages  # COPY FREEZE: nothing left for VACUUM
+
+
+def test_every_table_is_found_in_both_layouts_of_archive(tables, live, backup_root):
+    """Ours (written to a pipe, no data offsets) and pg_dump -f's (offsets set)."""
+    name = take_backup()
+    ours = pgarchive.read_contents(backup_root / "backup" / name)
+    theirs_path = backup_root / "pg_dump.dump"
+    settings_dict = connections["default"].settings_dict
+    subprocess.run(
+        ["pg_dump", "-Fc", f"--dbname={live}", "-f", str(theirs_path)],
+        check=True,
+        env=postgresql.env(settings_dict),
+    )
+    theirs = pgarchive.read_contents(theirs_path)
+    assert ours.compression == theirs.compression == -1
+    assert (ours.encoding, ours.std_strings) == ("UTF8", "on")
+    for found in (ours, theirs):
+        by_name = {t.table: t for t in found.tables}
+        assert set(TABLES) <= set(by_name)
+        assert "load_parts" not in by_name  # a partitioned table has no data itself
+        assert by_name["load_big"].copy == (
+            "COPY public.load_big (id, body, extra, at) FROM stdin"
+        )
+        assert found.tables[0].table == "load_big"  # largest first
+        assert found.others  # the schema, the large object, sequence values
+        assert not {t.dump_id for t in found.tables} & set(found.others)
+    assert [t.copy for t in ours.tables] == [t.copy for t in theirs.tables]
+
+
+def test_an_uncompressed_backup_restores_in_parallel(tables, live, backup_root):
+    before = contents_of_live()
+    name = take_backup("--no-compress")
+    assert pgarchive.read_contents(backup_root / "backup" / name).compression == 0
+    with connections["default"].cursor() as cursor:
+        cursor.execute("DELETE FROM load_child; TRUNCATE load_big")
+    call("restore", name, "--noinput", "--jobs", "3")
+    assert contents_of_live() == before
+
+
+def test_an_archive_not_read_here_goes_to_pg_restore_whole(tables, live, monkeypatch):
+    before = contents_of_live()
+    name = take_backup()
+
+    def unsupported(path):
+        raise pgarchive.UnsupportedArchive("archive version 1.16 is not parsed here")
+
+    monkeypatch.setattr(postgresql, "read_contents", unsupported)
+    monkeypatch.setattr(pgload, "load", None)  # would fail if it were called
+    with connections["default"].cursor() as cursor:
+        cursor.execute("DELETE FROM load_child; TRUNCATE load_big")
+    call("restore", name, "--noinput", "--jobs", "2")
+    assert contents_of_live() == before
+
+
+def test_a_table_copy_freeze_refuses_is_loaded_without_it(live, tmp_path):
+    """A partitioned table's root (pg_dump --load-via-partition-root) takes no FREEZE."""
+    settings_dict = connections["default"].settings_dict
+    with connections["default"].cursor() as cursor:
+        cursor.execute(
+            "CREATE TABLE load_parts (id int, region text) PARTITION BY LIST (region);"
+            "CREATE TABLE load_parts_a PARTITION OF load_parts FOR VALUES IN ('a');"
+        )
+    try:
+        rows = b"1\ta\n2\ta\n"
+        path = tmp_path / "block"
+        path.write_bytes(pgarchive.write_int(len(rows)) + rows + pgarchive.write_int(0))
+        table = pgarchive.TableData(
+            1,
+            "public",
+            "load_parts",
+            "COPY public.load_parts (id, region) FROM stdin",
+            0,
+            len(rows),
+        )
+        contents = pgarchive.Contents(0, "UTF8", "on", [table], [])
+        pgload.load(path, contents, lambda: postgresql.connect(settings_dict, live), 2)
+        with connections["default"].cursor() as cursor:
+            cursor.execute("SELECT id FROM load_parts_a ORDER BY 1")
+            assert cursor.fetchall() == [(1,), (2,)]
+    finally:
+        with connections["default"].cursor() as cursor:
+            cursor.execute("DROP TABLE load_parts")
+
+
+def test_data_that_does_not_inflate_is_a_damaged_backup(live, tmp_path):
+    settings_dict = connections["default"].settings_dict
+    with connections["default"].cursor() as cursor:
+        cursor.execute("CREATE TABLE load_small (id int)")
+    try:
+        garbage = b"\x78\x9c not deflate at all"
+        path = tmp_path / "block"
+        path.write_bytes(
+            pgarchive.write_int(len(garbage)) + garbage + pgarchive.write_int(0)
+        )
+        table = pgarchive.TableData(
+            1, "public", "load_small", "COPY public.load_small (id) FROM stdin", 0, 1
+        )
+        contents = pgarchive.Contents(-1, "UTF8", "on", [table], [])
+        with pytest.raises(
+            BackupDamaged, match="rows of public.load_small do not load"
+        ):
+            pgload.load(
+                path, contents, lambda: postgresql.connect(settings_dict, live), 2
+            )
+        with connections["default"].cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM load_small")
+            assert cursor.fetchone() == (0,)
+    finally:
+        with connections["default"].cursor() as cursor:
+            cursor.execute("DROP TABLE load_small")
+
+
+def test_a_failed_load_leaves_the_live_database(tables, live, monkeypatch):
+    before = contents_of_live()
+    name = take_backup()
+    with connections["default"].cursor() as cursor:
+        cursor.execute("DELETE FROM load_child; DELETE FROM load_big WHERE id > 10")
+    changed = contents_of_live()
+    real = pgload._copy
+
+    def dies_on_big(conn, fh, table, *args):
+        if table.table == "load_big":
+            conn.close()  # the connection lost half way
+        return real(conn, fh, table, *args)
+
+    monkeypatch.setattr(pgload, "_copy", dies_on_big)
+    with pytest.raises(CommandError, match="loading the tables' data into the new"):
+        call("restore", name, "--noinput", "--jobs", "2")
+    assert contents_of_live() == changed != before
+    assert other_databases(live) == []
+
+
+def test_isal_inflates():
+    assert pgload._inflating is isal_zlib  # requirements/base.txt has it
