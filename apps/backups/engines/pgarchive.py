@@ -14,6 +14,9 @@ would have written with its default compression (zlib level 6): the same header
 Only the archive versions read here field by field are compressed so (1.14: pg_dump
 12 to 15); for any other, :class:`UnsupportedArchive` is raised before a byte is
 written, and the caller lets pg_dump compress.
+
+:func:`read_contents` reads the same versions' table of contents, and finds every
+table's data in the archive, for a parallel restore's loader (``pgload``).
 """
 
 from __future__ import annotations
@@ -144,8 +147,9 @@ def compress_archive(
         _Compressor(reader, out, pool, threads or os.cpu_count() or 1).run(header)
 
 
-def _read_header(reader: _Reader) -> bytes:
-    """Return the header with its compression set to pg_dump's default."""
+def _read_start(reader: _Reader) -> tuple[bytes, int]:
+    """Read the header up to its compression; return its bytes before that, and the
+    compression. Raise UnsupportedArchive for a version or layout not parsed here."""
     start = reader.take(len(MAGIC) + 6)  # an empty output: pg_dump failed
     if start[:5] != MAGIC:
         raise UnsupportedArchive("not a pg_dump archive")
@@ -155,10 +159,15 @@ def _read_header(reader: _Reader) -> bytes:
             f"archive version {vmaj}.{vmin} (int {int_size}, format {fmt}) is not "
             "parsed here"
         )
-    _raw, compression = reader.int()
+    reader.off_size = off_size
+    return start, reader.int()[1]
+
+
+def _read_header(reader: _Reader) -> bytes:
+    """Return the header with its compression set to pg_dump's default."""
+    start, compression = _read_start(reader)
     if compression != 0:
         raise UnsupportedArchive("the archive is compressed already")
-    reader.off_size = off_size
     return start + write_int(DEFAULT_COMPRESSION)
 
 
@@ -311,17 +320,8 @@ def read_contents(path) -> Contents:
     """
     with open(path, "rb") as fh:
         reader = _Reader(fh)
-        start = reader.take(len(MAGIC) + 6)
-        if start[:5] != MAGIC:
-            raise UnsupportedArchive("not a pg_dump archive")
-        vmaj, vmin, _vrev, int_size, off_size, fmt = start[5:11]
-        if (vmaj, vmin) not in SUPPORTED or int_size != 4 or fmt != FORMAT_CUSTOM:
-            raise UnsupportedArchive(
-                f"archive version {vmaj}.{vmin} (int {int_size}, format {fmt}) is "
-                "not parsed here"
-            )
-        reader.off_size = off_size
-        _raw, compression = reader.int()
+        _start, compression = _read_start(reader)
+        off_size = reader.off_size
         if not -1 <= compression <= 9:
             raise UnsupportedArchive(f"compression {compression} is not zlib")
         for _ in range(7):  # creation time
