@@ -1,14 +1,16 @@
 """Wait until the database holds every migration of the code:
-``python -m apps.jobs.wait_migrated [--timeout SECONDS]``.
+``python -m apps.jobs.wait_migrated [--timeout SECONDS] [-- COMMAND ...]``.
 
 Celery Beat reads its schedule tables the moment it starts. Started beside the
 process that migrates (the django container runs ``migrate_safely`` at every start:
 on a first start the tables do not exist yet, on an upgrade they are being changed),
 it would crash on ``relation "django_celery_beat_crontabschedule" does not exist``, or
 send jobs of the new code against the old schema. So the beat containers run this
-first (compose/*/django/celery/beat/start). It says once what it waits for, and again
-whenever that changes; exit 0 as soon as nothing is left to apply, 1 when
-``--timeout`` (default 600 s) passes first, naming what is still missing.
+first (compose/*/django/celery/beat/start), and so does ``manage.py backend start``'s
+beat (its COMMAND, which replaces this process once the schema is ready). It says once
+what it waits for, and again whenever that changes; exit 0 (or run COMMAND) as soon as
+nothing is left to apply, 1 when ``--timeout`` (default 600 s) passes first, naming
+what is still missing.
 """
 
 from __future__ import annotations
@@ -90,12 +92,29 @@ def main(argv: list[str] | None = None) -> int:
         default=DEFAULT_TIMEOUT,
         help=f"seconds to wait at most (default {DEFAULT_TIMEOUT:.0f})",
     )
+    parser.add_argument(
+        "command",
+        nargs=argparse.REMAINDER,
+        help="after --: the command to run in this process's place once migrated",
+    )
     options = parser.parse_args(argv)
     if not 0 <= options.timeout < 10**7:
         parser.error("--timeout takes seconds from 0 to 9999999")
+    command = options.command[1:] if options.command[:1] == ["--"] else options.command
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
     django.setup()
-    return 0 if wait(options.timeout) else 1
+    if not wait(options.timeout):
+        return 1
+    if command:
+        connection.close()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        try:
+            os.execvp(command[0], command)
+        except OSError as exc:
+            print(f"Cannot run {command[0]!r}: {exc.strerror}.", file=sys.stderr)
+            return 1
+    return 0
 
 
 if __name__ == "__main__":

@@ -385,8 +385,13 @@ def plan_backend(
     if workers == 0:
         notes.append("--workers 0: no Celery worker started")
     if beat:
+        # As in the beat containers: Beat reads its schedule tables at once, so it
+        # waits for the migrations (apps/jobs/wait_migrated.py), then takes its place.
+        waiting = [python, "-m", "apps.jobs.wait_migrated", "--"]
         specs.append(
-            ProcessSpec("beat", "beat", [*celery, "beat", "--loglevel", "INFO"])
+            ProcessSpec(
+                "beat", "beat", [*waiting, *celery, "beat", "--loglevel", "INFO"]
+            )
         )
     else:
         notes.append("--disable-beat: scheduled jobs will not run")

@@ -82,3 +82,41 @@ def test_a_timeout_out_of_range_is_refused_before_any_wait(tmp_path):
         _out, err = done.communicate(timeout=60)
         assert done.returncode == 2, bad
         assert "--timeout" in err and "Traceback" not in err, err
+
+
+def test_the_command_after_dashes_runs_in_its_place_once_migrated(tmp_path):
+    """What `backend start` runs as its beat: the waiter, then Beat in the same
+    process (the supervisor's pid, signals and log stay Beat's)."""
+    env = environment(tmp_path)
+    manage(env, "migrate", "--noinput", timeout=300, check=True)
+    done = waiter(
+        env,
+        "--timeout",
+        "0",
+        "--",
+        sys.executable,
+        "-c",
+        "import os; print(os.getpid())",
+    )
+    out, err = done.communicate(timeout=120)
+    assert (done.returncode, err) == (0, "")
+    assert out.strip() == str(done.pid)
+
+
+def test_the_command_is_not_run_when_the_wait_gives_up(tmp_path):
+    done = waiter(
+        environment(tmp_path), "--timeout", "0", "--", sys.executable, "-c", "print(1)"
+    )
+    out, err = done.communicate(timeout=120)
+    assert (done.returncode, out) == (1, "")
+    assert "Gave up after 0 s: " in err
+
+
+def test_a_command_that_cannot_run_is_named(tmp_path):
+    env = environment(tmp_path)
+    manage(env, "migrate", "--noinput", timeout=300, check=True)
+    done = waiter(env, "--timeout", "0", "--", "no-such-beat-command")
+    out, err = done.communicate(timeout=120)
+    assert done.returncode == 1
+    assert "Cannot run 'no-such-beat-command': No such file or directory." in err
+    assert "Traceback" not in err

@@ -256,3 +256,20 @@ def test_foreground_start_stops_all_children_on_ctrl_c(child_env):
     assert f"server (PID {running['server']['pid']}) stopped" in output
     assert not pid_running(running["server"]["pid"])
     assert processes(child_env) == {}
+
+
+def test_beat_waits_for_the_migrations_then_becomes_beat(settings):
+    settings.STAGEHAND_HAS_BROKER = True
+    specs, _note = backend.plan_backend(workers=1, bind="127.0.0.1:8000", beat=True)
+    (beat,) = [spec for spec in specs if spec.role == "beat"]
+    python = sys.executable
+    waiter = [python, "-m", "apps.jobs.wait_migrated", "--"]
+    assert beat.command[: len(waiter)] == waiter
+    assert beat.command[len(waiter) :][:5] == [
+        python,
+        "-m",
+        "celery",
+        "-A",
+        "config.celery_app",
+    ]
+    assert "beat" in beat.command[len(waiter) :]
