@@ -247,3 +247,32 @@ def test_a_failed_load_leaves_the_live_database(tables, live, monkeypatch):
 
 def test_isal_inflates():
     assert pgload._inflating is isal_zlib  # requirements/base.txt has it
+
+
+def test_a_chunk_longer_than_any_pg_dump_writes_is_damage_not_an_allocation(
+    live, tmp_path
+):
+    settings_dict = connections["default"].settings_dict
+    with connections["default"].cursor() as cursor:
+        cursor.execute("CREATE TABLE load_small (id int)")
+    try:
+        path = tmp_path / "block"
+        path.write_bytes(pgarchive.write_int(2**32 - 1) + b"\x78\x9c")
+        table = pgarchive.TableData(
+            1, "public", "load_small", "COPY public.load_small (id) FROM stdin", 0, 1
+        )
+        contents = pgarchive.Contents(-1, "UTF8", "on", [table], [])
+        with pytest.raises(BackupDamaged, match="a chunk of 4294967295 bytes"):
+            pgload.load(
+                path, contents, lambda: postgresql.connect(settings_dict, live), 1
+            )
+    finally:
+        with connections["default"].cursor() as cursor:
+            cursor.execute("DROP TABLE load_small")
+
+
+def test_names_in_another_encoding_leave_the_archive_to_pg_restore():
+    latin1 = pgarchive.write_int(4) + "café".encode("latin-1")
+    with pytest.raises(pgarchive.UnsupportedArchive, match="not UTF-8"):
+        pgarchive._text(latin1)
+    assert pgarchive._text(pgarchive.write_int(5) + "café".encode()) == "café"

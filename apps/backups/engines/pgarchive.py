@@ -283,6 +283,9 @@ class _Compressor:
             self.pending.popleft()()
 
 
+# No chunk pg_dump (4 KiB compressed, a row uncompressed) or compress_archive (a piece)
+# writes comes near this: a longer one is a damaged archive, not an allocation.
+MAX_CHUNK = 256 * 1024 * 1024
 # Sections of a table of contents entry, and the states of its data offset.
 SECTION_DATA, SECTION_POST_DATA = 3, 4
 _OFFSET_SET, _NO_DATA = 2, 3
@@ -366,7 +369,10 @@ def read_contents(path) -> Contents:
 
 
 def _text(raw: bytes) -> str:
-    return raw[_INT.size :].decode("utf-8", errors="replace")
+    try:
+        return raw[_INT.size :].decode("utf-8")
+    except UnicodeDecodeError:  # a name in another server encoding: pg_restore's
+        raise UnsupportedArchive("names that are not UTF-8") from None
 
 
 def _quoted(defn: str, default: str) -> str:
@@ -392,6 +398,8 @@ def _locate_blocks(
             length = _INT.unpack(header)[1]
             if length == 0:
                 return position, size
+            if length > MAX_CHUNK:
+                raise ArchiveError(f"a chunk of {length} bytes (damaged)")
             size += length
             fh.seek(length, os.SEEK_CUR)
 

@@ -29,11 +29,12 @@ import zlib
 from collections.abc import Callable
 
 import psycopg
+from psycopg import sql
 
 from ..errors import BackupDamaged, BackupError, describe
-from .pgarchive import _INT, ArchiveError, Contents, TableData
+from .pgarchive import _INT, MAX_CHUNK, ArchiveError, Contents, TableData
 
-try:
+try:  # ISA-L's inflater (the same zlib streams, about 3x the speed), else zlib's
     from isal import isal_zlib as _inflating
 except ImportError:  # pragma: no cover - isal is in requirements/base.txt
     _inflating = zlib
@@ -42,11 +43,6 @@ except ImportError:  # pragma: no cover - isal is in requirements/base.txt
 # archives' chunks are up to about 200 KiB, pg_dump's own 4 KiB).
 SEND = 256 * 1024
 CHUNK = 1024 * 1024
-
-
-def _decompressobj():
-    """ISA-L's inflater where it is installed (the same zlib streams), else zlib's."""
-    return _inflating.decompressobj()
 
 
 def use_list(contents: Contents) -> str:
@@ -73,6 +69,7 @@ def load(
     stop = threading.Event()
 
     def worker() -> None:
+        table = None
         try:
             with connect() as conn, open(path, "rb", buffering=0) as fh:
                 _set_up(conn, contents)
@@ -81,20 +78,9 @@ def load(
                         table = work.get_nowait()
                     except queue.Empty:
                         return
-                    try:
-                        _load_table(conn, fh, table, contents.compression, stop)
-                    except BackupError:
-                        raise
-                    except (psycopg.OperationalError, psycopg.InterfaceError):
-                        raise
-                    except Exception as exc:
-                        raise BackupDamaged(
-                            f"the backup's rows of {table.schema}.{table.table} do "
-                            f"not load ({describe(exc)}); the live database was not "
-                            "changed."
-                        ) from exc
+                    _load_table(conn, fh, table, contents.compression, stop)
         except BaseException as exc:  # noqa: BLE001 - raised by the caller's thread
-            failures.append(exc)
+            failures.append(_as_backup_error(exc, table))
             stop.set()
 
     threads = [
@@ -106,7 +92,7 @@ def load(
     for thread in threads:
         thread.join()
     if failures:
-        raise _as_backup_error(failures[0])
+        raise failures[0]
 
 
 def _set_up(conn: psycopg.Connection, contents: Contents) -> None:
@@ -135,12 +121,12 @@ def _load_table(
     compression: int,
     stop: threading.Event,
 ) -> None:
-    from .postgresql import quote  # noqa: PLC0415 - it imports this module
-
-    name = f"{quote(table.schema)}.{quote(table.table)}"
+    truncate = sql.SQL("TRUNCATE ONLY {}").format(
+        sql.Identifier(table.schema, table.table)
+    )
     try:
         with conn.transaction():
-            conn.execute(f"TRUNCATE ONLY {name}")
+            conn.execute(truncate)
             _copy(conn, fh, table, compression, stop, f"{table.copy} (FREEZE)")
         return
     except (
@@ -161,7 +147,7 @@ def _copy(conn, fh, table: TableData, compression: int, stop, statement: str) ->
     in page faults on freshly mapped memory.
     """
     fh.seek(table.offset)
-    inflater = _decompressobj() if compression != 0 else None
+    inflater = _inflating.decompressobj() if compression != 0 else None
     header = bytearray(_INT.size)
     buffer = bytearray(CHUNK)
     pending = bytearray()
@@ -182,6 +168,8 @@ def _copy(conn, fh, table: TableData, compression: int, stop, statement: str) ->
             if stop.is_set():
                 raise BackupError("the load of the tables' data was stopped")
             if length > len(buffer):
+                if length > MAX_CHUNK:
+                    raise ArchiveError(f"a chunk of {length} bytes (damaged)")
                 buffer = bytearray(length)
             chunk = memoryview(buffer)[:length]
             if fh.readinto(chunk) != length:
@@ -204,11 +192,18 @@ def _copy(conn, fh, table: TableData, compression: int, stop, statement: str) ->
             copy.write(pending)
 
 
-def _as_backup_error(exc: BaseException) -> BaseException:
+def _as_backup_error(exc: BaseException, table: TableData | None) -> BaseException:
+    """What a worker's failure means for the restore (loading ``table``, if any)."""
+    if isinstance(exc, BackupError) or not isinstance(exc, Exception):
+        return exc
     if isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError)):
         return BackupError(
             f"loading the tables' data into the new database failed "
             f"({describe(exc)}); check that the server answers and restore again. "
             "The live database was not changed."
         )
-    return exc
+    rows = f"{table.schema}.{table.table}" if table else "its tables"
+    return BackupDamaged(
+        f"the backup's rows of {rows} do not load ({describe(exc)}); the live "
+        "database was not changed."
+    )

@@ -513,10 +513,10 @@ class PostgreSQL(Engine):
         """
         try:
             contents = read_contents(path)
-        except ArchiveError:
-            contents = (
-                None  # another layout, or damaged: pg_restore or the checksum say
-            )
+        except (
+            ArchiveError
+        ):  # another layout, or damaged: pg_restore or the checksum say
+            contents = None
         check = None if verified else lambda: self._check_file(item, path, progress)
         if contents is None:
             self._pg_restore([*self._pg_restore_args(target, jobs), str(path)], check)
@@ -534,8 +534,7 @@ class PostgreSQL(Engine):
                 ],
                 check,
             )
-        fresh = dict(self.settings_dict, NAME=target)
-        pgload.load(path, contents, lambda: connect(fresh, target), jobs)
+        pgload.load(path, contents, lambda: connect(self.settings_dict, target), jobs)
         self._pg_restore(
             [*self._pg_restore_args(target, jobs), "--section=post-data", str(path)]
         )
