@@ -7,10 +7,7 @@ admin, ``/readyz``, logs) passes it through :func:`mask_url` or :func:`mask_sett
 from __future__ import annotations
 
 import re
-from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
-
-from django.views.debug import SafeExceptionReporterFilter
 
 MASK = "***"
 
@@ -67,15 +64,3 @@ def mask_setting(name: str, value: object) -> object:
     if isinstance(value, str):
         return mask_url(value)
     return value
-
-
-class ExceptionReporterFilter(SafeExceptionReporterFilter):
-    """Django's error page and error reports, with every setting masked as
-    :func:`mask_setting` does (Django hides only names such as ``*_KEY``, not a
-    password inside ``CACHES``' ``LOCATION``)."""
-
-    def cleanse_setting(self, key: Any, value: Any) -> Any:
-        value = super().cleanse_setting(key, value)
-        if isinstance(value, str):
-            return mask_setting(str(key), value)
-        return value

@@ -405,7 +405,7 @@ SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
 # Error pages and reports list the settings: URLs in them are masked (secrets.py).
-DEFAULT_EXCEPTION_REPORTER_FILTER = "apps.core.secrets.ExceptionReporterFilter"
+DEFAULT_EXCEPTION_REPORTER_FILTER = "apps.core.error_reports.ExceptionReporterFilter"
 
 # METRICS
 # ------------------------------------------------------------------------------

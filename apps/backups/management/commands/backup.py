@@ -2,7 +2,6 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError
 
-from apps.backups.serializers import BackupSerializer
 from apps.backups.services import BackupError, backup
 from apps.core.databases import database_size
 from apps.core.output import Progress, human_duration, human_size, write_json
@@ -13,6 +12,11 @@ class Command(BaseCommand):
         "Dump the database into the backup storage under backup/, streamed, with a "
         "metadata file holding its SHA-256. Nothing is left behind when it fails."
     )
+    # No system checks first: they check the web side (URLs, the admin, templates),
+    # which a backup command never uses, and one failing must not stand between an
+    # operator and a backup or a restore; the command checks the database and the
+    # storage it uses itself (docs/backup-restore.md).
+    requires_system_checks: list = []
 
     def add_arguments(self, parser) -> None:
         parser.add_argument(
@@ -53,6 +57,10 @@ class Command(BaseCommand):
             except BackupError as exc:
                 raise CommandError(f"Backup failed: {exc}") from exc
         if json:
+            # DRF only for --json: its serializers cost ~100 ms of every start-up
+            # (docs/architecture.md, "What a command loads").
+            from apps.backups.serializers import BackupSerializer  # noqa: PLC0415
+
             write_json(
                 self.stdout,
                 {

@@ -2,7 +2,6 @@ import datetime as dt
 
 from django.core.management.base import BaseCommand, CommandError
 
-from apps.backups.serializers import BackupSerializer
 from apps.backups.services import VERIFIED_FAILED, BackupError, list_backups
 from apps.core.output import (
     counted,
@@ -19,6 +18,11 @@ class Command(BaseCommand):
         "rehearsal verified each (ok, failed, not yet); an incomplete or damaged one "
         "is shown as such and never restores as latest."
     )
+    # No system checks first: they check the web side (URLs, the admin, templates),
+    # which a backup command never uses, and one failing must not stand between an
+    # operator and a backup or a restore; the command checks the database and the
+    # storage it uses itself (docs/backup-restore.md).
+    requires_system_checks: list = []
 
     def add_arguments(self, parser) -> None:
         parser.add_argument(
@@ -31,6 +35,10 @@ class Command(BaseCommand):
         except BackupError as exc:
             raise CommandError(str(exc)) from exc
         if json:
+            # DRF only for --json: its serializers cost ~100 ms of every start-up
+            # (docs/architecture.md, "What a command loads").
+            from apps.backups.serializers import BackupSerializer  # noqa: PLC0415
+
             write_json(self.stdout, BackupSerializer(backups, many=True).data)
             return
         now = dt.datetime.now(dt.UTC)

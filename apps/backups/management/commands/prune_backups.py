@@ -11,6 +11,11 @@ class Command(BaseCommand):
         "newer than the newest verified, count; the newest verified and the newest "
         "complete backup are always kept; incomplete ones go once a day old."
     )
+    # No system checks first: they check the web side (URLs, the admin, templates),
+    # which a backup command never uses, and one failing must not stand between an
+    # operator and a backup or a restore; the command checks the database and the
+    # storage it uses itself (docs/backup-restore.md).
+    requires_system_checks: list = []
 
     def add_arguments(self, parser) -> None:
         parser.add_argument(

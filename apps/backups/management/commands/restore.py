@@ -1,6 +1,5 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from apps.backups.serializers import RestoreResultSerializer
 from apps.backups.services import (
     BackupError,
     Rehearsal,
@@ -27,6 +26,11 @@ class Command(BaseCommand):
         "swapped in only when complete, and the previous database is kept for a "
         "rollback. --dry-run and --verify rehearse it in a scratch database instead."
     )
+    # No system checks first: they check the web side (URLs, the admin, templates),
+    # which a backup command never uses, and one failing must not stand between an
+    # operator and a backup or a restore; the command checks the database and the
+    # storage it uses itself (docs/backup-restore.md).
+    requires_system_checks: list = []
 
     def add_arguments(self, parser) -> None:
         parser.add_argument(
@@ -104,7 +108,7 @@ class Command(BaseCommand):
             if dry_run:
                 plan = restore(name, database, dry_run=True, pg_jobs=jobs)
                 if json:
-                    write_json(self.stdout, RestoreResultSerializer(plan).data)
+                    write_json(self.stdout, _as_json(plan))
                     self._end_rehearsal(plan.rehearsal, "", quiet=True)
                     return
                 self._describe(plan)
@@ -140,7 +144,7 @@ class Command(BaseCommand):
         except BackupError as exc:
             raise CommandError(f"Restore failed: {exc}") from exc
         if json:
-            write_json(self.stdout, RestoreResultSerializer(result).data)
+            write_json(self.stdout, _as_json(result))
             return
         self._describe(result)
         if result.interrupted:
@@ -233,3 +237,12 @@ class Command(BaseCommand):
                 f"{report.duration:.1f} s, then dropped)."
             )
         )
+
+
+def _as_json(result) -> dict:
+    """The restore's (or dry run's) outcome as the API answers it."""
+    # DRF only for --json: its serializers cost ~100 ms of every start-up
+    # (docs/architecture.md, "What a command loads").
+    from apps.backups.serializers import RestoreResultSerializer  # noqa: PLC0415
+
+    return RestoreResultSerializer(result).data
