@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+import os
 import sqlite3
 import threading
 from io import StringIO
@@ -15,7 +16,7 @@ from django.core.management import CommandError
 
 from apps.backups import services
 from apps.jobs.registry import get_job
-from tests.helpers import call, documented, run_json
+from tests.helpers import call, documented, manage, run_json
 
 from .conftest import (
     SQLITE_ALIAS,
@@ -376,3 +377,29 @@ def test_jobs_run_verify_backup_rehearses_the_newest_backup(sqlite_db, backup_ro
     output = call("jobs", "run", "verify-backup", f"database={SQLITE_ALIAS}")
     assert f"{name} restores: 3 rows in 1 table as dumped" in output
     assert json.loads(call("backups", "--json"))[0]["verified"] == "ok"
+
+
+def test_a_failing_system_check_does_not_stand_in_the_way_of_a_restore(tmp_path):
+    """The backup commands run no system checks: a setting that fails one (here
+    LOG_FORMAT, ops.E002) stops `check` and the web's commands, not a backup or a
+    restore, run as an operator runs them."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("REDIS_URL", "CELERY_BROKER_URL", "AWS_STORAGE_BUCKET_NAME")
+    }
+    env.update(
+        DJANGO_SETTINGS_MODULE="config.settings.local",
+        DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        STAGEHAND_VAR_DIR=str(tmp_path / "var"),
+    )
+    manage(env, "migrate", "--noinput", timeout=300, check=True)
+    broken = {**env, "LOG_FORMAT": "yaml"}
+    refused = manage(broken, "check")
+    assert refused.returncode != 0 and "ops.E002" in refused.stderr
+    backed_up = manage(broken, "backup", check=True)
+    name = backed_up.stdout.split(" to ", 1)[1].split(" ", 1)[0]
+    assert name in manage(broken, "backups", check=True).stdout
+    restored = manage(broken, "restore", name, "--noinput", check=True)
+    assert f"Restored default from {name}." in restored.stdout
+    manage(broken, "prune_backups", "--keep", "5", "--dry-run", check=True)
