@@ -41,7 +41,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import backup  # noqa: E402 - the generator and the meters of bench/backup.py
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from apps.backups.engines import pgarchive, pgload  # noqa: E402 - restore's loader
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
+import django  # noqa: E402
+
+django.setup()  # for restore's session settings (BACKUP_RESTORE_MAINTENANCE_WORK_MEM)
+from apps.backups.engines import pgarchive, pgload, postgresql  # noqa: E402
 
 SOURCE = "stagehand_bench_paths"
 TARGET = "stagehand_bench_paths_restored"
@@ -54,10 +58,9 @@ def fresh_target(server: str) -> None:
 
 
 def pg_restore(server: str, dump: Path, *extra: str) -> None:
-    env = {
-        **os.environ,
-        "PGOPTIONS": "-c synchronous_commit=off -c maintenance_work_mem=256MB",
-    }
+    """pg_restore with the sessions ``manage.py restore`` gives it (restore_env)."""
+    jobs = max([int(a.split("=")[1]) for a in extra if a.startswith("--jobs=")] or [1])
+    env = postgresql.restore_env({}, jobs)
     subprocess.run(
         ["pg_restore", "--no-owner", "--no-acl", "--exit-on-error", *extra]
         + [f"--dbname={server}/{TARGET}", str(dump)],

@@ -351,8 +351,9 @@ BACKUP_RESTORE_JOBS = env.int("BACKUP_RESTORE_JOBS", default=0)
 BACKUP_SPOOL_DIR = env("BACKUP_SPOOL_DIR", default="")
 # maintenance_work_mem of pg_restore's sessions (each job's), for the index builds
 # after the data ("Populating a Database" in PostgreSQL's docs); empty: the server's.
+# A build takes only what its sort needs, up to this: with N jobs, up to N times it.
 BACKUP_RESTORE_MAINTENANCE_WORK_MEM = env(
-    "BACKUP_RESTORE_MAINTENANCE_WORK_MEM", default="256MB"
+    "BACKUP_RESTORE_MAINTENANCE_WORK_MEM", default="512MB"
 )
 
 # SEARCH

@@ -346,5 +346,5 @@ def live(transactional_db):
     with connections["default"].cursor() as cursor:
         cursor.execute(
             "DROP TABLE IF EXISTS backup_pair, backup_probe, backup_probe_limits;"
-            "DROP FUNCTION IF EXISTS backup_probe_ok(int);"
+            "DROP FUNCTION IF EXISTS backup_probe_ok(int), backup_probe_settings(int);"
         )

@@ -5,11 +5,13 @@ left to pg_restore, and pg_restore --jobs whole for an archive not read here."""
 from __future__ import annotations
 
 import subprocess
+import zlib
 
+import psycopg
 import pytest
 from django.core.management import CommandError
 from django.db import connections
-from isal import isal_zlib
+from isal import igzip_lib
 
 from apps.accounts.models import User
 from apps.backups.engines import pgarchive, pgload, postgresql
@@ -197,6 +199,62 @@ def test_a_table_copy_freeze_refuses_is_loaded_without_it(live, tmp_path):
             cursor.execute("DROP TABLE load_parts")
 
 
+def test_once_every_load_has_begun_no_table_is_seen_empty(live, tmp_path):
+    """What restore starts the index builds on: when ``held()`` is called, every
+    table is either loaded or locked by its load, never empty to another session."""
+    settings_dict = connections["default"].settings_dict
+    names = ("load_a", "load_b", "load_c")
+    with connections["default"].cursor() as cursor:
+        cursor.execute(";".join(f"CREATE TABLE {name} (id int)" for name in names))
+    try:
+        path = tmp_path / "blocks"
+        tables, offset, data = [], 0, b""
+        for number, name in enumerate(names, 1):
+            rows = b"".join(b"%d\n" % n for n in range(1000 * number))
+            block = pgarchive.write_int(len(rows)) + rows + pgarchive.write_int(0)
+            copy = f"COPY public.{name} (id) FROM stdin"
+            tables.append(
+                pgarchive.TableData(number, "public", name, copy, offset, len(rows))
+            )
+            offset, data = offset + len(block), data + block
+        path.write_bytes(data)
+        contents = pgarchive.Contents(0, "UTF8", "on", tables, [])
+        seen: list[dict] = []
+
+        def held() -> None:
+            found = {}
+            with postgresql.connect(settings_dict, live) as other:
+                other.execute("SET lock_timeout = '200ms'")
+                for name in names:
+                    try:
+                        found[name] = other.execute(
+                            f"SELECT count(*) FROM {name}"
+                        ).fetchone()[0]
+                    except psycopg.errors.LockNotAvailable:
+                        found[name] = "locked"
+            seen.append(found)
+
+        pgload.load(
+            path,
+            contents,
+            lambda: postgresql.connect(settings_dict, live),
+            2,
+            held=held,
+        )
+        assert len(seen) == 1  # once
+        full = {name: 1000 * number for number, name in enumerate(names, 1)}
+        assert all(seen[0][name] in (full[name], "locked") for name in names)
+        # The table whose COPY has just begun (in the thread calling held) at least.
+        assert "locked" in seen[0].values()
+        with connections["default"].cursor() as cursor:
+            for name in names:
+                cursor.execute(f"SELECT count(*) FROM {name}")
+                assert cursor.fetchone() == (full[name],)
+    finally:
+        with connections["default"].cursor() as cursor:
+            cursor.execute(f"DROP TABLE IF EXISTS {', '.join(names)}")
+
+
 def test_data_that_does_not_inflate_is_a_damaged_backup(live, tmp_path):
     settings_dict = connections["default"].settings_dict
     with connections["default"].cursor() as cursor:
@@ -246,7 +304,55 @@ def test_a_failed_load_leaves_the_live_database(tables, live, monkeypatch):
 
 
 def test_isal_inflates():
-    assert pgload._inflating is isal_zlib  # requirements/base.txt has it
+    assert pgload._igzip is igzip_lib  # requirements/base.txt has it
+
+
+@pytest.mark.parametrize("inflater", ["isal", "zlib"])
+def test_every_row_arrives_whichever_inflater(live, tmp_path, monkeypatch, inflater):
+    """Rows that compress 100-fold, in chunks that each inflate to many pieces: with
+    ISA-L, and with zlib where isal is not installed."""
+    if inflater == "zlib":
+        monkeypatch.setattr(pgload, "_igzip", None)
+    settings_dict = connections["default"].settings_dict
+    with connections["default"].cursor() as cursor:
+        cursor.execute("CREATE TABLE load_small (id int, note text)")
+    try:
+        rows = b"".join(b"%d\t%s\n" % (n, b"same words " * 20) for n in range(50000))
+        compressed = zlib.compress(rows, 6)
+        assert len(rows) > 60 * len(compressed)
+        chunks = [compressed[i : i + 4000] for i in range(0, len(compressed), 4000)]
+        path = tmp_path / "block"
+        path.write_bytes(
+            b"".join(pgarchive.write_int(len(c)) + c for c in chunks)
+            + pgarchive.write_int(0)
+        )
+        table = pgarchive.TableData(
+            1,
+            "public",
+            "load_small",
+            "COPY public.load_small (id, note) FROM stdin",
+            0,
+            1,
+        )
+        contents = pgarchive.Contents(-1, "UTF8", "on", [table], [])
+        pgload.load(path, contents, lambda: postgresql.connect(settings_dict, live), 1)
+        with connections["default"].cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*), min(id), max(id), count(DISTINCT note) FROM load_small"
+            )
+            assert cursor.fetchone() == (50000, 0, 49999, 1)
+        # Cut short: the stream's end is missing.
+        path.write_bytes(
+            b"".join(pgarchive.write_int(len(c)) + c for c in chunks[:-1])
+            + pgarchive.write_int(0)
+        )
+        with pytest.raises(BackupDamaged, match="ends early"):
+            pgload.load(
+                path, contents, lambda: postgresql.connect(settings_dict, live), 1
+            )
+    finally:
+        with connections["default"].cursor() as cursor:
+            cursor.execute("DROP TABLE load_small")
 
 
 def test_a_chunk_longer_than_any_pg_dump_writes_is_damage_not_an_allocation(

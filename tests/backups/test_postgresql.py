@@ -191,6 +191,56 @@ def test_wrong_checksum_is_refused_before_the_swap(live, backup_root):
     assert other_databases(live) == []
 
 
+def test_rows_that_do_not_inflate_are_reported_as_a_checksum_mismatch(
+    live, backup_root
+):
+    """The checksum is read beside the load: damage that the load meets first is
+    still reported as the damaged backup it is, not as rows the server refused."""
+    with connections["default"].cursor() as cursor:
+        cursor.execute(
+            "CREATE TABLE backup_probe (id int PRIMARY KEY, body text);"
+            "INSERT INTO backup_probe SELECT g, md5(g::text) || md5((g * 7)::text)"
+            " FROM generate_series(1, 200000) g"
+        )
+    name = take_backup()
+    dump = backup_root / "backup" / name
+    data = bytearray(dump.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # inside backup_probe's compressed rows
+    dump.write_bytes(bytes(data))
+    with pytest.raises(CommandError, match="does not match its checksum"):
+        call("restore", name, "--noinput", "--jobs", "2")
+    assert other_databases(live) == []
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_index_builds_run_with_the_restore_session_settings(live, jobs):
+    """An index whose expression reports the settings of the session building it,
+    in the new database only: pg_restore's sessions are the restore's own."""
+    with connections["default"].cursor() as cursor:
+        cursor.execute(
+            "CREATE TABLE backup_probe (v int);"
+            "INSERT INTO backup_probe VALUES (1);"
+            "CREATE FUNCTION backup_probe_settings(v int) RETURNS int IMMUTABLE "
+            "LANGUAGE plpgsql AS $$ BEGIN "
+            f"IF current_database() <> '{live}' THEN RAISE EXCEPTION "
+            "'index built with %/%/%', current_setting('synchronous_commit'), "
+            "current_setting('maintenance_work_mem'), "
+            "current_setting('max_parallel_maintenance_workers'); END IF; "
+            "RETURN v; END $$;"
+            "CREATE INDEX backup_probe_settings_idx ON backup_probe "
+            "(backup_probe_settings(v));"
+        )
+        cursor.execute("SHOW max_parallel_maintenance_workers")
+        server_workers = cursor.fetchone()[0]
+    name = take_backup()
+    # Several jobs are the parallelism: no parallel workers of an index build's own.
+    # One job's builds keep the server's.
+    workers = "0" if jobs == "2" else server_workers
+    with pytest.raises(CommandError, match=f"index built with off/512MB/{workers}\\b"):
+        call("restore", name, "--noinput", "--jobs", jobs)
+    assert other_databases(live) == []
+
+
 def test_wrong_engine_is_refused(live, sqlite_db):
     make_users()
     before = snapshot()

@@ -26,7 +26,7 @@ from __future__ import annotations
 import queue
 import threading
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import psycopg
 from psycopg import sql
@@ -35,13 +35,15 @@ from ..errors import BackupDamaged, BackupError, describe
 from .pgarchive import _INT, MAX_CHUNK, ArchiveError, Contents, TableData
 
 try:  # ISA-L's inflater (the same zlib streams, about 3x the speed), else zlib's
-    from isal import isal_zlib as _inflating
+    from isal import igzip_lib as _igzip
 except ImportError:  # pragma: no cover - isal is in requirements/base.txt
-    _inflating = zlib
+    _igzip = None
 
-# Bytes of rows sent to the server at a time, and the read buffer's first size (our
-# archives' chunks are up to about 200 KiB, pg_dump's own 4 KiB).
-SEND = 256 * 1024
+# The most bytes of rows inflated and sent to the server at a time (below malloc's
+# threshold for memory mapped afresh, and psycopg's for slicing a write into copies),
+# and the read buffer's first size (our archives' chunks are up to about 200 KiB,
+# pg_dump's own 4 KiB).
+SEND = 64 * 1024
 CHUNK = 1024 * 1024
 
 
@@ -55,18 +57,36 @@ def load(
     contents: Contents,
     connect: Callable[[], psycopg.Connection],
     jobs: int,
+    *,
+    stop: threading.Event | None = None,
+    held: Callable[[], None] | None = None,
 ) -> None:
     """Load every table's data from the archive at ``path`` on ``jobs`` connections
-    made by ``connect``, largest table first; all stop at the first failure.
+    made by ``connect``, largest table first; all stop at the first failure, or once
+    ``stop`` is set.
+
+    ``held()`` is called once, from a loading thread, when every table's load has
+    begun: each table is then either loaded or locked by the transaction loading it,
+    so that another session's statement on it (an index build) waits for its rows
+    instead of finding it empty.
 
     Raise BackupDamaged when a table's rows do not load (the server refuses them, or
-    they do not inflate), BackupError when a connection fails.
+    they do not inflate), BackupError when a connection fails or it was stopped.
     """
     work: queue.SimpleQueue[TableData] = queue.SimpleQueue()
     for table in contents.tables:
         work.put(table)
     failures: list[BaseException] = []
-    stop = threading.Event()
+    stop = stop or threading.Event()
+    waiting = [len(contents.tables)]  # tables whose load has not begun
+    counting = threading.Lock()
+
+    def begun() -> None:
+        with counting:
+            waiting[0] -= 1
+            last = waiting[0] == 0
+        if last and held is not None:
+            held()
 
     def worker() -> None:
         table = None
@@ -78,7 +98,7 @@ def load(
                         table = work.get_nowait()
                     except queue.Empty:
                         return
-                    _load_table(conn, fh, table, contents.compression, stop)
+                    _load_table(conn, fh, table, contents.compression, stop, begun)
         except BaseException as exc:  # noqa: BLE001 - raised by the caller's thread
             failures.append(_as_backup_error(exc, table))
             stop.set()
@@ -93,6 +113,8 @@ def load(
         thread.join()
     if failures:
         raise failures[0]
+    if stop.is_set():  # by the caller, between two tables
+        raise BackupError("the load of the tables' data was stopped")
 
 
 def _set_up(conn: psycopg.Connection, contents: Contents) -> None:
@@ -120,14 +142,24 @@ def _load_table(
     table: TableData,
     compression: int,
     stop: threading.Event,
+    begun: Callable[[], None],
 ) -> None:
+    """Load one table; ``begun()`` once its COPY has begun (the table locked)."""
     truncate = sql.SQL("TRUNCATE ONLY {}").format(
         sql.Identifier(table.schema, table.table)
     )
+    started = False
+
+    def copying() -> None:
+        nonlocal started
+        if not started:
+            started = True
+            begun()
+
     try:
         with conn.transaction():
             conn.execute(truncate)
-            _copy(conn, fh, table, compression, stop, f"{table.copy} (FREEZE)")
+            _copy(conn, fh, table, compression, stop, f"{table.copy} (FREEZE)", copying)
         return
     except (
         psycopg.errors.FeatureNotSupported,
@@ -136,29 +168,27 @@ def _load_table(
     ):
         pass  # not a table COPY FREEZE can fill (a partitioned one): as pg_restore
     with conn.transaction():
-        _copy(conn, fh, table, compression, stop, table.copy)
+        _copy(conn, fh, table, compression, stop, table.copy, copying)
 
 
-def _copy(conn, fh, table: TableData, compression: int, stop, statement: str) -> None:
-    """Send the table's chunks, inflated, into ``statement`` (a COPY FROM stdin).
+def _copy(
+    conn, fh, table: TableData, compression: int, stop, statement: str, begun
+) -> None:
+    """Send the table's chunks, inflated, into ``statement`` (a COPY FROM stdin);
+    call ``begun()`` once the server has begun it.
 
-    The chunks are read into one reused buffer and the rows sent in pieces of SEND
-    bytes: a new buffer per chunk (``read()``) cost twice the CPU of ISA-L's inflating,
-    in page faults on freshly mapped memory.
+    The chunks are read into one reused buffer, and the rows inflated and sent in
+    pieces of at most SEND bytes, each sent as it comes: fresh memory for every chunk
+    read or every piece (a growing buffer, a copy of the input left over) cost as much
+    CPU as ISA-L's inflating, in page faults on newly mapped memory.
     """
     fh.seek(table.offset)
-    inflater = _inflating.decompressobj() if compression != 0 else None
+    inflater = _Inflater() if compression != 0 else None
     header = bytearray(_INT.size)
     buffer = bytearray(CHUNK)
-    pending = bytearray()
     with conn.cursor() as cur, cur.copy(statement) as copy:
-
-        def send(data) -> None:
-            pending.extend(data)
-            if len(pending) >= SEND:
-                copy.write(pending)  # copied into libpq's buffer before it returns
-                pending.clear()
-
+        begun()
+        write = copy.write  # each piece copied into libpq's buffer before it returns
         while True:
             if fh.readinto(header) != _INT.size:
                 raise ArchiveError("the archive ends in the middle (truncated)")
@@ -175,21 +205,45 @@ def _copy(conn, fh, table: TableData, compression: int, stop, statement: str) ->
             if fh.readinto(chunk) != length:
                 raise ArchiveError("the archive ends in the middle (truncated)")
             if inflater is None:
-                send(chunk)
-                continue
-            data = inflater.decompress(chunk, SEND)
-            while True:
-                send(data)
-                tail = inflater.unconsumed_tail
-                if not tail:
-                    break
-                data = inflater.decompress(tail, SEND)
+                write(chunk)
+            else:
+                for piece in inflater.pieces(chunk):
+                    write(piece)
         if inflater is not None:
-            pending.extend(inflater.flush())
-            if not inflater.eof:
-                raise ArchiveError("a table's zlib stream ends early (truncated)")
-        if pending:
-            copy.write(pending)
+            write(inflater.finish())
+
+
+class _Inflater:
+    """A table's zlib stream, inflated chunk by chunk into pieces of at most SEND
+    bytes (a chunk of rows that compress well inflates to any size): with ISA-L,
+    which keeps what is left of a chunk itself, copied once; else with zlib, which
+    hands it back to be passed in again."""
+
+    def __init__(self) -> None:
+        self._isal = _igzip is not None
+        if self._isal:
+            self._stream = _igzip.IgzipDecompressor(flag=_igzip.DECOMP_ZLIB)
+        else:
+            self._stream = zlib.decompressobj()
+
+    def pieces(self, chunk) -> Iterator[bytes]:
+        stream = self._stream
+        if self._isal:
+            yield stream.decompress(chunk, SEND)
+            while not stream.needs_input and not stream.eof:
+                yield stream.decompress(b"", SEND)
+            return
+        yield stream.decompress(chunk, SEND)
+        while tail := stream.unconsumed_tail:
+            yield stream.decompress(tail, SEND)
+
+    def finish(self) -> bytes:
+        """The last rows, once every chunk was passed in; raise ArchiveError when the
+        stream was cut short."""
+        last = b"" if self._isal else self._stream.flush()
+        if not self._stream.eof:
+            raise ArchiveError("a table's zlib stream ends early (truncated)")
+        return last
 
 
 def _as_backup_error(exc: BaseException, table: TableData | None) -> BaseException:

@@ -66,17 +66,24 @@ _KB_PER_UNIT = {None: 1, "kB": 1, "MB": 1024, "GB": 1024**2, "TB": 1024**3}
 _MEMORY_KB = range(1024, 2**31)
 
 
-def restore_env(settings_dict: dict) -> dict[str, str]:
+def restore_env(settings_dict: dict, jobs: int = 1) -> dict[str, str]:
     """``env`` with the session settings of pg_restore's connections (PGOPTIONS).
 
     Only the new database is written, and nothing reads it before the swap, whose
     own commit is synchronous and so makes every earlier commit durable: its
     sessions need not wait for each commit to reach the disk. Index builds get
     BACKUP_RESTORE_MAINTENANCE_WORK_MEM each, so that a table's index sorts in memory
-    instead of in temporary files.
+    instead of in temporary files. With several ``jobs`` the jobs are the
+    parallelism: an index build of its own parallel workers
+    (max_parallel_maintenance_workers) would only share the same cores with the
+    other jobs' builds, and their coordination cost a third of the index builds'
+    time (docs/benchmarks.md, "Backups"). One job keeps the server's setting: its
+    builds are alone on the machine.
     """
     result = env(settings_dict)
     options = ["-c synchronous_commit=off"]
+    if jobs > 1:
+        options.append("-c max_parallel_maintenance_workers=0")
     memory = str(settings.BACKUP_RESTORE_MAINTENANCE_WORK_MEM).strip()
     if memory:
         found = _MEMORY_RE.fullmatch(memory)
@@ -367,13 +374,15 @@ class PostgreSQL(Engine):
             args.append(f"--jobs={jobs}")
         return args
 
-    def _start_pg_restore(self, args: list[str], errors, **kwargs) -> subprocess.Popen:
+    def _start_pg_restore(
+        self, args: list[str], errors, jobs: int = 1, **kwargs
+    ) -> subprocess.Popen:
         try:
             return subprocess.Popen(
                 args,
                 stdout=subprocess.DEVNULL,
                 stderr=errors,
-                env=restore_env(self.settings_dict),
+                env=restore_env(self.settings_dict, jobs),
                 **kwargs,
             )
         except FileNotFoundError as exc:
@@ -519,30 +528,82 @@ class PostgreSQL(Engine):
             contents = None
         check = None if verified else lambda: self._check_file(item, path, progress)
         if contents is None:
-            self._pg_restore([*self._pg_restore_args(target, jobs), str(path)], check)
+            self._pg_restore(
+                [*self._pg_restore_args(target, jobs), str(path)], check, jobs=jobs
+            )
             return
+        # The checksum is read beside the whole restore and checked before the copy
+        # can be swapped in; a mismatch stops the load at once, and explains a load
+        # that failed on the same damage better than the server's error does.
+        stop = threading.Event()
+        checking = _Beside(check, stop)
         with tempfile.TemporaryDirectory(prefix="stagehand-restore-") as folder:
             listing = Path(folder) / "use.list"
             listing.write_text(pgload.use_list(contents))
-            self._pg_restore(
-                [
-                    *self._pg_restore_args(target),
-                    "--section=pre-data",
-                    "--section=data",
-                    f"--use-list={listing}",
-                    str(path),
-                ],
-                check,
-            )
-        pgload.load(path, contents, lambda: connect(self.settings_dict, target), jobs)
-        self._pg_restore(
-            [*self._pg_restore_args(target, jobs), "--section=post-data", str(path)]
-        )
+            try:
+                self._pg_restore(
+                    [
+                        *self._pg_restore_args(target),
+                        "--section=pre-data",
+                        "--section=data",
+                        f"--use-list={listing}",
+                        str(path),
+                    ]
+                )
+                self._load_then_post_data(path, contents, target, jobs, stop)
+            except BackupError:
+                checking.result()
+                raise
+        checking.result()
 
-    def _pg_restore(self, args: list[str], meanwhile=None) -> None:
-        """Run pg_restore with ``args`` (and ``meanwhile()`` while it runs)."""
+    def _load_then_post_data(
+        self,
+        path: Path,
+        contents,
+        target: str,
+        jobs: int,
+        stop: threading.Event,
+    ) -> None:
+        """Load the tables' data (pgload), and build the indexes and constraints
+        (``pg_restore --section=post-data``) as soon as every table's load has begun:
+        a build on a table already loaded runs beside the last tables' loads, and
+        one on a table still loading waits for its lock, as pg_restore --jobs orders
+        its own."""
+        held = threading.Event()
+        loading = _Beside(
+            lambda: pgload.load(
+                path,
+                contents,
+                lambda: connect(self.settings_dict, target),
+                jobs,
+                stop=stop,
+                held=held.set,
+            ),
+            stop,
+            finished=held,
+        )
+        args = [*self._pg_restore_args(target, jobs), "--section=post-data", str(path)]
         with tempfile.TemporaryFile() as errors:
-            process = self._start_pg_restore(args, errors)
+            process = None
+            try:
+                held.wait()
+                if not stop.is_set():
+                    process = self._start_pg_restore(args, errors, jobs)
+                loading.result()
+                returncode = process.wait()
+            except BaseException:
+                stop.set()
+                if process is not None:
+                    process.kill()
+                    process.wait()
+                raise
+            self._check_exit(returncode, errors)
+
+    def _pg_restore(self, args: list[str], meanwhile=None, *, jobs: int = 1) -> None:
+        """Run pg_restore with ``args`` (and ``meanwhile()`` while it runs); ``jobs``
+        is its --jobs, for its sessions' settings (restore_env)."""
+        with tempfile.TemporaryFile() as errors:
+            process = self._start_pg_restore(args, errors, jobs)
             try:
                 if meanwhile is not None:
                     meanwhile()
@@ -558,10 +619,46 @@ class PostgreSQL(Engine):
         item: BackupInfo, path: Path, progress: ProgressCallback | None
     ) -> None:
         digest = Digest(Null(), progress)
-        with open(path, "rb") as fh:
-            while chunk := fh.read(CHUNK):
-                digest.write(chunk)
+        # Into one buffer: a new one for every read is fresh memory for the kernel
+        # to map and zero, as much CPU as the hashing, beside the load.
+        buffer = memoryview(bytearray(CHUNK))
+        with open(path, "rb", buffering=0) as fh:
+            while length := fh.readinto(buffer):
+                digest.write(buffer[:length])
         check_checksum(item, digest)
+
+
+class _Beside:
+    """``work()`` in a thread beside the caller's; ``stop`` is set when it fails, and
+    ``finished`` once it is done either way."""
+
+    def __init__(
+        self, work, stop: threading.Event, finished: threading.Event | None = None
+    ) -> None:
+        self.error: BaseException | None = None
+        self.thread = None
+        if work is None:
+            return
+
+        def run() -> None:
+            try:
+                work()
+            except BaseException as exc:  # noqa: BLE001 - raised by result()
+                self.error = exc
+                stop.set()
+            finally:
+                if finished is not None:
+                    finished.set()
+
+        self.thread = threading.Thread(target=run, name="restore-check", daemon=True)
+        self.thread.start()
+
+    def result(self) -> None:
+        """Wait for ``work()``; raise what it raised."""
+        if self.thread is not None:
+            self.thread.join()
+        if self.error is not None:
+            raise self.error
 
 
 def _start_pg_dump(args: list[str], settings_dict: dict, errors) -> subprocess.Popen:
