@@ -12,10 +12,13 @@ anchor time / its time):
 * ``no-inflate``: ``pg_restore --jobs N`` of an uncompressed dump of the same
   database (``pg_dump --compress=0``), the inflating it costs left out: the most any
   restore that inflates beforehand (into a local spool, say) could gain;
-* ``loader``: what ``manage.py restore`` runs (apps/backups/engines/pgload.py):
-  ``pg_restore`` of the schema, then the tables' data sent by this process itself,
-  N ``COPY ... (FREEZE)`` streams side by side inflating with ISA-L in threads, then
-  ``pg_restore --section=post-data --jobs N``.
+* ``loader``: the steps ``manage.py restore`` runs (apps/backups/engines/pgload.py),
+  one after the other: ``pg_restore`` of the schema, then the tables' data sent by
+  this process itself, N ``COPY ... (FREEZE)`` streams side by side inflating with
+  ISA-L in threads, then ``pg_restore --section=post-data --jobs N`` (restore starts
+  that one beside the last loads, and reads the checksum beside them too).
+
+Every ``pg_restore`` runs with the sessions restore gives it (``restore_env``).
 
 Each line prints the seconds, the core-seconds the whole machine was busy (from
 /proc/stat), the seconds of a VACUUM of the restored database right after (the work
