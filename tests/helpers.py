@@ -7,6 +7,7 @@ tests/personas.py.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import socket
@@ -72,6 +73,22 @@ def api_client(user: Any, **options: Any) -> APIClient:
         HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}"
     )
     return client
+
+
+def embedded_env(tmp_path: Path) -> dict:
+    """A child process's environment on the embedded defaults: its own SQLite
+    database and var folder under ``tmp_path``, no Redis, broker or S3."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("REDIS_URL", "CELERY_BROKER_URL", "AWS_STORAGE_BUCKET_NAME")
+    }
+    env.update(
+        DJANGO_SETTINGS_MODULE="config.settings.local",
+        DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        STAGEHAND_VAR_DIR=str(tmp_path / "var"),
+    )
+    return env
 
 
 def manage(

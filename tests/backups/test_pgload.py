@@ -171,7 +171,6 @@ def test_an_archive_not_read_here_goes_to_pg_restore_whole(tables, live, monkeyp
 
 def test_a_table_copy_freeze_refuses_is_loaded_without_it(live, tmp_path):
     """A partitioned table's root (pg_dump --load-via-partition-root) takes no FREEZE."""
-    settings_dict = connections["default"].settings_dict
     with connections["default"].cursor() as cursor:
         cursor.execute(
             "CREATE TABLE load_parts (id int, region text) PARTITION BY LIST (region);"
@@ -190,7 +189,7 @@ def test_a_table_copy_freeze_refuses_is_loaded_without_it(live, tmp_path):
             len(rows),
         )
         contents = pgarchive.Contents(0, "UTF8", "on", [table], [])
-        pgload.load(path, contents, lambda: postgresql.connect(settings_dict, live), 2)
+        load_into(live, path, contents, 2)
         with connections["default"].cursor() as cursor:
             cursor.execute("SELECT id FROM load_parts_a ORDER BY 1")
             assert cursor.fetchall() == [(1,), (2,)]
@@ -234,13 +233,7 @@ def test_once_every_load_has_begun_no_table_is_seen_empty(live, tmp_path):
                         found[name] = "locked"
             seen.append(found)
 
-        pgload.load(
-            path,
-            contents,
-            lambda: postgresql.connect(settings_dict, live),
-            2,
-            held=held,
-        )
+        load_into(live, path, contents, 2, held=held)
         assert len(seen) == 1  # once
         full = {name: 1000 * number for number, name in enumerate(names, 1)}
         assert all(seen[0][name] in (full[name], "locked") for name in names)
@@ -256,7 +249,6 @@ def test_once_every_load_has_begun_no_table_is_seen_empty(live, tmp_path):
 
 
 def test_data_that_does_not_inflate_is_a_damaged_backup(live, tmp_path):
-    settings_dict = connections["default"].settings_dict
     with connections["default"].cursor() as cursor:
         cursor.execute("CREATE TABLE load_small (id int)")
     try:
@@ -272,9 +264,7 @@ def test_data_that_does_not_inflate_is_a_damaged_backup(live, tmp_path):
         with pytest.raises(
             BackupDamaged, match="rows of public.load_small do not load"
         ):
-            pgload.load(
-                path, contents, lambda: postgresql.connect(settings_dict, live), 2
-            )
+            load_into(live, path, contents, 2)
         with connections["default"].cursor() as cursor:
             cursor.execute("SELECT count(*) FROM load_small")
             assert cursor.fetchone() == (0,)
@@ -303,6 +293,21 @@ def test_a_failed_load_leaves_the_live_database(tables, live, monkeypatch):
     assert other_databases(live) == []
 
 
+def load_into(live: str, path, contents, jobs: int, **options) -> None:
+    """pgload.load of the archive at ``path`` into the live database."""
+    settings_dict = connections["default"].settings_dict
+    pgload.load(
+        path, contents, lambda: postgresql.connect(settings_dict, live), jobs, **options
+    )
+
+
+def blocks(chunks: list[bytes]) -> bytes:
+    """A table's data as an archive holds it: each chunk after its length, then 0."""
+    return b"".join(pgarchive.write_int(len(c)) + c for c in chunks) + (
+        pgarchive.write_int(0)
+    )
+
+
 def test_isal_inflates():
     assert pgload._igzip is igzip_lib  # requirements/base.txt has it
 
@@ -313,7 +318,6 @@ def test_every_row_arrives_whichever_inflater(live, tmp_path, monkeypatch, infla
     ISA-L, and with zlib where isal is not installed."""
     if inflater == "zlib":
         monkeypatch.setattr(pgload, "_igzip", None)
-    settings_dict = connections["default"].settings_dict
     with connections["default"].cursor() as cursor:
         cursor.execute("CREATE TABLE load_small (id int, note text)")
     try:
@@ -322,10 +326,7 @@ def test_every_row_arrives_whichever_inflater(live, tmp_path, monkeypatch, infla
         assert len(rows) > 60 * len(compressed)
         chunks = [compressed[i : i + 4000] for i in range(0, len(compressed), 4000)]
         path = tmp_path / "block"
-        path.write_bytes(
-            b"".join(pgarchive.write_int(len(c)) + c for c in chunks)
-            + pgarchive.write_int(0)
-        )
+        path.write_bytes(blocks(chunks))
         table = pgarchive.TableData(
             1,
             "public",
@@ -335,21 +336,16 @@ def test_every_row_arrives_whichever_inflater(live, tmp_path, monkeypatch, infla
             1,
         )
         contents = pgarchive.Contents(-1, "UTF8", "on", [table], [])
-        pgload.load(path, contents, lambda: postgresql.connect(settings_dict, live), 1)
+        load_into(live, path, contents, 1)
         with connections["default"].cursor() as cursor:
             cursor.execute(
                 "SELECT count(*), min(id), max(id), count(DISTINCT note) FROM load_small"
             )
             assert cursor.fetchone() == (50000, 0, 49999, 1)
         # Cut short: the stream's end is missing.
-        path.write_bytes(
-            b"".join(pgarchive.write_int(len(c)) + c for c in chunks[:-1])
-            + pgarchive.write_int(0)
-        )
+        path.write_bytes(blocks(chunks[:-1]))
         with pytest.raises(BackupDamaged, match="ends early"):
-            pgload.load(
-                path, contents, lambda: postgresql.connect(settings_dict, live), 1
-            )
+            load_into(live, path, contents, 1)
     finally:
         with connections["default"].cursor() as cursor:
             cursor.execute("DROP TABLE load_small")
@@ -358,7 +354,6 @@ def test_every_row_arrives_whichever_inflater(live, tmp_path, monkeypatch, infla
 def test_a_chunk_longer_than_any_pg_dump_writes_is_damage_not_an_allocation(
     live, tmp_path
 ):
-    settings_dict = connections["default"].settings_dict
     with connections["default"].cursor() as cursor:
         cursor.execute("CREATE TABLE load_small (id int)")
     try:
@@ -369,9 +364,7 @@ def test_a_chunk_longer_than_any_pg_dump_writes_is_damage_not_an_allocation(
         )
         contents = pgarchive.Contents(-1, "UTF8", "on", [table], [])
         with pytest.raises(BackupDamaged, match="a chunk of 4294967295 bytes"):
-            pgload.load(
-                path, contents, lambda: postgresql.connect(settings_dict, live), 1
-            )
+            load_into(live, path, contents, 1)
     finally:
         with connections["default"].cursor() as cursor:
             cursor.execute("DROP TABLE load_small")

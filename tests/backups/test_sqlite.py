@@ -6,7 +6,6 @@ from __future__ import annotations
 import gzip
 import json
 import logging
-import os
 import sqlite3
 import threading
 from io import StringIO
@@ -16,7 +15,7 @@ from django.core.management import CommandError
 
 from apps.backups import services
 from apps.jobs.registry import get_job
-from tests.helpers import call, documented, manage, run_json
+from tests.helpers import call, documented, embedded_env, manage, run_json
 
 from .conftest import (
     SQLITE_ALIAS,
@@ -383,16 +382,7 @@ def test_a_failing_system_check_does_not_stand_in_the_way_of_a_restore(tmp_path)
     """The backup commands run no system checks: a setting that fails one (here
     LOG_FORMAT, ops.E002) stops `check` and the web's commands, not a backup or a
     restore, run as an operator runs them."""
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in ("REDIS_URL", "CELERY_BROKER_URL", "AWS_STORAGE_BUCKET_NAME")
-    }
-    env.update(
-        DJANGO_SETTINGS_MODULE="config.settings.local",
-        DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
-        STAGEHAND_VAR_DIR=str(tmp_path / "var"),
-    )
+    env = embedded_env(tmp_path)
     manage(env, "migrate", "--noinput", timeout=300, check=True)
     broken = {**env, "LOG_FORMAT": "yaml"}
     refused = manage(broken, "check")

@@ -6,25 +6,10 @@ while `manage.py migrate` (the django container's part) runs beside it or not at
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
-from tests.helpers import ROOT, manage, wait_for
-
-
-def environment(tmp_path) -> dict:
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in ("REDIS_URL", "CELERY_BROKER_URL", "AWS_STORAGE_BUCKET_NAME")
-    }
-    env.update(
-        DJANGO_SETTINGS_MODULE="config.settings.local",
-        DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
-        STAGEHAND_VAR_DIR=str(tmp_path / "var"),
-    )
-    return env
+from tests.helpers import ROOT, embedded_env, manage, wait_for
 
 
 def waiter(env: dict, *args: str) -> subprocess.Popen:
@@ -39,7 +24,7 @@ def waiter(env: dict, *args: str) -> subprocess.Popen:
 
 
 def test_an_empty_database_is_waited_for_until_the_timeout_then_named(tmp_path):
-    done = waiter(environment(tmp_path), "--timeout", "0")
+    done = waiter(embedded_env(tmp_path), "--timeout", "0")
     out, err = done.communicate(timeout=120)
     assert done.returncode == 1
     assert "Gave up after 0 s: " in err
@@ -49,7 +34,7 @@ def test_an_empty_database_is_waited_for_until_the_timeout_then_named(tmp_path):
 
 
 def test_beat_starts_as_soon_as_migrate_beside_it_has_finished(tmp_path):
-    env = environment(tmp_path)
+    env = embedded_env(tmp_path)
     process = waiter(env, "--timeout", "300")
     try:
         # It says what it waits for before anyone migrates, and keeps waiting.
@@ -69,7 +54,7 @@ def test_beat_starts_as_soon_as_migrate_beside_it_has_finished(tmp_path):
 
 
 def test_a_migrated_database_starts_beat_at_once_and_silently(tmp_path):
-    env = environment(tmp_path)
+    env = embedded_env(tmp_path)
     manage(env, "migrate", "--noinput", timeout=300, check=True)
     done = waiter(env, "--timeout", "0")
     out, err = done.communicate(timeout=120)
@@ -78,7 +63,7 @@ def test_a_migrated_database_starts_beat_at_once_and_silently(tmp_path):
 
 def test_a_timeout_out_of_range_is_refused_before_any_wait(tmp_path):
     for bad in ("-1", "nan", "inf", "1e400", "soon"):
-        done = waiter(environment(tmp_path), "--timeout", bad)
+        done = waiter(embedded_env(tmp_path), "--timeout", bad)
         _out, err = done.communicate(timeout=60)
         assert done.returncode == 2, bad
         assert "--timeout" in err and "Traceback" not in err, err
@@ -87,7 +72,7 @@ def test_a_timeout_out_of_range_is_refused_before_any_wait(tmp_path):
 def test_the_command_after_dashes_runs_in_its_place_once_migrated(tmp_path):
     """What `backend start` runs as its beat: the waiter, then Beat in the same
     process (the supervisor's pid, signals and log stay Beat's)."""
-    env = environment(tmp_path)
+    env = embedded_env(tmp_path)
     manage(env, "migrate", "--noinput", timeout=300, check=True)
     done = waiter(
         env,
@@ -105,7 +90,7 @@ def test_the_command_after_dashes_runs_in_its_place_once_migrated(tmp_path):
 
 def test_the_command_is_not_run_when_the_wait_gives_up(tmp_path):
     done = waiter(
-        environment(tmp_path), "--timeout", "0", "--", sys.executable, "-c", "print(1)"
+        embedded_env(tmp_path), "--timeout", "0", "--", sys.executable, "-c", "print(1)"
     )
     out, err = done.communicate(timeout=120)
     assert (done.returncode, out) == (1, "")
@@ -113,7 +98,7 @@ def test_the_command_is_not_run_when_the_wait_gives_up(tmp_path):
 
 
 def test_a_command_that_cannot_run_is_named(tmp_path):
-    env = environment(tmp_path)
+    env = embedded_env(tmp_path)
     manage(env, "migrate", "--noinput", timeout=300, check=True)
     done = waiter(env, "--timeout", "0", "--", "no-such-beat-command")
     out, err = done.communicate(timeout=120)
