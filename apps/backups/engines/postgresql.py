@@ -583,21 +583,15 @@ class PostgreSQL(Engine):
             finished=held,
         )
         args = [*self._pg_restore_args(target, jobs), "--section=post-data", str(path)]
-        with tempfile.TemporaryFile() as errors:
-            process = None
-            try:
-                held.wait()
-                if not stop.is_set():
-                    process = self._start_pg_restore(args, errors, jobs)
+        try:
+            held.wait()
+            if stop.is_set():  # the load failed or was stopped before every table
                 loading.result()
-                returncode = process.wait()
-            except BaseException:
-                stop.set()
-                if process is not None:
-                    process.kill()
-                    process.wait()
-                raise
-            self._check_exit(returncode, errors)
+            # pg_restore runs while the last loads finish; it is killed if one fails.
+            self._pg_restore(args, loading.result, jobs=jobs)
+        except BaseException:
+            stop.set()  # the other loads too, whatever stopped this one
+            raise
 
     def _pg_restore(self, args: list[str], meanwhile=None, *, jobs: int = 1) -> None:
         """Run pg_restore with ``args`` (and ``meanwhile()`` while it runs); ``jobs``
