@@ -39,6 +39,7 @@ def tables(live):
             "jsonb_build_object('n', g), '2026-12-01'::timestamptz + g * interval '1s' "
             "FROM generate_series(1, 20000) g;"
             "CREATE INDEX load_big_at ON load_big (at);"
+            "COMMENT ON INDEX load_big_at IS 'by time';"
             "CREATE TABLE load_parts (id int, region text) PARTITION BY LIST (region);"
             "CREATE TABLE load_parts_a PARTITION OF load_parts FOR VALUES IN ('a');"
             "CREATE TABLE load_parts_b PARTITION OF load_parts FOR VALUES IN ('b');"
@@ -70,6 +71,8 @@ def contents_of_live() -> dict:
             "SELECT indexname FROM pg_indexes WHERE tablename LIKE 'load%' ORDER BY 1"
         )
         result["indexes"] = [r[0] for r in cursor.fetchall()]
+        cursor.execute("SELECT obj_description('load_big_at'::regclass, 'pg_class')")
+        result["comment"] = cursor.fetchone()[0]
         cursor.execute(
             "SELECT conname FROM pg_constraint WHERE conrelid = 'load_child'::regclass"
         )

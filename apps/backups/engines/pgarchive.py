@@ -287,7 +287,7 @@ class _Compressor:
 # writes comes near this: a longer one is a damaged archive, not an allocation.
 MAX_CHUNK = 256 * 1024 * 1024
 # Sections of a table of contents entry, and the states of its data offset.
-SECTION_DATA, SECTION_POST_DATA = 3, 4
+SECTION_NONE, SECTION_PRE_DATA, SECTION_DATA, SECTION_POST_DATA = 1, 2, 3, 4
 _OFFSET_SET, _NO_DATA = 2, 3
 
 
@@ -334,11 +334,17 @@ def read_contents(path) -> Contents:
         encoding, std_strings = "UTF8", "on"
         tables: dict[int, list] = {}
         others: list[int] = []
+        # An entry of no section (a comment, a security label) is in the section of
+        # the entry before it, as pg_restore counts it: a comment on an index is
+        # post-data, restored after its index.
+        current = SECTION_PRE_DATA
         for _ in range(reader.int()[1]):
             dump_id = reader.int()[1]
             reader.int()  # has data
             _table_oid, _oid, tag, desc = (_text(reader.string()) for _ in range(4))
             section = reader.int()[1]
+            if section != SECTION_NONE:
+                current = section
             defn, _drop, copy, schema = (_text(reader.string()) for _ in range(4))
             for _ in range(4):  # tablespace, table access method, owner, with oids
                 reader.string()
@@ -356,7 +362,7 @@ def read_contents(path) -> Contents:
                     raise UnsupportedArchive(f"table data of {tag} without a COPY")
                 set_offset = offset if flag == _OFFSET_SET else None
                 tables[dump_id] = [schema, tag, statement, set_offset]
-            elif section < SECTION_POST_DATA and dump_id > 0:
+            elif current < SECTION_POST_DATA and dump_id > 0:
                 others.append(dump_id)
         data_start = fh.tell() - (len(reader.buf) - reader.pos)
         located = _locate_blocks(fh, data_start, tables)
