@@ -4,6 +4,7 @@ left to pg_restore, and pg_restore --jobs whole for an archive not read here."""
 
 from __future__ import annotations
 
+import io
 import subprocess
 import zlib
 
@@ -99,6 +100,53 @@ def test_a_parallel_restore_carries_every_kind_of_table(tables, live, backup_roo
         # The sequence values came back too: a new row does not collide.
         cursor.execute("INSERT INTO load_small (note) VALUES ('new') RETURNING id")
         assert cursor.fetchone() == (4,)
+
+
+def test_entries_beside_the_last_loads_depend_on_no_table_still_loading(
+    tables, live, backup_root
+):
+    """The post-data run beside the last loads: an index or key of a loaded table,
+    never the key of a table still loading, nor a foreign key that needs it."""
+    name = take_backup()
+    path = backup_root / "backup" / name
+    contents = pgarchive.read_contents(path)
+    listing = subprocess.run(
+        ["pg_restore", "-l", str(path)], check=True, capture_output=True, text=True
+    ).stdout
+    # "123; 1259 16390 INDEX public load_big_at postgres"
+    entries = {
+        int(line.split(";")[0]): " ".join(line.split()[3:-1])
+        for line in listing.splitlines()
+        if line and not line.startswith(";")
+    }
+    data = {t.table: t.dump_id for t in contents.tables}
+    assert {"load_small", "load_big", "load_child"} <= set(data)
+    # A comment has no section of its own: it is restored after the index.
+    (comment,) = (
+        i for i, e in entries.items() if e == "COMMENT public INDEX load_big_at"
+    )
+    assert comment in contents.post_data
+    assert comment not in contents.others
+
+    beside = pgload.post_data_beside(
+        contents, set(data.values()) - {data["load_small"]}
+    )
+    named = {entries[dump_id] for dump_id in beside}
+    assert {
+        "INDEX public load_big_at",
+        "CONSTRAINT public load_big load_big_pkey",
+    } <= named
+    assert not any("load_small" in entry for entry in named)
+    # load_child is loaded, but its foreign key needs load_small's key.
+    fk = "FK CONSTRAINT public load_child load_child_id_fkey"
+    assert fk in entries.values()
+    assert fk not in named
+    # Everything once every table is loaded; nothing of ours while all still load.
+    assert pgload.post_data_beside(contents, set(data.values())) == contents.post_data
+    assert not any(
+        "load_" in entries[dump_id]
+        for dump_id in pgload.post_data_beside(contents, set())
+    )
 
 
 def test_the_restored_tables_are_frozen_and_all_visible(tables, live):
@@ -202,8 +250,9 @@ def test_a_table_copy_freeze_refuses_is_loaded_without_it(live, tmp_path):
 
 
 def test_once_every_load_has_begun_no_table_is_seen_empty(live, tmp_path):
-    """What restore starts the index builds on: when ``held()`` is called, every
-    table is either loaded or locked by its load, never empty to another session."""
+    """What restore starts the index builds on: when ``held(loaded)`` is called,
+    every table is either loaded or locked by its load, never empty to another
+    session, and every table in ``loaded`` has all its rows."""
     settings_dict = connections["default"].settings_dict
     names = ("load_a", "load_b", "load_c")
     with connections["default"].cursor() as cursor:
@@ -222,8 +271,10 @@ def test_once_every_load_has_begun_no_table_is_seen_empty(live, tmp_path):
         path.write_bytes(data)
         contents = pgarchive.Contents(0, "UTF8", "on", tables, [])
         seen: list[dict] = []
+        said: list[frozenset[int]] = []
 
-        def held() -> None:
+        def held(loaded: frozenset[int]) -> None:
+            said.append(loaded)
             found = {}
             with postgresql.connect(settings_dict, live) as other:
                 other.execute("SET lock_timeout = '200ms'")
@@ -242,6 +293,12 @@ def test_once_every_load_has_begun_no_table_is_seen_empty(live, tmp_path):
         assert all(seen[0][name] in (full[name], "locked") for name in names)
         # The table whose COPY has just begun (in the thread calling held) at least.
         assert "locked" in seen[0].values()
+        # In the list's order (read_contents puts the largest first), on two
+        # connections: load_c begins last, so it is not loaded yet.
+        assert 3 not in said[0]
+        for number, name in enumerate(names, 1):
+            if number in said[0]:
+                assert seen[0][name] == full[name]
         with connections["default"].cursor() as cursor:
             for name in names:
                 cursor.execute(f"SELECT count(*) FROM {name}")
@@ -378,3 +435,16 @@ def test_names_in_another_encoding_leave_the_archive_to_pg_restore():
     with pytest.raises(pgarchive.UnsupportedArchive, match="not UTF-8"):
         pgarchive._text(latin1)
     assert pgarchive._text(pgarchive.write_int(5) + "café".encode()) == "café"
+
+
+def test_a_dependency_that_is_no_dump_id_is_a_damaged_table_of_contents():
+    """read_contents raises ArchiveError, and restore hands such an archive to
+    pg_restore whole (see test_an_archive_not_read_here_goes_to_pg_restore_whole)."""
+
+    def reader(*strings: bytes) -> pgarchive._Reader:
+        raw = b"".join(pgarchive.write_int(len(s)) + s for s in strings)
+        return pgarchive._Reader(io.BytesIO(raw + pgarchive.write_int(-1)))
+
+    assert list(pgarchive._dependencies(reader(b"12", b"345"))) == [12, 345]
+    with pytest.raises(pgarchive.ArchiveError, match="no dump id"):
+        list(pgarchive._dependencies(reader(b"12", b"x\x00")))

@@ -17,7 +17,7 @@ from django.db import connections
 
 from apps.accounts.models import User
 from apps.backups import services
-from apps.backups.engines import postgresql
+from apps.backups.engines import pgload, postgresql
 from tests.helpers import call
 
 from .conftest import (
@@ -212,10 +212,21 @@ def test_rows_that_do_not_inflate_are_reported_as_a_checksum_mismatch(
     assert other_databases(live) == []
 
 
-@pytest.mark.parametrize("jobs", ["1", "2"])
-def test_index_builds_run_with_the_restore_session_settings(live, jobs):
+@pytest.mark.parametrize(
+    ("jobs", "probe"), [("1", "alone"), ("2", "beside others"), ("2", "alone")]
+)
+def test_index_builds_run_with_the_restore_session_settings(
+    live, jobs, probe, monkeypatch
+):
     """An index whose expression reports the settings of the session building it,
-    in the new database only: pg_restore's sessions are the restore's own."""
+    in the new database only: pg_restore's sessions are the restore's own.
+
+    With two jobs, the post-data entries are restored in two runs (pgload.
+    post_data_beside): the tables loaded once every load has begun, then the rest.
+    Which tables those are is the load's timing; here the load is told to report
+    either no table loaded (the probe's index built beside the others') or every
+    table but the probe (its index the last run's only build).
+    """
     with connections["default"].cursor() as cursor:
         cursor.execute(
             "CREATE TABLE backup_probe (v int);"
@@ -233,9 +244,19 @@ def test_index_builds_run_with_the_restore_session_settings(live, jobs):
         cursor.execute("SHOW max_parallel_maintenance_workers")
         server_workers = cursor.fetchone()[0]
     name = take_backup()
-    # Several jobs are the parallelism: no parallel workers of an index build's own.
-    # One job's builds keep the server's.
-    workers = "0" if jobs == "2" else server_workers
+    load = pgload.load
+
+    def reporting(path, contents, connect, jobs, *, stop, held):
+        others = frozenset(
+            t.dump_id for t in contents.tables if t.table != "backup_probe"
+        )
+        said = frozenset() if probe == "beside others" else others
+        return load(path, contents, connect, jobs, stop=stop, held=lambda _: held(said))
+
+    monkeypatch.setattr(pgload, "load", reporting)
+    # Builds side by side are the parallelism: no parallel workers of their own.
+    # A build alone (one job's, or the last table's) keeps the server's.
+    workers = "0" if probe == "beside others" else server_workers
     with pytest.raises(CommandError, match=f"index built with off/512MB/{workers}\\b"):
         call("restore", name, "--noinput", "--jobs", jobs)
     assert other_databases(live) == []

@@ -25,9 +25,9 @@ import os
 import struct
 import zlib
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import BinaryIO, Protocol
 
 # Archive versions whose header and table of contents are parsed below.
@@ -312,6 +312,9 @@ class Contents:
     std_strings: str  # "on" or "off" (the STDSTRINGS entry)
     tables: list[TableData]  # largest first
     others: list[int]  # every other entry before post-data, in archive order
+    post_data: list[int] = field(default_factory=list)  # in archive order
+    # Every entry's dependencies (dump ids), as pg_dump recorded them.
+    depends: dict[int, tuple[int, ...]] = field(default_factory=dict)
 
 
 def read_contents(path) -> Contents:
@@ -334,6 +337,8 @@ def read_contents(path) -> Contents:
         encoding, std_strings = "UTF8", "on"
         tables: dict[int, list] = {}
         others: list[int] = []
+        post_data: list[int] = []
+        depends: dict[int, tuple[int, ...]] = {}
         # An entry of no section (a comment, a security label) is in the section of
         # the entry before it, as pg_restore counts it: a comment on an index is
         # post-data, restored after its index.
@@ -348,8 +353,7 @@ def read_contents(path) -> Contents:
             defn, _drop, copy, schema = (_text(reader.string()) for _ in range(4))
             for _ in range(4):  # tablespace, table access method, owner, with oids
                 reader.string()
-            while (length := reader.int()[1]) >= 0:  # dependencies, up to NULL
-                reader.take(length)
+            depends[dump_id] = tuple(_dependencies(reader))
             flag = reader.take(1)[0]
             offset = int.from_bytes(reader.take(off_size), "little")
             if desc == "ENCODING":
@@ -364,6 +368,8 @@ def read_contents(path) -> Contents:
                 tables[dump_id] = [schema, tag, statement, set_offset]
             elif current < SECTION_POST_DATA and dump_id > 0:
                 others.append(dump_id)
+            elif current == SECTION_POST_DATA:
+                post_data.append(dump_id)
         data_start = fh.tell() - (len(reader.buf) - reader.pos)
         located = _locate_blocks(fh, data_start, tables)
     found = [
@@ -371,7 +377,21 @@ def read_contents(path) -> Contents:
         for dump_id, (schema, table, statement, _offset) in tables.items()
     ]
     found.sort(key=lambda t: (-t.size, t.dump_id))
-    return Contents(compression, encoding, std_strings, found, others)
+    return Contents(
+        compression, encoding, std_strings, found, others, post_data, depends
+    )
+
+
+def _dependencies(reader: _Reader) -> Iterator[int]:
+    """An entry's dependencies: dump ids written as strings, up to a NULL one."""
+    while (length := reader.int()[1]) >= 0:
+        raw = reader.take(length)
+        try:
+            yield int(raw)
+        except ValueError:
+            raise ArchiveError(
+                f"a dependency {raw[:20]!r} that is no dump id"
+            ) from None
 
 
 def _text(raw: bytes) -> str:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import queue
 import threading
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 
 import psycopg
 from psycopg import sql
@@ -47,9 +47,35 @@ SEND = 64 * 1024
 CHUNK = 1024 * 1024
 
 
-def use_list(contents: Contents) -> str:
-    """pg_restore's --use-list for step 1: every entry but the tables' data."""
-    return "".join(f"{dump_id};\n" for dump_id in contents.others)
+def use_list(dump_ids: Iterable[int]) -> str:
+    """A pg_restore --use-list of the entries ``dump_ids``."""
+    return "".join(f"{dump_id};\n" for dump_id in dump_ids)
+
+
+def post_data_beside(contents: Contents, loaded: Collection[int]) -> list[int]:
+    """The post-data entries that can be restored while the tables whose data is not
+    in ``loaded`` (dump ids of table data) still load: those that depend on no such
+    table, directly or through other entries (an index on a loaded table, but not a
+    foreign key to one still loading, nor the refresh of a view of one).
+
+    pg_restore --jobs takes its post-data entries in archive order, not in the order
+    the tables are loaded: given them all, it starts builds that wait for the last
+    loads while others could run, and leaves the first tables' builds to the end.
+    """
+    dependents: dict[int, list[int]] = {}
+    for dump_id, depends in contents.depends.items():
+        for dependency in depends:
+            dependents.setdefault(dependency, []).append(dump_id)
+    waiting = [t.dump_id for t in contents.tables if t.dump_id not in loaded]
+    for dump_id in list(waiting):  # and the tables themselves (their TABLE entries)
+        waiting.extend(contents.depends.get(dump_id, ()))
+    blocked = set(waiting)
+    while waiting:
+        for dependent in dependents.get(waiting.pop(), ()):
+            if dependent not in blocked:
+                blocked.add(dependent)
+                waiting.append(dependent)
+    return [dump_id for dump_id in contents.post_data if dump_id not in blocked]
 
 
 def load(
@@ -59,16 +85,16 @@ def load(
     jobs: int,
     *,
     stop: threading.Event | None = None,
-    held: Callable[[], None] | None = None,
+    held: Callable[[frozenset[int]], None] | None = None,
 ) -> None:
     """Load every table's data from the archive at ``path`` on ``jobs`` connections
     made by ``connect``, largest table first; all stop at the first failure, or once
     ``stop`` is set.
 
-    ``held()`` is called once, from a loading thread, when every table's load has
-    begun: each table is then either loaded or locked by the transaction loading it,
-    so that another session's statement on it (an index build) waits for its rows
-    instead of finding it empty.
+    ``held(loaded)`` is called once, from a loading thread, when every table's load
+    has begun: each table is then either loaded (its data's dump id is in ``loaded``)
+    or locked by the transaction loading it, so that another session's statement on
+    it (an index build) waits for its rows instead of finding it empty.
 
     Raise BackupDamaged when a table's rows do not load (the server refuses them, or
     they do not inflate), BackupError when a connection fails or it was stopped.
@@ -79,14 +105,16 @@ def load(
     failures: list[BaseException] = []
     stop = stop or threading.Event()
     waiting = [len(contents.tables)]  # tables whose load has not begun
+    loaded: set[int] = set()  # committed
     counting = threading.Lock()
 
     def begun() -> None:
         with counting:
             waiting[0] -= 1
             last = waiting[0] == 0
+            done = frozenset(loaded)
         if last and held is not None:
-            held()
+            held(done)
 
     def worker() -> None:
         table = None
@@ -99,6 +127,8 @@ def load(
                     except queue.Empty:
                         return
                     _load_table(conn, fh, table, contents.compression, stop, begun)
+                    with counting:
+                        loaded.add(table.dump_id)
         except BaseException as exc:  # noqa: BLE001 - raised by the caller's thread
             failures.append(_as_backup_error(exc, table))
             stop.set()

@@ -73,12 +73,12 @@ def restore_env(settings_dict: dict, jobs: int = 1) -> dict[str, str]:
     own commit is synchronous and so makes every earlier commit durable: its
     sessions need not wait for each commit to reach the disk. Index builds get
     BACKUP_RESTORE_MAINTENANCE_WORK_MEM each, so that a table's index sorts in memory
-    instead of in temporary files. With several ``jobs`` the jobs are the
-    parallelism: an index build of its own parallel workers
-    (max_parallel_maintenance_workers) would only share the same cores with the
-    other jobs' builds, and their coordination cost a third of the index builds'
-    time (docs/benchmarks.md, "Backups"). One job keeps the server's setting: its
-    builds are alone on the machine.
+    instead of in temporary files. ``jobs`` is how many of its sessions build side
+    by side: with several, they are the parallelism, and an index build of its own
+    parallel workers (max_parallel_maintenance_workers) would only share the same
+    cores with the other jobs' builds, and their coordination cost a third of the
+    index builds' time (docs/benchmarks.md, "Backups"). One keeps the server's
+    setting: its builds are alone on the machine.
     """
     result = env(settings_dict)
     options = ["-c synchronous_commit=off"]
@@ -538,19 +538,17 @@ class PostgreSQL(Engine):
         stop = threading.Event()
         checking = _Beside(check, stop)
         with tempfile.TemporaryDirectory(prefix="stagehand-restore-") as folder:
-            listing = Path(folder) / "use.list"
-            listing.write_text(pgload.use_list(contents))
             try:
                 self._pg_restore(
                     [
                         *self._pg_restore_args(target),
                         "--section=pre-data",
                         "--section=data",
-                        f"--use-list={listing}",
+                        f"--use-list={_listing(folder, 'data', contents.others)}",
                         str(path),
                     ]
                 )
-                self._load_then_post_data(path, contents, target, jobs, stop)
+                self._load_then_post_data(path, contents, target, jobs, stop, folder)
             except BackupError:
                 checking.result()
                 raise
@@ -563,13 +561,24 @@ class PostgreSQL(Engine):
         target: str,
         jobs: int,
         stop: threading.Event,
+        folder: str,
     ) -> None:
         """Load the tables' data (pgload), and build the indexes and constraints
-        (``pg_restore --section=post-data``) as soon as every table's load has begun:
-        a build on a table already loaded runs beside the last tables' loads, and
-        one on a table still loading waits for its lock, as pg_restore --jobs orders
-        its own."""
+        (``pg_restore --section=post-data``) in two runs: once every table's load has
+        begun, the entries of the tables already loaded, beside the last loads
+        (pgload.post_data_beside); once those and the loads are done, the rest.
+
+        The last tables' entries alone may be one table's: its builds cannot run
+        side by side (its primary key locks it), so they may use the server's
+        parallel workers instead (restore_env).
+        """
         held = threading.Event()
+        loaded_then: list[frozenset[int]] = []
+
+        def hold(loaded: frozenset[int]) -> None:
+            loaded_then.append(loaded)
+            held.set()
+
         loading = _Beside(
             lambda: pgload.load(
                 path,
@@ -577,25 +586,44 @@ class PostgreSQL(Engine):
                 lambda: connect(self.settings_dict, target),
                 jobs,
                 stop=stop,
-                held=held.set,
+                held=hold,
             ),
             stop,
             finished=held,
         )
-        args = [*self._pg_restore_args(target, jobs), "--section=post-data", str(path)]
+        args = [*self._pg_restore_args(target, jobs), "--section=post-data"]
         try:
             held.wait()
-            if stop.is_set():  # the load failed or was stopped before every table
+            if stop.is_set() or not loaded_then:  # failed, or nothing to load
                 loading.result()
-            # pg_restore runs while the last loads finish; it is killed if one fails.
-            self._pg_restore(args, loading.result, jobs=jobs)
+            every = frozenset(t.dump_id for t in contents.tables)
+            loaded = loaded_then[0] if loaded_then else every
+            beside = pgload.post_data_beside(contents, loaded)
+            if beside:
+                # pg_restore runs while the last loads finish; killed if one fails.
+                listing = _listing(folder, "beside", beside)
+                self._pg_restore(
+                    [*args, f"--use-list={listing}", str(path)],
+                    loading.result,
+                    jobs=jobs,
+                )
+            else:
+                loading.result()
+                loaded = frozenset()  # every table's entries are left
+            first = set(beside)
+            rest = [i for i in contents.depends if i not in first]
+            self._pg_restore(
+                [*args, f"--use-list={_listing(folder, 'rest', rest)}", str(path)],
+                jobs=max(1, min(jobs, len(every - loaded))),
+            )
         except BaseException:
             stop.set()  # the other loads too, whatever stopped this one
             raise
 
     def _pg_restore(self, args: list[str], meanwhile=None, *, jobs: int = 1) -> None:
         """Run pg_restore with ``args`` (and ``meanwhile()`` while it runs); ``jobs``
-        is its --jobs, for its sessions' settings (restore_env)."""
+        is how many of its sessions build side by side, for their settings
+        (restore_env)."""
         with tempfile.TemporaryFile() as errors:
             process = self._start_pg_restore(args, errors, jobs)
             try:
@@ -653,6 +681,13 @@ class _Beside:
             self.thread.join()
         if self.error is not None:
             raise self.error
+
+
+def _listing(folder: str, name: str, dump_ids) -> Path:
+    """A --use-list file of ``dump_ids`` in ``folder``."""
+    path = Path(folder) / f"{name}.list"
+    path.write_text(pgload.use_list(dump_ids))
+    return path
 
 
 def _start_pg_dump(args: list[str], settings_dict: dict, errors) -> subprocess.Popen:
