@@ -15,9 +15,8 @@ anchor time / its time):
 * ``loader``: the steps ``manage.py restore`` runs (apps/backups/engines/pgload.py),
   one after the other: ``pg_restore`` of the schema, then the tables' data sent by
   this process itself, N ``COPY ... (FREEZE)`` streams side by side inflating with
-  ISA-L in threads, then ``pg_restore --section=post-data --jobs N`` (restore runs
-  that one in pieces beside the loads, as tables finish, and reads the checksum
-  beside them too).
+  ISA-L in threads, then ``pg_restore --section=post-data --jobs N`` (restore starts
+  that one beside the last loads, and reads the checksum beside them too).
 
 Every ``pg_restore`` runs with the sessions restore gives it (``restore_env``).
 

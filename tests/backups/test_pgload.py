@@ -8,6 +8,7 @@ import io
 import subprocess
 import zlib
 
+import psycopg
 import pytest
 from django.core.management import CommandError
 from django.db import connections
@@ -104,7 +105,7 @@ def test_a_parallel_restore_carries_every_kind_of_table(tables, live, backup_roo
 def test_entries_beside_the_last_loads_depend_on_no_table_still_loading(
     tables, live, backup_root
 ):
-    """A post-data run beside the loads: an index or key of a loaded table,
+    """The post-data run beside the last loads: an index or key of a loaded table,
     never the key of a table still loading, nor a foreign key that needs it."""
     name = take_backup()
     path = backup_root / "backup" / name
@@ -248,9 +249,10 @@ def test_a_table_copy_freeze_refuses_is_loaded_without_it(live, tmp_path):
             cursor.execute("DROP TABLE load_parts")
 
 
-def test_a_table_reported_loaded_has_all_its_rows_for_another_session(live, tmp_path):
-    """What restore builds a table's indexes on: when ``loaded(dump_id)`` is called,
-    the table's rows are committed, every one, and each table is reported once."""
+def test_once_every_load_has_begun_no_table_is_seen_empty(live, tmp_path):
+    """What restore starts the index builds on: when ``held(loaded)`` is called,
+    every table is either loaded or locked by its load, never empty to another
+    session, and every table in ``loaded`` has all its rows."""
     settings_dict = connections["default"].settings_dict
     names = ("load_a", "load_b", "load_c")
     with connections["default"].cursor() as cursor:
@@ -268,19 +270,35 @@ def test_a_table_reported_loaded_has_all_its_rows_for_another_session(live, tmp_
             offset, data = offset + len(block), data + block
         path.write_bytes(data)
         contents = pgarchive.Contents(0, "UTF8", "on", tables, [])
-        seen: dict[int, int] = {}
+        seen: list[dict] = []
+        said: list[frozenset[int]] = []
 
-        def loaded(dump_id: int) -> None:
-            assert dump_id not in seen
+        def held(loaded: frozenset[int]) -> None:
+            said.append(loaded)
+            found = {}
             with postgresql.connect(settings_dict, live) as other:
-                other.execute("SET lock_timeout = '200ms'")  # never waits on the load
-                seen[dump_id] = other.execute(
-                    f"SELECT count(*) FROM {names[dump_id - 1]}"
-                ).fetchone()[0]
+                other.execute("SET lock_timeout = '200ms'")
+                for name in names:
+                    try:
+                        found[name] = other.execute(
+                            f"SELECT count(*) FROM {name}"
+                        ).fetchone()[0]
+                    except psycopg.errors.LockNotAvailable:
+                        found[name] = "locked"
+            seen.append(found)
 
-        load_into(live, path, contents, 2, loaded=loaded)
+        load_into(live, path, contents, 2, held=held)
+        assert len(seen) == 1  # once
         full = {name: 1000 * number for number, name in enumerate(names, 1)}
-        assert seen == {number: full[name] for number, name in enumerate(names, 1)}
+        assert all(seen[0][name] in (full[name], "locked") for name in names)
+        # The table whose COPY has just begun (in the thread calling held) at least.
+        assert "locked" in seen[0].values()
+        # In the list's order (read_contents puts the largest first), on two
+        # connections: load_c begins last, so it is not loaded yet.
+        assert 3 not in said[0]
+        for number, name in enumerate(names, 1):
+            if number in said[0]:
+                assert seen[0][name] == full[name]
         with connections["default"].cursor() as cursor:
             for name in names:
                 cursor.execute(f"SELECT count(*) FROM {name}")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import re
 import threading
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -17,8 +16,8 @@ from django.core.management import CommandError
 from django.db import connections
 
 from apps.accounts.models import User
-from apps.backups import engines, services
-from apps.backups.engines import pgarchive, pgload, postgresql
+from apps.backups import services
+from apps.backups.engines import pgload, postgresql
 from tests.helpers import call
 
 from .conftest import (
@@ -213,15 +212,20 @@ def test_rows_that_do_not_inflate_are_reported_as_a_checksum_mismatch(
     assert other_databases(live) == []
 
 
-@pytest.mark.parametrize("jobs", ["1", "2"])
-def test_index_builds_run_with_the_restore_session_settings(live, jobs, monkeypatch):
+@pytest.mark.parametrize(
+    ("jobs", "probe"), [("1", "alone"), ("2", "beside others"), ("2", "alone")]
+)
+def test_index_builds_run_with_the_restore_session_settings(
+    live, jobs, probe, monkeypatch
+):
     """An index whose expression reports the settings of the session building it,
     in the new database only: pg_restore's sessions are the restore's own.
 
-    With two jobs, which post-data run builds the probe's index depends on the
-    load's timing; here the load reports no table loaded, so that it is the last
-    run's, among every table's builds (test_post_data_runs_follow_the_loads has the
-    runs of a load that reports them).
+    With two jobs, the post-data entries are restored in two runs (pgload.
+    post_data_beside): the tables loaded once every load has begun, then the rest.
+    Which tables those are is the load's timing; here the load is told to report
+    either no table loaded (the probe's index built beside the others') or every
+    table but the probe (its index the last run's only build).
     """
     with connections["default"].cursor() as cursor:
         cursor.execute(
@@ -242,66 +246,20 @@ def test_index_builds_run_with_the_restore_session_settings(live, jobs, monkeypa
     name = take_backup()
     load = pgload.load
 
-    def unreported(path, contents, connect, jobs, *, stop, loaded):
-        return load(path, contents, connect, jobs, stop=stop, loaded=None)
+    def reporting(path, contents, connect, jobs, *, stop, held):
+        others = frozenset(
+            t.dump_id for t in contents.tables if t.table != "backup_probe"
+        )
+        said = frozenset() if probe == "beside others" else others
+        return load(path, contents, connect, jobs, stop=stop, held=lambda _: held(said))
 
-    monkeypatch.setattr(pgload, "load", unreported)
+    monkeypatch.setattr(pgload, "load", reporting)
     # Builds side by side are the parallelism: no parallel workers of their own.
-    # One job's builds keep the server's.
-    workers = "0" if jobs == "2" else server_workers
+    # A build alone (one job's, or the last table's) keeps the server's.
+    workers = "0" if probe == "beside others" else server_workers
     with pytest.raises(CommandError, match=f"index built with off/512MB/{workers}\\b"):
         call("restore", name, "--noinput", "--jobs", jobs)
     assert other_databases(live) == []
-
-
-def test_post_data_runs_follow_the_loads(monkeypatch, tmp_path):
-    """Each run restores what depends on no table still loading, as tables finish;
-    the last run has the rest, and left with one table's builds, it runs them one at
-    a time with the server's parallel workers (jobs 1 for restore_env)."""
-    # Tables A (the largest), B, C: data 1-3, TABLE entries 11-13; post-data: 21 an
-    # index of A, 22 of B, 23 of C, and 24 a foreign key of B to A's key 21.
-    contents = pgarchive.Contents(
-        0,
-        "UTF8",
-        "on",
-        [
-            pgarchive.TableData(n, "public", t, f"COPY public.{t} FROM stdin", 0, 9)
-            for n, t in ((1, "a"), (2, "b"), (3, "c"))
-        ],
-        [11, 12, 13],
-        [21, 22, 23, 24],
-        {1: (11,), 2: (12,), 3: (13,), 11: (), 12: (), 13: (), 21: (11,), 22: (12,)}
-        | {23: (13,), 24: (12, 21)},
-    )
-    runs: list[tuple[list[int], int, list[str]]] = []
-    ran = threading.Semaphore(0)
-
-    def pg_restore(self, args, meanwhile=None, *, jobs=1):
-        (listing,) = (a.split("=", 1)[1] for a in args if a.startswith("--use-list"))
-        ids = [int(line.rstrip(";")) for line in Path(listing).read_text().split()]
-        runs.append((ids, jobs, [a for a in args if a.startswith("--jobs")]))
-        ran.release()
-
-    def load(path, contents, connect, jobs, *, stop, loaded):
-        loaded(2)  # B, then C once B's run is under way, then A
-        assert ran.acquire(timeout=10)
-        loaded(3)
-        assert ran.acquire(timeout=10)
-        loaded(1)
-
-    monkeypatch.setattr(postgresql.PostgreSQL, "_pg_restore", pg_restore)
-    monkeypatch.setattr(pgload, "load", load)
-    engine = engines.for_database("default")
-    engine._load_then_post_data(
-        tmp_path / "dump", contents, "target", 2, threading.Event(), str(tmp_path)
-    )
-
-    assert runs == [
-        ([22], 2, ["--jobs=2"]),
-        ([23], 2, ["--jobs=2"]),
-        # A's builds one at a time, with the server's parallel workers.
-        ([1, 2, 3, 11, 12, 13, 21, 24], 1, []),
-    ]
 
 
 def test_wrong_engine_is_refused(live, sqlite_db):

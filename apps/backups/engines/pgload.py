@@ -85,15 +85,16 @@ def load(
     jobs: int,
     *,
     stop: threading.Event | None = None,
-    loaded: Callable[[int], None] | None = None,
+    held: Callable[[frozenset[int]], None] | None = None,
 ) -> None:
     """Load every table's data from the archive at ``path`` on ``jobs`` connections
     made by ``connect``, largest table first; all stop at the first failure, or once
     ``stop`` is set.
 
-    ``loaded(dump_id)`` is called from a loading thread as each table's rows are
-    committed (``dump_id`` of its data): from then on another session sees them all,
-    and may build the table's indexes.
+    ``held(loaded)`` is called once, from a loading thread, when every table's load
+    has begun: each table is then either loaded (its data's dump id is in ``loaded``)
+    or locked by the transaction loading it, so that another session's statement on
+    it (an index build) waits for its rows instead of finding it empty.
 
     Raise BackupDamaged when a table's rows do not load (the server refuses them, or
     they do not inflate), BackupError when a connection fails or it was stopped.
@@ -103,6 +104,17 @@ def load(
         work.put(table)
     failures: list[BaseException] = []
     stop = stop or threading.Event()
+    waiting = [len(contents.tables)]  # tables whose load has not begun
+    loaded: set[int] = set()  # committed
+    counting = threading.Lock()
+
+    def begun() -> None:
+        with counting:
+            waiting[0] -= 1
+            last = waiting[0] == 0
+            done = frozenset(loaded)
+        if last and held is not None:
+            held(done)
 
     def worker() -> None:
         table = None
@@ -114,9 +126,9 @@ def load(
                         table = work.get_nowait()
                     except queue.Empty:
                         return
-                    _load_table(conn, fh, table, contents.compression, stop)
-                    if loaded is not None:
-                        loaded(table.dump_id)
+                    _load_table(conn, fh, table, contents.compression, stop, begun)
+                    with counting:
+                        loaded.add(table.dump_id)
         except BaseException as exc:  # noqa: BLE001 - raised by the caller's thread
             failures.append(_as_backup_error(exc, table))
             stop.set()
@@ -160,15 +172,24 @@ def _load_table(
     table: TableData,
     compression: int,
     stop: threading.Event,
+    begun: Callable[[], None],
 ) -> None:
-    """Load one table, and commit."""
+    """Load one table; ``begun()`` once its COPY has begun (the table locked)."""
     truncate = sql.SQL("TRUNCATE ONLY {}").format(
         sql.Identifier(table.schema, table.table)
     )
+    started = False
+
+    def copying() -> None:
+        nonlocal started
+        if not started:
+            started = True
+            begun()
+
     try:
         with conn.transaction():
             conn.execute(truncate)
-            _copy(conn, fh, table, compression, stop, f"{table.copy} (FREEZE)")
+            _copy(conn, fh, table, compression, stop, f"{table.copy} (FREEZE)", copying)
         return
     except (
         psycopg.errors.FeatureNotSupported,
@@ -177,11 +198,14 @@ def _load_table(
     ):
         pass  # not a table COPY FREEZE can fill (a partitioned one): as pg_restore
     with conn.transaction():
-        _copy(conn, fh, table, compression, stop, table.copy)
+        _copy(conn, fh, table, compression, stop, table.copy, copying)
 
 
-def _copy(conn, fh, table: TableData, compression: int, stop, statement: str) -> None:
-    """Send the table's chunks, inflated, into ``statement`` (a COPY FROM stdin).
+def _copy(
+    conn, fh, table: TableData, compression: int, stop, statement: str, begun
+) -> None:
+    """Send the table's chunks, inflated, into ``statement`` (a COPY FROM stdin);
+    call ``begun()`` once the server has begun it.
 
     The chunks are read into one reused buffer, and the rows inflated and sent in
     pieces of at most SEND bytes, each sent as it comes: fresh memory for every chunk
@@ -193,6 +217,7 @@ def _copy(conn, fh, table: TableData, compression: int, stop, statement: str) ->
     header = bytearray(_INT.size)
     buffer = bytearray(CHUNK)
     with conn.cursor() as cur, cur.copy(statement) as copy:
+        begun()
         write = copy.write  # each piece copied into libpq's buffer before it returns
         while True:
             if fh.readinto(header) != _INT.size:

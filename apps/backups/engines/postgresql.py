@@ -16,7 +16,6 @@ transaction, the live database kept under a dated name.
 from __future__ import annotations
 
 import os
-import queue
 import re
 import shutil
 import subprocess
@@ -564,73 +563,61 @@ class PostgreSQL(Engine):
         stop: threading.Event,
         folder: str,
     ) -> None:
-        """Load the tables' data (pgload), and restore the indexes, constraints and
-        triggers in runs of ``pg_restore --section=post-data``: while tables still
-        load, a run as soon as some entries depend on no table still loading
-        (pgload.post_data_beside: the loaded tables' indexes, say), beside the loads;
-        once every load is done, a last run for the rest.
+        """Load the tables' data (pgload), and build the indexes and constraints
+        (``pg_restore --section=post-data``) in two runs: once every table's load has
+        begun, the entries of the tables already loaded, beside the last loads
+        (pgload.post_data_beside); once those and the loads are done, the rest.
 
-        The last run is often one table's alone (the largest, loaded first and
-        finished last). Its builds cannot all run side by side (its primary key
-        locks the table), so they run one at a time, each with the server's
-        parallel workers (restore_env).
+        The last tables' entries alone may be one table's: its builds cannot run
+        side by side (its primary key locks it), so they may use the server's
+        parallel workers instead (restore_env).
         """
-        news: queue.SimpleQueue[int | None] = queue.SimpleQueue()  # None: the end
+        held = threading.Event()
+        loaded_then: list[frozenset[int]] = []
 
-        def load() -> None:
-            try:
-                pgload.load(
-                    path,
-                    contents,
-                    lambda: connect(self.settings_dict, target),
-                    jobs,
-                    stop=stop,
-                    loaded=news.put,
-                )
-            finally:
-                news.put(None)
+        def hold(loaded: frozenset[int]) -> None:
+            loaded_then.append(loaded)
+            held.set()
 
-        loading = _Beside(load, stop)
+        loading = _Beside(
+            lambda: pgload.load(
+                path,
+                contents,
+                lambda: connect(self.settings_dict, target),
+                jobs,
+                stop=stop,
+                held=hold,
+            ),
+            stop,
+            finished=held,
+        )
         args = [*self._pg_restore_args(target, jobs), "--section=post-data"]
-        loaded: set[int] = set()
-        covered: frozenset[int] = frozenset()  # tables whose entries a run restored
-        restored: set[int] = set()
         try:
-            while len(loaded) < len(contents.tables):
-                dump_id = news.get()
-                if dump_id is None:  # the load failed or stopped; result() raises why
-                    break
-                loaded.add(dump_id)
-                if not news.empty() or len(loaded) == len(contents.tables):
-                    continue  # the other tables loaded meanwhile first; or the end
-                ready = [
-                    i
-                    for i in pgload.post_data_beside(contents, loaded)
-                    if i not in restored
-                ]
-                if ready:
-                    listing = _listing(folder, f"run{len(restored)}", ready)
-                    self._pg_restore(
-                        [*args, f"--use-list={listing}", str(path)], jobs=jobs
-                    )
-                    restored.update(ready)
-                    covered = frozenset(loaded)
-            loading.result()
+            held.wait()
+            if stop.is_set() or not loaded_then:  # failed, or nothing to load
+                loading.result()
             every = frozenset(t.dump_id for t in contents.tables)
-            rest = [i for i in contents.depends if i not in restored]
-            sessions = max(1, min(jobs, len(every - covered)))
+            loaded = loaded_then[0] if loaded_then else every
+            beside = pgload.post_data_beside(contents, loaded)
+            if beside:
+                # pg_restore runs while the last loads finish; killed if one fails.
+                listing = _listing(folder, "beside", beside)
+                self._pg_restore(
+                    [*args, f"--use-list={listing}", str(path)],
+                    loading.result,
+                    jobs=jobs,
+                )
+            else:
+                loading.result()
+                loaded = frozenset()  # every table's entries are left
+            first = set(beside)
+            rest = [i for i in contents.depends if i not in first]
             self._pg_restore(
-                [
-                    *self._pg_restore_args(target, sessions),
-                    "--section=post-data",
-                    f"--use-list={_listing(folder, 'rest', rest)}",
-                    str(path),
-                ],
-                jobs=sessions,
+                [*args, f"--use-list={_listing(folder, 'rest', rest)}", str(path)],
+                jobs=max(1, min(jobs, len(every - loaded))),
             )
         except BaseException:
-            stop.set()  # the loads too, whatever stopped this; they stop within a chunk
-            loading.join()
+            stop.set()  # the other loads too, whatever stopped this one
             raise
 
     def _pg_restore(self, args: list[str], meanwhile=None, *, jobs: int = 1) -> None:
@@ -664,9 +651,12 @@ class PostgreSQL(Engine):
 
 
 class _Beside:
-    """``work()`` in a thread beside the caller's; ``stop`` is set when it fails."""
+    """``work()`` in a thread beside the caller's; ``stop`` is set when it fails, and
+    ``finished`` once it is done either way."""
 
-    def __init__(self, work, stop: threading.Event) -> None:
+    def __init__(
+        self, work, stop: threading.Event, finished: threading.Event | None = None
+    ) -> None:
         self.error: BaseException | None = None
         self.thread = None
         if work is None:
@@ -678,18 +668,17 @@ class _Beside:
             except BaseException as exc:  # noqa: BLE001 - raised by result()
                 self.error = exc
                 stop.set()
+            finally:
+                if finished is not None:
+                    finished.set()
 
-        self.thread = threading.Thread(target=run, name="restore-beside", daemon=True)
+        self.thread = threading.Thread(target=run, name="restore-check", daemon=True)
         self.thread.start()
-
-    def join(self) -> None:
-        """Wait for ``work()``."""
-        if self.thread is not None:
-            self.thread.join()
 
     def result(self) -> None:
         """Wait for ``work()``; raise what it raised."""
-        self.join()
+        if self.thread is not None:
+            self.thread.join()
         if self.error is not None:
             raise self.error
 
