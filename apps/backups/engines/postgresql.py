@@ -609,9 +609,9 @@ class PostgreSQL(Engine):
                 )
             else:
                 loading.result()
-                loaded = frozenset()  # every table's entries are left
             first = set(beside)
             rest = [i for i in contents.depends if i not in first]
+            # The rest is the entries of the tables still loading at the first run.
             self._pg_restore(
                 [*args, f"--use-list={_listing(folder, 'rest', rest)}", str(path)],
                 jobs=max(1, min(jobs, len(every - loaded))),
