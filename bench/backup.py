@@ -89,7 +89,8 @@ def generate(server: str, size_mb: int) -> int:
                 f"CREATE TABLE {table} (id bigint PRIMARY KEY, at timestamptz, "
                 "room int, author text, body text, extra jsonb)"
             )
-        batch = 100_000
+        # 100,000 rows a table at a time; fewer for a small database (a smoke run).
+        batch = max(1_000, min(100_000, size_mb * 100))
         start = 0
         while True:
             for table in TABLES:

@@ -79,7 +79,7 @@ def loader(server: str, dump: Path, jobs: int) -> None:
     fresh_target(server)
     contents = pgarchive.read_contents(dump)
     listing = dump.with_suffix(".list")
-    listing.write_text(pgload.use_list(contents))
+    listing.write_text(pgload.use_list(contents.others))
     pg_restore(
         server, dump, "--section=pre-data", "--section=data", f"--use-list={listing}"
     )

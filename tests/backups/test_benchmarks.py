@@ -1,0 +1,62 @@
+"""The backup benchmarks still run as docs/benchmarks.md shows them: each once, on a
+database of a few MiB (the figures mean nothing at that size; that they come out
+does, as a benchmark that no longer runs only shows on the next measurement)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from django.conf import settings
+
+pytestmark = pytest.mark.postgres
+
+
+def _server() -> str:
+    db = settings.DATABASES["default"]
+    user = db.get("USER") or "postgres"
+    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
+    return f"postgres://{user}{password}@{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}"
+
+
+def _bench(*args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, *args, "--server", _server()],
+        cwd=settings.BASE_DIR,
+        # The benchmarks set their own settings (the local ones, their own database).
+        env={
+            k: v
+            for k, v in os.environ.items()
+            if k not in {"DJANGO_SETTINGS_MODULE", "DATABASE_URL", "REDIS_URL"}
+        },
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def test_the_backup_benchmark_compares_both_commands_with_the_raw_tools():
+    out = _bench(
+        "bench/backup.py",
+        "--size-mb",
+        "2",
+        "--repeat",
+        "1",
+        "--db",
+        "stagehand_bench_smoke",
+    )
+    assert "backup throughput vs raw pg_dump -Fc to a file: " in out
+    assert "restore throughput vs single-job pg_restore of the same file: " in out
+    assert "peak RSS of the backup process: " in out
+
+
+def test_the_restore_paths_benchmark_restores_the_same_database_every_way():
+    # Each way's restored database is compared with the source (rows, a checksum of
+    # them, the indexes): the script exits non-zero when one differs.
+    out = _bench("bench/restore_paths.py", "--size-mb", "2", "--repeat", "1")
+    for way in ("anchor", "jobs: pg_restore --jobs", "no-inflate:", "loader:"):
+        assert way in out
