@@ -36,6 +36,7 @@ import argparse
 import os
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -139,6 +140,13 @@ def timed(args: list[str], env: dict | None = None) -> tuple[float, int, float]:
     if code != 0:
         raise SystemExit(f"{args[0]} … exited {code}")
     return elapsed, usage.ru_maxrss * 1024, cpu
+
+
+def per_round(anchors: list[float], ours: list[float]) -> str:
+    """Each round's ratio (anchor time / our time), and their median."""
+    ratios = [anchor / our for anchor, our in zip(anchors, ours, strict=True)]
+    listed = ", ".join(f"{ratio:.2f}x" for ratio in ratios)
+    return f"{listed} (median {statistics.median(ratios):.2f}x)"
 
 
 def load() -> str:
@@ -294,6 +302,14 @@ def main() -> None:
         print(
             f"restore throughput vs single-job pg_restore of the same file: "
             f"{raw_restore / ours_restore:.2f}x (target >= 1.5) [{load()}]"
+        )
+        # Each round's two sides ran a minute apart; the best times may come from
+        # rounds far apart, on a machine whose speed moves (docs/benchmarks.md).
+        print(
+            "rounds' ratios, anchor / ours in the same round: backup "
+            + per_round(raw_dumps, our_dumps)
+            + "; restore "
+            + per_round(raw_restores, our_restores)
         )
         # pg_restore's work (its decompression, the server's COPY, the index builds,
         # WAL) takes the same core-seconds however many jobs share it; on N cores

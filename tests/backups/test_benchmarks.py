@@ -54,6 +54,7 @@ def test_the_backup_benchmark_compares_both_commands_with_the_raw_tools():
     assert "backup throughput vs raw pg_dump -Fc to a file: " in out
     assert "restore throughput vs single-job pg_restore of the same file: " in out
     assert "peak RSS of the backup process: " in out
+    assert "rounds' ratios, anchor / ours in the same round: backup " in out
 
 
 def test_the_restore_paths_benchmark_restores_the_same_database_every_way():
