@@ -111,6 +111,26 @@ def manage(
     return done
 
 
+def bench(script: str, *args: str, timeout: float = 300) -> str:
+    """Run ``bench/SCRIPT ARGS`` as docs/benchmarks.md does; return what it printed,
+    failing the test, with its output, unless it exits with 0. The benchmarks choose
+    their own settings (the local ones, their own databases), not the suite's."""
+    done = subprocess.run(
+        [sys.executable, f"bench/{script}", *args],
+        cwd=ROOT,
+        env={
+            key: value
+            for key, value in os.environ.items()
+            if key not in {"DJANGO_SETTINGS_MODULE", "DATABASE_URL", "REDIS_URL"}
+        },
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
 def wait_for(predicate: Callable[[], T], what: str, timeout: float = 90) -> T:
     """Poll until ``predicate()`` is truthy and return it; fail naming ``what`` never
     happened after ``timeout`` seconds (never hang)."""

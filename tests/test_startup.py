@@ -24,6 +24,7 @@ from apps.connections import layer, registry
 from apps.core.urls import LazyView
 from apps.worlds import api_urls
 from apps.worlds.api import WorldViewSet
+from tests.helpers import bench
 
 # Imported by nothing a `check` needs; each one costs milliseconds to tens of them:
 # the schema views, PyJWT, S3's botocore, redis-py and channels-redis (without a Redis
@@ -134,22 +135,10 @@ def test_a_lazy_view_never_imports_for_private_names():
 
 def test_the_benchmark_measures_every_command_against_both_anchors():
     """bench/startup.py as docs/benchmarks.md runs it, with one round."""
-    done = subprocess.run(
-        [sys.executable, "bench/startup.py", "--runs", "1", "--json"],
-        cwd=settings.BASE_DIR,
-        # The embedded defaults: the suite's DATABASE_URL names a database that only
-        # exists under the test runner's "test_" prefix.
-        env={
-            k: v
-            for k, v in os.environ.items()
-            if k not in {"DJANGO_SETTINGS_MODULE", "DATABASE_URL", "REDIS_URL"}
-        },
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr
-    figures = json.loads(done.stdout)
+    # On the embedded defaults: the suite's DATABASE_URL names a database that only
+    # exists under the test runner's "test_" prefix.
+    out = bench("startup.py", "--runs", "1", "--json")
+    figures = json.loads(out)
     assert figures["runs"] == 1 and figures["load"]["min"] >= 0
     rows = {row["command"]: row for row in figures["results"]}
     assert list(rows) == ["check", "help", "list_worlds"]

@@ -4,13 +4,12 @@ does, as a benchmark that no longer runs only shows on the next measurement)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from urllib.parse import quote
 
 import pytest
 from django.conf import settings
+
+from tests.helpers import bench
 
 pytestmark = pytest.mark.postgres
 
@@ -23,33 +22,17 @@ def _server() -> str:
     return f"postgres://{user}{password}@{host}:{port}"
 
 
-def _bench(*args: str) -> str:
-    done = subprocess.run(
-        [sys.executable, *args, "--server", _server()],
-        cwd=settings.BASE_DIR,
-        # The benchmarks set their own settings (the local ones, their own database).
-        env={
-            k: v
-            for k, v in os.environ.items()
-            if k not in {"DJANGO_SETTINGS_MODULE", "DATABASE_URL", "REDIS_URL"}
-        },
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done.stdout
-
-
 def test_the_backup_benchmark_compares_both_commands_with_the_raw_tools():
-    out = _bench(
-        "bench/backup.py",
+    out = bench(
+        "backup.py",
         "--size-mb",
         "2",
         "--repeat",
         "1",
         "--db",
         "stagehand_bench_smoke",
+        "--server",
+        _server(),
     )
     assert "backup throughput vs raw pg_dump -Fc to a file: " in out
     assert "restore throughput vs single-job pg_restore of the same file: " in out
@@ -60,6 +43,8 @@ def test_the_backup_benchmark_compares_both_commands_with_the_raw_tools():
 def test_the_restore_paths_benchmark_restores_the_same_database_every_way():
     # Each way's restored database is compared with the source (rows, a checksum of
     # them, the indexes): the script exits non-zero when one differs.
-    out = _bench("bench/restore_paths.py", "--size-mb", "2", "--repeat", "1")
+    out = bench(
+        "restore_paths.py", "--size-mb", "2", "--repeat", "1", "--server", _server()
+    )
     for way in ("anchor", "jobs: pg_restore --jobs", "no-inflate:", "loader:"):
         assert way in out
