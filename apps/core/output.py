@@ -132,12 +132,26 @@ class Progress:
 
     def advance(self, amount: int = 1) -> None:
         with self._lock:
-            self.done += amount
-            if self._bar is not None:
-                if self.total is not None and self.done > self._bar.total:
-                    # More than the estimate: grow the total rather than pass 100 %.
-                    self._bar.total = self.done
-                self._bar.update(amount)
+            self._advance(amount)
+
+    def reach(self, done: int) -> None:
+        """Move to ``done``, a running total (a backup's bytes so far). One below
+        the last begins another pass over the same total: a restore from S3 reads
+        the dump twice, downloading it, then loading it."""
+        with self._lock:
+            if done < self.done:
+                self.done = 0
+                if self._bar is not None:
+                    self._bar.reset(total=self.total)
+            self._advance(done - self.done)
+
+    def _advance(self, amount: int) -> None:
+        self.done += amount
+        if self._bar is not None:
+            if self.total is not None and self.done > self._bar.total:
+                # More than the estimate: grow the total rather than pass 100 %.
+                self._bar.total = self.done
+            self._bar.update(amount)
 
     def finish(self, failed: bool = False) -> None:
         if self._finished:

@@ -246,12 +246,12 @@ def test_index_builds_run_with_the_restore_session_settings(
     name = take_backup()
     load = pgload.load
 
-    def reporting(path, contents, connect, jobs, *, stop, held):
+    def reporting(path, contents, connect, jobs, *, held, **options):
         others = frozenset(
             t.dump_id for t in contents.tables if t.table != "backup_probe"
         )
         said = frozenset() if probe == "beside others" else others
-        return load(path, contents, connect, jobs, stop=stop, held=lambda _: held(said))
+        return load(path, contents, connect, jobs, held=lambda _: held(said), **options)
 
     monkeypatch.setattr(pgload, "load", reporting)
     # Builds side by side are the parallelism: no parallel workers of their own.

@@ -49,6 +49,18 @@ def test_a_byte_summary_is_in_units_of_bytes():
     )
 
 
+def test_reaching_a_running_total_moves_the_bar_and_a_smaller_one_starts_a_pass():
+    out = StringIO()
+    with Progress(out, 300, "Restoring", unit="B") as bar:
+        for done in (100, 300):  # the download of a dump
+            bar.reach(done)
+        bar.reach(40)  # then its load, over the same total
+        assert bar.done == 40
+        bar.reach(300)
+    assert bar.done == 300
+    assert out.getvalue().startswith("Restoring: 300 B of 300 B in ")
+
+
 def test_without_a_total_the_summary_says_the_amount_only():
     out = StringIO()
     with Progress(out, None, "Sending", "connection") as bar:

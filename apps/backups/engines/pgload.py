@@ -86,10 +86,14 @@ def load(
     *,
     stop: threading.Event | None = None,
     held: Callable[[frozenset[int]], None] | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> None:
     """Load every table's data from the archive at ``path`` on ``jobs`` connections
     made by ``connect``, largest table first; all stop at the first failure, or once
     ``stop`` is set.
+
+    ``progress(read)`` follows the bytes of the archive read for the tables' rows,
+    a running total, from one loading thread at a time.
 
     ``held(loaded)`` is called once, from a loading thread, when every table's load
     has begun: each table is then either loaded (its data's dump id is in ``loaded``)
@@ -107,6 +111,13 @@ def load(
     waiting = [len(contents.tables)]  # tables whose load has not begun
     loaded: set[int] = set()  # committed
     counting = threading.Lock()
+    read = [0]  # bytes of the archive, for progress
+
+    def report(amount: int) -> None:
+        with counting:  # one at a time, so that the running total only grows
+            read[0] += amount
+            if progress is not None:
+                progress(read[0])
 
     def begun() -> None:
         with counting:
@@ -126,7 +137,9 @@ def load(
                         table = work.get_nowait()
                     except queue.Empty:
                         return
-                    _load_table(conn, fh, table, contents.compression, stop, begun)
+                    _load_table(
+                        conn, fh, table, contents.compression, stop, begun, report
+                    )
                     with counting:
                         loaded.add(table.dump_id)
         except BaseException as exc:  # noqa: BLE001 - raised by the caller's thread
@@ -173,8 +186,10 @@ def _load_table(
     compression: int,
     stop: threading.Event,
     begun: Callable[[], None],
+    report: Callable[[int], None],
 ) -> None:
-    """Load one table; ``begun()`` once its COPY has begun (the table locked)."""
+    """Load one table; ``begun()`` once its COPY has begun (the table locked),
+    ``report(bytes)`` for each chunk of the archive read."""
     truncate = sql.SQL("TRUNCATE ONLY {}").format(
         sql.Identifier(table.schema, table.table)
     )
@@ -189,7 +204,16 @@ def _load_table(
     try:
         with conn.transaction():
             conn.execute(truncate)
-            _copy(conn, fh, table, compression, stop, f"{table.copy} (FREEZE)", copying)
+            _copy(
+                conn,
+                fh,
+                table,
+                compression,
+                stop,
+                f"{table.copy} (FREEZE)",
+                copying,
+                report,
+            )
         return
     except (
         psycopg.errors.FeatureNotSupported,
@@ -198,14 +222,22 @@ def _load_table(
     ):
         pass  # not a table COPY FREEZE can fill (a partitioned one): as pg_restore
     with conn.transaction():
-        _copy(conn, fh, table, compression, stop, table.copy, copying)
+        _copy(conn, fh, table, compression, stop, table.copy, copying, report)
 
 
 def _copy(
-    conn, fh, table: TableData, compression: int, stop, statement: str, begun
+    conn,
+    fh,
+    table: TableData,
+    compression: int,
+    stop,
+    statement: str,
+    begun,
+    report: Callable[[int], None],
 ) -> None:
     """Send the table's chunks, inflated, into ``statement`` (a COPY FROM stdin);
-    call ``begun()`` once the server has begun it.
+    call ``begun()`` once the server has begun it, ``report(bytes)`` for each chunk
+    of the archive read.
 
     The chunks are read into one reused buffer, and the rows inflated and sent in
     pieces of at most SEND bytes, each sent as it comes: fresh memory for every chunk
@@ -234,6 +266,7 @@ def _copy(
             chunk = memoryview(buffer)[:length]
             if fh.readinto(chunk) != length:
                 raise ArchiveError("the archive ends in the middle (truncated)")
+            report(_INT.size + length)
             if inflater is None:
                 write(chunk)
             else:

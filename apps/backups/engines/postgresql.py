@@ -463,7 +463,7 @@ class PostgreSQL(Engine):
             prefix="stagehand-restore-", dir=settings.BACKUP_SPOOL_DIR or None
         ) as folder:
             spooled = self._spool(item, storage, Path(folder), progress)
-            self._restore_file(item, spooled, target, jobs, None, verified=True)
+            self._restore_file(item, spooled, target, jobs, progress, verified=True)
 
     def _spool(
         self,
@@ -517,8 +517,10 @@ class PostgreSQL(Engine):
         ``verified``. A mismatch stops the restore: the copy is never swapped in.
 
         An archive read here has its tables' data loaded by this process (pgload),
-        after its schema and before its indexes; any other goes to ``pg_restore
-        --jobs`` whole.
+        after its schema and before its indexes, and ``progress`` follows that load
+        (the rest of the archive counted once the indexes are built); any other goes
+        to ``pg_restore --jobs`` whole, and ``progress`` follows the checksum's read,
+        if any, as nothing else can be followed.
         """
         try:
             contents = read_contents(path)
@@ -526,12 +528,13 @@ class PostgreSQL(Engine):
             ArchiveError
         ):  # another layout, or damaged: pg_restore or the checksum say
             contents = None
-        check = None if verified else lambda: self._check_file(item, path, progress)
         if contents is None:
+            check = None if verified else lambda: self._check_file(item, path, progress)
             self._pg_restore(
                 [*self._pg_restore_args(target, jobs), str(path)], check, jobs=jobs
             )
             return
+        check = None if verified else lambda: self._check_file(item, path, None)
         # The checksum is read beside the whole restore and checked before the copy
         # can be swapped in; a mismatch stops the load at once, and explains a load
         # that failed on the same damage better than the server's error does.
@@ -548,11 +551,15 @@ class PostgreSQL(Engine):
                         str(path),
                     ]
                 )
-                self._load_then_post_data(path, contents, target, jobs, stop, folder)
+                self._load_then_post_data(
+                    path, contents, target, jobs, stop, folder, progress
+                )
             except BackupError:
                 checking.result()
                 raise
         checking.result()
+        if progress is not None:
+            progress(item.size)
 
     def _load_then_post_data(
         self,
@@ -562,6 +569,7 @@ class PostgreSQL(Engine):
         jobs: int,
         stop: threading.Event,
         folder: str,
+        progress: ProgressCallback | None,
     ) -> None:
         """Load the tables' data (pgload), and build the indexes and constraints
         (``pg_restore --section=post-data``) in two runs: once every table's load has
@@ -587,6 +595,7 @@ class PostgreSQL(Engine):
                 jobs,
                 stop=stop,
                 held=hold,
+                progress=progress,
             ),
             stop,
             finished=held,

@@ -52,7 +52,7 @@ class Command(BaseCommand):
                 result = backup(
                     database,
                     compress=not no_compress,
-                    progress=lambda done: bar.advance(done - bar.done),
+                    progress=bar.reach,
                 )
             except BackupError as exc:
                 raise CommandError(f"Backup failed: {exc}") from exc

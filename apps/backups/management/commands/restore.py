@@ -138,7 +138,7 @@ class Command(BaseCommand):
                 result = restore(
                     item.name,
                     database,
-                    progress=lambda done: bar.advance(done - bar.done),
+                    progress=bar.reach,
                     pg_jobs=jobs,
                 )
         except BackupError as exc:
