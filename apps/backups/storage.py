@@ -29,6 +29,8 @@ from .errors import BackupError, BackupNotFound, StorageUnavailable, describe
 PREFIX = "backup/"
 CHUNK = 1024 * 1024
 
+# Called with the bytes of a backup done so far, a running total; a restore that reads
+# it twice (an S3 download, then the load) starts again from zero for the second pass.
 ProgressCallback = Callable[[int], None]
 
 
