@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from urllib.parse import quote
 
 import pytest
 from django.conf import settings
@@ -84,14 +85,20 @@ def base_env() -> dict:
     return env
 
 
-def database_url() -> str:
-    """The URL of the database this test runs on (the test database), for a child."""
+def server_url() -> str:
+    """The URL of the PostgreSQL server this test runs on, without a database."""
     db = connection.settings_dict
-    user = db.get("USER") or ""
-    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
+    user = quote(db.get("USER") or "", safe="")
+    password = f":{quote(db['PASSWORD'], safe='')}" if db.get("PASSWORD") else ""
     auth = f"{user}{password}@" if user else ""
     port = f":{db['PORT']}" if db.get("PORT") else ""
-    return f"postgres://{auth}{db.get('HOST') or '127.0.0.1'}{port}/{db['NAME']}"
+    return f"postgres://{auth}{db.get('HOST') or '127.0.0.1'}{port}"
+
+
+def database_url(name: str | None = None) -> str:
+    """The URL of database ``name`` on that server (by default the one this test runs
+    on, the test database), for a child."""
+    return f"{server_url()}/{name or connection.settings_dict['NAME']}"
 
 
 @pytest.fixture

@@ -4,22 +4,12 @@ does, as a benchmark that no longer runs only shows on the next measurement)."""
 
 from __future__ import annotations
 
-from urllib.parse import quote
-
 import pytest
-from django.conf import settings
 
+from tests.conftest import server_url
 from tests.helpers import bench
 
 pytestmark = pytest.mark.postgres
-
-
-def _server() -> str:
-    db = settings.DATABASES["default"]
-    user = quote(db.get("USER") or "postgres", safe="")
-    password = f":{quote(db['PASSWORD'], safe='')}" if db.get("PASSWORD") else ""
-    host, port = db.get("HOST") or "127.0.0.1", db.get("PORT") or 5432
-    return f"postgres://{user}{password}@{host}:{port}"
 
 
 def test_the_backup_benchmark_compares_both_commands_with_the_raw_tools():
@@ -32,7 +22,7 @@ def test_the_backup_benchmark_compares_both_commands_with_the_raw_tools():
         "--db",
         "stagehand_bench_smoke",
         "--server",
-        _server(),
+        server_url(),
     )
     assert "backup throughput vs raw pg_dump -Fc to a file: " in out
     assert "restore throughput vs single-job pg_restore of the same file: " in out
@@ -44,7 +34,7 @@ def test_the_restore_paths_benchmark_restores_the_same_database_every_way():
     # Each way's restored database is compared with the source (rows, a checksum of
     # them, the indexes): the script exits non-zero when one differs.
     out = bench(
-        "restore_paths.py", "--size-mb", "2", "--repeat", "1", "--server", _server()
+        "restore_paths.py", "--size-mb", "2", "--repeat", "1", "--server", server_url()
     )
     for way in ("anchor", "jobs: pg_restore --jobs", "no-inflate:", "loader:"):
         assert way in out

@@ -11,6 +11,7 @@ import time
 import pytest
 from django.db import connections
 
+from tests.conftest import database_url
 from tests.helpers import call
 
 from .conftest import take_backup
@@ -42,11 +43,7 @@ def test_a_backup_under_writes_from_another_process_restores_a_prefix(
 ):
     with connections["default"].cursor() as cursor:
         cursor.execute("CREATE TABLE backup_pair (id serial PRIMARY KEY, grp int)")
-    db = connections["default"].settings_dict
-    url = (
-        f"postgresql://{db['USER'] or 'postgres'}@{db['HOST'] or '127.0.0.1'}:"
-        f"{db['PORT'] or 5432}/{live}"
-    )
+    url = database_url(live)
     writer = subprocess.Popen(
         [sys.executable, "-c", WRITER, url], stdout=subprocess.PIPE, text=True
     )

@@ -23,6 +23,7 @@ import psycopg
 import pytest
 from django.conf import settings
 
+from tests.conftest import database_url
 from tests.helpers import manage
 
 from .conftest import bucket_keys
@@ -47,15 +48,6 @@ def pg_admin() -> psycopg.Connection:
         password=db.get("PASSWORD") or None,
         dbname="postgres",
         autocommit=True,
-    )
-
-
-def pg_url(name: str) -> str:
-    db = settings.DATABASES["default"]
-    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
-    return (
-        f"postgres://{db.get('USER') or ''}{password}@{db.get('HOST') or '127.0.0.1'}"
-        f":{db.get('PORT') or 5432}/{name}"
     )
 
 
@@ -91,7 +83,7 @@ def rolled_back(tmp_path_factory):
                 made[engine] = name = f"{PG_PREFIX}tpl_{uuid.uuid4().hex[:8]}"
                 with pg_admin() as conn:
                     conn.execute(f'CREATE DATABASE "{name}"')
-                url = pg_url(name)
+                url = database_url(name)
             env = child_env(tmp_path_factory.mktemp("var"), url)
             steps = [("migrate", "--noinput")]
             steps += [("migrate", app, "zero") for app in ROLLED_BACK]
@@ -121,7 +113,7 @@ def site(request, rolled_back, tmp_path):
         name = f"{PG_PREFIX}{uuid.uuid4().hex[:8]}"
         with pg_admin() as conn:
             conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
-        url = pg_url(name)
+        url = database_url(name)
     var = tmp_path / "var"
     env = child_env(var, url)
 

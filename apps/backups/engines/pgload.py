@@ -201,19 +201,11 @@ def _load_table(
             started = True
             begun()
 
+    frozen = f"{table.copy} (FREEZE)"
     try:
         with conn.transaction():
             conn.execute(truncate)
-            _copy(
-                conn,
-                fh,
-                table,
-                compression,
-                stop,
-                f"{table.copy} (FREEZE)",
-                copying,
-                report,
-            )
+            _copy(conn, fh, table, compression, stop, frozen, copying, report)
         return
     except (
         psycopg.errors.FeatureNotSupported,
