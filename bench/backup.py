@@ -8,14 +8,18 @@ Generates a PostgreSQL database of at least --size-mb (pg_database_size), then t
   ``manage.py backup`` into the local backups folder (and, with --s3, into an S3
   bucket on a moto server started on loopback); target >= 1.0x;
 * restore: anchor a single-job ``pg_restore`` of the very file ``manage.py backup``
-  wrote into an empty database, against ``manage.py restore latest`` (a local copy
-  spooled and checksum-verified, ``pg_restore --jobs`` = the number of cores into a
-  new database, swap); target >= 1.5x.
+  wrote into an empty database, against ``manage.py restore latest`` with as many
+  jobs as cores (into a new database: the schema by ``pg_restore``, the tables' data
+  by the command on that many connections, the indexes by ``pg_restore --jobs``, the
+  file's SHA-256 read beside; then the swap); target >= 1.5x.
 
 The two sides alternate within each round, so load from elsewhere hurts both; the
 load average is printed beside every figure, and so are the core-seconds the whole
 machine was busy during each run (from /proc/stat): the restore's ceiling on this
-machine follows from the anchor's. Prints throughput ratios (anchor time /
+machine follows from the anchor's. Each restore's core-seconds are split between
+the client (the command and the pg_restore runs it waited for) and the server (every
+process of the PostgreSQL server, when it runs on this machine: the postmaster's
+children, live and exited). Prints throughput ratios (anchor time /
 our time) and the peak resident memory of the `backup` and `restore` processes
 (target < 150 MB whatever the size): each is a child of this script, and its peak
 comes from wait4(), which on Linux reports the largest of the process and the
@@ -42,6 +46,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import psycopg
 
@@ -128,9 +133,61 @@ def busy() -> float:
     return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
-def timed(args: list[str], env: dict | None = None) -> tuple[float, int, float]:
-    """Run a command; return (seconds, peak RSS in bytes, the machine's busy
-    core-seconds meanwhile: the server's processes included, and anyone else's)."""
+def postmaster(server: str) -> int | None:
+    """The pid of the PostgreSQL server's postmaster when it runs on this machine and
+    its /proc entries can be read (a backend's parent), else None."""
+    with admin(server) as conn:
+        backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+        try:
+            parent = int(_stat(backend)[1])
+            _stat(parent)
+        except (OSError, ValueError, IndexError):
+            return None  # on another machine, or in a container of its own
+        return parent
+
+
+def _stat(pid: int) -> list[str]:
+    """/proc/PID/stat's fields after the command's name (state, ppid, ...)."""
+    with open(f"/proc/{pid}/stat") as fh:
+        text = fh.read()
+    return text[text.rindex(")") + 2 :].split()
+
+
+def server_cpu(pid: int | None) -> float | None:
+    """Core-seconds the server's processes have used: the postmaster's, its live
+    children's (checkpointer, WAL writer, backends) and those of its children that
+    have exited (a run's backends, once it disconnected)."""
+    if pid is None:
+        return None
+    fields = _stat(pid)
+    ticks = sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                child = _stat(int(entry.name))
+            except OSError:
+                continue  # exited meanwhile: counted in cutime, or about to be
+            if child[1] == str(pid):
+                ticks += int(child[11]) + int(child[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+class Run(NamedTuple):
+    seconds: float
+    rss: int  # peak resident memory in bytes (wait4: the command or its children)
+    busy: float  # the machine's busy core-seconds meanwhile, anyone else's included
+    client: float  # core-seconds of the command and the children it waited for
+    server: float | None  # of the PostgreSQL server's processes, when it is local
+
+    def split(self) -> str:
+        server = "?" if self.server is None else f"{self.server:.1f}"
+        return f"{self.busy:.1f} busy core-s: server {server}, client {self.client:.1f}"
+
+
+def timed(args: list[str], env: dict | None = None, server: int | None = None) -> Run:
+    """Run a command; return its time, peak RSS and the core-seconds spent meanwhile
+    by the machine, the command and the server (the postmaster ``server``)."""
+    before = server_cpu(server)
     started, cpu = time.monotonic(), busy()
     process = subprocess.Popen(args, env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
     _pid, status, usage = os.wait4(process.pid, 0)
@@ -139,7 +196,15 @@ def timed(args: list[str], env: dict | None = None) -> tuple[float, int, float]:
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
         raise SystemExit(f"{args[0]} … exited {code}")
-    return elapsed, usage.ru_maxrss * 1024, cpu
+    time.sleep(0.2)  # the run's backends exit once it disconnected: count them all
+    after = server_cpu(server)
+    return Run(
+        elapsed,
+        usage.ru_maxrss * 1024,
+        cpu,
+        usage.ru_utime + usage.ru_stime,
+        None if before is None or after is None else after - before,
+    )
 
 
 def per_round(anchors: list[float], ours: list[float]) -> str:
@@ -199,12 +264,12 @@ def main() -> None:
         # counts: the first reader of a freshly generated table pays for the cold
         # cache (and for setting hint bits), whichever it is.
         raw_file = work / "raw.dump"
-        raw_dumps, our_dumps, raw_restores, our_restores = [], [], [], []
-        raw_restore_cpus: list[float] = []
+        raw_dumps: list[float] = []
+        our_dumps: list[float] = []
         ours_rss = restore_rss = raw_dump_rss = 0
         for round_ in range(1, options.repeat + 1):
             raw_file.unlink(missing_ok=True)
-            seconds, rss, cpu = timed(
+            raw = timed(
                 [
                     "pg_dump",
                     "--format=custom",
@@ -213,15 +278,15 @@ def main() -> None:
                     str(raw_file),
                 ]
             )
-            raw_dumps.append(seconds)
-            raw_dump_rss = max(raw_dump_rss, rss)
-            seconds, rss, ours_cpu = timed([python, "manage.py", "backup"], env)
-            our_dumps.append(seconds)
-            ours_rss = max(ours_rss, rss)
+            raw_dumps.append(raw.seconds)
+            raw_dump_rss = max(raw_dump_rss, raw.rss)
+            our = timed([python, "manage.py", "backup"], env)
+            our_dumps.append(our.seconds)
+            ours_rss = max(ours_rss, our.rss)
             print(
-                f"round {round_}: raw pg_dump {raw_dumps[-1]:.1f} s ({cpu:.1f} "
-                f"busy core-s), manage.py backup {our_dumps[-1]:.1f} s "
-                f"({ours_cpu:.1f} busy core-s, peak RSS {rss / 2**20:.0f} MiB) "
+                f"round {round_}: raw pg_dump {raw.seconds:.1f} s ({raw.busy:.1f} "
+                f"busy core-s), manage.py backup {our.seconds:.1f} s "
+                f"({our.busy:.1f} busy core-s, peak RSS {our.rss / 2**20:.0f} MiB) "
                 f"[{load()}]",
                 flush=True,
             )
@@ -229,10 +294,13 @@ def main() -> None:
         # The anchor restores the very file `backup` wrote (the newest).
         ours_file = max((work / "var" / "backups" / "backup").glob("*.dump"))
 
+        pid = postmaster(options.server)
+        anchors: list[Run] = []
+        ours: list[Run] = []
         for round_ in range(1, options.repeat + 1):
             with admin(options.server) as conn:
                 conn.execute(f'CREATE DATABASE "{RAW}"')
-            seconds, _, cpu = timed(
+            anchor = timed(
                 [
                     "pg_restore",
                     "--no-owner",
@@ -240,26 +308,30 @@ def main() -> None:
                     "--exit-on-error",
                     f"--dbname={options.server}/{RAW}",
                     str(ours_file),
-                ]
+                ],
+                server=pid,
             )
-            raw_restores.append(seconds)
-            raw_restore_cpus.append(cpu)
+            anchors.append(anchor)
             with admin(options.server) as conn:
                 conn.execute(f'DROP DATABASE "{RAW}" WITH (FORCE)')
-            seconds, rss, ours_cpu = timed(
-                [python, "manage.py", "restore", "latest", "--noinput"], env
+            our = timed(
+                [python, "manage.py", "restore", "latest", "--noinput"], env, pid
             )
-            our_restores.append(seconds)
-            restore_rss = max(restore_rss, rss)
+            ours.append(our)
+            restore_rss = max(restore_rss, our.rss)
             drop_kept(options.server)
             print(
-                f"round {round_}: raw single-job pg_restore {raw_restores[-1]:.1f} s "
-                f"({cpu:.1f} busy core-s), manage.py restore (--jobs "
-                f"{os.cpu_count()}) {our_restores[-1]:.1f} s ({ours_cpu:.1f} busy "
-                f"core-s, peak RSS {rss / 2**20:.0f} MiB) [{load()}]",
+                f"round {round_}: raw single-job pg_restore {anchor.seconds:.1f} s "
+                f"({anchor.split()}), manage.py restore (--jobs {os.cpu_count()}) "
+                f"{our.seconds:.1f} s ({our.split()}, peak RSS "
+                f"{our.rss / 2**20:.0f} MiB) [{load()}]",
                 flush=True,
             )
-        startup = min(timed([python, "manage.py", "check"], env)[0] for _ in range(2))
+        raw_restores = [run.seconds for run in anchors]
+        our_restores = [run.seconds for run in ours]
+        startup = min(
+            timed([python, "manage.py", "check"], env).seconds for _ in range(2)
+        )
         raw_dump, ours_dump = min(raw_dumps), min(our_dumps)
         raw_restore, ours_restore = min(raw_restores), min(our_restores)
 
@@ -285,7 +357,8 @@ def main() -> None:
                 "AWS_SECRET_ACCESS_KEY": "bench",
                 "AWS_S3_REGION_NAME": "us-east-1",
             }
-            s3_dump, s3_rss, _ = timed([python, "manage.py", "backup"], s3_env)
+            s3 = timed([python, "manage.py", "backup"], s3_env)
+            s3_dump, s3_rss = s3.seconds, s3.rss
             s3_line = (
                 f"\nbackup to S3 (moto on loopback): {raw_dump / s3_dump:.2f}x raw "
                 f"({s3_dump:.1f} s), peak RSS {s3_rss / 2**20:.0f} MiB [{load()}]"
@@ -314,12 +387,23 @@ def main() -> None:
         # pg_restore's work (its decompression, the server's COPY, the index builds,
         # WAL) takes the same core-seconds however many jobs share it; on N cores
         # it cannot take less than that / N.
-        floor = min(raw_restore_cpus) / (os.cpu_count() or 1)
+        quietest = min(run.busy for run in anchors)
+        floor = quietest / (os.cpu_count() or 1)
         print(
             f"restore ceiling: single-job pg_restore keeps the machine busy "
-            f"{min(raw_restore_cpus):.1f} core-s (quietest round, anyone else's "
+            f"{quietest:.1f} core-s (quietest round, anyone else's "
             f"work included), >= {floor:.1f} s on {os.cpu_count()} cores: at most "
             f"{raw_restore / floor:.2f}x for the same work, before start-up"
+        )
+        # Where the work is: the server's share is the same for any client, and on
+        # a machine of few cores it bounds how much faster a restore can be.
+        anchor, our = min(anchors), min(ours)
+        print(
+            f"restore work in the fastest rounds: single-job pg_restore "
+            f"{anchor.split()}; manage.py restore {our.split()} (client: the "
+            f"command and its pg_restore runs; server: every PostgreSQL process"
+            + ("" if pid is not None else ", not on this machine: not counted")
+            + ")"
         )
         print(
             f"peak RSS of the backup process: {ours_rss / 2**20:.0f} MiB, of restore "

@@ -4,6 +4,8 @@ does, as a benchmark that no longer runs only shows on the next measurement)."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tests.conftest import server_url
@@ -28,6 +30,10 @@ def test_the_backup_benchmark_compares_both_commands_with_the_raw_tools():
     assert "restore throughput vs single-job pg_restore of the same file: " in out
     assert "peak RSS of the backup process: " in out
     assert "rounds' ratios, anchor / ours in the same round: backup " in out
+    # The server runs on this machine: its processes' work is counted on each side.
+    work = next(line for line in out.splitlines() if line.startswith("restore work"))
+    assert re.search(r"single-job pg_restore [\d.]+ busy core-s: server \d", work)
+    assert re.search(r"manage.py restore [\d.]+ busy core-s: server \d", work)
 
 
 def test_the_restore_paths_benchmark_restores_the_same_database_every_way():
