@@ -37,6 +37,7 @@ creates and drops the databases stagehand_bench_backup*.
 from __future__ import annotations
 
 import argparse
+import operator
 import os
 import shutil
 import socket
@@ -397,7 +398,8 @@ def main() -> None:
         )
         # Where the work is: the server's share is the same for any client, and on
         # a machine of few cores it bounds how much faster a restore can be.
-        anchor, our = min(anchors), min(ours)
+        fastest = operator.attrgetter("seconds")
+        anchor, our = min(anchors, key=fastest), min(ours, key=fastest)
         print(
             f"restore work in the fastest rounds: single-job pg_restore "
             f"{anchor.split()}; manage.py restore {our.split()} (client: the "
