@@ -140,11 +140,13 @@ def postmaster(server: str) -> int | None:
     with admin(server) as conn:
         backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
         try:
+            with open(f"/proc/{backend}/cmdline", "rb") as fh:
+                ours = fh.read().startswith(b"postgres: ")  # not a namesake's pid
             parent = int(_stat(backend)[1])
             _stat(parent)
         except (OSError, ValueError, IndexError):
             return None  # on another machine, or in a container of its own
-        return parent
+        return parent if ours else None
 
 
 def _stat(pid: int) -> list[str]:
