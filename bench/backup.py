@@ -52,6 +52,10 @@ from typing import NamedTuple
 import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from apps.ops import backend as processes  # noqa: E402 - /proc, as `backend` reads it
+
 DB = "stagehand_bench_backup"
 RAW = "stagehand_bench_backup_raw"
 
@@ -139,39 +143,28 @@ def postmaster(server: str) -> int | None:
     its /proc entries can be read (a backend's parent), else None."""
     with admin(server) as conn:
         backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
-        try:
-            with open(f"/proc/{backend}/cmdline", "rb") as fh:
-                ours = fh.read().startswith(b"postgres: ")  # not a namesake's pid
-            parent = int(_stat(backend)[1])
-            _stat(parent)
-        except (OSError, ValueError, IndexError):
-            return None  # on another machine, or in a container of its own
-        return parent if ours else None
-
-
-def _stat(pid: int) -> list[str]:
-    """/proc/PID/stat's fields after the command's name (state, ppid, ...)."""
-    with open(f"/proc/{pid}/stat") as fh:
-        text = fh.read()
-    return text[text.rindex(")") + 2 :].split()
+    try:
+        with open(f"/proc/{backend}/cmdline", "rb") as fh:
+            if not fh.read().startswith(b"postgres: "):
+                return None  # a namesake's pid: the server is in a container
+    except OSError:
+        return None  # on another machine
+    stat = processes.read_stat(backend)
+    return stat["ppid"] if stat and processes.read_stat(stat["ppid"]) else None
 
 
 def server_cpu(pid: int | None) -> float | None:
     """Core-seconds the server's processes have used: the postmaster's, its live
     children's (checkpointer, WAL writer, backends) and those of its children that
     have exited (a run's backends, once it disconnected)."""
-    if pid is None:
+    stat = processes.read_stat(pid) if pid is not None else None
+    if stat is None:
         return None
-    fields = _stat(pid)
-    ticks = sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                child = _stat(int(entry.name))
-            except OSError:
-                continue  # exited meanwhile: counted in cutime, or about to be
-            if child[1] == str(pid):
-                ticks += int(child[11]) + int(child[12])
+    ticks = stat["cpu_ticks"] + stat["children_cpu_ticks"]
+    for child in processes.descendants(pid):
+        # One that exited meanwhile is counted in children_cpu_ticks, or about to be.
+        if child_stat := processes.read_stat(child):
+            ticks += child_stat["cpu_ticks"]
     return ticks / os.sysconf("SC_CLK_TCK")
 
 

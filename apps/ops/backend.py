@@ -55,8 +55,9 @@ def _clock_ticks() -> int:
 
 
 def read_stat(pid: int) -> dict | None:
-    """Return state, parent PID, process group and start time (clock ticks since boot)
-    of ``pid`` from ``/proc/<pid>/stat``; None when there is no such process."""
+    """Return state, parent PID, process group, start time (clock ticks since boot)
+    and the CPU time used (clock ticks: its own, and its waited-for children's) of
+    ``pid`` from ``/proc/<pid>/stat``; None when there is no such process."""
     try:
         raw = Path(f"/proc/{pid}/stat").read_text()
     except (FileNotFoundError, ProcessLookupError, PermissionError):
@@ -68,6 +69,8 @@ def read_stat(pid: int) -> dict | None:
         "ppid": int(fields[1]),
         "pgrp": int(fields[2]),
         "start_ticks": int(fields[19]),
+        "cpu_ticks": int(fields[11]) + int(fields[12]),  # utime + stime
+        "children_cpu_ticks": int(fields[13]) + int(fields[14]),  # cutime + cstime
     }
 
 
@@ -88,7 +91,7 @@ def _rss_bytes(pid: int) -> int:
     return resident_pages * os.sysconf("SC_PAGE_SIZE")
 
 
-def _descendants(pid: int, skip: Iterable[int] = ()) -> list[int]:
+def descendants(pid: int, skip: Iterable[int] = ()) -> list[int]:
     """Return the PIDs of every live descendant of ``pid`` (Celery's pool processes),
     leaving out the subtrees of the PIDs in ``skip``."""
     skip = set(skip)
@@ -294,11 +297,9 @@ def check_record(
     if stat["state"] in {"Z", "X"}:
         return ProcessState(record, alive=False, reason=f"PID {record.pid} has exited")
     uptime = _system_uptime() - stat["start_ticks"] / _clock_ticks()
-    descendants = _descendants(record.pid, skip=recorded)
-    rss = _rss_bytes(record.pid) + sum(_rss_bytes(pid) for pid in descendants)
-    return ProcessState(
-        record, alive=True, uptime=uptime, rss=rss, children=len(descendants)
-    )
+    found = descendants(record.pid, skip=recorded)
+    rss = _rss_bytes(record.pid) + sum(_rss_bytes(pid) for pid in found)
+    return ProcessState(record, alive=True, uptime=uptime, rss=rss, children=len(found))
 
 
 ROLE_ORDER = {"supervisor": 0, "server": 1, "worker": 2, "beat": 3}

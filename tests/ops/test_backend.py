@@ -273,3 +273,31 @@ def test_beat_waits_for_the_migrations_then_becomes_beat(settings):
         "config.celery_app",
     ]
     assert "beat" in beat.command[len(waiter) :]
+
+
+BURN = "import time\nend = time.process_time() + 0.5\nwhile time.process_time() < end: pass"
+
+
+def test_read_stat_counts_the_cpu_of_a_process_and_of_its_waited_for_children():
+    # The parent waits for a child that burns half a second of CPU, then idles: the
+    # child's ticks are then counted in the parent's children_cpu_ticks, not its own.
+    script = (
+        "import subprocess, sys\n"
+        f"subprocess.run([sys.executable, '-c', {BURN!r}])\n"
+        "print('waited', flush=True)\n"
+        "input()"
+    )
+    parent = subprocess.Popen(
+        [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    try:
+        assert parent.stdout.readline() == b"waited\n"
+        stat = backend.read_stat(parent.pid)
+        ticks = os.sysconf("SC_CLK_TCK")
+        assert stat["ppid"] == os.getpid()
+        assert stat["children_cpu_ticks"] >= 0.4 * ticks
+        assert stat["cpu_ticks"] < stat["children_cpu_ticks"]
+        assert parent.pid in backend.descendants(os.getpid())
+        assert parent.pid not in backend.descendants(os.getpid(), skip=[parent.pid])
+    finally:
+        parent.communicate(b"\n", timeout=20)
