@@ -191,7 +191,11 @@ def test_the_detached_backends_logs_rotate_its_own_too(started):
     folder = Path(env["STAGEHAND_VAR_DIR"]) / "log"
     for _ in range(30):
         get(f"http://127.0.0.1:{port}/healthz")  # an access-log line each
-    wait_for(lambda: (folder / "server.log.1").exists(), "the server's log to rotate")
+    # A rollover renames server.log to server.log.1, then opens a new server.log.
+    wait_for(
+        lambda: (folder / "server.log.1").exists() and (folder / "server.log").exists(),
+        "the server's log to rotate",
+    )
     assert not (folder / "server.log.2").exists()
     assert (folder / "server.log").stat().st_size <= 400
 
@@ -203,7 +207,12 @@ def test_the_detached_backends_logs_rotate_its_own_too(started):
         "the supervisor to restart the server",
     )
     wait_for(lambda: healthz(port), "the restarted server to answer")
-    wait_for(lambda: (folder / "backend.log.1").exists(), "backend.log to rotate")
+    wait_for(
+        lambda: (
+            (folder / "backend.log.1").exists() and (folder / "backend.log").exists()
+        ),
+        "backend.log to rotate",
+    )
     both = (folder / "backend.log.1").read_text() + (folder / "backend.log").read_text()
     assert f"server (PID {first}) died with signal SIGKILL" in both
     assert not (folder / "backend.log.2").exists()
