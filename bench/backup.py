@@ -141,15 +141,15 @@ def busy() -> float:
 def postmaster(server: str) -> int | None:
     """The pid of the PostgreSQL server's postmaster when it runs on this machine and
     its /proc entries can be read (a backend's parent), else None."""
-    with admin(server) as conn:
+    with admin(server) as conn:  # read while connected: the backend exits after
         backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
-    try:
-        with open(f"/proc/{backend}/cmdline", "rb") as fh:
-            if not fh.read().startswith(b"postgres: "):
-                return None  # a namesake's pid: the server is in a container
-    except OSError:
-        return None  # on another machine
-    stat = processes.read_stat(backend)
+        try:
+            with open(f"/proc/{backend}/cmdline", "rb") as fh:
+                if not fh.read().startswith(b"postgres: "):
+                    return None  # a namesake's pid: the server is in a container
+        except OSError:
+            return None  # on another machine
+        stat = processes.read_stat(backend)
     return stat["ppid"] if stat and processes.read_stat(stat["ppid"]) else None
 
 
